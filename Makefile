@@ -1,0 +1,25 @@
+# jetstation: `make demo` runs the quickstart end to end, `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
+# Build artefacts live outside the clone so that a fresh clone reuses them.
+export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
+
+.PHONY: setup demo test test-core bench lint
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(CARGO) run --release -q -p jetstation-examples --bin quickstart
+
+## Every test of every part that exists so far.
+test: test-core
+
+## Rust core: unit tests and integration tests against real nats-servers.
+test-core: setup
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

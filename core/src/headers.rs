@@ -1,0 +1,26 @@
+//! Header names jetstation reads and writes. Names starting with `Nats-` or
+//! `Jst-` are reserved: applications cannot set them.
+
+/// JetStream's deduplication id.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's guard: the previous message id stored in the stream.
+pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+/// The message key (routing and per-key order).
+pub const KEY: &str = "Jst-Key";
+
+/// Dead letters: where the message came from and why it failed.
+pub const ORIGIN_STATION: &str = "Jst-Origin-Station";
+pub const ORIGIN_PARTITION: &str = "Jst-Origin-Partition";
+pub const ORIGIN_SEQUENCE: &str = "Jst-Origin-Sequence";
+pub const ORIGIN_GROUP: &str = "Jst-Origin-Group";
+pub const DELIVERIES: &str = "Jst-Deliveries";
+pub const LAST_ERROR: &str = "Jst-Last-Error";
+pub const DEAD_LETTERED_AT: &str = "Jst-Dead-Lettered-At";
+/// The original message id of a dead letter.
+pub const ORIGIN_MSG_ID: &str = "Jst-Origin-Msg-Id";
+
+/// Whether an application may set this header.
+pub fn is_reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("nats-") || lower.starts_with("jst-")
+}

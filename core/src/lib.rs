@@ -1,0 +1,30 @@
+//! # jetstation
+//!
+//! One client core for NATS JetStream: **stations** (durable, partitioned
+//! streams with retention, dead letters and dedup), a **producer** that keeps
+//! per-key order across retries and reconnects, and **consumer groups** with
+//! per-key ordered processing, ordered acknowledgements and dead letters.
+//!
+//! Python, Node, Swift and the gRPC gateway wrap this crate; every behaviour
+//! lives here so that every language behaves the same.
+//!
+//! ```no_run
+//! # async fn demo() -> jetstation::Result<()> {
+//! use jetstation::{Client, ConnectOptions, Message, StationConfig};
+//! let client = Client::connect(ConnectOptions::new("nats://127.0.0.1:4222")).await?;
+//! client.create_station("employee-changes", StationConfig::default().partitions(4)).await?;
+//! let producer = client.producer("employee-changes", Default::default()).await?;
+//! let receipt = producer.send(Message::new("name changed").key("emp-42")).await?;
+//! println!("stored at partition {} sequence {}", receipt.partition, receipt.sequence);
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod error;
+pub mod headers;
+pub mod names;
+pub mod station;
+
+pub use client::{Auth, Client, ConnectOptions, Tls};
+pub use error::{Error, ErrorKind, Result};
+pub use station::{Station, StationConfig, Storage};

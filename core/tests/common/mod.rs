@@ -1,0 +1,69 @@
+//! Shared helpers of the integration tests: a real nats-server per test and
+//! a connected client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    future::Future,
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+pub use jetstation_harness::{Cluster, NatsServer};
+use jetstation::{Client, ConnectOptions};
+
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("JETSTATION_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+pub fn options(server: &NatsServer) -> ConnectOptions {
+    ConnectOptions::new(server.url())
+        .request_timeout(Duration::from_secs(2))
+        .max_reconnect_delay(Duration::from_millis(250))
+}
+
+pub async fn connect(server: &NatsServer) -> Client {
+    init_tracing();
+    Client::connect(options(server)).await.expect("connect")
+}
+
+/// Waits for `cond` to hold, polling, up to `limit`; panics with `what`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects to a fresh cluster once its JetStream meta leader is elected
+/// (connect succeeds only when the JetStream API answers).
+pub async fn connect_cluster(cluster: &Cluster) -> Client {
+    init_tracing();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let options = ConnectOptions::with_urls(cluster.urls())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250));
+        match Client::connect(options).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("cluster not ready: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cluster never became ready: {e}"),
+        }
+    }
+}

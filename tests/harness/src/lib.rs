@@ -1,0 +1,337 @@
+//! Real `nats-server` processes for tests, benchmarks and the demo.
+//!
+//! Every server runs with JetStream on free loopback ports, keeps its store in
+//! its own temporary directory and is killed when dropped, so a failing test
+//! never leaves a server behind. The binary comes from `NATS_SERVER_BIN`, or
+//! from the cache that `scripts/setup-nats.sh` fills
+//! (`~/.cache/jetstation/bin/nats-server`).
+//!
+//! Nothing here imitates NATS: the tests talk to the same server binary that
+//! users run.
+
+use std::{
+    fs,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+
+/// Path of the nats-server binary used by tests.
+///
+/// Panics with the command to run when no binary is found, because a test
+/// that cannot reach a real server must not pass.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let cached = cache_dir().join("bin/nats-server");
+    if cached.exists() {
+        return cached;
+    }
+    panic!(
+        "no nats-server found: run `scripts/setup-nats.sh` (or `make setup`) to fetch v2.15.0 \
+         into {}, or set NATS_SERVER_BIN",
+        cached.display()
+    );
+}
+
+/// `~/.cache/jetstation`, or `$JETSTATION_CACHE` when set.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("JETSTATION_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".cache/jetstation")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    binary: PathBuf,
+    jetstream: bool,
+    extra_config: String,
+    name: String,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            binary: nats_server_bin(),
+            jetstream: true,
+            extra_config: String::new(),
+            name: "n1".into(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Use another binary (e.g. Debian's 2.9 `/usr/sbin/nats-server`).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = path.into();
+        self
+    }
+
+    /// Appends raw server configuration (authorization blocks, limits…).
+    pub fn config(mut self, text: &str) -> Self {
+        self.extra_config.push_str(text);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Starts without JetStream (to test the error a client gets).
+    pub fn without_jetstream(mut self) -> Self {
+        self.jetstream = false;
+        self
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(self) -> NatsServer {
+        let dir = tempfile::Builder::new()
+            .prefix("jetstation-nats-")
+            .tempdir()
+            .expect("temp dir for nats-server");
+        let mut server = NatsServer {
+            builder: self,
+            port: free_port(),
+            cluster: None,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ClusterPart {
+    cluster_name: String,
+    port: u16,
+    routes: Vec<u16>,
+}
+
+/// One running (or stopped) nats-server process.
+#[derive(Debug)]
+pub struct NatsServer {
+    builder: ServerBuilder,
+    port: u16,
+    cluster: Option<ClusterPart>,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// A single node with JetStream, using the cached v2.15 binary.
+    pub fn start() -> Self {
+        ServerBuilder::default().start()
+    }
+
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log file, useful when a test fails.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    fn config_text(&self) -> String {
+        let store = self.dir.path().join("store");
+        let mut text = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{port}\n",
+            name = self.builder.name,
+            port = self.port
+        );
+        if self.builder.jetstream {
+            text.push_str(&format!(
+                "jetstream {{\n  store_dir: \"{}\"\n}}\n",
+                store.display()
+            ));
+        }
+        if let Some(c) = &self.cluster {
+            let routes: Vec<String> = c
+                .routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            text.push_str(&format!(
+                "cluster {{\n  name: {}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                c.cluster_name,
+                c.port,
+                routes.join(", ")
+            ));
+        }
+        text.push_str(&self.builder.extra_config);
+        text
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("server.conf");
+        fs::write(&conf, self.config_text()).expect("write server config");
+        let child = Command::new(&self.builder.binary)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-l")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}",
+                    self.builder.binary.display()
+                )
+            });
+        self.child = Some(child);
+        self.wait_listening(Duration::from_secs(15));
+    }
+
+    fn wait_listening(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if !self.is_running() {
+                let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+                panic!("nats-server exited at start; its log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on port {} within {limit:?}",
+                self.port
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Graceful stop (SIGTERM), waiting for the process to exit. The store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Hard kill (SIGKILL), as a crash would. The store is kept.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts a stopped or killed server again (same port, same store).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server is still running");
+        self.spawn();
+    }
+
+    pub fn store_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A 3-node (or n-node) JetStream cluster on loopback.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl Cluster {
+    pub fn start(size: usize) -> Self {
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let name = format!("jst{}", free_port());
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            let dir = tempfile::Builder::new()
+                .prefix("jetstation-nats-")
+                .tempdir()
+                .expect("temp dir for nats-server");
+            let routes = cluster_ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| *p)
+                .collect();
+            nodes.push(NatsServer {
+                builder: ServerBuilder {
+                    name: format!("n{}", i + 1),
+                    ..ServerBuilder::default()
+                },
+                port: client_ports[i],
+                cluster: Some(ClusterPart {
+                    cluster_name: name.clone(),
+                    port: cluster_ports[i],
+                    routes,
+                }),
+                dir,
+                child: None,
+            });
+        }
+        // All nodes must be up before any waits for listening: a node only
+        // serves clients once it has found its routes.
+        for node in &mut nodes {
+            let conf = node.dir.path().join("server.conf");
+            fs::write(&conf, node.config_text()).expect("write server config");
+        }
+        for node in &mut nodes {
+            node.spawn();
+        }
+        Self { nodes }
+    }
+
+    /// Comma-separated URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+}
