@@ -23,8 +23,10 @@ pub mod client;
 pub mod error;
 pub mod headers;
 pub mod names;
+pub mod producer;
 pub mod station;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
 pub use error::{Error, ErrorKind, Result};
+pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};
 pub use station::{Station, StationConfig, Storage};

@@ -67,3 +67,57 @@ pub async fn connect_cluster(cluster: &Cluster) -> Client {
         }
     }
 }
+
+/// One stored message, read back with plain async-nats (independently of
+/// jetstation's consumer).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub sequence: u64,
+    pub key: Option<String>,
+    pub msg_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// Every message of a JetStream stream, in stream order.
+pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures::StreamExt;
+    let nats = async_nats::connect(url).await.expect("raw connect");
+    let js = async_nats::jetstream::new(nats);
+    let mut s = js.get_stream(stream).await.expect("stream exists");
+    let last = s.info().await.unwrap().state.last_sequence;
+    let total = s.info().await.unwrap().state.messages;
+    let consumer = s
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    if total == 0 {
+        return out;
+    }
+    let mut messages = consumer.messages().await.unwrap();
+    while let Some(m) = messages.next().await {
+        let m = m.unwrap();
+        let info = m.info().unwrap();
+        let sequence = info.stream_sequence;
+        let headers = m.headers.clone().unwrap_or_default();
+        out.push(Stored {
+            sequence,
+            key: headers.get("Jst-Key").map(|v| v.to_string()),
+            msg_id: headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default(),
+            payload: m.payload.to_vec(),
+        });
+        if sequence >= last {
+            break;
+        }
+    }
+    out
+}
+
+/// Partition stream name of a station without namespace.
+pub fn partition_stream(station: &str, partition: u32) -> String {
+    format!("JST__{station}__P{partition}")
+}

@@ -1,0 +1,495 @@
+//! Producers: ordered, batched, pipelined, retried and idempotent sends.
+//!
+//! `send` resolves once the broker has stored the message and returns a
+//! [`Receipt`]; `enqueue` queues it and returns a [`SendHandle`] to await
+//! later; `flush` waits for everything queued; `close` flushes and refuses
+//! further sends.
+//!
+//! # How order survives retries
+//! Each partition of a station is its own stream, and each partition has one
+//! pipeline in the producer ([`partition`]). Messages leave in `send` order;
+//! every message carries its id (`Nats-Msg-Id`, given or
+//! `<producer id>-<sequence>`), and every message sent while its predecessor
+//! is not yet confirmed also carries `Nats-Expected-Last-Msg-Id: <predecessor
+//! id>`. The server stores such a message only if the last message of the
+//! stream is its predecessor. So when a message is lost (a reconnect, a
+//! leader election, a server restart), every message behind it is refused
+//! instead of being stored out of order or after a gap.
+//!
+//! On a failure the pipeline stops sending, waits for the answers of
+//! everything in flight, then resends from the first unconfirmed message, in
+//! order, after an exponential backoff with jitter (the `backoff` crate).
+//! Messages that did reach the stream are recognised by their id inside the
+//! dedup window and answered as duplicates with their original sequence, so a
+//! retry never stores a message twice. If the first unconfirmed message fails
+//! for good (permanent error, or its delivery timeout passed) it fails, and
+//! so does every message of the partition queued behind it, with an error
+//! that names the first failure: nothing is stored after a gap.
+//!
+//! A message whose predecessor is already confirmed is sent without the
+//! guard: nothing of ours can be missing before it. That is also how several
+//! producers share a partition: when another producer's message lands between
+//! two of ours, the guard refuses ours, the pipeline sees the predecessor
+//! confirmed, and resends at once without waiting. Concurrent producers on
+//! one partition therefore cost throughput (one extra round trip per
+//! interleaving); give a station at least as many partitions as it has busy
+//! producers.
+
+mod partition;
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+
+use crate::{
+    client::Client,
+    error::{Error, ErrorKind, Result},
+    headers,
+    names::{partition_of, validate_key},
+    station::unknown_station,
+};
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub payload: Bytes,
+    /// Routing and ordering key: messages of one key go to one partition and
+    /// keep their order.
+    pub key: Option<String>,
+    /// Application headers (names starting with `Nats-` or `Jst-` are reserved).
+    pub headers: Vec<(String, String)>,
+    /// Idempotency id; derived from the producer id and a sequence when absent.
+    pub msg_id: Option<String>,
+}
+
+impl Message {
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Default::default()
+        }
+    }
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn msg_id(mut self, id: impl Into<String>) -> Self {
+        self.msg_id = Some(id.into());
+        self
+    }
+}
+
+/// Proof that the broker stored a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub station: String,
+    pub partition: u32,
+    /// Sequence of the message in its partition.
+    pub sequence: u64,
+    /// The broker already had a message with this id (inside the dedup
+    /// window); `sequence` is the one it was stored at.
+    pub duplicate: bool,
+    pub msg_id: String,
+}
+
+/// What `send` does when the producer's buffer is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Wait until space frees up.
+    #[default]
+    Wait,
+    /// Fail at once with a `BufferFull` error.
+    FailFast,
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Most messages sent together in one batch.
+    pub max_batch_messages: usize,
+    /// Most bytes sent together in one batch.
+    pub max_batch_bytes: usize,
+    /// How long a partly filled batch waits for more messages (0: leave at once).
+    pub linger: Duration,
+    /// Most unconfirmed messages per partition.
+    pub max_in_flight: usize,
+    /// Bytes of queued and unconfirmed messages, all partitions together.
+    pub buffer_bytes: usize,
+    pub when_full: WhenFull,
+    /// How long a message may take, retries included, before it fails.
+    pub delivery_timeout: Duration,
+    /// First and longest wait between retries.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Prefix of derived message ids; random when absent. Give a stable id to
+    /// a producer that must dedup across restarts with explicit sequences.
+    pub producer_id: Option<String>,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_messages: 256,
+            max_batch_bytes: 1 << 20,
+            linger: Duration::ZERO,
+            max_in_flight: 1024,
+            buffer_bytes: 64 << 20,
+            when_full: WhenFull::Wait,
+            delivery_timeout: Duration::from_secs(60),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            producer_id: None,
+        }
+    }
+}
+
+impl ProducerOptions {
+    pub fn max_batch_messages(mut self, n: usize) -> Self {
+        self.max_batch_messages = n;
+        self
+    }
+    pub fn max_batch_bytes(mut self, n: usize) -> Self {
+        self.max_batch_bytes = n;
+        self
+    }
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.linger = d;
+        self
+    }
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+    pub fn buffer_bytes(mut self, n: usize) -> Self {
+        self.buffer_bytes = n;
+        self
+    }
+    pub fn when_full(mut self, w: WhenFull) -> Self {
+        self.when_full = w;
+        self
+    }
+    pub fn delivery_timeout(mut self, d: Duration) -> Self {
+        self.delivery_timeout = d;
+        self
+    }
+    pub fn producer_id(mut self, id: impl Into<String>) -> Self {
+        self.producer_id = Some(id.into());
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_batch_messages == 0 || self.max_in_flight == 0 {
+            return Err(Error::invalid(
+                "max_batch_messages and max_in_flight must be at least 1",
+            ));
+        }
+        if self.buffer_bytes < 1024 || self.buffer_bytes > u32::MAX as usize {
+            return Err(Error::invalid(
+                "buffer_bytes must be between 1 KiB and 4 GiB",
+            ));
+        }
+        if self.delivery_timeout.is_zero() {
+            return Err(Error::invalid("delivery_timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A message accepted by the pipeline, waiting to be stored.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) subject: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) payload: Bytes,
+    pub(crate) msg_id: String,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<Receipt>>,
+    /// Released when the message is resolved, either way.
+    pub(crate) _ticket: Ticket,
+}
+
+/// Holds buffer space and counts the message as outstanding until dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    outstanding: watch::Sender<usize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.outstanding.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Awaitable result of [`Producer::enqueue`].
+#[derive(Debug)]
+pub struct SendHandle {
+    rx: oneshot::Receiver<Result<Receipt>>,
+}
+
+impl Future for SendHandle {
+    type Output = Result<Receipt>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    "the producer stopped before this message was resolved",
+                ))
+            })
+        })
+    }
+}
+
+/// Sends messages to one station. Cheap to clone; clones share the pipelines.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    station: String,
+    partitions: u32,
+    compaction: bool,
+    client: Client,
+    options: ProducerOptions,
+    producer_id: String,
+    next_seq: AtomicU64,
+    round_robin: AtomicU32,
+    buffer: Arc<Semaphore>,
+    outstanding: watch::Sender<usize>,
+    closed: AtomicBool,
+    queues: Vec<mpsc::UnboundedSender<Pending>>,
+}
+
+impl Client {
+    /// A producer for `station`, which must exist.
+    pub async fn producer(&self, station: &str, options: ProducerOptions) -> Result<Producer> {
+        crate::names::validate_name("station", station)?;
+        options.validate()?;
+        let config = self
+            .read_station_config(station)
+            .await?
+            .ok_or_else(|| unknown_station(station))?;
+        let producer_id = options
+            .producer_id
+            .clone()
+            .unwrap_or_else(|| nuid::next().to_string());
+        let (outstanding, _) = watch::channel(0usize);
+        let mut queues = Vec::new();
+        for p in 0..config.partitions {
+            let (tx, rx) = mpsc::unbounded_channel();
+            queues.push(tx);
+            let worker = partition::Worker::new(
+                self.inner.js.clone(),
+                station.to_string(),
+                self.inner.names.partition_stream(station, p),
+                p,
+                options.clone(),
+                rx,
+            );
+            tokio::spawn(worker.run());
+        }
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                station: station.to_string(),
+                partitions: config.partitions,
+                compaction: config.compaction,
+                client: self.clone(),
+                buffer: Arc::new(Semaphore::new(options.buffer_bytes)),
+                options,
+                producer_id,
+                next_seq: AtomicU64::new(1),
+                round_robin: AtomicU32::new(0),
+                outstanding,
+                closed: AtomicBool::new(false),
+                queues,
+            }),
+        })
+    }
+}
+
+impl Producer {
+    pub fn station(&self) -> &str {
+        &self.inner.station
+    }
+
+    /// The prefix of message ids this producer derives.
+    pub fn producer_id(&self) -> &str {
+        &self.inner.producer_id
+    }
+
+    /// Sends and waits until the broker stored the message.
+    #[tracing::instrument(name = "send", skip_all, fields(station = %self.inner.station))]
+    pub async fn send(&self, message: Message) -> Result<Receipt> {
+        self.enqueue(message).await?.await
+    }
+
+    /// Queues a message (waiting for buffer space, or failing fast) and
+    /// returns a handle that resolves once it is stored. Messages of one key
+    /// are stored in the order `enqueue` was called.
+    pub async fn enqueue(&self, message: Message) -> Result<SendHandle> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("producer"));
+        }
+        let (partition, headers, msg_id) = self.prepare(&message)?;
+        let subject = inner.client.inner.names.message_subject(
+            &inner.station,
+            partition,
+            message.key.as_deref(),
+            inner.compaction,
+        );
+        let size = message.payload.len() + header_bytes(&headers) + subject.len();
+        let max_payload = inner.client.max_payload();
+        if message.payload.len() + header_bytes(&headers) > max_payload {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "message of {} bytes (with headers) exceeds the server's max_payload of \
+                     {max_payload} bytes; split it, or store the data elsewhere and send a \
+                     reference",
+                    message.payload.len() + header_bytes(&headers)
+                ),
+            ));
+        }
+        if size > inner.options.buffer_bytes {
+            return Err(Error::invalid(format!(
+                "message of {size} bytes is larger than the producer buffer ({} bytes); raise \
+                 buffer_bytes",
+                inner.options.buffer_bytes
+            )));
+        }
+        let permit = match inner.options.when_full {
+            WhenFull::Wait => inner
+                .buffer
+                .clone()
+                .acquire_many_owned(size as u32)
+                .await
+                .map_err(|_| Error::closed("producer")),
+            WhenFull::FailFast => inner
+                .buffer
+                .clone()
+                .try_acquire_many_owned(size as u32)
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::BufferFull,
+                        format!(
+                            "the producer buffer ({} bytes) is full: the broker is slow or \
+                             unreachable; retry later, or use WhenFull::Wait to wait instead",
+                            inner.options.buffer_bytes
+                        ),
+                    )
+                }),
+        }?;
+        inner.outstanding.send_modify(|n| *n += 1);
+        let ticket = Ticket {
+            _permit: permit,
+            outstanding: inner.outstanding.clone(),
+        };
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            subject,
+            headers,
+            payload: message.payload,
+            msg_id,
+            deadline: Instant::now() + inner.options.delivery_timeout,
+            reply,
+            _ticket: ticket,
+        };
+        inner.queues[partition as usize]
+            .send(pending)
+            .map_err(|_| Error::closed("producer"))?;
+        Ok(SendHandle { rx })
+    }
+
+    fn prepare(&self, message: &Message) -> Result<(u32, HeaderMap, String)> {
+        let inner = &self.inner;
+        let partition = match &message.key {
+            Some(key) => {
+                validate_key(key)?;
+                partition_of(key, inner.partitions)
+            }
+            None => inner.round_robin.fetch_add(1, Ordering::Relaxed) % inner.partitions,
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &message.headers {
+            if headers::is_reserved(name) {
+                return Err(Error::invalid(format!(
+                    "header {name:?} is reserved (names starting with Nats- or Jst- belong to \
+                     the broker and jetstation); rename it"
+                )));
+            }
+            if name.is_empty() || name.contains([':', ' ', '\r', '\n']) || value.contains(['\r', '\n']) {
+                return Err(Error::invalid(format!(
+                    "header {name:?} is malformed: names need visible characters without ':' \
+                     or spaces, values cannot contain line breaks"
+                )));
+            }
+            headers.append(name.as_str(), value.as_str());
+        }
+        let msg_id = match &message.msg_id {
+            Some(id) if id.is_empty() => {
+                return Err(Error::invalid("msg_id must not be empty when given"));
+            }
+            Some(id) => id.clone(),
+            None => format!(
+                "{}-{}",
+                inner.producer_id,
+                inner.next_seq.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        headers.insert(headers::MSG_ID, msg_id.as_str());
+        if let Some(key) = &message.key {
+            headers.insert(headers::KEY, key.as_str());
+        }
+        Ok((partition, headers, msg_id))
+    }
+
+    /// Waits until every message queued so far is stored or has failed.
+    pub async fn flush(&self) -> Result<()> {
+        let mut rx = self.inner.outstanding.subscribe();
+        rx.wait_for(|n| *n == 0)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::closed("producer"))
+    }
+
+    /// Flushes, then refuses further sends.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.flush().await
+    }
+
+    /// Messages queued or in flight right now.
+    pub fn outstanding(&self) -> usize {
+        *self.inner.outstanding.borrow()
+    }
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    // "NATS/1.0\r\n" + "name: value\r\n" per header + "\r\n".
+    12 + headers
+        .iter()
+        .map(|(n, vs)| {
+            let name: &str = n.as_ref();
+            vs.iter().map(|v| name.len() + v.as_str().len() + 4).sum::<usize>()
+        })
+        .sum::<usize>()
+}

@@ -1,0 +1,284 @@
+//! Producer behaviour against a real nats-server.
+
+mod common;
+
+use std::{collections::{HashMap, HashSet}, time::Duration};
+
+use common::*;
+use jetstation::{ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull};
+
+/// Payload "<key>:<index>" lets the checks recover the send order per key.
+fn payload(key: &str, i: usize) -> String {
+    format!("{key}:{i}")
+}
+
+fn parse(p: &[u8]) -> (String, usize) {
+    let s = std::str::from_utf8(p).unwrap();
+    let (k, i) = s.rsplit_once(':').unwrap();
+    (k.to_string(), i.parse().unwrap())
+}
+
+/// Checks the whole station: each key in order, no duplicate, returns the
+/// stored count per key.
+async fn check_station(url: &str, station: &str, partitions: u32) -> HashMap<String, Vec<usize>> {
+    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut ids = HashSet::new();
+    for p in 0..partitions {
+        for m in read_stream(url, &partition_stream(station, p)).await {
+            assert!(ids.insert(m.msg_id.clone()), "duplicate stored: {}", m.msg_id);
+            let (key, i) = parse(&m.payload);
+            assert_eq!(m.key.as_deref(), Some(key.as_str()));
+            per_key.entry(key).or_default().push(i);
+        }
+    }
+    for (key, seen) in &per_key {
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "key {key} out of order: {seen:?}");
+    }
+    per_key
+}
+
+#[tokio::test]
+async fn send_returns_a_receipt_and_duplicates_are_recognised() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client.create_station("hr", StationConfig::default().partitions(2)).await.unwrap();
+    let producer = client.producer("hr", ProducerOptions::default()).await.unwrap();
+    let r1 = producer
+        .send(Message::new("hello").key("emp-1").header("source", "hr").msg_id("change-1"))
+        .await
+        .unwrap();
+    assert_eq!(r1.station, "hr");
+    assert_eq!(r1.sequence, 1);
+    assert!(!r1.duplicate);
+    assert_eq!(r1.msg_id, "change-1");
+    let again = producer
+        .send(Message::new("hello").key("emp-1").msg_id("change-1"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, r1.sequence);
+    assert_eq!(again.partition, r1.partition);
+    assert_eq!(client.station("hr").await.unwrap().messages, 1);
+    producer.close().await.unwrap();
+    let err = producer.send(Message::new("late")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+}
+
+/// The producer relies on this server behaviour: a message whose id is
+/// already stored is answered as a duplicate before the
+/// `Nats-Expected-Last-Msg-Id` guard is checked, so resending an already
+/// stored message never fails on the guard.
+#[tokio::test]
+async fn server_checks_dedup_before_the_last_msg_id_guard() {
+    use async_nats::{HeaderMap, jetstream::message::PublishMessage};
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client.create_station("guard", StationConfig::default()).await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let subject = "jst._.guard.0.m";
+    let publish = |id: &str, expected: Option<&str>| {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        if let Some(e) = expected {
+            h.insert("Nats-Expected-Last-Msg-Id", e);
+        }
+        PublishMessage::build().payload(id.to_string().into()).headers(h)
+    };
+    let a = js.send_publish(subject, publish("a", None)).await.unwrap().await.unwrap();
+    js.send_publish(subject, publish("b", Some("a"))).await.unwrap().await.unwrap();
+    // Wrong guard, but a known id: a duplicate, not an error.
+    let dup = js.send_publish(subject, publish("a", Some("zzz"))).await.unwrap().await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.sequence, a.sequence);
+    // Wrong guard, new id: refused.
+    let err = js.send_publish(subject, publish("c", Some("a"))).await.unwrap().await.unwrap_err();
+    assert_eq!(err.kind(), async_nats::jetstream::context::PublishErrorKind::WrongLastMessageId);
+}
+
+#[tokio::test]
+async fn hundred_thousand_messages_over_a_thousand_keys_keep_order() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let partitions = 4;
+    client
+        .create_station("bulk", StationConfig::default().partitions(partitions))
+        .await
+        .unwrap();
+    let producer = client.producer("bulk", ProducerOptions::default()).await.unwrap();
+    let keys = 1000;
+    let per_key = 100;
+    let mut handles = Vec::with_capacity(keys * per_key);
+    for i in 0..per_key {
+        for k in 0..keys {
+            let key = format!("emp-{k}");
+            let h = producer.enqueue(Message::new(payload(&key, i)).key(key)).await.unwrap();
+            handles.push(h);
+        }
+    }
+    producer.flush().await.unwrap();
+    let mut sequences = HashSet::new();
+    for h in handles {
+        let r = h.await.unwrap();
+        assert!(!r.duplicate);
+        assert!(sequences.insert((r.partition, r.sequence)));
+    }
+    let stored = check_station(&server.url(), "bulk", partitions).await;
+    assert_eq!(stored.len(), keys);
+    for (key, seen) in stored {
+        assert_eq!(seen, (0..per_key).collect::<Vec<_>>(), "key {key}");
+    }
+}
+
+/// Kills the server (a crash: every connection drops, unconfirmed publishes
+/// are lost) and restarts it on the same store, twice, while 30,000 keyed
+/// messages are being sent.
+#[tokio::test]
+async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
+    let mut server = NatsServer::start();
+    let client = connect(&server).await;
+    let partitions = 3;
+    client
+        .create_station("crashy", StationConfig::default().partitions(partitions))
+        .await
+        .unwrap();
+    let producer = client
+        .producer("crashy", ProducerOptions::default().delivery_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let keys = 300;
+    let per_key = 100;
+    let sender = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..per_key {
+                for k in 0..keys {
+                    let key = format!("emp-{k}");
+                    handles.push(producer.enqueue(Message::new(payload(&key, i)).key(key)).await.unwrap());
+                }
+                if i % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            let mut ok = 0;
+            for h in handles {
+                h.await.expect("every send resolves, and with 60 s to go, succeeds");
+                ok += 1;
+            }
+            ok
+        })
+    };
+    // Crash while sending, once hard (SIGKILL) and once gracefully.
+    wait_until(Duration::from_secs(30), "first messages stored", || {
+        let client = client.clone();
+        async move { client.station("crashy").await.map(|s| s.messages > 3000).unwrap_or(false) }
+    })
+    .await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.start_again();
+    wait_until(Duration::from_secs(30), "more messages stored", || {
+        let client = client.clone();
+        async move { client.station("crashy").await.map(|s| s.messages > 15000).unwrap_or(false) }
+    })
+    .await;
+    server.restart();
+    let ok = tokio::time::timeout(Duration::from_secs(120), sender).await.unwrap().unwrap();
+    assert_eq!(ok, keys * per_key);
+    let stored = check_station(&server.url(), "crashy", partitions).await;
+    assert_eq!(stored.len(), keys);
+    for (key, seen) in stored {
+        assert_eq!(seen, (0..per_key).collect::<Vec<_>>(), "key {key}: a gap or a loss");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_sent() {
+    let server = NatsServer::builder().config("max_payload: 65536").start();
+    let client = connect(&server).await;
+    let err = client.producer("nowhere", ProducerOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("create_station"), "{err}");
+
+    client.create_station("strict", StationConfig::default()).await.unwrap();
+    let producer = client.producer("strict", ProducerOptions::default()).await.unwrap();
+    let err = producer.send(Message::new(vec![0u8; 70_000])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
+    assert!(err.message().contains("65536"), "{err}");
+    let err = producer.send(Message::new("x").header("Nats-Msg-Id", "sneaky")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("reserved"), "{err}");
+    let err = producer.send(Message::new("x").key("k".repeat(300))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    producer.send(Message::new("fine")).await.unwrap();
+    assert_eq!(client.station("strict").await.unwrap().messages, 1);
+}
+
+/// Server stopped, 1 MiB buffer: sends wait (or fail fast), memory stays
+/// bounded by the buffer, and everything is stored once the server is back.
+#[tokio::test]
+async fn backpressure_bounds_the_buffer_while_the_server_is_down() {
+    let mut server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("bp", StationConfig::default().storage(Storage::File))
+        .await
+        .unwrap();
+    let buffer = 1 << 20;
+    let waiting = client
+        .producer(
+            "bp",
+            ProducerOptions::default()
+                .buffer_bytes(buffer)
+                .delivery_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let failing = client
+        .producer("bp", ProducerOptions::default().buffer_bytes(buffer).when_full(WhenFull::FailFast))
+        .await
+        .unwrap();
+    server.stop();
+
+    // Fail-fast: about 1 MiB is accepted, then BufferFull.
+    let chunk = vec![7u8; 10_000];
+    let mut accepted = Vec::new();
+    let err = loop {
+        match failing.enqueue(Message::new(chunk.clone()).key("ff")).await {
+            Ok(h) => accepted.push(h),
+            Err(e) => break e,
+        }
+        assert!(accepted.len() < 200, "the buffer never filled");
+    };
+    assert_eq!(err.kind(), ErrorKind::BufferFull);
+    assert!(accepted.len() >= 90 && accepted.len() <= 105, "{}", accepted.len());
+
+    // Wait mode: a sender blocks once the buffer is full.
+    let sender = {
+        let waiting = waiting.clone();
+        let chunk = chunk.clone();
+        tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..300 {
+                let m = Message::new(chunk.clone()).key(format!("k{}", i % 7));
+                handles.push(waiting.enqueue(m).await.unwrap());
+            }
+            handles
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!sender.is_finished(), "a full buffer must make send wait");
+    assert!(waiting.outstanding() <= buffer / chunk.len() + 1, "{}", waiting.outstanding());
+
+    server.start_again();
+    let handles = tokio::time::timeout(Duration::from_secs(60), sender).await.unwrap().unwrap();
+    for h in handles {
+        h.await.unwrap();
+    }
+    for h in accepted {
+        h.await.unwrap();
+    }
+    waiting.flush().await.unwrap();
+    let stored = client.station("bp").await.unwrap().messages;
+    assert!(stored >= 300 + 90, "{stored}");
+}
