@@ -20,6 +20,8 @@
 //! ```
 
 pub mod client;
+pub mod consumer;
+pub mod dead_letter;
 pub mod error;
 pub mod headers;
 pub mod names;
@@ -27,6 +29,8 @@ pub mod producer;
 pub mod station;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
+pub use consumer::{Consumer, ConsumerOptions, Delivery, ReceivedMessage, StartPosition};
+pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};
 pub use station::{Station, StationConfig, Storage};

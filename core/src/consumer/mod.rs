@@ -1,0 +1,472 @@
+//! Consumer groups: shared, per-key ordered processing with ordered
+//! acknowledgements and dead letters.
+//!
+//! A group is a durable pull consumer on every partition stream of a station.
+//! Members (any number of [`Consumer`]s, in any processes, with the same group
+//! name) share the partitions: each partition consumer uses JetStream's
+//! *pinned client* priority policy, so the server delivers a partition to one
+//! member at a time and moves it to another when that member stops pulling for
+//! [`ConsumerOptions::handover_timeout`] (or closes, which hands over at once).
+//!
+//! Inside a member, [`scheduler`] hands messages to the application:
+//! - at most [`ConsumerOptions::concurrency`] at once, never two of one key,
+//!   each key in stream order (a key's next message waits until the previous
+//!   one is acknowledged or dead-lettered);
+//! - acknowledgements are committed in stream order per partition: the
+//!   consumer uses `AckPolicy::All` and acknowledges only the last message of
+//!   the contiguous prefix of finished messages, so the broker's ack floor never
+//!   passes an unfinished message and a crash redelivers a contiguous tail;
+//! - a failed message is redelivered by the broker after a growing delay; after
+//!   `max_deliveries` (a station setting) it is copied to the station's
+//!   dead-letter stream with headers naming its origin, then terminated.
+//!
+//! Two styles: `next()` (an async iterator of [`Delivery`], settled with
+//! `ack`, `nack`, `term`, `in_progress`) and [`Consumer::consume`] (a handler
+//! whose `Ok` acks and whose `Err` nacks).
+
+pub(crate) mod scheduler;
+
+use std::{
+    fmt,
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull},
+};
+use bytes::Bytes;
+use futures::Stream;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::{
+    client::Client,
+    error::{Error, Result},
+    names::validate_name,
+    station::unknown_station,
+};
+
+/// Name of the priority group every member pulls with.
+pub(crate) const PIN_GROUP: &str = "jst";
+
+/// Where a new group starts. An existing group continues where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// From the first stored message (replays the whole history).
+    #[default]
+    Earliest,
+    /// Only messages stored from now on.
+    Latest,
+    /// From this sequence in every partition.
+    Sequence(u64),
+    /// From the first message stored at or after this time.
+    Time(OffsetDateTime),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Messages processed at once by this member (never two of one key).
+    pub concurrency: usize,
+    pub start: StartPosition,
+    /// A message not settled within this time is redelivered.
+    pub ack_wait: Duration,
+    /// Delivered but uncommitted messages per partition before the broker
+    /// pauses delivery (bounds the member's memory).
+    pub max_ack_pending: usize,
+    /// Delay before the first redelivery of a nacked message; doubles with
+    /// every further delivery up to `max_redelivery_delay`.
+    pub redelivery_delay: Duration,
+    pub max_redelivery_delay: Duration,
+    /// Messages asked for in one pull.
+    pub fetch_batch: usize,
+    /// A member that stops pulling for this long loses its partitions.
+    pub handover_timeout: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            start: StartPosition::Earliest,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 4096,
+            redelivery_delay: Duration::from_secs(1),
+            max_redelivery_delay: Duration::from_secs(60),
+            fetch_batch: 256,
+            handover_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConsumerOptions {
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    pub fn start(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+    pub fn ack_wait(mut self, d: Duration) -> Self {
+        self.ack_wait = d;
+        self
+    }
+    pub fn max_ack_pending(mut self, n: usize) -> Self {
+        self.max_ack_pending = n;
+        self
+    }
+    pub fn redelivery_delay(mut self, first: Duration, max: Duration) -> Self {
+        self.redelivery_delay = first;
+        self.max_redelivery_delay = max;
+        self
+    }
+    pub fn fetch_batch(mut self, n: usize) -> Self {
+        self.fetch_batch = n;
+        self
+    }
+    pub fn handover_timeout(mut self, d: Duration) -> Self {
+        self.handover_timeout = d;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 || self.fetch_batch == 0 || self.max_ack_pending == 0 {
+            return Err(Error::invalid(
+                "concurrency, fetch_batch and max_ack_pending must be at least 1",
+            ));
+        }
+        if self.ack_wait < Duration::from_millis(500) {
+            return Err(Error::invalid("ack_wait must be at least 500 ms"));
+        }
+        if self.handover_timeout < Duration::from_secs(1) {
+            return Err(Error::invalid("handover_timeout must be at least 1 s"));
+        }
+        Ok(())
+    }
+
+    /// Delay before redelivery after the `deliveries`-th delivery failed.
+    pub(crate) fn redelivery_after(&self, deliveries: u64) -> Duration {
+        let exp = deliveries.saturating_sub(1).min(20) as u32;
+        self.redelivery_delay
+            .saturating_mul(1 << exp)
+            .min(self.max_redelivery_delay)
+    }
+}
+
+/// A received message (what a handler sees).
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub station: String,
+    pub partition: u32,
+    /// Sequence in its partition.
+    pub sequence: u64,
+    pub key: Option<String>,
+    pub payload: Bytes,
+    /// Every header, application and jetstation ones (`Jst-…`, `Nats-Msg-Id`).
+    pub headers: Vec<(String, String)>,
+    pub msg_id: Option<String>,
+    /// 1 on the first delivery.
+    pub deliveries: u64,
+}
+
+impl ReceivedMessage {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How a delivery was settled.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Ack,
+    Nack { delay: Option<Duration>, reason: String },
+    Term { reason: String },
+}
+
+/// A message handed to the application. Settle it with `ack`, `nack` or
+/// `term`; dropping it unsettled counts as a `nack`.
+pub struct Delivery {
+    message: ReceivedMessage,
+    token: scheduler::Token,
+    raw: jetstream::Message,
+    events: mpsc::UnboundedSender<scheduler::Event>,
+    settled: bool,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery").field("message", &self.message).finish()
+    }
+}
+
+impl std::ops::Deref for Delivery {
+    type Target = ReceivedMessage;
+    fn deref(&self) -> &ReceivedMessage {
+        &self.message
+    }
+}
+
+impl Delivery {
+    pub fn message(&self) -> &ReceivedMessage {
+        &self.message
+    }
+
+    fn settle(mut self, outcome: Outcome) -> Result<()> {
+        self.settled = true;
+        self.events
+            .send(scheduler::Event::Settled {
+                token: self.token,
+                outcome,
+            })
+            .map_err(|_| Error::closed("consumer"))
+    }
+
+    /// Done: counted as finished; committed once every earlier message of
+    /// its partition is finished too.
+    pub fn ack(self) -> Result<()> {
+        self.settle(Outcome::Ack)
+    }
+
+    /// Failed: redelivered after `delay` (or the growing default), or
+    /// dead-lettered when this was the last allowed delivery.
+    pub fn nack(self, delay: Option<Duration>) -> Result<()> {
+        self.nack_with_reason("nacked by the application", delay)
+    }
+
+    /// Like [`Delivery::nack`], recording why (shown on the dead letter).
+    pub fn nack_with_reason(self, reason: impl Into<String>, delay: Option<Duration>) -> Result<()> {
+        self.settle(Outcome::Nack {
+            delay,
+            reason: reason.into(),
+        })
+    }
+
+    /// Never process this message again: it goes to the dead-letter station
+    /// at once, with `reason`.
+    pub fn term(self, reason: impl Into<String>) -> Result<()> {
+        self.settle(Outcome::Term {
+            reason: reason.into(),
+        })
+    }
+
+    /// Still working: postpones the redelivery of this message by `ack_wait`.
+    pub async fn in_progress(&self) -> Result<()> {
+        self.raw
+            .ack_with(jetstream::AckKind::Progress)
+            .await
+            .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = self.events.send(scheduler::Event::Settled {
+                token: self.token,
+                outcome: Outcome::Nack {
+                    delay: None,
+                    reason: "dropped without being settled".into(),
+                },
+            });
+        }
+    }
+}
+
+/// One member of a consumer group. Cheap to clone; clones share the member.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    station: String,
+    group: String,
+    ready: Mutex<mpsc::UnboundedReceiver<Delivery>>,
+    events: mpsc::UnboundedSender<scheduler::Event>,
+}
+
+impl Client {
+    /// Joins (creating if needed) consumer group `group` of `station`.
+    #[tracing::instrument(skip(self, options), fields(station, group))]
+    pub async fn consumer(
+        &self,
+        station: &str,
+        group: &str,
+        options: ConsumerOptions,
+    ) -> Result<Consumer> {
+        validate_name("station", station)?;
+        validate_name("group", group)?;
+        options.validate()?;
+        let config = self
+            .read_station_config(station)
+            .await?
+            .ok_or_else(|| unknown_station(station))?;
+        let names = &self.inner.names;
+        let mut partitions = Vec::new();
+        for p in 0..config.partitions {
+            let stream_name = names.partition_stream(station, p);
+            let stream = self
+                .inner
+                .js
+                .get_stream_no_info(&stream_name)
+                .await
+                .map_err(|e| Error::from_nats(&format!("opening {stream_name}"), &e))?;
+            let consumer = match stream.get_consumer::<pull::Config>(group).await {
+                Ok(c) => c,
+                Err(_) => stream
+                    .create_consumer(group_config(group, &options))
+                    .await
+                    .map_err(|e| {
+                        Error::from_nats(&format!("creating group {group:?} on {stream_name}"), &e)
+                    })?,
+            };
+            partitions.push(scheduler::PartitionHandle {
+                partition: p,
+                stream,
+                consumer,
+            });
+        }
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let sched = scheduler::Scheduler::new(
+            self.clone(),
+            station.to_string(),
+            group.to_string(),
+            config.max_deliveries,
+            options,
+            partitions,
+            ready_tx,
+            events_tx.clone(),
+        );
+        tokio::spawn(sched.run(events_rx));
+        Ok(Consumer {
+            shared: Arc::new(Shared {
+                station: station.to_string(),
+                group: group.to_string(),
+                ready: Mutex::new(ready_rx),
+                events: events_tx,
+            }),
+        })
+    }
+
+    /// Deletes consumer group `group` of `station` (its position is lost).
+    pub async fn delete_group(&self, station: &str, group: &str) -> Result<()> {
+        validate_name("group", group)?;
+        let config = self
+            .read_station_config(station)
+            .await?
+            .ok_or_else(|| unknown_station(station))?;
+        for p in 0..config.partitions {
+            let stream = self.inner.names.partition_stream(station, p);
+            if let Err(e) = self.inner.js.delete_consumer_from_stream(group, &stream).await {
+                let err = Error::from_nats(&format!("deleting group {group:?}"), &e);
+                if err.kind() != crate::ErrorKind::NotFound {
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn group_config(group: &str, options: &ConsumerOptions) -> pull::Config {
+    pull::Config {
+        durable_name: Some(group.to_string()),
+        description: Some(format!("jetstation consumer group {group:?}")),
+        ack_policy: AckPolicy::All,
+        ack_wait: options.ack_wait,
+        // Redeliveries and dead letters are decided by the scheduler.
+        max_deliver: -1,
+        max_ack_pending: options.max_ack_pending as i64,
+        deliver_policy: match options.start {
+            StartPosition::Earliest => DeliverPolicy::All,
+            StartPosition::Latest => DeliverPolicy::New,
+            StartPosition::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s },
+            StartPosition::Time(t) => DeliverPolicy::ByStartTime { start_time: t },
+        },
+        priority_policy: PriorityPolicy::PinnedClient,
+        priority_groups: vec![PIN_GROUP.to_string()],
+        priority_timeout: options.handover_timeout,
+        ..Default::default()
+    }
+}
+
+impl Consumer {
+    pub fn station(&self) -> &str {
+        &self.shared.station
+    }
+
+    pub fn group(&self) -> &str {
+        &self.shared.group
+    }
+
+    /// The next message, or `None` once the consumer is closed.
+    pub async fn next(&self) -> Option<Result<Delivery>> {
+        self.shared.ready.lock().await.recv().await.map(Ok)
+    }
+
+    /// The messages as a `Stream` (ends when the consumer is closed).
+    pub fn messages(&self) -> impl Stream<Item = Result<Delivery>> + Send + 'static {
+        let this = self.clone();
+        futures::stream::unfold(this, |c| async move { c.next().await.map(|d| (d, c)) })
+    }
+
+    /// Runs `handler` on every message until the consumer is closed, up to
+    /// `concurrency` at once: `Ok` acks, `Err` nacks (redelivery with a
+    /// growing delay, then dead letter), a panic counts as an `Err`.
+    pub async fn consume<F, Fut, E>(&self, handler: F) -> Result<()>
+    where
+        F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        let handler = Arc::new(handler);
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(delivery) = self.next().await {
+            let delivery = delivery?;
+            let handler = handler.clone();
+            tasks.spawn(async move {
+                let span = tracing::debug_span!(
+                    "handler",
+                    partition = delivery.partition,
+                    sequence = delivery.sequence
+                );
+                let _entered = span.enter();
+                drop(_entered);
+                match handler(delivery.message().clone()).await {
+                    Ok(()) => delivery.ack(),
+                    Err(e) => delivery.nack_with_reason(e.to_string(), None),
+                }
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Stops fetching, waits for the application to settle what it holds,
+    /// commits, and hands the partitions over to the other members.
+    pub async fn close(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        if self.shared.events.send(scheduler::Event::Close { done }).is_err() {
+            return Ok(());
+        }
+        // Deliveries queued for an application that stopped reading go back
+        // to the group (dropping one while closing releases it, no penalty).
+        if let Ok(mut ready) = self.shared.ready.try_lock() {
+            while let Ok(delivery) = ready.try_recv() {
+                drop(delivery);
+            }
+        }
+        wait.await.unwrap_or(Ok(()))
+    }
+}

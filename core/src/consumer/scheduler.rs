@@ -1,0 +1,737 @@
+//! The heart of a consumer group member: one task that owns every piece of
+//! state, driven by events (messages fetched, deliveries settled, dead
+//! letters stored, broker info, close). No locks; nothing else mutates it.
+//!
+//! Per partition it keeps the delivered but uncommitted messages in stream
+//! order (`entries`), and per key the queue of its messages (`keys`): only a
+//! key's first message can run, so one key never runs twice at once and keys
+//! keep stream order. A message finished (acked or dead-lettered) lets the
+//! next one of its key run, and moves the commit point over the contiguous
+//! prefix of finished messages (one `AckAll` for the last of them).
+//!
+//! # Committing only what this member knows
+//! `AckAll` on sequence `s` acknowledges every pending message up to `s`, also
+//! messages this member never saw (delivered to a member that died, or lost in
+//! transit during a reconnect). So a partition only commits while it is *in
+//! sync*: the broker's last delivery sequence equals the last one this member
+//! received, and the broker's pending count equals this member's uncommitted
+//! messages. That is checked with a consumer-info request when the member
+//! starts a partition and whenever delivery sequences jump; until it holds,
+//! nothing is committed (the broker redelivers what it is waiting for after
+//! `ack_wait`, and the check is repeated).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    time::{Duration, Instant},
+};
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, AckKind, consumer::pull, message::PublishMessage},
+};
+use futures::StreamExt;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use super::{ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage};
+use crate::{
+    client::Client,
+    error::{Error, Result},
+    headers,
+};
+
+/// Identifies a delivery handed to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Token {
+    partition: u32,
+    sequence: u64,
+}
+
+pub(crate) enum Event {
+    Fetched {
+        partition: u32,
+        message: jetstream::Message,
+    },
+    Settled {
+        token: Token,
+        outcome: Outcome,
+    },
+    DeadLettered {
+        token: Token,
+        result: Result<()>,
+    },
+    RetryDeadLetter {
+        token: Token,
+    },
+    Synced {
+        partition: u32,
+        info: Result<jetstream::consumer::Info>,
+    },
+    Close {
+        done: oneshot::Sender<Result<()>>,
+    },
+}
+
+pub(crate) struct PartitionHandle {
+    pub(crate) partition: u32,
+    pub(crate) stream: jetstream::stream::Stream<()>,
+    pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Behind an earlier message of its key.
+    Waiting,
+    /// May run; queued for the application.
+    Runnable,
+    /// Held by the application.
+    InApp,
+    /// Failed; the broker redelivers it after a delay.
+    Nacked,
+    /// Being copied to the dead-letter station.
+    DeadLettering,
+    /// Acked or dead-lettered; committed with the prefix.
+    Done,
+}
+
+struct Entry {
+    raw: jetstream::Message,
+    key: Option<String>,
+    state: State,
+    deliveries: u64,
+    /// Terminated at the broker (dead-lettered): no longer pending there.
+    termed: bool,
+    last_error: Option<String>,
+}
+
+struct Partition {
+    handle: PartitionHandle,
+    entries: BTreeMap<u64, Entry>,
+    keys: HashMap<String, VecDeque<u64>>,
+    /// Highest committed stream sequence.
+    committed: u64,
+    last_delivery: u64,
+    in_sync: bool,
+    syncing: bool,
+    last_sync: Option<Instant>,
+    fetch: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct Scheduler {
+    client: Client,
+    station: String,
+    group: String,
+    max_deliveries: u32,
+    options: ConsumerOptions,
+    parts: Vec<Partition>,
+    runnable: VecDeque<Token>,
+    in_app: HashSet<Token>,
+    ready: Option<mpsc::UnboundedSender<Delivery>>,
+    events: mpsc::UnboundedSender<Event>,
+    closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
+}
+
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Scheduler {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        client: Client,
+        station: String,
+        group: String,
+        max_deliveries: u32,
+        options: ConsumerOptions,
+        handles: Vec<PartitionHandle>,
+        ready: mpsc::UnboundedSender<Delivery>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        let parts = handles
+            .into_iter()
+            .map(|handle| Partition {
+                handle,
+                entries: BTreeMap::new(),
+                keys: HashMap::new(),
+                committed: 0,
+                last_delivery: 0,
+                in_sync: false,
+                syncing: false,
+                last_sync: None,
+                fetch: None,
+            })
+            .collect();
+        Self {
+            client,
+            station,
+            group,
+            max_deliveries,
+            options,
+            parts,
+            runnable: VecDeque::new(),
+            in_app: HashSet::new(),
+            ready: Some(ready),
+            events,
+            closing: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        for i in 0..self.parts.len() {
+            self.start_fetch(i);
+        }
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let abandoned = async {
+                match &self.ready {
+                    Some(r) => r.closed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(e) => self.on_event(e),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+                _ = abandoned => {
+                    // Every handle was dropped without close: stop like a
+                    // crashed process would, committing nothing more.
+                    tracing::debug!(station = %self.station, group = %self.group, "consumer dropped");
+                    self.stop_fetching();
+                    return;
+                }
+            }
+            if self.close_ready() {
+                self.finish_close().await;
+                return;
+            }
+        }
+    }
+
+    fn start_fetch(&mut self, index: usize) {
+        let part = &self.parts[index];
+        let consumer = part.handle.consumer.clone();
+        let partition = part.handle.partition;
+        let events = self.events.clone();
+        let batch = self.options.fetch_batch;
+        // Pulls must be renewed well within the handover timeout, or the pin
+        // (the partition) is lost between two pulls.
+        let expires = (self.options.handover_timeout / 3)
+            .clamp(Duration::from_millis(500), Duration::from_secs(30));
+        let heartbeat = (expires / 4).max(Duration::from_millis(100));
+        let task = tokio::spawn(async move {
+            loop {
+                let stream = consumer
+                    .stream()
+                    .group(PIN_GROUP)
+                    .max_messages_per_batch(batch)
+                    .expires(expires)
+                    .heartbeat(heartbeat)
+                    .messages()
+                    .await;
+                match stream {
+                    Ok(mut messages) => {
+                        while let Some(item) = messages.next().await {
+                            match item {
+                                Ok(message) => {
+                                    if events.send(Event::Fetched { partition, message }).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!(partition, error = %e, "pull stream error");
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(partition, error = %e, "cannot pull messages; retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        self.parts[index].fetch = Some(task);
+    }
+
+    fn stop_fetching(&mut self) {
+        for part in &mut self.parts {
+            if let Some(task) = part.fetch.take() {
+                task.abort();
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Fetched { partition, message } => self.on_fetched(partition, message),
+            Event::Settled { token, outcome } => self.on_settled(token, outcome),
+            Event::DeadLettered { token, result } => match result {
+                Ok(()) => {
+                    if let Some(e) = self.entry(token) {
+                        e.termed = true;
+                    }
+                    self.finish(token);
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        station = %self.station, partition = token.partition,
+                        sequence = token.sequence, error = %err,
+                        "cannot store dead letter; retrying in 1 s"
+                    );
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = events.send(Event::RetryDeadLetter { token });
+                    });
+                }
+            },
+            Event::RetryDeadLetter { token } => {
+                let reason = self
+                    .entry(token)
+                    .and_then(|e| e.last_error.clone())
+                    .unwrap_or_default();
+                self.dead_letter(token, reason);
+            }
+            Event::Synced { partition, info } => self.on_synced(partition, info),
+            Event::Close { done } => {
+                let deadline = Instant::now() + self.options.ack_wait;
+                self.closing = Some((done, deadline));
+                self.stop_fetching();
+                // Closing the channel ends the application's iteration once it
+                // has taken what is already queued for it.
+                self.ready = None;
+                self.runnable.clear();
+            }
+        }
+        self.dispatch();
+    }
+
+    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
+        self.parts
+            .get_mut(token.partition as usize)?
+            .entries
+            .get_mut(&token.sequence)
+    }
+
+    fn on_fetched(&mut self, partition: u32, message: jetstream::Message) {
+        if self.closing.is_some() {
+            return;
+        }
+        let Ok(info) = message.info() else {
+            return;
+        };
+        let (sequence, delivery, deliveries) =
+            (info.stream_sequence, info.consumer_sequence, info.delivered.max(1) as u64);
+        let part = &mut self.parts[partition as usize];
+        if delivery != part.last_delivery + 1 {
+            part.in_sync = false;
+        }
+        part.last_delivery = part.last_delivery.max(delivery);
+        let token = Token { partition, sequence };
+        if let Some(entry) = part.entries.get_mut(&sequence) {
+            // A redelivery: the one awaited after a nack, or an ack-wait
+            // expiry of a message that is waiting, running or finished here.
+            entry.raw = message;
+            entry.deliveries = deliveries;
+            if entry.state == State::Nacked {
+                entry.state = State::Runnable;
+                self.runnable.push_back(token);
+            }
+            return;
+        }
+        if sequence <= part.committed {
+            return;
+        }
+        let key = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::KEY))
+            .map(|v| v.to_string());
+        let mut state = State::Runnable;
+        if let Some(k) = &key {
+            let queue = part.keys.entry(k.clone()).or_default();
+            queue.push_back(sequence);
+            if queue.len() > 1 {
+                state = State::Waiting;
+            }
+        }
+        part.entries.insert(
+            sequence,
+            Entry {
+                raw: message,
+                key,
+                state,
+                deliveries,
+                termed: false,
+                last_error: None,
+            },
+        );
+        if state == State::Runnable {
+            self.runnable.push_back(token);
+        }
+    }
+
+    /// Hands runnable messages to the application, up to `concurrency`.
+    fn dispatch(&mut self) {
+        while self.in_app.len() < self.options.concurrency && self.closing.is_none() {
+            let Some(token) = self.runnable.pop_front() else {
+                return;
+            };
+            let max = u64::from(self.max_deliveries);
+            let Some(entry) = self
+                .parts
+                .get_mut(token.partition as usize)
+                .and_then(|p| p.entries.get_mut(&token.sequence))
+            else {
+                continue;
+            };
+            if entry.state != State::Runnable {
+                continue;
+            }
+            if entry.deliveries > max {
+                // Delivered too often without being settled (ack-wait
+                // expiries, crashes): do not run it again.
+                let reason = entry.last_error.clone().unwrap_or_else(|| {
+                    format!("not acknowledged after {} deliveries (ack_wait expired)", entry.deliveries - 1)
+                });
+                self.dead_letter(token, reason);
+                continue;
+            }
+            entry.state = State::InApp;
+            let delivery = Delivery {
+                message: received(&self.station, token, entry),
+                token,
+                raw: entry.raw.clone(),
+                events: self.events.clone(),
+                settled: false,
+            };
+            self.in_app.insert(token);
+            if let Some(ready) = &self.ready {
+                // If the application is gone, the delivery's drop reports it back.
+                let _ = ready.send(delivery);
+            }
+        }
+    }
+
+    fn on_settled(&mut self, token: Token, outcome: Outcome) {
+        if !self.in_app.remove(&token) {
+            return;
+        }
+        let max = u64::from(self.max_deliveries);
+        let options = self.options.clone();
+        let closing = self.closing.is_some();
+        let Some(entry) = self.entry(token) else {
+            return;
+        };
+        match outcome {
+            Outcome::Ack => self.finish(token),
+            Outcome::Term { reason } => self.dead_letter(token, reason),
+            Outcome::Nack { delay, reason } => {
+                entry.last_error = Some(reason.clone());
+                if entry.deliveries >= max && !closing {
+                    self.dead_letter(token, reason);
+                } else {
+                    let delay = if closing {
+                        Duration::ZERO
+                    } else {
+                        delay.unwrap_or_else(|| options.redelivery_after(entry.deliveries))
+                    };
+                    entry.state = State::Nacked;
+                    let raw = entry.raw.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = raw.ack_with(AckKind::Nak(Some(delay))).await {
+                            tracing::debug!(error = %e, "nak not sent; ack_wait will redeliver");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// The message is acked or dead-lettered: let its key move on and commit.
+    fn finish(&mut self, token: Token) {
+        let part = &mut self.parts[token.partition as usize];
+        let Some(entry) = part.entries.get_mut(&token.sequence) else {
+            return;
+        };
+        entry.state = State::Done;
+        if let Some(key) = entry.key.clone() {
+            if let Some(queue) = part.keys.get_mut(&key) {
+                if queue.front() == Some(&token.sequence) {
+                    queue.pop_front();
+                }
+                match queue.front().copied() {
+                    Some(next) => {
+                        if let Some(e) = part.entries.get_mut(&next) {
+                            if e.state == State::Waiting {
+                                e.state = State::Runnable;
+                                self.runnable.push_back(Token {
+                                    partition: token.partition,
+                                    sequence: next,
+                                });
+                            }
+                        }
+                    }
+                    None => {
+                        part.keys.remove(&key);
+                    }
+                }
+            }
+        }
+        self.commit(token.partition as usize);
+    }
+
+    /// Acknowledges the contiguous prefix of finished messages, if in sync.
+    fn commit(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        if !part.in_sync {
+            self.request_sync(index);
+            return;
+        }
+        let Some(last) = pop_done_prefix(part) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = last.ack_with(AckKind::Ack).await {
+                tracing::debug!(error = %e, "commit not sent; a later one covers it");
+            }
+        });
+    }
+
+    fn request_sync(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        let due = part
+            .last_sync
+            .is_none_or(|t| t.elapsed() >= SYNC_INTERVAL);
+        if part.syncing || !due || part.entries.is_empty() {
+            return;
+        }
+        part.syncing = true;
+        part.last_sync = Some(Instant::now());
+        let stream = part.handle.stream.clone();
+        let group = self.group.clone();
+        let partition = part.handle.partition;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let info = stream
+                .consumer_info(&group)
+                .await
+                .map_err(|e| Error::from_nats("reading consumer info", &e));
+            let _ = events.send(Event::Synced { partition, info });
+        });
+    }
+
+    fn on_synced(&mut self, partition: u32, info: Result<jetstream::consumer::Info>) {
+        let index = partition as usize;
+        let part = &mut self.parts[index];
+        part.syncing = false;
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(partition, error = %e, "sync failed; retrying");
+                return;
+            }
+        };
+        // Another member committed these while this one was not the owner.
+        let floor = info.ack_floor.stream_sequence;
+        if floor > part.committed {
+            let stale: Vec<u64> = part.entries.range(..=floor).map(|(s, _)| *s).collect();
+            for s in stale {
+                if let Some(e) = part.entries.remove(&s) {
+                    if let Some(k) = e.key {
+                        if let Some(q) = part.keys.get_mut(&k) {
+                            q.retain(|x| *x != s);
+                            if q.is_empty() {
+                                part.keys.remove(&k);
+                            }
+                        }
+                    }
+                }
+            }
+            part.committed = floor;
+        }
+        let ours = part.entries.values().filter(|e| !e.termed).count();
+        if info.delivered.consumer_sequence == part.last_delivery && info.num_ack_pending == ours {
+            part.in_sync = true;
+            self.commit(index);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for i in 0..self.parts.len() {
+            let p = &self.parts[i];
+            let has_done = p.entries.values().next().is_some_and(|e| e.state == State::Done);
+            if !p.in_sync && has_done {
+                self.request_sync(i);
+            }
+        }
+        if let Some((_, deadline)) = &self.closing {
+            if Instant::now() >= *deadline {
+                tracing::warn!(
+                    station = %self.station, group = %self.group,
+                    held = self.in_app.len(),
+                    "closing without waiting further for unsettled messages"
+                );
+                self.in_app.clear();
+            }
+        }
+    }
+
+    /// Copies the message to the dead-letter station, then terminates it.
+    fn dead_letter(&mut self, token: Token, reason: String) {
+        let station = self.station.clone();
+        let group = self.group.clone();
+        let names = &self.client.inner.names;
+        let subject = names.dead_letter_subject(&station);
+        let origin_stream = names.partition_stream(&station, token.partition);
+        let js = self.client.inner.js.clone();
+        let events = self.events.clone();
+        let Some(entry) = self.entry(token) else {
+            return;
+        };
+        entry.state = State::DeadLettering;
+        entry.last_error = Some(reason.clone());
+        let raw = entry.raw.clone();
+        let deliveries = entry.deliveries;
+        tracing::info!(
+            station = %station, partition = token.partition, sequence = token.sequence,
+            deliveries, reason = %reason, "dead-lettering"
+        );
+        tokio::spawn(async move {
+            let mut h = HeaderMap::new();
+            if let Some(original) = &raw.headers {
+                for (name, values) in original.iter() {
+                    let name: &str = name.as_ref();
+                    if name.eq_ignore_ascii_case(headers::MSG_ID) {
+                        for v in values {
+                            h.insert(headers::ORIGIN_MSG_ID, v.as_str());
+                        }
+                    } else if !name.to_ascii_lowercase().starts_with("nats-") {
+                        for v in values {
+                            h.append(name, v.as_str());
+                        }
+                    }
+                }
+            }
+            let now = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            h.insert(headers::MSG_ID, format!("dl-{origin_stream}-{group}-{}", token.sequence).as_str());
+            h.insert(headers::ORIGIN_STATION, station.as_str());
+            h.insert(headers::ORIGIN_PARTITION, token.partition.to_string().as_str());
+            h.insert(headers::ORIGIN_SEQUENCE, token.sequence.to_string().as_str());
+            h.insert(headers::ORIGIN_GROUP, group.as_str());
+            h.insert(headers::DELIVERIES, deliveries.to_string().as_str());
+            h.insert(headers::LAST_ERROR, sanitize(&reason).as_str());
+            h.insert(headers::DEAD_LETTERED_AT, now.as_str());
+            let publish = PublishMessage::build().payload(raw.payload.clone()).headers(h);
+            let result = async {
+                js.send_publish(subject, publish)
+                    .await
+                    .map_err(|e| Error::from_nats("storing a dead letter", &e))?
+                    .await
+                    .map_err(|e| Error::from_nats("storing a dead letter", &e))?;
+                raw.ack_with(AckKind::Term)
+                    .await
+                    .map_err(|e| Error::from_nats("terminating a dead letter", e.as_ref()))
+            }
+            .await;
+            let _ = events.send(Event::DeadLettered { token, result });
+        });
+    }
+
+    fn close_ready(&self) -> bool {
+        self.closing.is_some()
+            && self.in_app.is_empty()
+            && !self
+                .parts
+                .iter()
+                .any(|p| p.entries.values().any(|e| e.state == State::DeadLettering))
+    }
+
+    /// Final commit, quick handover of what is left, then unpin.
+    async fn finish_close(&mut self) {
+        let mut result = Ok(());
+        for part in &mut self.parts {
+            if !part.in_sync && !part.entries.is_empty() {
+                if let Ok(info) = part.handle.stream.consumer_info(&self.group).await {
+                    let ours = part.entries.values().filter(|e| !e.termed).count();
+                    part.in_sync = info.delivered.consumer_sequence == part.last_delivery
+                        && info.num_ack_pending == ours;
+                }
+            }
+            if part.in_sync {
+                if let Some(last) = pop_done_prefix(part) {
+                    if let Err(e) = last.double_ack().await {
+                        result = Err(Error::from_nats("committing on close", e.as_ref()));
+                    }
+                }
+            }
+            // What is left (waiting, nacked) goes back to the group at once.
+            for entry in part.entries.values() {
+                if entry.state != State::Done && !entry.termed {
+                    let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+            let _ = part
+                .handle
+                .stream
+                .unpin_consumer(&self.group, PIN_GROUP)
+                .await;
+        }
+        if let Some((done, _)) = self.closing.take() {
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Removes the finished prefix of a partition; returns the message whose
+/// acknowledgement commits it.
+fn pop_done_prefix(part: &mut Partition) -> Option<jetstream::Message> {
+    let mut last = None;
+    while let Some(entry) = part.entries.first_entry() {
+        if entry.get().state != State::Done {
+            break;
+        }
+        let (sequence, entry) = entry.remove_entry();
+        part.committed = sequence;
+        last = Some(entry.raw);
+    }
+    last
+}
+
+fn received(station: &str, token: Token, entry: &Entry) -> ReceivedMessage {
+    let mut headers = Vec::new();
+    let mut msg_id = None;
+    if let Some(h) = &entry.raw.headers {
+        for (name, values) in h.iter() {
+            let name: &str = name.as_ref();
+            for v in values {
+                if name.eq_ignore_ascii_case(crate::headers::MSG_ID) {
+                    msg_id = Some(v.to_string());
+                }
+                headers.push((name.to_string(), v.to_string()));
+            }
+        }
+    }
+    ReceivedMessage {
+        station: station.to_string(),
+        partition: token.partition,
+        sequence: token.sequence,
+        key: entry.key.clone(),
+        payload: entry.raw.payload.clone(),
+        headers,
+        msg_id,
+        deliveries: entry.deliveries,
+    }
+}
+
+/// Header values cannot hold line breaks; keep them readable and bounded.
+fn sanitize(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    flat.chars().take(1024).collect()
+}

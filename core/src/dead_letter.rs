@@ -1,0 +1,173 @@
+//! Dead letters: listing them and replaying them into their station.
+//!
+//! A dead letter is a copy of a message that failed `max_deliveries` times
+//! (or was terminated), stored in the station's dead-letter stream with
+//! headers naming its origin (see [`crate::headers`]). Replaying one sends
+//! its payload, key and application headers to the station again (as a new
+//! message at the end of its partition) and removes it from the dead letters.
+
+use async_nats::jetstream::{
+    consumer::{AckPolicy, DeliverPolicy, pull},
+    message::StreamMessage,
+    stream::RawMessageErrorKind,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::{
+    client::Client,
+    error::{Error, ErrorKind, Result},
+    headers,
+    names::validate_name,
+    producer::{Message, ProducerOptions, Receipt},
+    station::unknown_station,
+};
+
+/// A message in a station's dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Sequence in the dead-letter stream (what `replay_dead_letter` takes).
+    pub sequence: u64,
+    pub origin_station: String,
+    pub origin_partition: u32,
+    pub origin_sequence: u64,
+    pub origin_msg_id: Option<String>,
+    pub group: String,
+    pub deliveries: u64,
+    pub last_error: String,
+    /// RFC 3339 time the message was dead-lettered.
+    pub dead_lettered_at: String,
+    pub key: Option<String>,
+    pub payload: Bytes,
+    /// The application's own headers.
+    pub headers: Vec<(String, String)>,
+}
+
+fn parse(sequence: u64, headers_map: Option<&async_nats::HeaderMap>, payload: Bytes) -> DeadLetter {
+    let get = |name: &str| {
+        headers_map
+            .and_then(|h| h.get(name))
+            .map(|v| v.to_string())
+    };
+    let mut app = Vec::new();
+    if let Some(h) = headers_map {
+        for (name, values) in h.iter() {
+            let name: &str = name.as_ref();
+            if !headers::is_reserved(name) {
+                for v in values {
+                    app.push((name.to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+    app.sort();
+    DeadLetter {
+        sequence,
+        origin_station: get(headers::ORIGIN_STATION).unwrap_or_default(),
+        origin_partition: get(headers::ORIGIN_PARTITION).and_then(|v| v.parse().ok()).unwrap_or(0),
+        origin_sequence: get(headers::ORIGIN_SEQUENCE).and_then(|v| v.parse().ok()).unwrap_or(0),
+        origin_msg_id: get(headers::ORIGIN_MSG_ID),
+        group: get(headers::ORIGIN_GROUP).unwrap_or_default(),
+        deliveries: get(headers::DELIVERIES).and_then(|v| v.parse().ok()).unwrap_or(0),
+        last_error: get(headers::LAST_ERROR).unwrap_or_default(),
+        dead_lettered_at: get(headers::DEAD_LETTERED_AT).unwrap_or_default(),
+        key: get(headers::KEY),
+        payload,
+        headers: app,
+    }
+}
+
+impl Client {
+    /// Every dead letter of `station`, oldest first.
+    pub async fn dead_letters(&self, station: &str) -> Result<Vec<DeadLetter>> {
+        validate_name("station", station)?;
+        let stream_name = self.inner.names.dead_letter_stream(station);
+        let Some(info) = self.stream_info(&stream_name).await? else {
+            return Err(unknown_station(station));
+        };
+        let mut out = Vec::new();
+        if info.state.messages == 0 {
+            return Ok(out);
+        }
+        let last = info.state.last_sequence;
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(&stream_name)
+            .await
+            .map_err(|e| Error::from_nats("opening dead letters", &e))?;
+        let reader = stream
+            .create_consumer(pull::Config {
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::All,
+                inactive_threshold: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::from_nats("reading dead letters", &e))?;
+        let mut messages = reader
+            .messages()
+            .await
+            .map_err(|e| Error::from_nats("reading dead letters", &e))?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| Error::from_nats("reading dead letters", &e))?;
+            let sequence = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            out.push(parse(sequence, m.headers.as_ref(), m.payload.clone()));
+            if sequence >= last || m.info().map(|i| i.pending == 0).unwrap_or(false) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends dead letter `sequence` back into `station` and removes it from
+    /// the dead letters.
+    pub async fn replay_dead_letter(&self, station: &str, sequence: u64) -> Result<Receipt> {
+        validate_name("station", station)?;
+        let stream_name = self.inner.names.dead_letter_stream(station);
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(&stream_name)
+            .await
+            .map_err(|e| Error::from_nats("opening dead letters", &e))?;
+        let raw: StreamMessage = stream.get_raw_message(sequence).await.map_err(|e| {
+            let err = Error::from_nats("reading a dead letter", &e);
+            if err.kind() == ErrorKind::NotFound
+                || e.kind() == RawMessageErrorKind::NoMessageFound
+            {
+                Error::not_found(format!(
+                    "station {station:?} has no dead letter {sequence}; list them with \
+                     dead_letters"
+                ))
+            } else {
+                err
+            }
+        })?;
+        let letter = parse(sequence, Some(&raw.headers), raw.payload.clone());
+        let mut message = Message::new(letter.payload.clone());
+        message.key = letter.key.clone();
+        message.headers = letter.headers.clone();
+        message.msg_id = Some(format!(
+            "{}-replay-{sequence}",
+            letter.origin_msg_id.as_deref().unwrap_or("dl")
+        ));
+        let producer = self.producer(station, ProducerOptions::default()).await?;
+        let receipt = producer.send(message).await?;
+        producer.close().await?;
+        stream
+            .delete_message(sequence)
+            .await
+            .map_err(|e| Error::from_nats("removing a replayed dead letter", &e))?;
+        Ok(receipt)
+    }
+
+    /// Replays every dead letter of `station`, oldest first.
+    pub async fn replay_dead_letters(&self, station: &str) -> Result<Vec<Receipt>> {
+        let mut receipts = Vec::new();
+        for letter in self.dead_letters(station).await? {
+            receipts.push(self.replay_dead_letter(station, letter.sequence).await?);
+        }
+        Ok(receipts)
+    }
+}
