@@ -24,6 +24,7 @@
 //! `ack`, `nack`, `term`, `in_progress`) and [`Consumer::consume`] (a handler
 //! whose `Ok` acks and whose `Err` nacks).
 
+mod membership;
 pub(crate) mod scheduler;
 
 use std::{
@@ -335,6 +336,9 @@ impl Client {
                 consumer,
             });
         }
+        let membership =
+            membership::Membership::join(self, station, group, options.handover_timeout).await?;
+        let members = membership.live().await?;
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let sched = scheduler::Scheduler::new(
@@ -346,6 +350,8 @@ impl Client {
             partitions,
             ready_tx,
             events_tx.clone(),
+            membership,
+            members,
         );
         tokio::spawn(sched.run(events_rx));
         Ok(Consumer {

@@ -35,7 +35,10 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage};
+use super::{
+    ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage,
+    membership::{Membership, owns},
+};
 use crate::{
     client::Client,
     error::{Error, Result},
@@ -69,6 +72,7 @@ pub(crate) enum Event {
         partition: u32,
         info: Result<jetstream::consumer::Info>,
     },
+    Members(Vec<String>),
     Close {
         done: oneshot::Sender<Result<()>>,
     },
@@ -117,6 +121,12 @@ struct Partition {
     syncing: bool,
     last_sync: Option<Instant>,
     fetch: Option<JoinHandle<()>>,
+    /// Assigned to this member: pulling it.
+    owned: bool,
+    /// No longer assigned: draining before handing it over.
+    revoking: bool,
+    /// Messages that may run, in the order they became runnable.
+    runnable: VecDeque<u64>,
 }
 
 pub(crate) struct Scheduler {
@@ -126,11 +136,14 @@ pub(crate) struct Scheduler {
     max_deliveries: u32,
     options: ConsumerOptions,
     parts: Vec<Partition>,
-    runnable: VecDeque<Token>,
+    /// Partition to look at first next time (round robin).
+    next_partition: usize,
     in_app: HashSet<Token>,
     ready: Option<mpsc::UnboundedSender<Delivery>>,
     events: mpsc::UnboundedSender<Event>,
     closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
+    membership: Membership,
+    members: Vec<String>,
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -146,6 +159,8 @@ impl Scheduler {
         handles: Vec<PartitionHandle>,
         ready: mpsc::UnboundedSender<Delivery>,
         events: mpsc::UnboundedSender<Event>,
+        membership: Membership,
+        members: Vec<String>,
     ) -> Self {
         let parts = handles
             .into_iter()
@@ -159,6 +174,9 @@ impl Scheduler {
                 syncing: false,
                 last_sync: None,
                 fetch: None,
+                owned: false,
+                revoking: false,
+                runnable: VecDeque::new(),
             })
             .collect();
         Self {
@@ -168,18 +186,45 @@ impl Scheduler {
             max_deliveries,
             options,
             parts,
-            runnable: VecDeque::new(),
+            next_partition: 0,
             in_app: HashSet::new(),
             ready: Some(ready),
             events,
             closing: None,
+            membership,
+            members,
         }
     }
 
-    pub(crate) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
-        for i in 0..self.parts.len() {
-            self.start_fetch(i);
-        }
+    pub(crate) async fn run(mut self, events: mpsc::UnboundedReceiver<Event>) {
+        self.apply_members(self.members.clone());
+        let heartbeat = {
+            let membership = self.membership.clone();
+            let events = self.events.clone();
+            let every = self.options.handover_timeout / 4;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = membership.announce().await {
+                        tracing::warn!(error = %e, "cannot announce group membership");
+                        continue;
+                    }
+                    match membership.live().await {
+                        Ok(members) => {
+                            if events.send(Event::Members(members)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read group members"),
+                    }
+                }
+            })
+        };
+        self.serve(events).await;
+        heartbeat.abort();
+    }
+
+    async fn serve(&mut self, mut events: mpsc::UnboundedReceiver<Event>) {
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -294,6 +339,11 @@ impl Scheduler {
                 self.dead_letter(token, reason);
             }
             Event::Synced { partition, info } => self.on_synced(partition, info),
+            Event::Members(members) => {
+                if self.closing.is_none() {
+                    self.apply_members(members);
+                }
+            }
             Event::Close { done } => {
                 let deadline = Instant::now() + self.options.ack_wait;
                 self.closing = Some((done, deadline));
@@ -301,7 +351,14 @@ impl Scheduler {
                 // Closing the channel ends the application's iteration once it
                 // has taken what is already queued for it.
                 self.ready = None;
-                self.runnable.clear();
+                for part in &mut self.parts {
+                    part.runnable.clear();
+                }
+            }
+        }
+        for i in 0..self.parts.len() {
+            if self.parts[i].revoking {
+                self.check_revoked(i);
             }
         }
         self.dispatch();
@@ -324,11 +381,17 @@ impl Scheduler {
         let (sequence, delivery, deliveries) =
             (info.stream_sequence, info.consumer_sequence, info.delivered.max(1) as u64);
         let part = &mut self.parts[partition as usize];
+        if !part.owned {
+            // A late message of a partition being handed over: give it back.
+            tokio::spawn(async move {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            });
+            return;
+        }
         if delivery != part.last_delivery + 1 {
             part.in_sync = false;
         }
         part.last_delivery = part.last_delivery.max(delivery);
-        let token = Token { partition, sequence };
         if let Some(entry) = part.entries.get_mut(&sequence) {
             // A redelivery: the one awaited after a nack, or an ack-wait
             // expiry of a message that is waiting, running or finished here.
@@ -336,7 +399,7 @@ impl Scheduler {
             entry.deliveries = deliveries;
             if entry.state == State::Nacked {
                 entry.state = State::Runnable;
-                self.runnable.push_back(token);
+                part.runnable.push_back(sequence);
             }
             return;
         }
@@ -350,9 +413,23 @@ impl Scheduler {
             .map(|v| v.to_string());
         let mut state = State::Runnable;
         if let Some(k) = &key {
+            // A key's queue is in stream order, whatever the arrival order
+            // (redeliveries after a handover can arrive out of order).
             let queue = part.keys.entry(k.clone()).or_default();
-            queue.push_back(sequence);
-            if queue.len() > 1 {
+            let mut pos = queue.partition_point(|s| *s < sequence);
+            let head = queue.front().copied();
+            if pos == 0 {
+                if let Some(head) = head {
+                    match part.entries.get_mut(&head) {
+                        Some(e) if e.state == State::Runnable => e.state = State::Waiting,
+                        // The head already runs: never run two of a key at once.
+                        Some(_) => pos = 1,
+                        None => {}
+                    }
+                }
+            }
+            queue.insert(pos, sequence);
+            if pos > 0 {
                 state = State::Waiting;
             }
         }
@@ -368,14 +445,42 @@ impl Scheduler {
             },
         );
         if state == State::Runnable {
-            self.runnable.push_back(token);
+            part.runnable.push_back(sequence);
         }
+        if !part.in_sync {
+            self.request_sync(partition as usize);
+        }
+    }
+
+    /// The next message that may run: round robin over the partitions this
+    /// member owns and is in sync with (see the module doc: a partition
+    /// whose pending messages are not all known here runs nothing, or a key
+    /// could overtake its own message still held by a previous owner).
+    fn next_runnable(&mut self) -> Option<Token> {
+        let n = self.parts.len();
+        for offset in 0..n {
+            let index = (self.next_partition + offset) % n;
+            let part = &mut self.parts[index];
+            if !part.owned || !part.in_sync {
+                continue;
+            }
+            while let Some(sequence) = part.runnable.pop_front() {
+                if part.entries.get(&sequence).is_some_and(|e| e.state == State::Runnable) {
+                    self.next_partition = (index + 1) % n;
+                    return Some(Token {
+                        partition: part.handle.partition,
+                        sequence,
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Hands runnable messages to the application, up to `concurrency`.
     fn dispatch(&mut self) {
         while self.in_app.len() < self.options.concurrency && self.closing.is_none() {
-            let Some(token) = self.runnable.pop_front() else {
+            let Some(token) = self.next_runnable() else {
                 return;
             };
             let max = u64::from(self.max_deliveries);
@@ -386,14 +491,14 @@ impl Scheduler {
             else {
                 continue;
             };
-            if entry.state != State::Runnable {
-                continue;
-            }
             if entry.deliveries > max {
                 // Delivered too often without being settled (ack-wait
                 // expiries, crashes): do not run it again.
                 let reason = entry.last_error.clone().unwrap_or_else(|| {
-                    format!("not acknowledged after {} deliveries (ack_wait expired)", entry.deliveries - 1)
+                    format!(
+                        "not acknowledged after {} deliveries (ack_wait expired)",
+                        entry.deliveries - 1
+                    )
                 });
                 self.dead_letter(token, reason);
                 continue;
@@ -458,18 +563,13 @@ impl Scheduler {
         entry.state = State::Done;
         if let Some(key) = entry.key.clone() {
             if let Some(queue) = part.keys.get_mut(&key) {
-                if queue.front() == Some(&token.sequence) {
-                    queue.pop_front();
-                }
+                queue.retain(|s| *s != token.sequence);
                 match queue.front().copied() {
                     Some(next) => {
                         if let Some(e) = part.entries.get_mut(&next) {
                             if e.state == State::Waiting {
                                 e.state = State::Runnable;
-                                self.runnable.push_back(Token {
-                                    partition: token.partition,
-                                    sequence: next,
-                                });
+                                part.runnable.push_back(next);
                             }
                         }
                     }
@@ -489,9 +589,10 @@ impl Scheduler {
             self.request_sync(index);
             return;
         }
-        let Some(last) = pop_done_prefix(part) else {
+        let Some((sequence, last)) = pop_done_prefix(&mut part.entries) else {
             return;
         };
+        part.committed = sequence;
         tokio::spawn(async move {
             if let Err(e) = last.ack_with(AckKind::Ack).await {
                 tracing::debug!(error = %e, "commit not sent; a later one covers it");
@@ -561,8 +662,7 @@ impl Scheduler {
     fn on_tick(&mut self) {
         for i in 0..self.parts.len() {
             let p = &self.parts[i];
-            let has_done = p.entries.values().next().is_some_and(|e| e.state == State::Done);
-            if !p.in_sync && has_done {
+            if !p.in_sync && !p.entries.is_empty() {
                 self.request_sync(i);
             }
         }
@@ -650,53 +750,127 @@ impl Scheduler {
                 .any(|p| p.entries.values().any(|e| e.state == State::DeadLettering))
     }
 
+    /// Takes and gives away partitions after the live members changed.
+    fn apply_members(&mut self, members: Vec<String>) {
+        let me = self.membership.member().to_string();
+        for i in 0..self.parts.len() {
+            let partition = self.parts[i].handle.partition;
+            let mine = owns(&me, partition, &members);
+            let part = &mut self.parts[i];
+            if mine && !part.owned && !part.revoking {
+                tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
+                part.owned = true;
+                self.start_fetch(i);
+            } else if !mine && part.owned {
+                tracing::debug!(station = %self.station, group = %self.group, partition, "handing partition over");
+                part.owned = false;
+                part.revoking = true;
+                if let Some(task) = part.fetch.take() {
+                    task.abort();
+                }
+                self.check_revoked(i);
+            }
+        }
+        self.members = members;
+    }
+
+    /// Hands a revoked partition over once the application holds nothing of it.
+    fn check_revoked(&mut self, index: usize) {
+        let part = &self.parts[index];
+        let busy = part
+            .entries
+            .values()
+            .any(|e| matches!(e.state, State::InApp | State::DeadLettering));
+        if part.revoking && !busy {
+            let release = self.take_release(index);
+            tokio::spawn(release.run());
+        }
+    }
+
+    /// Detaches what a partition still holds, for [`Release::run`].
+    fn take_release(&mut self, index: usize) -> Release {
+        let part = &mut self.parts[index];
+        part.revoking = false;
+        part.in_sync = false;
+        part.syncing = false;
+        part.keys.clear();
+        part.runnable.clear();
+        Release {
+            stream: part.handle.stream.clone(),
+            group: self.group.clone(),
+            entries: std::mem::take(&mut part.entries),
+            in_sync: std::mem::take(&mut part.in_sync),
+            last_delivery: part.last_delivery,
+        }
+    }
+
     /// Final commit, quick handover of what is left, then unpin.
     async fn finish_close(&mut self) {
         let mut result = Ok(());
-        for part in &mut self.parts {
-            if !part.in_sync && !part.entries.is_empty() {
-                if let Ok(info) = part.handle.stream.consumer_info(&self.group).await {
-                    let ours = part.entries.values().filter(|e| !e.termed).count();
-                    part.in_sync = info.delivered.consumer_sequence == part.last_delivery
-                        && info.num_ack_pending == ours;
-                }
+        for i in 0..self.parts.len() {
+            let mut release = self.take_release(i);
+            release.in_sync = self.parts[i].in_sync || release.in_sync;
+            if let Err(e) = release.run().await {
+                result = Err(e);
             }
-            if part.in_sync {
-                if let Some(last) = pop_done_prefix(part) {
-                    if let Err(e) = last.double_ack().await {
-                        result = Err(Error::from_nats("committing on close", e.as_ref()));
-                    }
-                }
-            }
-            // What is left (waiting, nacked) goes back to the group at once.
-            for entry in part.entries.values() {
-                if entry.state != State::Done && !entry.termed {
-                    let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
-                }
-            }
-            let _ = part
-                .handle
-                .stream
-                .unpin_consumer(&self.group, PIN_GROUP)
-                .await;
         }
+        self.membership.leave().await;
         if let Some((done, _)) = self.closing.take() {
             let _ = done.send(result);
         }
     }
 }
 
-/// Removes the finished prefix of a partition; returns the message whose
-/// acknowledgement commits it.
-fn pop_done_prefix(part: &mut Partition) -> Option<jetstream::Message> {
+/// What a member still holds of a partition it gives away.
+struct Release {
+    stream: jetstream::stream::Stream<()>,
+    group: String,
+    entries: BTreeMap<u64, Entry>,
+    in_sync: bool,
+    last_delivery: u64,
+}
+
+impl Release {
+    /// Commits the finished prefix (after a last sync check if needed),
+    /// gives back the rest at once, and unpins so the next owner starts now.
+    async fn run(mut self) -> Result<()> {
+        let mut result = Ok(());
+        if !self.in_sync && !self.entries.is_empty() {
+            if let Ok(info) = self.stream.consumer_info(&self.group).await {
+                let ours = self.entries.values().filter(|e| !e.termed).count();
+                self.in_sync = info.delivered.consumer_sequence == self.last_delivery
+                    && info.num_ack_pending == ours;
+            }
+        }
+        if self.in_sync {
+            if let Some((_, last)) = pop_done_prefix(&mut self.entries) {
+                if let Err(e) = last.double_ack().await {
+                    result = Err(Error::from_nats("committing a released partition", e.as_ref()));
+                }
+            }
+        }
+        for entry in self.entries.values() {
+            if entry.state != State::Done && !entry.termed {
+                let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
+            }
+        }
+        if let Err(e) = self.stream.unpin_consumer(&self.group, PIN_GROUP).await {
+            tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
+        }
+        result
+    }
+}
+
+/// Removes the finished prefix; returns its last sequence and the message
+/// whose acknowledgement commits it.
+fn pop_done_prefix(entries: &mut BTreeMap<u64, Entry>) -> Option<(u64, jetstream::Message)> {
     let mut last = None;
-    while let Some(entry) = part.entries.first_entry() {
+    while let Some(entry) = entries.first_entry() {
         if entry.get().state != State::Done {
             break;
         }
         let (sequence, entry) = entry.remove_entry();
-        part.committed = sequence;
-        last = Some(entry.raw);
+        last = Some((sequence, entry.raw));
     }
     last
 }

@@ -1,0 +1,261 @@
+//! Ordered acknowledgement, crashes and several members of one group,
+//! against a real nats-server.
+
+mod common;
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::*;
+use jetstation::{Client, ConsumerOptions, Message, ProducerOptions, StationConfig};
+
+fn fast() -> ConsumerOptions {
+    ConsumerOptions::default()
+        .ack_wait(Duration::from_secs(2))
+        .handover_timeout(Duration::from_secs(2))
+        .redelivery_delay(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+async fn produce(client: &Client, station: &str, keys: usize, per_key: usize) {
+    let producer = client.producer(station, ProducerOptions::default()).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            let m = Message::new(format!("k{k}:{i}")).key(format!("k{k}"));
+            handles.push(producer.enqueue(m).await.unwrap());
+        }
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// Ack floor of a group on one partition, read with plain async-nats.
+async fn ack_floor(js: &async_nats::jetstream::Context, stream: &str, group: &str) -> u64 {
+    let stream = js.get_stream_no_info(stream).await.unwrap();
+    stream.consumer_info(group).await.unwrap().ack_floor.stream_sequence
+}
+
+fn pseudo_random(seed: u64) -> u64 {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    x ^= x >> 33;
+    x
+}
+
+/// Concurrency 16, random handler delays, one message that never finishes:
+/// the broker's ack floor never passes an unfinished message, and after a
+/// crash (the member dropped without close) another member's redelivery
+/// starts exactly at that message and covers the whole tail.
+#[tokio::test]
+async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client.create_station("acks", StationConfig::default()).await.unwrap();
+    let (keys, per_key) = (30, 10);
+    produce(&client, "acks", keys, per_key).await;
+    let total = (keys * per_key) as u64;
+    let stuck: u64 = 100;
+
+    let finished: Arc<Mutex<BTreeSet<u64>>> = Default::default();
+    let member = client.consumer("acks", "g", fast().concurrency(16)).await.unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let runner = {
+        let (member, finished, held) = (member.clone(), finished.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Some(d) = member.next().await {
+                let d = d.unwrap();
+                if d.sequence == stuck {
+                    held.lock().unwrap().push(d); // never settled
+                    continue;
+                }
+                let finished = finished.clone();
+                tokio::spawn(async move {
+                    let pause = pseudo_random(d.sequence) % 8;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    finished.lock().unwrap().insert(d.sequence);
+                    d.ack().unwrap();
+                });
+            }
+        })
+    };
+
+    // Watch the floor while the member works.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let stream = partition_stream("acks", 0);
+    // Messages of the stuck message's key behind it wait for it.
+    let stuck_key = (stuck - 1) as usize % keys;
+    let blocked = (1..=total)
+        .filter(|s| *s >= stuck && ((*s - 1) as usize) % keys == stuck_key)
+        .count() as u64;
+    let expected_done = total - blocked;
+    let mut checks = 0;
+    loop {
+        let floor = ack_floor(&js, &stream, "g").await;
+        let done = finished.lock().unwrap().clone();
+        for s in 1..=floor {
+            assert!(done.contains(&s), "ack floor {floor} passed unfinished message {s}");
+        }
+        assert!(floor < stuck, "ack floor {floor} passed the stuck message");
+        checks += 1;
+        if done.len() as u64 == expected_done && floor == stuck - 1 {
+            break;
+        }
+        assert!(checks < 2000, "never reached the expected state: {} done, floor {floor}", done.len());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Crash: the member and its connection vanish without closing.
+    runner.abort();
+    let _ = runner.await;
+    std::mem::forget(held); // a crashed process settles nothing
+    drop(member);
+    drop(client);
+
+    let other = connect(&server).await;
+    let next = other.consumer("acks", "g", fast().concurrency(1)).await.unwrap();
+    let mut got = Vec::new();
+    while (got.len() as u64) < total - stuck + 1 {
+        let d = tokio::time::timeout(Duration::from_secs(15), next.next())
+            .await
+            .expect("redelivery after the crash")
+            .unwrap()
+            .unwrap();
+        got.push(d.sequence);
+        d.ack().unwrap();
+    }
+    // The broker redelivers expired messages of different keys in no fixed
+    // order; what matters is where the tail starts and that it has no hole.
+    assert_eq!(got.iter().min(), Some(&stuck), "redelivery starts at the first unfinished message");
+    let set: BTreeSet<u64> = got.iter().copied().collect();
+    assert_eq!(set, (stuck..=total).collect::<BTreeSet<_>>(), "a contiguous tail, no hole");
+    next.close().await.unwrap();
+    assert_eq!(ack_floor(&js, &stream, "g").await, total);
+}
+
+/// Two members (separate connections) split the partitions, never run one
+/// key in both at once, and when one is killed the other finishes everything.
+#[tokio::test]
+async fn two_members_split_partitions_and_fail_over() {
+    let server = NatsServer::start();
+    let admin = connect(&server).await;
+    let partitions = 4;
+    admin
+        .create_station("shared", StationConfig::default().partitions(partitions))
+        .await
+        .unwrap();
+    let (keys, per_key) = (40, 40);
+    // Half the messages exist when the members start (member 1 takes every
+    // partition, then hands some over when member 2 joins); the other half
+    // is sent after member 1 is killed.
+
+    type Log = Arc<Mutex<Vec<(usize, u32, String, usize)>>>;
+    let log: Log = Default::default();
+    let active: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+    // A killed member's handlers die mid-flight and never clear their keys.
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let start = |id: usize, client: Client| {
+        let (log, active, killed) = (log.clone(), active.clone(), killed.clone());
+        async move {
+            let member = client.consumer("shared", "workers", fast().concurrency(4)).await.unwrap();
+            let m2 = member.clone();
+            let task = tokio::spawn(async move {
+                m2.consume(move |m| {
+                    let (log, active, killed) = (log.clone(), active.clone(), killed.clone());
+                    async move {
+                        let text = String::from_utf8(m.payload.to_vec()).unwrap();
+                        let (key, i) = text.rsplit_once(':').unwrap();
+                        let other = active.lock().unwrap().insert(key.to_string(), id);
+                        let dead = killed.load(std::sync::atomic::Ordering::SeqCst);
+                        if let Some(other) = other.filter(|o| !(dead && *o == 1)) {
+                            panic!("key {key} processed by members {other} and {id} at once");
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        active.lock().unwrap().remove(key);
+                        log.lock().unwrap().push((id, m.partition, key.to_string(), i.parse().unwrap()));
+                        Ok::<(), String>(())
+                    }
+                })
+                .await
+            });
+            (member, task, client)
+        }
+    };
+    let producer = admin.producer("shared", ProducerOptions::default()).await.unwrap();
+    let send_range = |range: std::ops::Range<usize>| {
+        let producer = producer.clone();
+        async move {
+            let mut handles = Vec::new();
+            for i in range {
+                for k in 0..keys {
+                    let m = Message::new(format!("k{k}:{i}")).key(format!("k{k}"));
+                    handles.push(producer.enqueue(m).await.unwrap());
+                }
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+        }
+    };
+    send_range(0..per_key / 2).await;
+    let (a, a_task, a_client) = start(1, connect(&server).await).await;
+    let (b, b_task, b_client) = start(2, connect(&server).await).await;
+
+    // Both members get work, on disjoint partitions.
+    wait_until(Duration::from_secs(20), "both members working", || {
+        let log = log.clone();
+        async move {
+            let log = log.lock().unwrap();
+            log.iter().any(|e| e.0 == 1) && log.iter().any(|e| e.0 == 2)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    {
+        let log = log.lock().unwrap();
+        let recent: Vec<_> = log.iter().rev().take(100).collect();
+        let parts = |id| recent.iter().filter(|e| e.0 == id).map(|e| e.1).collect::<HashSet<u32>>();
+        let (pa, pb) = (parts(1), parts(2));
+        assert!(pa.is_disjoint(&pb), "partitions shared: {pa:?} {pb:?}");
+        assert_eq!(pa.len() + pb.len(), partitions as usize, "{pa:?} {pb:?}");
+    }
+
+    // Kill member 1 (no close: its process dies).
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
+    a_task.abort();
+    drop(a);
+    drop(a_client);
+    let _ = a_task.await;
+    send_range(per_key / 2..per_key).await;
+
+    wait_until(Duration::from_secs(60), "member 2 to finish everything", || {
+        let log = log.clone();
+        async move {
+            let log = log.lock().unwrap();
+            let seen: HashSet<(String, usize)> = log.iter().map(|e| (e.2.clone(), e.3)).collect();
+            seen.len() == keys * per_key
+        }
+    })
+    .await;
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+    drop(b_client);
+
+    // Per key, what each member processed is in order (redeliveries after
+    // the handover may repeat a tail, never go back before it).
+    let log = log.lock().unwrap();
+    let mut per_key: HashMap<(usize, String), Vec<usize>> = HashMap::new();
+    for (id, _, key, i) in log.iter() {
+        per_key.entry((*id, key.clone())).or_default().push(*i);
+    }
+    for ((id, key), seen) in &per_key {
+        let other = per_key.get(&(3 - id, key.clone()));
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "member {id} key {key}: {seen:?}; other member: {other:?}"
+        );
+    }
+}
