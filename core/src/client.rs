@@ -25,7 +25,10 @@ pub enum Auth {
     #[default]
     None,
     Token(String),
-    UserPassword { user: String, password: String },
+    UserPassword {
+        user: String,
+        password: String,
+    },
     /// An nkey seed (`SU…`).
     NKey(String),
     /// A `.creds` file (JWT + nkey seed).
@@ -156,7 +159,6 @@ pub(crate) struct ClientInner {
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) names: Names,
-    pub(crate) request_timeout: Duration,
 }
 
 impl Client {
@@ -199,12 +201,7 @@ impl Client {
         })?;
         tracing::debug!(server = %info.server_name, version = %info.version, "connected");
         Ok(Client {
-            inner: Arc::new(ClientInner {
-                nats,
-                js,
-                names,
-                request_timeout: options.request_timeout,
-            }),
+            inner: Arc::new(ClientInner { nats, js, names }),
         })
     }
 
@@ -255,7 +252,9 @@ async fn nats_options(options: &ConnectOptions) -> Result<async_nats::ConnectOpt
     o = match &options.auth {
         Auth::None => o,
         Auth::Token(t) => o.token(t.clone()),
-        Auth::UserPassword { user, password } => o.user_and_password(user.clone(), password.clone()),
+        Auth::UserPassword { user, password } => {
+            o.user_and_password(user.clone(), password.clone())
+        }
         Auth::NKey(seed) => o.nkey(seed.clone()),
         Auth::CredsFile(path) => o.credentials_file(path).await.map_err(|e| {
             Error::invalid(format!(
@@ -324,7 +323,11 @@ pub(crate) fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
     let core = version.trim_start_matches('v');
     let core = core.split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 fn check_version(version: &str) -> Result<()> {

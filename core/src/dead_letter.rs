@@ -44,11 +44,7 @@ pub struct DeadLetter {
 }
 
 fn parse(sequence: u64, headers_map: Option<&async_nats::HeaderMap>, payload: Bytes) -> DeadLetter {
-    let get = |name: &str| {
-        headers_map
-            .and_then(|h| h.get(name))
-            .map(|v| v.to_string())
-    };
+    let get = |name: &str| headers_map.and_then(|h| h.get(name)).map(|v| v.to_string());
     let mut app = Vec::new();
     if let Some(h) = headers_map {
         for (name, values) in h.iter() {
@@ -64,11 +60,17 @@ fn parse(sequence: u64, headers_map: Option<&async_nats::HeaderMap>, payload: By
     DeadLetter {
         sequence,
         origin_station: get(headers::ORIGIN_STATION).unwrap_or_default(),
-        origin_partition: get(headers::ORIGIN_PARTITION).and_then(|v| v.parse().ok()).unwrap_or(0),
-        origin_sequence: get(headers::ORIGIN_SEQUENCE).and_then(|v| v.parse().ok()).unwrap_or(0),
+        origin_partition: get(headers::ORIGIN_PARTITION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        origin_sequence: get(headers::ORIGIN_SEQUENCE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         origin_msg_id: get(headers::ORIGIN_MSG_ID),
         group: get(headers::ORIGIN_GROUP).unwrap_or_default(),
-        deliveries: get(headers::DELIVERIES).and_then(|v| v.parse().ok()).unwrap_or(0),
+        deliveries: get(headers::DELIVERIES)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         last_error: get(headers::LAST_ERROR).unwrap_or_default(),
         dead_lettered_at: get(headers::DEAD_LETTERED_AT).unwrap_or_default(),
         key: get(headers::KEY),
@@ -133,8 +135,7 @@ impl Client {
             .map_err(|e| Error::from_nats("opening dead letters", &e))?;
         let raw: StreamMessage = stream.get_raw_message(sequence).await.map_err(|e| {
             let err = Error::from_nats("reading a dead letter", &e);
-            if err.kind() == ErrorKind::NotFound
-                || e.kind() == RawMessageErrorKind::NoMessageFound
+            if err.kind() == ErrorKind::NotFound || e.kind() == RawMessageErrorKind::NoMessageFound
             {
                 Error::not_found(format!(
                     "station {station:?} has no dead letter {sequence}; list them with \

@@ -179,8 +179,11 @@ impl Error {
         }
         let text = err.to_string();
         if let Some((status, code)) = parse_api_codes(&text) {
-            return Self::new(api_kind(status, code), format!("{context}: the broker answered: {text}"))
-                .with_broker_code(code);
+            return Self::new(
+                api_kind(status, code),
+                format!("{context}: the broker answered: {text}"),
+            )
+            .with_broker_code(code);
         }
         let lower = text.to_ascii_lowercase();
         let kind = if lower.contains("timed out") || lower.contains("timeout") {

@@ -222,7 +222,10 @@ mod tests {
             plain.message_subject("hr", 1, Some("ab"), true),
             "jst._.hr.1.6162"
         );
-        assert_eq!(acme.message_subject("hr", 1, Some("ab"), false), "jst.acme.hr.1.m");
+        assert_eq!(
+            acme.message_subject("hr", 1, Some("ab"), false),
+            "jst.acme.hr.1.m"
+        );
     }
 
     #[test]

@@ -218,7 +218,10 @@ impl Client {
             (META_STATION.to_string(), station.to_string()),
             (META_ROLE.to_string(), format!("partition-{partition}")),
             (META_PARTITIONS.to_string(), cfg.partitions.to_string()),
-            (META_MAX_DELIVERIES.to_string(), cfg.max_deliveries.to_string()),
+            (
+                META_MAX_DELIVERIES.to_string(),
+                cfg.max_deliveries.to_string(),
+            ),
             (META_COMPACTION.to_string(), cfg.compaction.to_string()),
         ]);
         if let Some(b) = cfg.max_bytes {
@@ -348,7 +351,9 @@ impl Client {
             .ok_or_else(|| unknown_station(name))?;
         let mut messages = 0;
         for p in 0..config.partitions {
-            messages += self.stream_info(&self.inner.names.partition_stream(name, p)).await?
+            messages += self
+                .stream_info(&self.inner.names.partition_stream(name, p))
+                .await?
                 .map(|i| i.state.messages)
                 .unwrap_or(0);
         }

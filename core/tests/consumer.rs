@@ -14,10 +14,18 @@ use jetstation::{
 };
 
 async fn produce(client: &Client, station: &str, messages: Vec<(String, String)>) {
-    let producer = client.producer(station, ProducerOptions::default()).await.unwrap();
+    let producer = client
+        .producer(station, ProducerOptions::default())
+        .await
+        .unwrap();
     let mut handles = Vec::new();
     for (key, payload) in messages {
-        handles.push(producer.enqueue(Message::new(payload).key(key)).await.unwrap());
+        handles.push(
+            producer
+                .enqueue(Message::new(payload).key(key))
+                .await
+                .unwrap(),
+        );
     }
     for h in handles {
         h.await.unwrap();
@@ -51,9 +59,15 @@ fn fast() -> ConsumerOptions {
 async fn iterator_style_receives_in_order_and_acks() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("s", StationConfig::default()).await.unwrap();
+    client
+        .create_station("s", StationConfig::default())
+        .await
+        .unwrap();
     produce(&client, "s", keyed(1, 20)).await;
-    let consumer = client.consumer("s", "g", fast().concurrency(1)).await.unwrap();
+    let consumer = client
+        .consumer("s", "g", fast().concurrency(1))
+        .await
+        .unwrap();
     for i in 0..20 {
         let d = consumer.next().await.unwrap().unwrap();
         assert_eq!(index(&d.payload), ("k0".into(), i));
@@ -63,7 +77,10 @@ async fn iterator_style_receives_in_order_and_acks() {
         d.ack().unwrap();
     }
     consumer.close().await.unwrap();
-    assert!(consumer.next().await.is_none(), "a closed consumer ends its iteration");
+    assert!(
+        consumer.next().await.is_none(),
+        "a closed consumer ends its iteration"
+    );
     // Everything was committed: a new member of the group gets nothing.
     let again = client.consumer("s", "g", fast()).await.unwrap();
     let got = tokio::time::timeout(Duration::from_millis(800), again.next()).await;
@@ -75,10 +92,16 @@ async fn iterator_style_receives_in_order_and_acks() {
 async fn handler_style_keeps_per_key_order_with_concurrency() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("s", StationConfig::default().partitions(3)).await.unwrap();
+    client
+        .create_station("s", StationConfig::default().partitions(3))
+        .await
+        .unwrap();
     let (keys, per_key) = (100, 50);
     produce(&client, "s", keyed(keys, per_key)).await;
-    let consumer = client.consumer("s", "g", fast().concurrency(16)).await.unwrap();
+    let consumer = client
+        .consumer("s", "g", fast().concurrency(16))
+        .await
+        .unwrap();
     let seen: Arc<Mutex<HashMap<String, Vec<usize>>>> = Default::default();
     let active: Arc<Mutex<HashSet<String>>> = Default::default();
     let max_parallel = Arc::new(Mutex::new((0usize, 0usize)));
@@ -88,10 +111,14 @@ async fn handler_style_keeps_per_key_order_with_concurrency() {
         tokio::spawn(async move {
             consumer
                 .consume(move |m| {
-                    let (seen, active, max_parallel) = (seen.clone(), active.clone(), max_parallel.clone());
+                    let (seen, active, max_parallel) =
+                        (seen.clone(), active.clone(), max_parallel.clone());
                     async move {
                         let (key, i) = index(&m.payload);
-                        assert!(active.lock().unwrap().insert(key.clone()), "key {key} ran twice at once");
+                        assert!(
+                            active.lock().unwrap().insert(key.clone()),
+                            "key {key} ran twice at once"
+                        );
                         {
                             let mut mp = max_parallel.lock().unwrap();
                             mp.0 += 1;
@@ -146,7 +173,10 @@ async fn poison_message_is_dead_lettered_and_replayed() {
         ("emp-2".to_string(), "emp-2:2".to_string()),
     ];
     produce(&client, "hr", messages).await;
-    let consumer = client.consumer("hr", "payroll", fast().concurrency(4)).await.unwrap();
+    let consumer = client
+        .consumer("hr", "payroll", fast().concurrency(4))
+        .await
+        .unwrap();
     let log: Arc<Mutex<Vec<(String, Instant)>>> = Default::default();
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
@@ -158,7 +188,9 @@ async fn poison_message_is_dead_lettered_and_replayed() {
                     async move {
                         let text = String::from_utf8(m.payload.to_vec()).unwrap();
                         log.lock().unwrap().push((text.clone(), Instant::now()));
-                        if text.ends_with("poison") && !fixed.load(std::sync::atomic::Ordering::SeqCst) {
+                        if text.ends_with("poison")
+                            && !fixed.load(std::sync::atomic::Ordering::SeqCst)
+                        {
                             return Err(format!("cannot parse {text}"));
                         }
                         Ok(())
@@ -167,10 +199,14 @@ async fn poison_message_is_dead_lettered_and_replayed() {
                 .await
         })
     };
-    wait_until(Duration::from_secs(20), "the poison message to be dead-lettered", || {
-        let client = client.clone();
-        async move { client.station("hr").await.unwrap().dead_letters == 1 }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the poison message to be dead-lettered",
+        || {
+            let client = client.clone();
+            async move { client.station("hr").await.unwrap().dead_letters == 1 }
+        },
+    )
     .await;
     wait_until(Duration::from_secs(10), "emp-1:2 processed", || {
         let log = log.clone();
@@ -181,7 +217,11 @@ async fn poison_message_is_dead_lettered_and_replayed() {
         let log = log.lock().unwrap();
         let order: Vec<&str> = log.iter().map(|(t, _)| t.as_str()).collect();
         let pos = |t: &str| order.iter().position(|x| *x == t).unwrap();
-        let poison: Vec<Instant> = log.iter().filter(|(t, _)| t.ends_with("poison")).map(|(_, at)| *at).collect();
+        let poison: Vec<Instant> = log
+            .iter()
+            .filter(|(t, _)| t.ends_with("poison"))
+            .map(|(_, at)| *at)
+            .collect();
         assert_eq!(poison.len(), 3, "{order:?}");
         // Growing delay between redeliveries (100 ms, then 200 ms).
         let (d1, d2) = (poison[1] - poison[0], poison[2] - poison[1]);
@@ -189,7 +229,10 @@ async fn poison_message_is_dead_lettered_and_replayed() {
         assert!(d2 > d1, "{d1:?} then {d2:?}");
         // The key's next message waits for the poison one; other keys do not.
         assert!(pos("emp-1:2") > order.iter().rposition(|x| x.ends_with("poison")).unwrap());
-        assert!(pos("emp-2:2") < order.iter().rposition(|x| x.ends_with("poison")).unwrap(), "{order:?}");
+        assert!(
+            pos("emp-2:2") < order.iter().rposition(|x| x.ends_with("poison")).unwrap(),
+            "{order:?}"
+        );
     }
     let letters = client.dead_letters("hr").await.unwrap();
     assert_eq!(letters.len(), 1);
@@ -202,19 +245,40 @@ async fn poison_message_is_dead_lettered_and_replayed() {
     assert_eq!(letter.deliveries, 3);
     assert_eq!(letter.last_error, "cannot parse emp-1:poison");
     assert_eq!(letter.key.as_deref(), Some("emp-1"));
-    assert!(letter.dead_lettered_at.starts_with("20"), "{}", letter.dead_lettered_at);
+    assert!(
+        letter.dead_lettered_at.starts_with("20"),
+        "{}",
+        letter.dead_lettered_at
+    );
 
     // After a fix, the replay reaches the group again.
     fixed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let receipt = client.replay_dead_letter("hr", letter.sequence).await.unwrap();
+    let receipt = client
+        .replay_dead_letter("hr", letter.sequence)
+        .await
+        .unwrap();
     assert_eq!(receipt.sequence, 7);
-    wait_until(Duration::from_secs(10), "the replayed message processed", || {
-        let log = log.clone();
-        async move { log.lock().unwrap().iter().filter(|(t, _)| t.ends_with("poison")).count() == 4 }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the replayed message processed",
+        || {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(t, _)| t.ends_with("poison"))
+                    .count()
+                    == 4
+            }
+        },
+    )
     .await;
     assert!(client.dead_letters("hr").await.unwrap().is_empty());
-    let err = client.replay_dead_letter("hr", letter.sequence).await.unwrap_err();
+    let err = client
+        .replay_dead_letter("hr", letter.sequence)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
     consumer.close().await.unwrap();
     worker.await.unwrap().unwrap();
@@ -224,15 +288,24 @@ async fn poison_message_is_dead_lettered_and_replayed() {
 async fn start_positions_and_replay_by_a_new_group() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("s", StationConfig::default()).await.unwrap();
+    client
+        .create_station("s", StationConfig::default())
+        .await
+        .unwrap();
     produce(&client, "s", keyed(1, 5)).await;
     let between = time::OffsetDateTime::now_utc();
     tokio::time::sleep(Duration::from_millis(20)).await;
     produce(&client, "s", vec![("k0".into(), "k0:5".into())]).await;
 
     async fn first(client: &Client, group: &str, start: StartPosition) -> Option<usize> {
-        let c = client.consumer("s", group, fast().start(start)).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_millis(1500), c.next()).await.ok().flatten();
+        let c = client
+            .consumer("s", group, fast().start(start))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(1500), c.next())
+            .await
+            .ok()
+            .flatten();
         let out = got.map(|d| {
             let d = d.unwrap();
             let i = index(&d.payload).1;
@@ -242,22 +315,46 @@ async fn start_positions_and_replay_by_a_new_group() {
         c.close().await.unwrap();
         out
     }
-    assert_eq!(first(&client, "from-start", StartPosition::Earliest).await, Some(0));
-    assert_eq!(first(&client, "from-seq", StartPosition::Sequence(3)).await, Some(2));
-    assert_eq!(first(&client, "from-time", StartPosition::Time(between)).await, Some(5));
-    assert_eq!(first(&client, "from-now", StartPosition::Latest).await, None);
+    assert_eq!(
+        first(&client, "from-start", StartPosition::Earliest).await,
+        Some(0)
+    );
+    assert_eq!(
+        first(&client, "from-seq", StartPosition::Sequence(3)).await,
+        Some(2)
+    );
+    assert_eq!(
+        first(&client, "from-time", StartPosition::Time(between)).await,
+        Some(5)
+    );
+    assert_eq!(
+        first(&client, "from-now", StartPosition::Latest).await,
+        None
+    );
     // An existing group continues where it stopped, whatever start says.
-    assert_eq!(first(&client, "from-start", StartPosition::Earliest).await, Some(1));
+    assert_eq!(
+        first(&client, "from-start", StartPosition::Earliest).await,
+        Some(1)
+    );
 }
 
 #[tokio::test]
 async fn unknown_station_and_bad_group_are_typed_errors() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    let err = client.consumer("nope", "g", ConsumerOptions::default()).await.unwrap_err();
+    let err = client
+        .consumer("nope", "g", ConsumerOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    client.create_station("s", StationConfig::default()).await.unwrap();
-    let err = client.consumer("s", "bad group", ConsumerOptions::default()).await.unwrap_err();
+    client
+        .create_station("s", StationConfig::default())
+        .await
+        .unwrap();
+    let err = client
+        .consumer("s", "bad group", ConsumerOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("group"), "{err}");
 }

@@ -20,7 +20,10 @@ fn fast() -> ConsumerOptions {
 }
 
 async fn produce(client: &Client, station: &str, keys: usize, per_key: usize) {
-    let producer = client.producer(station, ProducerOptions::default()).await.unwrap();
+    let producer = client
+        .producer(station, ProducerOptions::default())
+        .await
+        .unwrap();
     let mut handles = Vec::new();
     for i in 0..per_key {
         for k in 0..keys {
@@ -36,11 +39,18 @@ async fn produce(client: &Client, station: &str, keys: usize, per_key: usize) {
 /// Ack floor of a group on one partition, read with plain async-nats.
 async fn ack_floor(js: &async_nats::jetstream::Context, stream: &str, group: &str) -> u64 {
     let stream = js.get_stream_no_info(stream).await.unwrap();
-    stream.consumer_info(group).await.unwrap().ack_floor.stream_sequence
+    stream
+        .consumer_info(group)
+        .await
+        .unwrap()
+        .ack_floor
+        .stream_sequence
 }
 
 fn pseudo_random(seed: u64) -> u64 {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     x ^= x >> 33;
     x
 }
@@ -53,14 +63,20 @@ fn pseudo_random(seed: u64) -> u64 {
 async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("acks", StationConfig::default()).await.unwrap();
+    client
+        .create_station("acks", StationConfig::default())
+        .await
+        .unwrap();
     let (keys, per_key) = (30, 10);
     produce(&client, "acks", keys, per_key).await;
     let total = (keys * per_key) as u64;
     let stuck: u64 = 100;
 
     let finished: Arc<Mutex<BTreeSet<u64>>> = Default::default();
-    let member = client.consumer("acks", "g", fast().concurrency(16)).await.unwrap();
+    let member = client
+        .consumer("acks", "g", fast().concurrency(16))
+        .await
+        .unwrap();
     let held = Arc::new(Mutex::new(Vec::new()));
     let runner = {
         let (member, finished, held) = (member.clone(), finished.clone(), held.clone());
@@ -96,14 +112,21 @@ async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
         let floor = ack_floor(&js, &stream, "g").await;
         let done = finished.lock().unwrap().clone();
         for s in 1..=floor {
-            assert!(done.contains(&s), "ack floor {floor} passed unfinished message {s}");
+            assert!(
+                done.contains(&s),
+                "ack floor {floor} passed unfinished message {s}"
+            );
         }
         assert!(floor < stuck, "ack floor {floor} passed the stuck message");
         checks += 1;
         if done.len() as u64 == expected_done && floor == stuck - 1 {
             break;
         }
-        assert!(checks < 2000, "never reached the expected state: {} done, floor {floor}", done.len());
+        assert!(
+            checks < 2000,
+            "never reached the expected state: {} done, floor {floor}",
+            done.len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
@@ -115,7 +138,10 @@ async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
     drop(client);
 
     let other = connect(&server).await;
-    let next = other.consumer("acks", "g", fast().concurrency(1)).await.unwrap();
+    let next = other
+        .consumer("acks", "g", fast().concurrency(1))
+        .await
+        .unwrap();
     let mut got = Vec::new();
     while (got.len() as u64) < total - stuck + 1 {
         let d = tokio::time::timeout(Duration::from_secs(15), next.next())
@@ -128,9 +154,17 @@ async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
     }
     // The broker redelivers expired messages of different keys in no fixed
     // order; what matters is where the tail starts and that it has no hole.
-    assert_eq!(got.iter().min(), Some(&stuck), "redelivery starts at the first unfinished message");
+    assert_eq!(
+        got.iter().min(),
+        Some(&stuck),
+        "redelivery starts at the first unfinished message"
+    );
     let set: BTreeSet<u64> = got.iter().copied().collect();
-    assert_eq!(set, (stuck..=total).collect::<BTreeSet<_>>(), "a contiguous tail, no hole");
+    assert_eq!(
+        set,
+        (stuck..=total).collect::<BTreeSet<_>>(),
+        "a contiguous tail, no hole"
+    );
     next.close().await.unwrap();
     assert_eq!(ack_floor(&js, &stream, "g").await, total);
 }
@@ -160,7 +194,10 @@ async fn two_members_split_partitions_and_fail_over() {
     let start = |id: usize, client: Client| {
         let (log, active, killed) = (log.clone(), active.clone(), killed.clone());
         async move {
-            let member = client.consumer("shared", "workers", fast().concurrency(4)).await.unwrap();
+            let member = client
+                .consumer("shared", "workers", fast().concurrency(4))
+                .await
+                .unwrap();
             let m2 = member.clone();
             let task = tokio::spawn(async move {
                 m2.consume(move |m| {
@@ -175,7 +212,12 @@ async fn two_members_split_partitions_and_fail_over() {
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         active.lock().unwrap().remove(key);
-                        log.lock().unwrap().push((id, m.partition, key.to_string(), i.parse().unwrap()));
+                        log.lock().unwrap().push((
+                            id,
+                            m.partition,
+                            key.to_string(),
+                            i.parse().unwrap(),
+                        ));
                         Ok::<(), String>(())
                     }
                 })
@@ -184,7 +226,10 @@ async fn two_members_split_partitions_and_fail_over() {
             (member, task, client)
         }
     };
-    let producer = admin.producer("shared", ProducerOptions::default()).await.unwrap();
+    let producer = admin
+        .producer("shared", ProducerOptions::default())
+        .await
+        .unwrap();
     let send_range = |range: std::ops::Range<usize>| {
         let producer = producer.clone();
         async move {
@@ -217,7 +262,13 @@ async fn two_members_split_partitions_and_fail_over() {
     {
         let log = log.lock().unwrap();
         let recent: Vec<_> = log.iter().rev().take(100).collect();
-        let parts = |id| recent.iter().filter(|e| e.0 == id).map(|e| e.1).collect::<HashSet<u32>>();
+        let parts = |id| {
+            recent
+                .iter()
+                .filter(|e| e.0 == id)
+                .map(|e| e.1)
+                .collect::<HashSet<u32>>()
+        };
         let (pa, pb) = (parts(1), parts(2));
         assert!(pa.is_disjoint(&pb), "partitions shared: {pa:?} {pb:?}");
         assert_eq!(pa.len() + pb.len(), partitions as usize, "{pa:?} {pb:?}");
@@ -231,14 +282,19 @@ async fn two_members_split_partitions_and_fail_over() {
     let _ = a_task.await;
     send_range(per_key / 2..per_key).await;
 
-    wait_until(Duration::from_secs(60), "member 2 to finish everything", || {
-        let log = log.clone();
-        async move {
-            let log = log.lock().unwrap();
-            let seen: HashSet<(String, usize)> = log.iter().map(|e| (e.2.clone(), e.3)).collect();
-            seen.len() == keys * per_key
-        }
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "member 2 to finish everything",
+        || {
+            let log = log.clone();
+            async move {
+                let log = log.lock().unwrap();
+                let seen: HashSet<(String, usize)> =
+                    log.iter().map(|e| (e.2.clone(), e.3)).collect();
+                seen.len() == keys * per_key
+            }
+        },
+    )
     .await;
     b.close().await.unwrap();
     b_task.await.unwrap().unwrap();

@@ -2,7 +2,10 @@
 
 mod common;
 
-use std::{collections::{HashMap, HashSet}, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use common::*;
 use jetstation::{ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull};
@@ -25,14 +28,21 @@ async fn check_station(url: &str, station: &str, partitions: u32) -> HashMap<Str
     let mut ids = HashSet::new();
     for p in 0..partitions {
         for m in read_stream(url, &partition_stream(station, p)).await {
-            assert!(ids.insert(m.msg_id.clone()), "duplicate stored: {}", m.msg_id);
+            assert!(
+                ids.insert(m.msg_id.clone()),
+                "duplicate stored: {}",
+                m.msg_id
+            );
             let (key, i) = parse(&m.payload);
             assert_eq!(m.key.as_deref(), Some(key.as_str()));
             per_key.entry(key).or_default().push(i);
         }
     }
     for (key, seen) in &per_key {
-        assert!(seen.windows(2).all(|w| w[0] < w[1]), "key {key} out of order: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "key {key} out of order: {seen:?}"
+        );
     }
     per_key
 }
@@ -41,10 +51,21 @@ async fn check_station(url: &str, station: &str, partitions: u32) -> HashMap<Str
 async fn send_returns_a_receipt_and_duplicates_are_recognised() {
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("hr", StationConfig::default().partitions(2)).await.unwrap();
-    let producer = client.producer("hr", ProducerOptions::default()).await.unwrap();
+    client
+        .create_station("hr", StationConfig::default().partitions(2))
+        .await
+        .unwrap();
+    let producer = client
+        .producer("hr", ProducerOptions::default())
+        .await
+        .unwrap();
     let r1 = producer
-        .send(Message::new("hello").key("emp-1").header("source", "hr").msg_id("change-1"))
+        .send(
+            Message::new("hello")
+                .key("emp-1")
+                .header("source", "hr")
+                .msg_id("change-1"),
+        )
         .await
         .unwrap();
     assert_eq!(r1.station, "hr");
@@ -73,7 +94,10 @@ async fn server_checks_dedup_before_the_last_msg_id_guard() {
     use async_nats::{HeaderMap, jetstream::message::PublishMessage};
     let server = NatsServer::start();
     let client = connect(&server).await;
-    client.create_station("guard", StationConfig::default()).await.unwrap();
+    client
+        .create_station("guard", StationConfig::default())
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
     let subject = "jst._.guard.0.m";
     let publish = |id: &str, expected: Option<&str>| {
@@ -82,17 +106,41 @@ async fn server_checks_dedup_before_the_last_msg_id_guard() {
         if let Some(e) = expected {
             h.insert("Nats-Expected-Last-Msg-Id", e);
         }
-        PublishMessage::build().payload(id.to_string().into()).headers(h)
+        PublishMessage::build()
+            .payload(id.to_string().into())
+            .headers(h)
     };
-    let a = js.send_publish(subject, publish("a", None)).await.unwrap().await.unwrap();
-    js.send_publish(subject, publish("b", Some("a"))).await.unwrap().await.unwrap();
+    let a = js
+        .send_publish(subject, publish("a", None))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.send_publish(subject, publish("b", Some("a")))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     // Wrong guard, but a known id: a duplicate, not an error.
-    let dup = js.send_publish(subject, publish("a", Some("zzz"))).await.unwrap().await.unwrap();
+    let dup = js
+        .send_publish(subject, publish("a", Some("zzz")))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert!(dup.duplicate);
     assert_eq!(dup.sequence, a.sequence);
     // Wrong guard, new id: refused.
-    let err = js.send_publish(subject, publish("c", Some("a"))).await.unwrap().await.unwrap_err();
-    assert_eq!(err.kind(), async_nats::jetstream::context::PublishErrorKind::WrongLastMessageId);
+    let err = js
+        .send_publish(subject, publish("c", Some("a")))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        async_nats::jetstream::context::PublishErrorKind::WrongLastMessageId
+    );
 }
 
 #[tokio::test]
@@ -104,14 +152,20 @@ async fn hundred_thousand_messages_over_a_thousand_keys_keep_order() {
         .create_station("bulk", StationConfig::default().partitions(partitions))
         .await
         .unwrap();
-    let producer = client.producer("bulk", ProducerOptions::default()).await.unwrap();
+    let producer = client
+        .producer("bulk", ProducerOptions::default())
+        .await
+        .unwrap();
     let keys = 1000;
     let per_key = 100;
     let mut handles = Vec::with_capacity(keys * per_key);
     for i in 0..per_key {
         for k in 0..keys {
             let key = format!("emp-{k}");
-            let h = producer.enqueue(Message::new(payload(&key, i)).key(key)).await.unwrap();
+            let h = producer
+                .enqueue(Message::new(payload(&key, i)).key(key))
+                .await
+                .unwrap();
             handles.push(h);
         }
     }
@@ -142,7 +196,10 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
         .await
         .unwrap();
     let producer = client
-        .producer("crashy", ProducerOptions::default().delivery_timeout(Duration::from_secs(60)))
+        .producer(
+            "crashy",
+            ProducerOptions::default().delivery_timeout(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     let keys = 300;
@@ -154,7 +211,12 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
             for i in 0..per_key {
                 for k in 0..keys {
                     let key = format!("emp-{k}");
-                    handles.push(producer.enqueue(Message::new(payload(&key, i)).key(key)).await.unwrap());
+                    handles.push(
+                        producer
+                            .enqueue(Message::new(payload(&key, i)).key(key))
+                            .await
+                            .unwrap(),
+                    );
                 }
                 if i % 10 == 0 {
                     tokio::task::yield_now().await;
@@ -162,7 +224,8 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
             }
             let mut ok = 0;
             for h in handles {
-                h.await.expect("every send resolves, and with 60 s to go, succeeds");
+                h.await
+                    .expect("every send resolves, and with 60 s to go, succeeds");
                 ok += 1;
             }
             ok
@@ -171,7 +234,13 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
     // Crash while sending, once hard (SIGKILL) and once gracefully.
     wait_until(Duration::from_secs(30), "first messages stored", || {
         let client = client.clone();
-        async move { client.station("crashy").await.map(|s| s.messages > 3000).unwrap_or(false) }
+        async move {
+            client
+                .station("crashy")
+                .await
+                .map(|s| s.messages > 3000)
+                .unwrap_or(false)
+        }
     })
     .await;
     server.kill();
@@ -179,16 +248,29 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
     server.start_again();
     wait_until(Duration::from_secs(30), "more messages stored", || {
         let client = client.clone();
-        async move { client.station("crashy").await.map(|s| s.messages > 15000).unwrap_or(false) }
+        async move {
+            client
+                .station("crashy")
+                .await
+                .map(|s| s.messages > 15000)
+                .unwrap_or(false)
+        }
     })
     .await;
     server.restart();
-    let ok = tokio::time::timeout(Duration::from_secs(120), sender).await.unwrap().unwrap();
+    let ok = tokio::time::timeout(Duration::from_secs(120), sender)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ok, keys * per_key);
     let stored = check_station(&server.url(), "crashy", partitions).await;
     assert_eq!(stored.len(), keys);
     for (key, seen) in stored {
-        assert_eq!(seen, (0..per_key).collect::<Vec<_>>(), "key {key}: a gap or a loss");
+        assert_eq!(
+            seen,
+            (0..per_key).collect::<Vec<_>>(),
+            "key {key}: a gap or a loss"
+        );
     }
 }
 
@@ -196,19 +278,37 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
 async fn bad_input_is_refused_before_anything_is_sent() {
     let server = NatsServer::builder().config("max_payload: 65536").start();
     let client = connect(&server).await;
-    let err = client.producer("nowhere", ProducerOptions::default()).await.unwrap_err();
+    let err = client
+        .producer("nowhere", ProducerOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("create_station"), "{err}");
 
-    client.create_station("strict", StationConfig::default()).await.unwrap();
-    let producer = client.producer("strict", ProducerOptions::default()).await.unwrap();
-    let err = producer.send(Message::new(vec![0u8; 70_000])).await.unwrap_err();
+    client
+        .create_station("strict", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = client
+        .producer("strict", ProducerOptions::default())
+        .await
+        .unwrap();
+    let err = producer
+        .send(Message::new(vec![0u8; 70_000]))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
     assert!(err.message().contains("65536"), "{err}");
-    let err = producer.send(Message::new("x").header("Nats-Msg-Id", "sneaky")).await.unwrap_err();
+    let err = producer
+        .send(Message::new("x").header("Nats-Msg-Id", "sneaky"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("reserved"), "{err}");
-    let err = producer.send(Message::new("x").key("k".repeat(300))).await.unwrap_err();
+    let err = producer
+        .send(Message::new("x").key("k".repeat(300)))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     producer.send(Message::new("fine")).await.unwrap();
     assert_eq!(client.station("strict").await.unwrap().messages, 1);
@@ -235,7 +335,12 @@ async fn backpressure_bounds_the_buffer_while_the_server_is_down() {
         .await
         .unwrap();
     let failing = client
-        .producer("bp", ProducerOptions::default().buffer_bytes(buffer).when_full(WhenFull::FailFast))
+        .producer(
+            "bp",
+            ProducerOptions::default()
+                .buffer_bytes(buffer)
+                .when_full(WhenFull::FailFast),
+        )
         .await
         .unwrap();
     server.stop();
@@ -251,7 +356,11 @@ async fn backpressure_bounds_the_buffer_while_the_server_is_down() {
         assert!(accepted.len() < 200, "the buffer never filled");
     };
     assert_eq!(err.kind(), ErrorKind::BufferFull);
-    assert!(accepted.len() >= 90 && accepted.len() <= 105, "{}", accepted.len());
+    assert!(
+        accepted.len() >= 90 && accepted.len() <= 105,
+        "{}",
+        accepted.len()
+    );
 
     // Wait mode: a sender blocks once the buffer is full.
     let sender = {
@@ -268,10 +377,17 @@ async fn backpressure_bounds_the_buffer_while_the_server_is_down() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!sender.is_finished(), "a full buffer must make send wait");
-    assert!(waiting.outstanding() <= buffer / chunk.len() + 1, "{}", waiting.outstanding());
+    assert!(
+        waiting.outstanding() <= buffer / chunk.len() + 1,
+        "{}",
+        waiting.outstanding()
+    );
 
     server.start_again();
-    let handles = tokio::time::timeout(Duration::from_secs(60), sender).await.unwrap().unwrap();
+    let handles = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .unwrap()
+        .unwrap();
     for h in handles {
         h.await.unwrap();
     }

@@ -17,29 +17,61 @@ async fn station_lifecycle_create_get_list_update_delete() {
         .max_age(Duration::from_secs(3600))
         .max_messages(3000)
         .max_deliveries(4);
-    let created = client.create_station("employees", config.clone()).await.unwrap();
+    let created = client
+        .create_station("employees", config.clone())
+        .await
+        .unwrap();
     assert_eq!(created.config, config);
     assert_eq!(created.messages, 0);
 
     // Same settings again: a no-op.
-    client.create_station("employees", config.clone()).await.unwrap();
-    client.create_station("payroll", StationConfig::default()).await.unwrap();
+    client
+        .create_station("employees", config.clone())
+        .await
+        .unwrap();
+    client
+        .create_station("payroll", StationConfig::default())
+        .await
+        .unwrap();
 
-    let names: Vec<String> = client.stations().await.unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = client
+        .stations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, vec!["employees", "payroll"]);
 
     let updated = client
-        .update_station("employees", config.clone().max_deliveries(7).max_messages(6000))
+        .update_station(
+            "employees",
+            config.clone().max_deliveries(7).max_messages(6000),
+        )
         .await
         .unwrap();
     assert_eq!(updated.config.max_deliveries, 7);
     assert_eq!(updated.config.max_messages, Some(6000));
-    assert_eq!(client.station("employees").await.unwrap().config.max_deliveries, 7);
+    assert_eq!(
+        client
+            .station("employees")
+            .await
+            .unwrap()
+            .config
+            .max_deliveries,
+        7
+    );
 
     client.delete_station("employees").await.unwrap();
     let err = client.station("employees").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let names: Vec<String> = client.stations().await.unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = client
+        .stations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, vec!["payroll"]);
 }
 
@@ -52,11 +84,18 @@ async fn recreating_with_other_settings_is_refused_and_changes_nothing() {
         .await
         .unwrap();
     let err = client
-        .create_station("hr", StationConfig::default().partitions(4).max_deliveries(9))
+        .create_station(
+            "hr",
+            StationConfig::default().partitions(4).max_deliveries(9),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-    assert!(err.message().contains("partitions: existing 2, requested 4"), "{err}");
+    assert!(
+        err.message()
+            .contains("partitions: existing 2, requested 4"),
+        "{err}"
+    );
     assert!(err.message().contains("max_deliveries"), "{err}");
     assert!(err.message().contains("update_station"), "{err}");
     let station = client.station("hr").await.unwrap();
@@ -76,7 +115,10 @@ async fn invalid_names_and_settings_are_refused_before_anything_is_created() {
     let server = NatsServer::start();
     let client = connect(&server).await;
     for bad in ["", "has space", "dot.ted", "a__b", "-x"] {
-        let err = client.create_station(bad, StationConfig::default()).await.unwrap_err();
+        let err = client
+            .create_station(bad, StationConfig::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
         assert!(err.message().contains("invalid station name"), "{err}");
     }
@@ -101,16 +143,26 @@ async fn invalid_names_and_settings_are_refused_before_anything_is_created() {
 async fn namespaces_isolate_stations() {
     let server = NatsServer::start();
     init_tracing();
-    let a = Client::connect(options(&server).namespace("tenant-a")).await.unwrap();
-    let b = Client::connect(options(&server).namespace("tenant-b")).await.unwrap();
+    let a = Client::connect(options(&server).namespace("tenant-a"))
+        .await
+        .unwrap();
+    let b = Client::connect(options(&server).namespace("tenant-b"))
+        .await
+        .unwrap();
     let plain = connect(&server).await;
-    a.create_station("employees", StationConfig::default()).await.unwrap();
-    b.create_station("employees", StationConfig::default().partitions(2)).await.unwrap();
+    a.create_station("employees", StationConfig::default())
+        .await
+        .unwrap();
+    b.create_station("employees", StationConfig::default().partitions(2))
+        .await
+        .unwrap();
     assert_eq!(a.station("employees").await.unwrap().config.partitions, 1);
     assert_eq!(b.station("employees").await.unwrap().config.partitions, 2);
     assert!(plain.stations().await.unwrap().is_empty());
     assert_eq!(a.stations().await.unwrap().len(), 1);
-    let err = Client::connect(options(&server).namespace("bad.ns")).await.unwrap_err();
+    let err = Client::connect(options(&server).namespace("bad.ns"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
@@ -128,9 +180,17 @@ async fn wrong_credentials_are_an_auth_error() {
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(err.message().contains("refused the credentials"), "{err}");
 
-    let token_server = NatsServer::builder().config("authorization { token: t0ken }").start();
-    assert!(Client::connect(options(&token_server).token("t0ken")).await.is_ok());
-    let err = Client::connect(options(&token_server).token("nope")).await.unwrap_err();
+    let token_server = NatsServer::builder()
+        .config("authorization { token: t0ken }")
+        .start();
+    assert!(
+        Client::connect(options(&token_server).token("t0ken"))
+            .await
+            .is_ok()
+    );
+    let err = Client::connect(options(&token_server).token("nope"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth);
 }
 
@@ -148,7 +208,8 @@ async fn unreachable_server_is_a_connection_error() {
 #[tokio::test]
 async fn server_older_than_2_10_is_refused_naming_both_versions() {
     // Debian's nats-server package (2.9.10), installed by scripts/setup.sh.
-    let old = std::env::var("NATS_SERVER_OLD_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+    let old =
+        std::env::var("NATS_SERVER_OLD_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
     assert!(
         std::path::Path::new(&old).exists(),
         "{old} missing: run scripts/setup.sh (installs Debian's nats-server 2.9)"
@@ -175,7 +236,10 @@ async fn replicated_station_on_a_three_node_cluster() {
     let cluster = Cluster::start(3);
     let client = connect_cluster(&cluster).await;
     let s = client
-        .create_station("replicated", StationConfig::default().replicas(3).partitions(2))
+        .create_station(
+            "replicated",
+            StationConfig::default().replicas(3).partitions(2),
+        )
         .await
         .unwrap();
     assert_eq!(s.config.replicas, 3);

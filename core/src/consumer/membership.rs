@@ -88,7 +88,8 @@ impl Membership {
 
     /// Live members (sorted), this one included.
     pub(crate) async fn live(&self) -> Result<Vec<String>> {
-        let err = |e: &(dyn std::error::Error + 'static)| Error::from_nats("reading group members", e);
+        let err =
+            |e: &(dyn std::error::Error + 'static)| Error::from_nats("reading group members", e);
         let own = self
             .store
             .entry(format!("{}{}", self.prefix, self.member))

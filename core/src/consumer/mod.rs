@@ -27,12 +27,7 @@
 mod membership;
 pub(crate) mod scheduler;
 
-use std::{
-    fmt,
-    future::Future,
-    sync::Arc,
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     self,
@@ -188,8 +183,13 @@ impl ReceivedMessage {
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     Ack,
-    Nack { delay: Option<Duration>, reason: String },
-    Term { reason: String },
+    Nack {
+        delay: Option<Duration>,
+        reason: String,
+    },
+    Term {
+        reason: String,
+    },
 }
 
 /// A message handed to the application. Settle it with `ack`, `nack` or
@@ -204,7 +204,9 @@ pub struct Delivery {
 
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery").field("message", &self.message).finish()
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .finish()
     }
 }
 
@@ -243,7 +245,11 @@ impl Delivery {
     }
 
     /// Like [`Delivery::nack`], recording why (shown on the dead letter).
-    pub fn nack_with_reason(self, reason: impl Into<String>, delay: Option<Duration>) -> Result<()> {
+    pub fn nack_with_reason(
+        self,
+        reason: impl Into<String>,
+        delay: Option<Duration>,
+    ) -> Result<()> {
         self.settle(Outcome::Nack {
             delay,
             reason: reason.into(),
@@ -373,7 +379,12 @@ impl Client {
             .ok_or_else(|| unknown_station(station))?;
         for p in 0..config.partitions {
             let stream = self.inner.names.partition_stream(station, p);
-            if let Err(e) = self.inner.js.delete_consumer_from_stream(group, &stream).await {
+            if let Err(e) = self
+                .inner
+                .js
+                .delete_consumer_from_stream(group, &stream)
+                .await
+            {
                 let err = Error::from_nats(&format!("deleting group {group:?}"), &e);
                 if err.kind() != crate::ErrorKind::NotFound {
                     return Err(err);
@@ -463,7 +474,12 @@ impl Consumer {
     /// commits, and hands the partitions over to the other members.
     pub async fn close(&self) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        if self.shared.events.send(scheduler::Event::Close { done }).is_err() {
+        if self
+            .shared
+            .events
+            .send(scheduler::Event::Close { done })
+            .is_err()
+        {
             return Ok(());
         }
         // Deliveries queued for an application that stopped reading go back

@@ -291,7 +291,9 @@ impl Scheduler {
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(partition, error = %e, "cannot pull messages; retrying"),
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "cannot pull messages; retrying")
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -378,8 +380,11 @@ impl Scheduler {
         let Ok(info) = message.info() else {
             return;
         };
-        let (sequence, delivery, deliveries) =
-            (info.stream_sequence, info.consumer_sequence, info.delivered.max(1) as u64);
+        let (sequence, delivery, deliveries) = (
+            info.stream_sequence,
+            info.consumer_sequence,
+            info.delivered.max(1) as u64,
+        );
         let part = &mut self.parts[partition as usize];
         if !part.owned {
             // A late message of a partition being handed over: give it back.
@@ -465,7 +470,11 @@ impl Scheduler {
                 continue;
             }
             while let Some(sequence) = part.runnable.pop_front() {
-                if part.entries.get(&sequence).is_some_and(|e| e.state == State::Runnable) {
+                if part
+                    .entries
+                    .get(&sequence)
+                    .is_some_and(|e| e.state == State::Runnable)
+                {
                     self.next_partition = (index + 1) % n;
                     return Some(Token {
                         partition: part.handle.partition,
@@ -602,9 +611,7 @@ impl Scheduler {
 
     fn request_sync(&mut self, index: usize) {
         let part = &mut self.parts[index];
-        let due = part
-            .last_sync
-            .is_none_or(|t| t.elapsed() >= SYNC_INTERVAL);
+        let due = part.last_sync.is_none_or(|t| t.elapsed() >= SYNC_INTERVAL);
         if part.syncing || !due || part.entries.is_empty() {
             return;
         }
@@ -717,15 +724,26 @@ impl Scheduler {
             let now = time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
-            h.insert(headers::MSG_ID, format!("dl-{origin_stream}-{group}-{}", token.sequence).as_str());
+            h.insert(
+                headers::MSG_ID,
+                format!("dl-{origin_stream}-{group}-{}", token.sequence).as_str(),
+            );
             h.insert(headers::ORIGIN_STATION, station.as_str());
-            h.insert(headers::ORIGIN_PARTITION, token.partition.to_string().as_str());
-            h.insert(headers::ORIGIN_SEQUENCE, token.sequence.to_string().as_str());
+            h.insert(
+                headers::ORIGIN_PARTITION,
+                token.partition.to_string().as_str(),
+            );
+            h.insert(
+                headers::ORIGIN_SEQUENCE,
+                token.sequence.to_string().as_str(),
+            );
             h.insert(headers::ORIGIN_GROUP, group.as_str());
             h.insert(headers::DELIVERIES, deliveries.to_string().as_str());
             h.insert(headers::LAST_ERROR, sanitize(&reason).as_str());
             h.insert(headers::DEAD_LETTERED_AT, now.as_str());
-            let publish = PublishMessage::build().payload(raw.payload.clone()).headers(h);
+            let publish = PublishMessage::build()
+                .payload(raw.payload.clone())
+                .headers(h);
             let result = async {
                 js.send_publish(subject, publish)
                     .await
@@ -845,7 +863,10 @@ impl Release {
         if self.in_sync {
             if let Some((_, last)) = pop_done_prefix(&mut self.entries) {
                 if let Err(e) = last.double_ack().await {
-                    result = Err(Error::from_nats("committing a released partition", e.as_ref()));
+                    result = Err(Error::from_nats(
+                        "committing a released partition",
+                        e.as_ref(),
+                    ));
                 }
             }
         }

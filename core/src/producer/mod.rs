@@ -436,7 +436,10 @@ impl Producer {
                      the broker and jetstation); rename it"
                 )));
             }
-            if name.is_empty() || name.contains([':', ' ', '\r', '\n']) || value.contains(['\r', '\n']) {
+            if name.is_empty()
+                || name.contains([':', ' ', '\r', '\n'])
+                || value.contains(['\r', '\n'])
+            {
                 return Err(Error::invalid(format!(
                     "header {name:?} is malformed: names need visible characters without ':' \
                      or spaces, values cannot contain line breaks"
@@ -489,7 +492,9 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .iter()
         .map(|(n, vs)| {
             let name: &str = n.as_ref();
-            vs.iter().map(|v| name.len() + v.as_str().len() + 4).sum::<usize>()
+            vs.iter()
+                .map(|v| name.len() + v.as_str().len() + 4)
+                .sum::<usize>()
         })
         .sum::<usize>()
 }

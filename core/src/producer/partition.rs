@@ -135,7 +135,10 @@ impl Worker {
                 Err(_) if self.options.linger.is_zero() => None,
                 Err(_) => {
                     let left = linger_until.saturating_duration_since(Instant::now());
-                    tokio::time::timeout(left, self.rx.recv()).await.ok().flatten()
+                    tokio::time::timeout(left, self.rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
                 }
             };
             match next {
@@ -313,9 +316,9 @@ fn classify(stream: &str, err: &PublishError) -> Failure {
     let context = format!("publishing to {stream}");
     match err.kind() {
         PublishErrorKind::WrongLastMessageId => Failure::Interleaved,
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
-            Failure::Transient(Error::from_nats(&context, err))
-        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending => Failure::Transient(Error::from_nats(&context, err)),
         PublishErrorKind::StreamNotFound => Failure::NoStream(Error::new(
             ErrorKind::Connection,
             format!("{context}: no responders (the stream is unavailable)"),

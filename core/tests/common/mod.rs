@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use jetstation_harness::{Cluster, NatsServer};
 use jetstation::{Client, ConnectOptions};
+pub use jetstation_harness::{Cluster, NatsServer};
 
 pub fn init_tracing() {
     static ONCE: Once = Once::new();
@@ -107,7 +107,10 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
         out.push(Stored {
             sequence,
             key: headers.get("Jst-Key").map(|v| v.to_string()),
-            msg_id: headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default(),
+            msg_id: headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             payload: m.payload.to_vec(),
         });
         if sequence >= last {

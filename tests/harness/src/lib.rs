@@ -201,12 +201,7 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}",
-                    self.builder.binary.display()
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.builder.binary.display()));
         self.child = Some(child);
         self.wait_listening(Duration::from_secs(15));
     }
