@@ -190,9 +190,10 @@ impl Error {
             ErrorKind::Timeout
         } else if lower.contains("permission") || lower.contains("authorization") {
             ErrorKind::Auth
-        } else if lower.contains("no responders") {
-            ErrorKind::Connection
-        } else if lower.contains("broken pipe") || lower.contains("disconnected") {
+        } else if lower.contains("no responders")
+            || lower.contains("broken pipe")
+            || lower.contains("disconnected")
+        {
             ErrorKind::Connection
         } else {
             ErrorKind::Broker

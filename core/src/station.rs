@@ -143,13 +143,13 @@ impl StationConfig {
                 "dedup_window must be positive: retries rely on it to never store a duplicate",
             ));
         }
-        if let Some(age) = self.max_age {
-            if age < self.dedup_window {
-                return Err(Error::invalid(format!(
-                    "dedup_window ({:?}) must not exceed max_age ({age:?})",
-                    self.dedup_window
-                )));
-            }
+        if let Some(age) = self.max_age
+            && age < self.dedup_window
+        {
+            return Err(Error::invalid(format!(
+                "dedup_window ({:?}) must not exceed max_age ({age:?})",
+                self.dedup_window
+            )));
         }
         if self.max_bytes == Some(0) || self.max_messages == Some(0) {
             return Err(Error::invalid(

@@ -7,8 +7,8 @@
 //! our own latest announcement (so host clocks do not matter).
 //!
 //! Every member computes the same assignment from the same live set with
-//! rendezvous hashing (highest xxh3 of `member:partition` wins), so a member
-//! joining or leaving moves only the partitions it takes or leaves. The
+//! capped rendezvous hashing (see [`assignment`]): balanced, and a member
+//! joining or leaving moves few partitions. The
 //! assignment decides which partitions a member *pulls*; the broker's pinned
 //! client policy makes sure a partition is never delivered to two members at
 //! once while the assignment changes hands.
@@ -131,36 +131,73 @@ impl Membership {
     }
 }
 
-/// Whether `member` takes `partition` among `members` (rendezvous hashing).
-pub(crate) fn owns(member: &str, partition: u32, members: &[String]) -> bool {
-    let score = |m: &str| xxhash_rust::xxh3::xxh3_64(format!("{m}:{partition}").as_bytes());
-    members
-        .iter()
-        .max_by_key(|m| (score(m), (*m).clone()))
-        .is_none_or(|winner| winner == member)
+/// Which member takes each partition: rendezvous hashing with a cap, so the
+/// split is balanced (every member gets ⌊P/n⌋ or ⌈P/n⌉ partitions) and a
+/// member joining or leaving moves few partitions. Deterministic: every member
+/// computes the same answer from the same (sorted) member list.
+pub(crate) fn assignment(members: &[String], partitions: u32) -> Vec<usize> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    // Loads end at ⌊P/n⌋ or ⌊P/n⌋+1: `extra` members may take one more.
+    let floor = partitions as usize / members.len();
+    let mut extra = partitions as usize % members.len();
+    let mut load = vec![0usize; members.len()];
+    (0..partitions)
+        .map(|p| {
+            let score = |m: &str| xxhash_rust::xxh3::xxh3_64(format!("{m}:{p}").as_bytes());
+            let mut ranked: Vec<usize> = (0..members.len()).collect();
+            ranked.sort_by_key(|&i| (std::cmp::Reverse(score(&members[i])), i));
+            let chosen = ranked
+                .into_iter()
+                .find(|&i| load[i] < floor || (load[i] == floor && extra > 0))
+                .expect("capacity always equals the partitions left");
+            if load[chosen] == floor {
+                extra -= 1;
+            }
+            load[chosen] += 1;
+            chosen
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::owns;
+    use super::assignment;
+
+    fn members(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
-    fn every_partition_has_exactly_one_owner_and_joins_move_few() {
-        let two: Vec<String> = vec!["a".into(), "b".into()];
-        let three: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
-        let mut moved = 0;
-        for p in 0..64 {
-            let owners2: Vec<&String> = two.iter().filter(|m| owns(m, p, &two)).collect();
-            let owners3: Vec<&String> = three.iter().filter(|m| owns(m, p, &three)).collect();
-            assert_eq!(owners2.len(), 1);
-            assert_eq!(owners3.len(), 1);
-            if owners2[0] != owners3[0] {
-                // Only partitions taken by the newcomer move.
-                assert_eq!(owners3[0], "c");
-                moved += 1;
+    fn every_split_is_balanced() {
+        for n in 1..=5 {
+            for partitions in [1u32, 2, 4, 7, 16, 64] {
+                for salt in 0..20 {
+                    let m: Vec<String> = (0..n).map(|i| format!("m{salt}-{i}")).collect();
+                    let a = assignment(&m, partitions);
+                    let mut load = vec![0; n];
+                    for owner in a {
+                        load[owner] += 1;
+                    }
+                    let (lo, hi) = (partitions as usize / n, (partitions as usize).div_ceil(n));
+                    assert!(load.iter().all(|l| *l >= lo && *l <= hi), "{load:?}");
+                    assert_eq!(load.iter().sum::<usize>(), partitions as usize);
+                }
             }
         }
-        assert!(moved > 5 && moved < 40, "{moved}");
-        assert!(owns("solo", 3, &["solo".to_string()]));
+    }
+
+    #[test]
+    fn a_join_moves_only_some_partitions() {
+        let two = members(&["a", "b"]);
+        let three = members(&["a", "b", "c"]);
+        let before = assignment(&two, 64);
+        let after = assignment(&three, 64);
+        let moved = (0..64)
+            .filter(|&p| two[before[p]] != three[after[p]])
+            .count();
+        assert!(moved < 40, "{moved} of 64 moved");
+        assert_eq!(assignment(&members(&["solo"]), 3), vec![0, 0, 0]);
     }
 }

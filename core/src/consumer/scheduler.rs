@@ -37,7 +37,7 @@ use tokio::{
 
 use super::{
     ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage,
-    membership::{Membership, owns},
+    membership::{Membership, assignment},
 };
 use crate::{
     client::Client,
@@ -52,6 +52,9 @@ pub(crate) struct Token {
     sequence: u64,
 }
 
+// Events move once through a channel; boxing the common `Fetched` variant
+// would add an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Event {
     Fetched {
         partition: u32,
@@ -70,7 +73,7 @@ pub(crate) enum Event {
     },
     Synced {
         partition: u32,
-        info: Result<jetstream::consumer::Info>,
+        info: Box<Result<jetstream::consumer::Info>>,
     },
     Members(Vec<String>),
     Close {
@@ -340,7 +343,7 @@ impl Scheduler {
                     .unwrap_or_default();
                 self.dead_letter(token, reason);
             }
-            Event::Synced { partition, info } => self.on_synced(partition, info),
+            Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::Members(members) => {
                 if self.closing.is_none() {
                     self.apply_members(members);
@@ -423,14 +426,14 @@ impl Scheduler {
             let queue = part.keys.entry(k.clone()).or_default();
             let mut pos = queue.partition_point(|s| *s < sequence);
             let head = queue.front().copied();
-            if pos == 0 {
-                if let Some(head) = head {
-                    match part.entries.get_mut(&head) {
-                        Some(e) if e.state == State::Runnable => e.state = State::Waiting,
-                        // The head already runs: never run two of a key at once.
-                        Some(_) => pos = 1,
-                        None => {}
-                    }
+            if pos == 0
+                && let Some(head) = head
+            {
+                match part.entries.get_mut(&head) {
+                    Some(e) if e.state == State::Runnable => e.state = State::Waiting,
+                    // The head already runs: never run two of a key at once.
+                    Some(_) => pos = 1,
+                    None => {}
                 }
             }
             queue.insert(pos, sequence);
@@ -570,21 +573,21 @@ impl Scheduler {
             return;
         };
         entry.state = State::Done;
-        if let Some(key) = entry.key.clone() {
-            if let Some(queue) = part.keys.get_mut(&key) {
-                queue.retain(|s| *s != token.sequence);
-                match queue.front().copied() {
-                    Some(next) => {
-                        if let Some(e) = part.entries.get_mut(&next) {
-                            if e.state == State::Waiting {
-                                e.state = State::Runnable;
-                                part.runnable.push_back(next);
-                            }
-                        }
+        if let Some(key) = entry.key.clone()
+            && let Some(queue) = part.keys.get_mut(&key)
+        {
+            queue.retain(|s| *s != token.sequence);
+            match queue.front().copied() {
+                Some(next) => {
+                    if let Some(e) = part.entries.get_mut(&next)
+                        && e.state == State::Waiting
+                    {
+                        e.state = State::Runnable;
+                        part.runnable.push_back(next);
                     }
-                    None => {
-                        part.keys.remove(&key);
-                    }
+                }
+                None => {
+                    part.keys.remove(&key);
                 }
             }
         }
@@ -626,7 +629,10 @@ impl Scheduler {
                 .consumer_info(&group)
                 .await
                 .map_err(|e| Error::from_nats("reading consumer info", &e));
-            let _ = events.send(Event::Synced { partition, info });
+            let _ = events.send(Event::Synced {
+                partition,
+                info: Box::new(info),
+            });
         });
     }
 
@@ -646,14 +652,13 @@ impl Scheduler {
         if floor > part.committed {
             let stale: Vec<u64> = part.entries.range(..=floor).map(|(s, _)| *s).collect();
             for s in stale {
-                if let Some(e) = part.entries.remove(&s) {
-                    if let Some(k) = e.key {
-                        if let Some(q) = part.keys.get_mut(&k) {
-                            q.retain(|x| *x != s);
-                            if q.is_empty() {
-                                part.keys.remove(&k);
-                            }
-                        }
+                if let Some(e) = part.entries.remove(&s)
+                    && let Some(k) = e.key
+                    && let Some(q) = part.keys.get_mut(&k)
+                {
+                    q.retain(|x| *x != s);
+                    if q.is_empty() {
+                        part.keys.remove(&k);
                     }
                 }
             }
@@ -663,6 +668,15 @@ impl Scheduler {
         if info.delivered.consumer_sequence == part.last_delivery && info.num_ack_pending == ours {
             part.in_sync = true;
             self.commit(index);
+        } else {
+            tracing::trace!(
+                partition,
+                broker_delivered = info.delivered.consumer_sequence,
+                received = part.last_delivery,
+                broker_pending = info.num_ack_pending,
+                held = ours,
+                "not in sync yet"
+            );
         }
     }
 
@@ -673,15 +687,15 @@ impl Scheduler {
                 self.request_sync(i);
             }
         }
-        if let Some((_, deadline)) = &self.closing {
-            if Instant::now() >= *deadline {
-                tracing::warn!(
-                    station = %self.station, group = %self.group,
-                    held = self.in_app.len(),
-                    "closing without waiting further for unsettled messages"
-                );
-                self.in_app.clear();
-            }
+        if let Some((_, deadline)) = &self.closing
+            && Instant::now() >= *deadline
+        {
+            tracing::warn!(
+                station = %self.station, group = %self.group,
+                held = self.in_app.len(),
+                "closing without waiting further for unsettled messages"
+            );
+            self.in_app.clear();
         }
     }
 
@@ -771,9 +785,10 @@ impl Scheduler {
     /// Takes and gives away partitions after the live members changed.
     fn apply_members(&mut self, members: Vec<String>) {
         let me = self.membership.member().to_string();
+        let owners = assignment(&members, self.parts.len() as u32);
         for i in 0..self.parts.len() {
             let partition = self.parts[i].handle.partition;
-            let mine = owns(&me, partition, &members);
+            let mine = members.get(owners[i]) == Some(&me);
             let part = &mut self.parts[i];
             if mine && !part.owned && !part.revoking {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
@@ -853,22 +868,22 @@ impl Release {
     /// gives back the rest at once, and unpins so the next owner starts now.
     async fn run(mut self) -> Result<()> {
         let mut result = Ok(());
-        if !self.in_sync && !self.entries.is_empty() {
-            if let Ok(info) = self.stream.consumer_info(&self.group).await {
-                let ours = self.entries.values().filter(|e| !e.termed).count();
-                self.in_sync = info.delivered.consumer_sequence == self.last_delivery
-                    && info.num_ack_pending == ours;
-            }
+        if !self.in_sync
+            && !self.entries.is_empty()
+            && let Ok(info) = self.stream.consumer_info(&self.group).await
+        {
+            let ours = self.entries.values().filter(|e| !e.termed).count();
+            self.in_sync = info.delivered.consumer_sequence == self.last_delivery
+                && info.num_ack_pending == ours;
         }
-        if self.in_sync {
-            if let Some((_, last)) = pop_done_prefix(&mut self.entries) {
-                if let Err(e) = last.double_ack().await {
-                    result = Err(Error::from_nats(
-                        "committing a released partition",
-                        e.as_ref(),
-                    ));
-                }
-            }
+        if self.in_sync
+            && let Some((_, last)) = pop_done_prefix(&mut self.entries)
+            && let Err(e) = last.double_ack().await
+        {
+            result = Err(Error::from_nats(
+                "committing a released partition",
+                e.as_ref(),
+            ));
         }
         for entry in self.entries.values() {
             if entry.state != State::Done && !entry.termed {
