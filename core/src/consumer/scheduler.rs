@@ -786,9 +786,9 @@ impl Scheduler {
     fn apply_members(&mut self, members: Vec<String>) {
         let me = self.membership.member().to_string();
         let owners = assignment(&members, self.parts.len() as u32);
-        for i in 0..self.parts.len() {
+        for (i, owner) in owners.into_iter().enumerate() {
             let partition = self.parts[i].handle.partition;
-            let mine = members.get(owners[i]) == Some(&me);
+            let mine = members.get(owner) == Some(&me);
             let part = &mut self.parts[i];
             if mine && !part.owned && !part.revoking {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
