@@ -330,3 +330,74 @@ impl Cluster {
         self.nodes.iter().map(|n| n.url()).collect()
     }
 }
+
+/// A TCP relay in front of a server whose connections can be cut at will:
+/// a real network failure between a client and a real server (the client
+/// sees its socket die and reconnects through the relay).
+#[derive(Debug)]
+pub struct Relay {
+    port: u16,
+    live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Relays 127.0.0.1:<new port> to 127.0.0.1:`target`.
+    pub fn start(target: u16) -> Self {
+        use std::sync::{Arc, Mutex, atomic::AtomicBool};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let port = listener.local_addr().unwrap().port();
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (live2, stop2) = (live.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                {
+                    let mut live = live2.lock().unwrap();
+                    live.push(client.try_clone().unwrap());
+                    live.push(upstream.try_clone().unwrap());
+                }
+                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pipe(upstream, client);
+            }
+        });
+        Self { port, live, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Breaks every connection open through the relay right now.
+    pub fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+        // Unblocks the accept loop so its thread ends.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
