@@ -13,12 +13,20 @@ setup:
 demo: setup
 	$(CARGO) run --release -q -p jetstation-examples --bin quickstart
 
-## Every test of every part that exists so far.
-test: test-core
+export JETSTATION_TEST_TOTALS ?= $(CURDIR)/.test-totals
+
+## Every test of every part that exists so far, then one total line.
+test: setup
+	@rm -f $(JETSTATION_TEST_TOTALS)
+	@status=0; \
+	$(MAKE) --no-print-directory test-core || status=1; \
+	scripts/test-summary.sh --print; \
+	rm -f $(JETSTATION_TEST_TOTALS); \
+	exit $$status
 
 ## Rust core: unit tests and integration tests against real nats-servers.
 test-core: setup
-	$(CARGO) test --workspace --no-fail-fast
+	@scripts/test-summary.sh $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all --check

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use futures::Stream;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::{
     client::Client,
@@ -454,12 +455,12 @@ impl Consumer {
             tasks.spawn(async move {
                 let span = tracing::debug_span!(
                     "handler",
+                    station = %delivery.station,
                     partition = delivery.partition,
-                    sequence = delivery.sequence
+                    sequence = delivery.sequence,
+                    deliveries = delivery.deliveries
                 );
-                let _entered = span.enter();
-                drop(_entered);
-                match handler(delivery.message().clone()).await {
+                match handler(delivery.message().clone()).instrument(span).await {
                     Ok(()) => delivery.ack(),
                     Err(e) => delivery.nack_with_reason(e.to_string(), None),
                 }

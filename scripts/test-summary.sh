@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs a test command, keeps its output, and adds its counts to a running
+# total in $JETSTATION_TEST_TOTALS (one "passed failed" line per runner).
+# With --print, prints the grand total as the last line: "N passed, N failed".
+set -uo pipefail
+totals="${JETSTATION_TEST_TOTALS:?set JETSTATION_TEST_TOTALS}"
+if [ "${1:-}" = "--print" ]; then
+  awk '{p+=$1; f+=$2} END {printf "all languages: %d passed, %d failed\n", p, f}' "$totals"
+  exit 0
+fi
+log=$(mktemp)
+"$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# cargo: "test result: ok. 7 passed; 0 failed; ..."
+awk '/^test result:/ {for (i=1;i<=NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
+     END {print p+0, f+0}' "$log" >> "$totals"
+rm -f "$log"
+exit "$status"
