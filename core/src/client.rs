@@ -159,6 +159,7 @@ pub(crate) struct ClientInner {
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) names: Names,
+    pub(crate) schemas: crate::schema::registry::Registry,
 }
 
 impl Client {
@@ -201,7 +202,12 @@ impl Client {
         })?;
         tracing::debug!(server = %info.server_name, version = %info.version, "connected");
         Ok(Client {
-            inner: Arc::new(ClientInner { nats, js, names }),
+            inner: Arc::new(ClientInner {
+                nats,
+                js,
+                schemas: crate::schema::registry::Registry::new(names.namespace()),
+                names,
+            }),
         })
     }
 

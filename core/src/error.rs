@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Closed,
     /// The producer's buffer is full and the producer was told to fail fast.
     BufferFull,
+    /// A payload does not match its station's schema (nothing was sent).
+    SchemaValidation,
+    /// A new schema version breaks the schema's compatibility mode.
+    IncompatibleSchema,
     /// Any other error reported by the broker, with its code.
     Broker,
 }
@@ -50,12 +54,14 @@ impl ErrorKind {
             Self::ServerTooOld => "server_too_old",
             Self::Closed => "closed",
             Self::BufferFull => "buffer_full",
+            Self::SchemaValidation => "schema_validation",
+            Self::IncompatibleSchema => "incompatible_schema",
             Self::Broker => "broker",
         }
     }
 
     /// Every kind, in a fixed order (used by conformance checks).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         Self::Connection,
         Self::Timeout,
         Self::Auth,
@@ -66,6 +72,8 @@ impl ErrorKind {
         Self::ServerTooOld,
         Self::Closed,
         Self::BufferFull,
+        Self::SchemaValidation,
+        Self::IncompatibleSchema,
         Self::Broker,
     ];
 }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod headers;
 pub mod names;
 pub mod producer;
+pub mod schema;
 pub mod station;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
@@ -33,4 +34,7 @@ pub use consumer::{Consumer, ConsumerOptions, Delivery, ReceivedMessage, StartPo
 pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};
+pub use schema::{
+    Compatibility, SchemaBinding, SchemaDefinition, SchemaFormat, SchemaInfo, SchemaVersion,
+};
 pub use station::{Station, StationConfig, Storage};

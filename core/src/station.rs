@@ -20,6 +20,7 @@ use crate::{
     client::Client,
     error::{Error, ErrorKind, Result},
     names::{StreamRole, validate_name},
+    schema::SchemaBinding,
 };
 
 const META_VERSION: &str = "jetstation.version";
@@ -30,6 +31,8 @@ const META_MAX_DELIVERIES: &str = "jetstation.max_deliveries";
 const META_COMPACTION: &str = "jetstation.compaction";
 const META_MAX_BYTES: &str = "jetstation.max_bytes";
 const META_MAX_MESSAGES: &str = "jetstation.max_messages";
+const META_SCHEMA: &str = "jetstation.schema";
+const META_SCHEMA_VERSION: &str = "jetstation.schema_version";
 
 /// Most partitions a station may have.
 pub const MAX_PARTITIONS: u32 = 256;
@@ -64,6 +67,8 @@ pub struct StationConfig {
     pub max_deliveries: u32,
     /// Keep only the latest message of each key; fixed at creation.
     pub compaction: bool,
+    /// Schema every message must match.
+    pub schema: Option<SchemaBinding>,
 }
 
 impl Default for StationConfig {
@@ -78,6 +83,7 @@ impl Default for StationConfig {
             dedup_window: Duration::from_secs(120),
             max_deliveries: 5,
             compaction: false,
+            schema: None,
         }
     }
 }
@@ -117,6 +123,22 @@ impl StationConfig {
     }
     pub fn compaction(mut self, on: bool) -> Self {
         self.compaction = on;
+        self
+    }
+    /// Binds the latest version of schema `name`.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = Some(SchemaBinding {
+            name: name.into(),
+            version: None,
+        });
+        self
+    }
+    /// Binds version `version` of schema `name`.
+    pub fn schema_version(mut self, name: impl Into<String>, version: u32) -> Self {
+        self.schema = Some(SchemaBinding {
+            name: name.into(),
+            version: Some(version),
+        });
         self
     }
 
@@ -183,6 +205,7 @@ impl StationConfig {
         cmp!(dedup_window);
         cmp!(max_deliveries);
         cmp!(compaction);
+        cmp!(schema);
         out
     }
 }
@@ -229,6 +252,15 @@ impl Client {
         }
         if let Some(m) = cfg.max_messages {
             metadata.insert(META_MAX_MESSAGES.to_string(), m.to_string());
+        }
+        if let Some(binding) = &cfg.schema {
+            metadata.insert(META_SCHEMA.to_string(), binding.name.clone());
+            metadata.insert(
+                META_SCHEMA_VERSION.to_string(),
+                binding
+                    .version
+                    .map_or("latest".to_string(), |v| v.to_string()),
+            );
         }
         stream::Config {
             name: names.partition_stream(station, partition),
@@ -283,6 +315,9 @@ impl Client {
     pub async fn create_station(&self, name: &str, config: StationConfig) -> Result<Station> {
         validate_name("station", name)?;
         config.validate()?;
+        if let Some(binding) = &config.schema {
+            self.check_binding(binding).await?;
+        }
         // Check every existing piece before creating anything, so a refused
         // request leaves nothing half-created.
         if let Some(existing) = self.read_station_config(name).await? {
@@ -309,7 +344,8 @@ impl Client {
     }
 
     /// Changes the mutable settings of an existing station: retention
-    /// (max age, bytes, messages), replicas, dedup window and max deliveries.
+    /// (max age, bytes, messages), replicas, dedup window, max deliveries and
+    /// the schema binding.
     #[tracing::instrument(skip(self, config), fields(station = name))]
     pub async fn update_station(&self, name: &str, config: StationConfig) -> Result<Station> {
         validate_name("station", name)?;
@@ -318,6 +354,9 @@ impl Client {
             .read_station_config(name)
             .await?
             .ok_or_else(|| unknown_station(name))?;
+        if let Some(binding) = &config.schema {
+            self.check_binding(binding).await?;
+        }
         for (field, changed) in [
             ("partitions", existing.partitions != config.partitions),
             ("storage", existing.storage != config.storage),
@@ -453,6 +492,10 @@ impl Client {
             dedup_window: c.duplicate_window,
             max_deliveries: parse(META_MAX_DELIVERIES).unwrap_or(5) as u32,
             compaction: meta(META_COMPACTION).as_deref() == Some("true"),
+            schema: meta(META_SCHEMA).map(|name| SchemaBinding {
+                name,
+                version: meta(META_SCHEMA_VERSION).and_then(|v| v.parse().ok()),
+            }),
         }))
     }
 

@@ -353,6 +353,7 @@ impl Client {
             station.to_string(),
             group.to_string(),
             config.max_deliveries,
+            config.schema.clone(),
             options,
             partitions,
             ready_tx,

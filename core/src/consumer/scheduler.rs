@@ -41,8 +41,9 @@ use super::{
 };
 use crate::{
     client::Client,
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     headers,
+    schema::{SCHEMA_HEADER, SCHEMA_VERSION_HEADER, SchemaBinding},
 };
 
 /// Identifies a delivery handed to the application.
@@ -59,6 +60,8 @@ pub(crate) enum Event {
     Fetched {
         partition: u32,
         message: jetstream::Message,
+        /// Why the message does not match its schema, if it does not.
+        invalid: Option<String>,
     },
     Settled {
         token: Token,
@@ -111,6 +114,8 @@ struct Entry {
     /// Terminated at the broker (dead-lettered): no longer pending there.
     termed: bool,
     last_error: Option<String>,
+    /// Schema mismatch: dead-lettered in its turn, never handed over.
+    invalid: Option<String>,
 }
 
 struct Partition {
@@ -137,6 +142,7 @@ pub(crate) struct Scheduler {
     station: String,
     group: String,
     max_deliveries: u32,
+    schema: Option<SchemaBinding>,
     options: ConsumerOptions,
     parts: Vec<Partition>,
     /// Partition to look at first next time (round robin).
@@ -158,6 +164,7 @@ impl Scheduler {
         station: String,
         group: String,
         max_deliveries: u32,
+        schema: Option<SchemaBinding>,
         options: ConsumerOptions,
         handles: Vec<PartitionHandle>,
         ready: mpsc::UnboundedSender<Delivery>,
@@ -187,6 +194,7 @@ impl Scheduler {
             station,
             group,
             max_deliveries,
+            schema,
             options,
             parts,
             next_partition: 0,
@@ -269,6 +277,7 @@ impl Scheduler {
         let expires = (self.options.handover_timeout / 3)
             .clamp(Duration::from_millis(500), Duration::from_secs(30));
         let heartbeat = (expires / 4).max(Duration::from_millis(100));
+        let validation = self.schema.clone().map(|b| (self.client.clone(), b));
         let task = tokio::spawn(async move {
             loop {
                 let stream = consumer
@@ -284,7 +293,18 @@ impl Scheduler {
                         while let Some(item) = messages.next().await {
                             match item {
                                 Ok(message) => {
-                                    if events.send(Event::Fetched { partition, message }).is_err() {
+                                    let invalid = match &validation {
+                                        Some((client, binding)) => {
+                                            check_schema(client, binding, &message).await
+                                        }
+                                        None => None,
+                                    };
+                                    let event = Event::Fetched {
+                                        partition,
+                                        message,
+                                        invalid,
+                                    };
+                                    if events.send(event).is_err() {
                                         return;
                                     }
                                 }
@@ -314,7 +334,11 @@ impl Scheduler {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Fetched { partition, message } => self.on_fetched(partition, message),
+            Event::Fetched {
+                partition,
+                message,
+                invalid,
+            } => self.on_fetched(partition, message, invalid),
             Event::Settled { token, outcome } => self.on_settled(token, outcome),
             Event::DeadLettered { token, result } => match result {
                 Ok(()) => {
@@ -376,7 +400,7 @@ impl Scheduler {
             .get_mut(&token.sequence)
     }
 
-    fn on_fetched(&mut self, partition: u32, message: jetstream::Message) {
+    fn on_fetched(&mut self, partition: u32, message: jetstream::Message, invalid: Option<String>) {
         if self.closing.is_some() {
             return;
         }
@@ -450,6 +474,7 @@ impl Scheduler {
                 deliveries,
                 termed: false,
                 last_error: None,
+                invalid,
             },
         );
         if state == State::Runnable {
@@ -503,6 +528,10 @@ impl Scheduler {
             else {
                 continue;
             };
+            if let Some(reason) = entry.invalid.clone() {
+                self.dead_letter(token, reason);
+                continue;
+            }
             if entry.deliveries > max {
                 // Delivered too often without being settled (ack-wait
                 // expiries, crashes): do not run it again.
@@ -944,4 +973,43 @@ fn sanitize(text: &str) -> String {
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect();
     flat.chars().take(1024).collect()
+}
+
+/// Validates a fetched message against the schema its headers name (or the
+/// station's binding, for messages from foreign producers). Returns why it
+/// does not match.
+async fn check_schema(
+    client: &Client,
+    binding: &SchemaBinding,
+    message: &jetstream::Message,
+) -> Option<String> {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.to_string())
+    };
+    let name = header(SCHEMA_HEADER).unwrap_or_else(|| binding.name.clone());
+    let version = header(SCHEMA_VERSION_HEADER)
+        .and_then(|v| v.parse().ok())
+        .or(binding.version);
+    loop {
+        match client.compiled_schema(&name, version).await {
+            Ok((compiled, version)) => {
+                return compiled.validate(&message.payload).err().map(|detail| {
+                    format!("schema validation failed: schema {name:?} version {version}: {detail}")
+                });
+            }
+            // Definitive: the schema or version does not exist, or is broken.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidArgument) => {
+                return Some(format!("schema validation failed: {}", e.message()));
+            }
+            // The registry is unreachable for now: the message waits.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load schema; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

@@ -57,6 +57,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
     headers,
     names::{partition_of, validate_key},
+    schema::{SCHEMA_HEADER, SCHEMA_VERSION_HEADER, SchemaBinding, schema_refusal},
     station::unknown_station,
 };
 
@@ -267,6 +268,7 @@ struct Inner {
     station: String,
     partitions: u32,
     compaction: bool,
+    schema: Option<SchemaBinding>,
     client: Client,
     options: ProducerOptions,
     producer_id: String,
@@ -311,6 +313,7 @@ impl Client {
                 station: station.to_string(),
                 partitions: config.partitions,
                 compaction: config.compaction,
+                schema: config.schema.clone(),
                 client: self.clone(),
                 buffer: Arc::new(Semaphore::new(options.buffer_bytes)),
                 options,
@@ -349,7 +352,20 @@ impl Producer {
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed("producer"));
         }
-        let (partition, headers, msg_id) = self.prepare(&message)?;
+        let (partition, mut headers, msg_id) = self.prepare(&message)?;
+        if let Some(binding) = &inner.schema {
+            // Validated before anything is queued: a refused message costs
+            // nothing and reaches nobody.
+            let (compiled, version) = inner
+                .client
+                .compiled_schema(&binding.name, binding.version)
+                .await?;
+            compiled
+                .validate(&message.payload)
+                .map_err(|detail| schema_refusal(&binding.name, version, &detail))?;
+            headers.insert(SCHEMA_HEADER, binding.name.as_str());
+            headers.insert(SCHEMA_VERSION_HEADER, version.to_string().as_str());
+        }
         let subject = inner.client.inner.names.message_subject(
             &inner.station,
             partition,
