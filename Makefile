@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core bench lint
+.PHONY: setup demo test test-core bench bench-schemas lint
 
 setup:
 	@scripts/setup.sh
@@ -31,3 +31,11 @@ test-core: setup
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks (not tests): results are written to BENCHMARKS.md.
+bench: bench-schemas
+
+bench-schemas: setup
+	$(CARGO) bench -p jetstation --bench validation
+	scripts/bench-report.py "Schema validation (1 KiB message)" validate_1KiB \
+		"make bench-schemas" json_schema=5 protobuf=2 avro=5

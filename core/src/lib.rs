@@ -36,5 +36,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};
 pub use schema::{
     Compatibility, SchemaBinding, SchemaDefinition, SchemaFormat, SchemaInfo, SchemaVersion,
+    Validator,
 };
 pub use station::{Station, StationConfig, Storage};

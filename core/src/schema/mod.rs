@@ -380,6 +380,47 @@ impl Client {
     }
 }
 
+/// A compiled schema version, usable without a broker: validation, and
+/// Protobuf / Avro conversion from and to JSON-like values.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    compiled: Arc<Compiled>,
+    label: String,
+}
+
+impl Validator {
+    /// Compiles a definition (malformed text is an `invalid_argument` error).
+    pub fn compile(definition: &SchemaDefinition) -> Result<Self> {
+        Ok(Self {
+            compiled: Compiled::compile(definition)?,
+            label: format!("{} schema", definition.format),
+        })
+    }
+
+    /// Checks a payload; a mismatch is a `schema_validation` error naming the
+    /// path and the rule.
+    pub fn validate(&self, payload: &[u8]) -> Result<()> {
+        self.compiled.validate(payload).map_err(|detail| {
+            Error::new(
+                ErrorKind::SchemaValidation,
+                format!("message refused by the {}: {detail}", self.label),
+            )
+        })
+    }
+
+    pub fn encode(&self, value: &Value) -> Result<Vec<u8>> {
+        self.compiled
+            .encode(value)
+            .map_err(|detail| Error::new(ErrorKind::SchemaValidation, detail))
+    }
+
+    pub fn decode(&self, payload: &[u8]) -> Result<Value> {
+        self.compiled
+            .decode(payload)
+            .map_err(|detail| Error::new(ErrorKind::SchemaValidation, detail))
+    }
+}
+
 /// The typed refusal of a payload by a schema.
 pub(crate) fn schema_refusal(name: &str, version: u32, detail: &str) -> Error {
     Error::new(

@@ -232,3 +232,53 @@ fn pointer(path: &str) -> String {
         path.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draft_7_and_2020_12_are_both_understood() {
+        // Draft 7: `definitions` and a numeric `exclusiveMinimum`.
+        let draft7 = SchemaDefinition::json_schema(
+            r##"{"$schema": "http://json-schema.org/draft-07/schema#",
+                "definitions": {"pay": {"type": "number", "exclusiveMinimum": 0}},
+                "type": "object", "properties": {"salary": {"$ref": "#/definitions/pay"}}}"##,
+        );
+        let c = Compiled::compile(&draft7).unwrap();
+        c.validate(br#"{"salary": 10}"#).unwrap();
+        let err = c.validate(br#"{"salary": 0}"#).unwrap_err();
+        assert!(
+            err.contains("/salary") && err.contains("exclusiveMinimum"),
+            "{err}"
+        );
+        // 2020-12: `$defs` and `prefixItems`.
+        let modern = SchemaDefinition::json_schema(
+            r##"{"$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$defs": {"id": {"type": "string"}},
+                "type": "array", "prefixItems": [{"$ref": "#/$defs/id"}, {"type": "integer"}]}"##,
+        );
+        let c = Compiled::compile(&modern).unwrap();
+        c.validate(br#"["emp-1", 3]"#).unwrap();
+        let err = c.validate(br#"["emp-1", "three"]"#).unwrap_err();
+        assert!(err.contains("/1"), "{err}");
+    }
+
+    #[test]
+    fn avro_rejects_trailing_bytes_and_protobuf_garbage() {
+        let avro = Compiled::compile(&SchemaDefinition::avro(r#""long""#)).unwrap();
+        avro.validate(&[0x02]).unwrap();
+        assert!(
+            avro.validate(&[0x02, 0x00])
+                .unwrap_err()
+                .contains("trailing")
+        );
+        let proto = Compiled::compile(&SchemaDefinition::protobuf(
+            "syntax = \"proto3\"; message M { string s = 1; }",
+            "M",
+        ))
+        .unwrap();
+        proto.validate(&[0x0a, 0x01, b'x']).unwrap();
+        assert!(proto.validate(&[0x0a, 0x05, b'x']).is_err());
+    }
+}
