@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core bench bench-schemas lint
+.PHONY: setup demo test test-core test-python bench bench-schemas lint
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,7 @@ test: setup
 	@rm -f $(JETSTATION_TEST_TOTALS)
 	@status=0; \
 	$(MAKE) --no-print-directory test-core || status=1; \
+	$(MAKE) --no-print-directory test-python || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -27,6 +28,11 @@ test: setup
 ## Rust core: unit tests and integration tests against real nats-servers.
 test-core: setup
 	@scripts/test-summary.sh $(CARGO) test --workspace --no-fail-fast
+
+## Python package: builds the wheel into a fresh virtual environment, runs
+## pytest against real nats-servers, mypy --strict on the examples, stubtest.
+test-python: setup
+	@scripts/test-summary.sh scripts/test-python.sh
 
 lint:
 	$(CARGO) fmt --all --check

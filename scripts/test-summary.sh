@@ -12,7 +12,9 @@ log=$(mktemp)
 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # cargo: "test result: ok. 7 passed; 0 failed; ..."
-awk '/^test result:/ {for (i=1;i<=NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
+# pytest: "1 failed, 10 passed in 11.20s"
+awk '/^test result:/ || /(passed|failed).* in [0-9.]+s/ {
+       for (i=1;i<NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
      END {print p+0, f+0}' "$log" >> "$totals"
 rm -f "$log"
 exit "$status"

@@ -267,10 +267,17 @@ impl Delivery {
 
     /// Still working: postpones the redelivery of this message by `ack_wait`.
     pub async fn in_progress(&self) -> Result<()> {
-        self.raw
-            .ack_with(jetstream::AckKind::Progress)
-            .await
-            .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
+        self.in_progress_future().await
+    }
+
+    /// [`Delivery::in_progress`] as a future that owns what it needs.
+    pub fn in_progress_future(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let raw = self.raw.clone();
+        async move {
+            raw.ack_with(jetstream::AckKind::Progress)
+                .await
+                .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
+        }
     }
 }
 

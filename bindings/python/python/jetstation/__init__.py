@@ -1,0 +1,371 @@
+"""jetstation: NATS JetStream stations, ordered producers and consumer groups.
+
+All behaviour lives in the Rust core (``jetstation._native``); this package
+adapts it to asyncio: payload conversion, async context managers, and the
+handler style of consumption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
+from types import TracebackType
+
+from . import _native
+from ._native import (
+    DeadLetter,
+    Delivery,
+    Receipt,
+    SchemaInfo,
+    SchemaVersion,
+    SendHandle,
+    Station,
+)
+from .errors import (
+    AlreadyExistsError,
+    AuthError,
+    BrokerError,
+    BufferFullError,
+    ClosedError,
+    ConnectionFailedError,
+    IncompatibleSchemaError,
+    InvalidArgumentError,
+    JetstationError,
+    NotFoundError,
+    PayloadTooLargeError,
+    SchemaValidationError,
+    ServerTooOldError,
+    TimedOutError,
+)
+
+__version__: str = _native.__version__
+
+Payload = Union[bytes, bytearray, memoryview, str, Mapping[str, Any], List[Any]]
+"""What ``send`` accepts: bytes, text (UTF-8), or a JSON-serialisable object."""
+
+Headers = Optional[Mapping[str, str]]
+
+# Core events reach the standard `logging` module under the "jetstation"
+# logger; JETSTATION_LOG sets the core's own filter (default "info").
+_native.init_logging(os.environ.get("JETSTATION_LOG", "info"))
+
+
+def _payload(payload: Payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, (Mapping, list)):
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    raise InvalidArgumentError(
+        f"payload must be bytes, str, or a JSON object/list, not {type(payload).__name__}"
+    )
+
+
+def _headers(headers: Headers) -> Optional[List[Tuple[str, str]]]:
+    return None if headers is None else [(str(k), str(v)) for k, v in headers.items()]
+
+
+async def connect(
+    urls: Union[str, Sequence[str]] = "nats://127.0.0.1:4222", **options: Any
+) -> "Client":
+    """Connects to NATS and checks the server (>= 2.10, JetStream enabled).
+
+    Options: ``token``, ``user`` / ``password``, ``nkey_seed``, ``creds_file``,
+    ``tls_required``, ``tls_ca``, ``tls_cert``, ``tls_key``, ``namespace``,
+    ``name``, ``connect_timeout``, ``request_timeout``, ``max_reconnect_delay``
+    (seconds).
+    """
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    return Client(await _native.connect(url_list, **options))
+
+
+class Client:
+    """A connection to NATS. Use ``async with`` to close it."""
+
+    def __init__(self, native: _native.Client) -> None:
+        self._native = native
+
+    @property
+    def server_version(self) -> str:
+        return self._native.server_version
+
+    @property
+    def namespace(self) -> Optional[str]:
+        return self._native.namespace
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._native.close()
+
+    async def create_station(self, name: str, **settings: Any) -> Station:
+        """Creates a station; a no-op when it exists with the same settings.
+
+        Settings: ``partitions``, ``replicas``, ``storage`` ("file"/"memory"),
+        ``max_age`` (s), ``max_bytes``, ``max_messages``, ``dedup_window`` (s),
+        ``max_deliveries``, ``compaction``, ``schema``, ``schema_version``.
+        """
+        return await self._native.create_station(name, **settings)
+
+    async def update_station(self, name: str, **settings: Any) -> Station:
+        return await self._native.create_station(name, update=True, **settings)
+
+    async def station(self, name: str) -> Station:
+        return await self._native.station(name)
+
+    async def stations(self) -> List[Station]:
+        return await self._native.stations()
+
+    async def delete_station(self, name: str) -> None:
+        await self._native.delete_station(name)
+
+    async def producer(self, station: str, **options: Any) -> "Producer":
+        """A producer. Options: ``max_batch_messages``, ``max_batch_bytes``,
+        ``linger`` (s), ``max_in_flight``, ``buffer_bytes``, ``when_full``
+        ("wait"/"fail"), ``delivery_timeout`` (s), ``producer_id``."""
+        return Producer(await self._native.producer(station, **options))
+
+    async def consumer(self, station: str, group: str, **options: Any) -> "Consumer":
+        """Joins consumer group ``group``. Options: ``concurrency``, ``start``
+        ("earliest", "latest", a sequence, or an aware datetime), ``ack_wait``,
+        ``max_ack_pending``, ``redelivery_delay``, ``max_redelivery_delay``,
+        ``fetch_batch``, ``handover_timeout`` (seconds)."""
+        return Consumer(await self._native.consumer(station, group, **options))
+
+    async def delete_group(self, station: str, group: str) -> None:
+        await self._native.delete_group(station, group)
+
+    async def dead_letters(self, station: str) -> List[DeadLetter]:
+        return await self._native.dead_letters(station)
+
+    async def replay_dead_letter(self, station: str, sequence: int) -> Receipt:
+        return await self._native.replay_dead_letter(station, sequence)
+
+    async def register_schema(
+        self,
+        name: str,
+        format: str,
+        source: str,
+        *,
+        message_type: Optional[str] = None,
+        compatibility: Optional[str] = None,
+    ) -> SchemaVersion:
+        """Registers a version (format: "json_schema", "protobuf", "avro")."""
+        return await self._native.register_schema(
+            name, format, source, message_type=message_type, compatibility=compatibility
+        )
+
+    async def schema(self, name: str, version: Optional[int] = None) -> SchemaVersion:
+        return await self._native.schema(name, version)
+
+    async def schemas(self) -> List[SchemaInfo]:
+        return await self._native.schemas()
+
+    async def set_schema_compatibility(self, name: str, mode: str) -> None:
+        await self._native.set_schema_compatibility(name, mode)
+
+    async def delete_schema_version(self, name: str, version: int) -> None:
+        await self._native.delete_schema_version(name, version)
+
+    async def encode_with_schema(
+        self, name: str, value: Any, version: Optional[int] = None
+    ) -> bytes:
+        """Encodes a JSON-like value as Protobuf/Avro (or validated JSON)."""
+        return await self._native.encode_with_schema(name, json.dumps(value), version)
+
+    async def decode_with_schema(
+        self, name: str, payload: bytes, version: Optional[int] = None
+    ) -> Any:
+        return json.loads(await self._native.decode_with_schema(name, payload, version))
+
+
+class Producer:
+    """Sends to one station. Use ``async with`` to flush and close it."""
+
+    def __init__(self, native: _native.Producer) -> None:
+        self._native = native
+
+    @property
+    def station(self) -> str:
+        return self._native.station
+
+    @property
+    def producer_id(self) -> str:
+        return self._native.producer_id
+
+    async def __aenter__(self) -> "Producer":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def send(
+        self,
+        payload: Payload,
+        *,
+        key: Optional[str] = None,
+        headers: Headers = None,
+        msg_id: Optional[str] = None,
+    ) -> Receipt:
+        """Sends and waits until the broker stored the message."""
+        return await self._native.send(
+            _payload(payload), key=key, headers=_headers(headers), msg_id=msg_id
+        )
+
+    async def enqueue(
+        self,
+        payload: Payload,
+        *,
+        key: Optional[str] = None,
+        headers: Headers = None,
+        msg_id: Optional[str] = None,
+    ) -> SendHandle:
+        """Queues a message; await the returned handle for its receipt."""
+        return await self._native.enqueue(
+            _payload(payload), key=key, headers=_headers(headers), msg_id=msg_id
+        )
+
+    async def send_batch(
+        self, messages: Sequence[Tuple[Payload, Optional[str]]]
+    ) -> List[Receipt]:
+        """Sends many (payload, key) pairs in one call; receipts in order."""
+        return await self._native.send_batch([(_payload(p), k) for p, k in messages])
+
+    async def flush(self) -> None:
+        await self._native.flush()
+
+    async def close(self) -> None:
+        await self._native.close()
+
+    @property
+    def outstanding(self) -> int:
+        return self._native.outstanding
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Consumer:
+    """A member of a consumer group: ``async for message in consumer``."""
+
+    def __init__(self, native: _native.Consumer) -> None:
+        self._native = native
+
+    @property
+    def station(self) -> str:
+        return self._native.station
+
+    @property
+    def group(self) -> str:
+        return self._native.group
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        return await self._native.__anext__()
+
+    async def __aenter__(self) -> "Consumer":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stops fetching, waits for held messages to be settled, commits."""
+        await self._native.close()
+
+    async def consume(self, handler: Handler) -> None:
+        """Runs ``handler`` on every message until the consumer is closed.
+
+        The core hands over at most ``concurrency`` messages at once (never
+        two of one key). A handler that returns acks its message; one that
+        raises nacks it (redelivered later, then dead-lettered), with the
+        exception as the recorded reason.
+        """
+        running: "set[asyncio.Task[None]]" = set()
+
+        async def run(message: Delivery) -> None:
+            try:
+                await handler(message)
+            except Exception as error:  # the reason travels to the dead letter
+                await message.nack(reason=f"{type(error).__name__}: {error}")
+            else:
+                await message.ack()
+
+        try:
+            async for message in self:
+                task = asyncio.ensure_future(run(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthError",
+    "BrokerError",
+    "BufferFullError",
+    "Client",
+    "ClosedError",
+    "ConnectionFailedError",
+    "Consumer",
+    "DeadLetter",
+    "Delivery",
+    "Handler",
+    "IncompatibleSchemaError",
+    "InvalidArgumentError",
+    "JetstationError",
+    "NotFoundError",
+    "Payload",
+    "PayloadTooLargeError",
+    "Producer",
+    "Receipt",
+    "SchemaInfo",
+    "SchemaValidationError",
+    "SchemaVersion",
+    "SendHandle",
+    "ServerTooOldError",
+    "Station",
+    "TimedOutError",
+    "connect",
+]

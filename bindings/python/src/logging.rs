@@ -1,0 +1,75 @@
+//! Core `tracing` events to Python's `logging`, under the `jetstation`
+//! logger (child loggers per module: `jetstation.producer`, …).
+
+use pyo3::prelude::*;
+use tracing::{Event, Level, Subscriber, field::Visit};
+use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*};
+
+struct PythonLogging;
+
+#[derive(Default)]
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.insert_str(0, &format!("{value:?}"));
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for PythonLogging {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let level = match *event.metadata().level() {
+            Level::ERROR => 40,
+            Level::WARN => 30,
+            Level::INFO => 20,
+            _ => 10,
+        };
+        let module = event
+            .metadata()
+            .target()
+            .trim_start_matches("jetstation")
+            .trim_start_matches("::")
+            .split("::")
+            .next()
+            .unwrap_or("");
+        let name = if module.is_empty() {
+            "jetstation".to_string()
+        } else {
+            format!("jetstation.{module}")
+        };
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        Python::attach(|py| {
+            let Ok(logging) = py.import("logging") else {
+                return;
+            };
+            let Ok(logger) = logging.call_method1("getLogger", (name,)) else {
+                return;
+            };
+            if logger
+                .call_method1("isEnabledFor", (level,))
+                .and_then(|b| b.extract::<bool>())
+                .unwrap_or(false)
+            {
+                let _ = logger.call_method1("log", (level, fields.0.trim()));
+            }
+        });
+    }
+}
+
+/// Starts forwarding core events at `level` and above (a tracing filter such
+/// as "info" or "jetstation=debug"). Called once by the package at import.
+#[pyfunction]
+#[pyo3(signature = (filter = "info"))]
+pub(crate) fn init_logging(filter: &str) -> PyResult<()> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let _ = tracing_subscriber::registry()
+        .with(PythonLogging.with_filter(filter))
+        .try_init();
+    Ok(())
+}

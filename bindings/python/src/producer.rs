@@ -1,0 +1,197 @@
+//! The `Producer` class.
+
+use std::{sync::Mutex, time::Duration};
+
+use pyo3::{prelude::*, types::PyDict};
+
+use crate::{
+    error::{IntoPy, to_py},
+    runtime::{Owner, awaitable},
+    types::Receipt,
+};
+
+fn invalid(message: String) -> PyErr {
+    to_py(jetstation::Error::new(
+        jetstation::ErrorKind::InvalidArgument,
+        message,
+    ))
+}
+
+/// Producer options from keyword arguments (unknown names are refused).
+pub(crate) fn producer_options(
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<jetstation::ProducerOptions> {
+    let mut o = jetstation::ProducerOptions::default();
+    let Some(kwargs) = kwargs else { return Ok(o) };
+    let seconds = |v: &Bound<'_, PyAny>, name: &str| -> PyResult<Duration> {
+        let s: f64 = v.extract()?;
+        Duration::try_from_secs_f64(s).map_err(|_| invalid(format!("{name} must be >= 0 seconds")))
+    };
+    for (k, v) in kwargs.iter() {
+        let key: String = k.extract()?;
+        match key.as_str() {
+            "max_batch_messages" => o.max_batch_messages = v.extract()?,
+            "max_batch_bytes" => o.max_batch_bytes = v.extract()?,
+            "linger" => o.linger = seconds(&v, "linger")?,
+            "max_in_flight" => o.max_in_flight = v.extract()?,
+            "buffer_bytes" => o.buffer_bytes = v.extract()?,
+            "when_full" => {
+                o.when_full = match v.extract::<String>()?.as_str() {
+                    "wait" => jetstation::WhenFull::Wait,
+                    "fail" => jetstation::WhenFull::FailFast,
+                    other => {
+                        return Err(invalid(format!(
+                            "when_full must be \"wait\" or \"fail\", got {other:?}"
+                        )));
+                    }
+                }
+            }
+            "delivery_timeout" => o.delivery_timeout = seconds(&v, "delivery_timeout")?,
+            "producer_id" => o.producer_id = v.extract()?,
+            other => return Err(invalid(format!("unknown producer option {other:?}"))),
+        }
+    }
+    Ok(o)
+}
+
+fn message(
+    payload: Vec<u8>,
+    key: Option<String>,
+    headers: Option<Vec<(String, String)>>,
+    msg_id: Option<String>,
+) -> jetstation::Message {
+    jetstation::Message {
+        payload: payload.into(),
+        key,
+        headers: headers.unwrap_or_default(),
+        msg_id,
+    }
+}
+
+#[pyclass(module = "jetstation._native", frozen)]
+pub(crate) struct Producer {
+    inner: jetstation::Producer,
+    owner: Owner,
+}
+
+impl Producer {
+    pub(crate) fn new(inner: jetstation::Producer, owner: Owner) -> Self {
+        Self { inner, owner }
+    }
+
+    fn producer(&self) -> PyResult<jetstation::Producer> {
+        self.owner.check()?;
+        Ok(self.inner.clone())
+    }
+}
+
+#[pymethods]
+impl Producer {
+    #[getter]
+    fn station(&self) -> String {
+        self.inner.station().to_string()
+    }
+
+    #[getter]
+    fn producer_id(&self) -> String {
+        self.inner.producer_id().to_string()
+    }
+
+    #[pyo3(signature = (payload, *, key=None, headers=None, msg_id=None))]
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        payload: Vec<u8>,
+        key: Option<String>,
+        headers: Option<Vec<(String, String)>>,
+        msg_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        let m = message(payload, key, headers, msg_id);
+        awaitable(py, async move {
+            Ok(Receipt::from(producer.send(m).await.py_err()?))
+        })
+    }
+
+    /// Queues a message; the result is a `SendHandle` to await for the receipt.
+    #[pyo3(signature = (payload, *, key=None, headers=None, msg_id=None))]
+    fn enqueue<'py>(
+        &self,
+        py: Python<'py>,
+        payload: Vec<u8>,
+        key: Option<String>,
+        headers: Option<Vec<(String, String)>>,
+        msg_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        let m = message(payload, key, headers, msg_id);
+        awaitable(py, async move {
+            let handle = producer.enqueue(m).await.py_err()?;
+            Ok(SendHandle {
+                handle: Mutex::new(Some(handle)),
+            })
+        })
+    }
+
+    /// Queues many messages at once (one call for the whole list) and waits
+    /// for all of them; returns one receipt or error per message, in order.
+    fn send_batch<'py>(
+        &self,
+        py: Python<'py>,
+        messages: Vec<(Vec<u8>, Option<String>)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        awaitable(py, async move {
+            let mut handles = Vec::with_capacity(messages.len());
+            for (payload, key) in messages {
+                handles.push(producer.enqueue(message(payload, key, None, None)).await);
+            }
+            let mut receipts = Vec::with_capacity(handles.len());
+            for h in handles {
+                receipts.push(match h {
+                    Ok(h) => h.await.map(Receipt::from),
+                    Err(e) => Err(e),
+                });
+            }
+            receipts
+                .into_iter()
+                .map(|r| r.py_err())
+                .collect::<PyResult<Vec<_>>>()
+        })
+    }
+
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        awaitable(py, async move { producer.flush().await.py_err() })
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        awaitable(py, async move { producer.close().await.py_err() })
+    }
+
+    #[getter]
+    fn outstanding(&self) -> usize {
+        self.inner.outstanding()
+    }
+}
+
+/// The pending result of `Producer.enqueue`; await it (once) for the receipt.
+#[pyclass(module = "jetstation._native", frozen)]
+pub(crate) struct SendHandle {
+    handle: Mutex<Option<jetstation::SendHandle>>,
+}
+
+#[pymethods]
+impl SendHandle {
+    fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.handle.lock().unwrap().take().ok_or_else(|| {
+            to_py(jetstation::Error::new(
+                jetstation::ErrorKind::InvalidArgument,
+                "this send handle was already awaited",
+            ))
+        })?;
+        let fut = awaitable(py, async move { Ok(Receipt::from(handle.await.py_err()?)) })?;
+        fut.call_method0("__await__")
+    }
+}

@@ -1,0 +1,121 @@
+//! The one tokio runtime of the Python module, and how Rust futures become
+//! Python awaitables.
+//!
+//! The runtime belongs to the process that created it: after `fork()` a
+//! child's runtime threads do not exist, so a child gets a runtime of its own
+//! on first use. Objects created before the fork keep connections the child
+//! cannot use; their methods raise `ClosedError` saying to connect again.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use pyo3::prelude::*;
+use pyo3_async_runtimes::{
+    TaskLocals,
+    generic::{self, ContextExt, Runtime as GenericRuntime},
+};
+use tokio::{runtime::Runtime, sync::OnceCell, task};
+
+/// The runtime and the process id it was built in.
+type Owned = Option<(u32, Arc<Runtime>)>;
+
+static RUNTIME: OnceLock<Mutex<Owned>> = OnceLock::new();
+
+/// This process's runtime (a new one after `fork()`).
+pub(crate) fn runtime() -> Arc<Runtime> {
+    let pid = std::process::id();
+    let mut slot = RUNTIME.get_or_init(Mutex::default).lock().unwrap();
+    match &*slot {
+        Some((owner, rt)) if *owner == pid => rt.clone(),
+        _ => {
+            let rt = Arc::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("jetstation")
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime"),
+            );
+            // A runtime inherited through fork() has no threads: forget it
+            // without running its destructor, which would wait for them.
+            if let Some((_, old)) = slot.take() {
+                std::mem::forget(old);
+            }
+            *slot = Some((pid, rt.clone()));
+            rt
+        }
+    }
+}
+
+/// The process that created an object, to refuse use across `fork()`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner(u32);
+
+impl Owner {
+    pub(crate) fn current() -> Self {
+        Self(std::process::id())
+    }
+
+    pub(crate) fn check(self) -> PyResult<()> {
+        if self.0 == std::process::id() {
+            Ok(())
+        } else {
+            Err(crate::error::closed_after_fork())
+        }
+    }
+}
+
+pub(crate) struct JetRuntime;
+
+tokio::task_local! {
+    static TASK_LOCALS: OnceCell<TaskLocals>;
+}
+
+impl GenericRuntime for JetRuntime {
+    type JoinError = task::JoinError;
+    type JoinHandle = task::JoinHandle<()>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        runtime().spawn(fut)
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        runtime().spawn_blocking(f)
+    }
+}
+
+impl ContextExt for JetRuntime {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = OnceCell::new();
+        let _ = cell.set(locals);
+        Box::pin(TASK_LOCALS.scope(cell, fut))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS
+            .try_with(|c| c.get().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// A Python awaitable running `fut` on the runtime. The GIL is not held
+/// while it runs; cancelling the awaitable drops the future.
+pub(crate) fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    generic::future_into_py::<JetRuntime, _, T>(py, fut)
+}

@@ -1,0 +1,162 @@
+"""Order, dead letters, crashes, schemas and cancellation from Python."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from typing import Dict, List
+
+import pytest
+
+import jetstation
+from conftest import Server
+
+
+async def test_order_per_key_over_ten_thousand_messages(client: jetstation.Client) -> None:
+    await client.create_station("bulk", partitions=4)
+    async with await client.producer("bulk") as producer:
+        batch = [({"k": f"k{i % 100}", "i": i // 100}, f"k{i % 100}") for i in range(10_000)]
+        receipts = await producer.send_batch(batch)
+        assert len(receipts) == 10_000 and not any(r.duplicate for r in receipts)
+    seen: Dict[str, List[int]] = defaultdict(list)
+    active: set[str] = set()
+    consumer = await client.consumer("bulk", "g", concurrency=16)
+
+    async def handle(message: jetstation.Delivery) -> None:
+        body = json.loads(message.payload)
+        assert body["k"] not in active, "one key ran twice at once"
+        active.add(body["k"])
+        await asyncio.sleep(0)
+        seen[body["k"]].append(body["i"])
+        active.discard(body["k"])
+
+    task = asyncio.ensure_future(consumer.consume(handle))
+    while sum(map(len, seen.values())) < 10_000:
+        await asyncio.sleep(0.05)
+    await consumer.close()
+    await task
+    assert len(seen) == 100
+    assert all(v == list(range(100)) for v in seen.values())
+
+
+async def test_poison_message_is_dead_lettered_and_replayed(client: jetstation.Client) -> None:
+    await client.create_station("hr", max_deliveries=3)
+    async with await client.producer("hr") as producer:
+        for body in ["ok-1", "poison", "ok-2"]:
+            await producer.send(body, key="emp-1")
+    handled: List[str] = []
+    fixed = False
+
+    async def handle(message: jetstation.Delivery) -> None:
+        if message.payload == b"poison" and not fixed:
+            raise ValueError("cannot parse")
+        handled.append(message.payload.decode())
+
+    consumer = await client.consumer("hr", "payroll", redelivery_delay=0.05)
+    task = asyncio.ensure_future(consumer.consume(handle))
+    while (await client.station("hr")).dead_letters == 0:
+        await asyncio.sleep(0.05)
+    while "ok-2" not in handled:
+        await asyncio.sleep(0.05)
+    assert handled == ["ok-1", "ok-2"]
+    [letter] = await client.dead_letters("hr")
+    assert letter.payload == b"poison" and letter.deliveries == 3
+    assert letter.last_error == "ValueError: cannot parse"
+    assert (letter.origin_station, letter.origin_sequence, letter.group) == ("hr", 2, "payroll")
+    fixed = True
+    await client.replay_dead_letter("hr", letter.sequence)
+    while "poison" not in handled:
+        await asyncio.sleep(0.05)
+    await consumer.close()
+    await task
+
+
+CRASHING_MEMBER = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    import jetstation
+
+    async def main():
+        client = await jetstation.connect(sys.argv[1])
+        consumer = await client.consumer("acks", "g", concurrency=8, ack_wait=2.0, handover_timeout=2.0)
+        held = []
+        done = 0
+        async for message in consumer:
+            if message.sequence == 5:
+                held.append(message)  # never finished
+            else:
+                await message.ack()
+                done += 1
+            if done == 19:
+                await asyncio.sleep(0.5)  # let the commits reach the broker
+                os._exit(3)  # a crash: nothing is closed or flushed
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_ordered_acknowledgement_after_a_crash(client: jetstation.Client, server: Server) -> None:
+    await client.create_station("acks")
+    async with await client.producer("acks") as producer:
+        await producer.send_batch([(f"m{i}", f"k{i}") for i in range(20)])
+    crashed = await asyncio.create_subprocess_exec(sys.executable, "-c", CRASHING_MEMBER, server.url)
+    assert await asyncio.wait_for(crashed.wait(), 30) == 3
+    consumer = await client.consumer("acks", "g", ack_wait=2.0, handover_timeout=2.0)
+    got: List[int] = []
+    async for message in consumer:
+        got.append(message.sequence)
+        await message.ack()
+        if len(got) == 16:
+            break
+    # The tail from the first unfinished message (5), nothing before it.
+    assert min(got) == 5 and sorted(got) == list(range(5, 21))
+    await consumer.close()
+
+
+async def test_schema_refusal_happens_before_anything_is_sent(client: jetstation.Client) -> None:
+    schema = '{"type":"object","properties":{"salary":{"type":"number"}},"required":["salary"]}'
+    v = await client.register_schema("pay", "json_schema", schema)
+    assert v.version == 1
+    await client.create_station("payroll", schema="pay")
+    async with await client.producer("payroll") as producer:
+        await producer.send({"salary": 10})
+        with pytest.raises(jetstation.SchemaValidationError) as refused:
+            await producer.send({"salary": "ten"})
+        assert isinstance(refused.value, ValueError)
+        assert "/salary" in str(refused.value)
+    assert (await client.station("payroll")).messages == 1
+    await client.register_schema("proto", "protobuf", 'syntax = "proto3"; message M { string s = 1; }', message_type="M")
+    encoded = await client.encode_with_schema("proto", {"s": "hi"})
+    assert await client.decode_with_schema("proto", encoded) == {"s": "hi"}
+
+
+async def test_cancelling_a_wait_cancels_the_core_operation(client: jetstation.Client) -> None:
+    await client.create_station("quiet")
+    consumer = await client.consumer("quiet", "g")
+    waiting = asyncio.ensure_future(consumer.__anext__())
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The consumer is still usable: the cancelled wait released it.
+    async with await client.producer("quiet") as producer:
+        await producer.send(b"after")
+    message = await asyncio.wait_for(consumer.__anext__(), 10)
+    assert message.payload == b"after"
+    await message.ack()
+    await consumer.close()
+
+
+async def test_core_events_reach_python_logging(server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="jetstation")
+    client = await jetstation.connect(server.url)
+    await client.create_station("logged")
+    await client.close()
+    names = {r.name for r in caplog.records}
+    assert any(n.startswith("jetstation") for n in names), names
+    assert any("connected" in r.getMessage() for r in caplog.records)
