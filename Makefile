@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python bench bench-schemas lint
+.PHONY: setup demo test test-core test-python bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
@@ -39,9 +39,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas
+bench: bench-schemas bench-produce
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
 	scripts/bench-report.py "Schema validation (1 KiB message)" validate_1KiB \
 		"make bench-schemas" json_schema=5 protobuf=2 avro=5
+
+bench-produce: setup
+	scripts/bench-produce.sh

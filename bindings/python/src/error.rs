@@ -34,13 +34,15 @@ fn class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
 
 /// The Python exception for a core error.
 pub(crate) fn to_py(err: jetstation::Error) -> PyErr {
-    Python::attach(|py| match class(py, class_name(err.kind())) {
+    Python::try_attach(|py| match class(py, class_name(err.kind())) {
         Ok(cls) => match cls.call1((err.message().to_string(),)) {
             Ok(instance) => PyErr::from_value(instance),
             Err(e) => e,
         },
         Err(e) => PyRuntimeError::new_err(format!("{} ({e})", err.message())),
     })
+    // The interpreter is shutting down: a lazy error, built without it.
+    .unwrap_or_else(|| PyRuntimeError::new_err(err.message().to_string()))
 }
 
 pub(crate) fn closed_after_fork() -> PyErr {

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;
     m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::shutdown, m)?)?;
     m.add_class::<client::Client>()?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<producer::SendHandle>()?;

@@ -1,11 +1,23 @@
 //! Core `tracing` events to Python's `logging`, under the `jetstation`
 //! logger (child loggers per module: `jetstation.producer`, …).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::prelude::*;
 use tracing::{Event, Level, Subscriber, field::Visit};
 use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*};
 
 struct PythonLogging;
+
+/// Set at interpreter exit: from then on, events are no longer forwarded
+/// (runtime threads must not enter a finalizing interpreter).
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Stops forwarding events; registered with `atexit` by the package.
+#[pyfunction]
+pub(crate) fn shutdown() {
+    STOPPED.store(true, Ordering::SeqCst);
+}
 
 #[derive(Default)]
 struct Fields(String);
@@ -22,6 +34,9 @@ impl Visit for Fields {
 
 impl<S: Subscriber> Layer<S> for PythonLogging {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if STOPPED.load(Ordering::SeqCst) {
+            return;
+        }
         let level = match *event.metadata().level() {
             Level::ERROR => 40,
             Level::WARN => 30,
@@ -43,7 +58,7 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         };
         let mut fields = Fields::default();
         event.record(&mut fields);
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let Ok(logging) = py.import("logging") else {
                 return;
             };

@@ -8,6 +8,7 @@ handler style of consumption.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 from typing import (
@@ -15,7 +16,6 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Dict,
     List,
     Mapping,
     Optional,
@@ -63,6 +63,7 @@ Headers = Optional[Mapping[str, str]]
 # Core events reach the standard `logging` module under the "jetstation"
 # logger; JETSTATION_LOG sets the core's own filter (default "info").
 _native.init_logging(os.environ.get("JETSTATION_LOG", "info"))
+atexit.register(_native.shutdown)
 
 
 def _payload(payload: Payload) -> bytes:
@@ -253,9 +254,11 @@ class Producer:
         msg_id: Optional[str] = None,
     ) -> SendHandle:
         """Queues a message; await the returned handle for its receipt."""
-        return await self._native.enqueue(
-            _payload(payload), key=key, headers=_headers(headers), msg_id=msg_id
-        )
+        data, hdrs = _payload(payload), _headers(headers)
+        handle = self._native.try_enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
+        if handle is None:  # the producer must wait (buffer full...)
+            handle = await self._native.enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
+        return handle
 
     async def send_batch(
         self, messages: Sequence[Tuple[Payload, Optional[str]]]

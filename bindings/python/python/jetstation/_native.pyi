@@ -22,6 +22,7 @@ def connect(
     max_reconnect_delay: float = 2.0,
 ) -> Awaitable[Client]: ...
 def init_logging(filter: str = "info") -> None: ...
+def shutdown() -> None: ...
 @final
 class Client:
     @property
@@ -98,6 +99,14 @@ class Producer:
         headers: Optional[Sequence[Tuple[str, str]]] = None,
         msg_id: Optional[str] = None,
     ) -> Awaitable[SendHandle]: ...
+    def try_enqueue(
+        self,
+        payload: bytes,
+        *,
+        key: Optional[str] = None,
+        headers: Optional[Sequence[Tuple[str, str]]] = None,
+        msg_id: Optional[str] = None,
+    ) -> Optional[SendHandle]: ...
     def send_batch(
         self, messages: Sequence[Tuple[bytes, Optional[str]]]
     ) -> Awaitable[List[Receipt]]: ...
