@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python bench bench-schemas bench-produce lint
+.PHONY: setup demo test test-core test-python test-node bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
@@ -21,6 +21,7 @@ test: setup
 	@status=0; \
 	$(MAKE) --no-print-directory test-core || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
+	$(MAKE) --no-print-directory test-node || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -33,6 +34,11 @@ test-core: setup
 ## pytest against real nats-servers, mypy --strict on the examples, stubtest.
 test-python: setup
 	@scripts/test-summary.sh scripts/test-python.sh
+
+## Node package: builds the addon, checks the generated types did not drift,
+## type-checks the TypeScript example, runs node --test against real servers.
+test-node: setup
+	@scripts/test-summary.sh scripts/test-node.sh
 
 lint:
 	$(CARGO) fmt --all --check

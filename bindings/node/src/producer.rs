@@ -1,0 +1,223 @@
+//! The `Producer` class.
+
+use futures::FutureExt;
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+use crate::{
+    error::{IntoJs, invalid, millis},
+    types::Receipt,
+};
+
+/// Producer settings. Durations are milliseconds.
+#[napi(object)]
+#[derive(Default)]
+pub struct ProducerOptions {
+    pub max_batch_messages: Option<u32>,
+    pub max_batch_bytes: Option<u32>,
+    pub linger_ms: Option<f64>,
+    pub max_in_flight: Option<u32>,
+    pub buffer_bytes: Option<u32>,
+    /// "wait" (default) or "fail".
+    pub when_full: Option<String>,
+    pub delivery_timeout_ms: Option<f64>,
+    pub producer_id: Option<String>,
+}
+
+pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::ProducerOptions> {
+    let mut p = jetstation::ProducerOptions::default();
+    if let Some(n) = o.max_batch_messages {
+        p.max_batch_messages = n as usize;
+    }
+    if let Some(n) = o.max_batch_bytes {
+        p.max_batch_bytes = n as usize;
+    }
+    if let Some(ms) = o.linger_ms {
+        p.linger = millis(ms, "lingerMs")?;
+    }
+    if let Some(n) = o.max_in_flight {
+        p.max_in_flight = n as usize;
+    }
+    if let Some(n) = o.buffer_bytes {
+        p.buffer_bytes = n as usize;
+    }
+    if let Some(w) = o.when_full {
+        p.when_full = match w.as_str() {
+            "wait" => jetstation::WhenFull::Wait,
+            "fail" => jetstation::WhenFull::FailFast,
+            other => {
+                return Err(invalid(format!(
+                    "whenFull must be \"wait\" or \"fail\", got {other:?}"
+                )));
+            }
+        };
+    }
+    if let Some(ms) = o.delivery_timeout_ms {
+        p.delivery_timeout = millis(ms, "deliveryTimeoutMs")?;
+    }
+    p.producer_id = o.producer_id;
+    Ok(p)
+}
+
+/// One message for `sendBatch`.
+#[napi(object)]
+pub struct OutgoingMessage {
+    pub payload: Buffer,
+    pub key: Option<String>,
+}
+
+fn message(
+    payload: &[u8],
+    key: Option<String>,
+    headers: Option<Vec<Vec<String>>>,
+    msg_id: Option<String>,
+) -> napi::Result<jetstation::Message> {
+    let headers = headers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pair| match <[String; 2]>::try_from(pair) {
+            Ok([k, v]) => Ok((k, v)),
+            Err(_) => Err(invalid("headers must be [name, value] pairs")),
+        })
+        .collect::<napi::Result<_>>()?;
+    Ok(jetstation::Message {
+        payload: payload.to_vec().into(),
+        key,
+        headers,
+        msg_id,
+    })
+}
+
+#[napi]
+pub struct Producer {
+    inner: jetstation::Producer,
+}
+
+impl Producer {
+    pub(crate) fn new(inner: jetstation::Producer) -> Self {
+        Self { inner }
+    }
+}
+
+#[napi]
+impl Producer {
+    #[napi(getter)]
+    pub fn station(&self) -> String {
+        self.inner.station().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn producer_id(&self) -> String {
+        self.inner.producer_id().to_string()
+    }
+
+    /// Sends and resolves once the broker stored the message.
+    #[napi]
+    pub async fn send(
+        &self,
+        payload: Buffer,
+        key: Option<String>,
+        headers: Option<Vec<Vec<String>>>,
+        msg_id: Option<String>,
+    ) -> napi::Result<Receipt> {
+        let m = message(&payload, key, headers, msg_id)?;
+        Ok(self.inner.send(m).await.js()?.into())
+    }
+
+    /// Sends many messages in one call; receipts in order.
+    #[napi]
+    pub async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> napi::Result<Vec<Receipt>> {
+        let mut handles = Vec::with_capacity(messages.len());
+        for m in messages {
+            let m = message(&m.payload, m.key, None, None)?;
+            handles.push(self.inner.enqueue(m).await.js()?);
+        }
+        let mut receipts = Vec::with_capacity(handles.len());
+        for h in handles {
+            receipts.push(h.await.js()?.into());
+        }
+        Ok(receipts)
+    }
+
+    /// Queues without waiting when the producer has room; returns a handle,
+    /// or null when it would have to wait (then use `send`).
+    #[napi]
+    pub fn try_enqueue(
+        &self,
+        payload: Buffer,
+        key: Option<String>,
+        headers: Option<Vec<Vec<String>>>,
+        msg_id: Option<String>,
+    ) -> napi::Result<Option<SendHandle>> {
+        let m = message(&payload, key, headers, msg_id)?;
+        match self.inner.enqueue(m).now_or_never() {
+            Some(handle) => Ok(Some(SendHandle {
+                handle: std::sync::Mutex::new(Some(handle.js()?)),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues a message, waiting for room if the buffer is full; resolves
+    /// with its handle (not its receipt).
+    #[napi]
+    pub async fn enqueue(
+        &self,
+        payload: Buffer,
+        key: Option<String>,
+        headers: Option<Vec<Vec<String>>>,
+        msg_id: Option<String>,
+    ) -> napi::Result<SendHandle> {
+        let m = message(&payload, key, headers, msg_id)?;
+        Ok(SendHandle {
+            handle: std::sync::Mutex::new(Some(self.inner.enqueue(m).await.js()?)),
+        })
+    }
+
+    #[napi]
+    pub async fn flush(&self) -> napi::Result<()> {
+        self.inner.flush().await.js()
+    }
+
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.inner.close().await.js()
+    }
+}
+
+/// A queued message; `wait()` resolves with its receipt.
+#[napi]
+pub struct SendHandle {
+    handle: std::sync::Mutex<Option<jetstation::SendHandle>>,
+}
+
+#[napi]
+impl SendHandle {
+    /// The receipt if the message is already resolved (no promise needed);
+    /// throws its error if it failed; null while it is pending.
+    #[napi]
+    pub fn try_receipt(&self) -> napi::Result<Option<Receipt>> {
+        let mut slot = self.handle.lock().unwrap();
+        let Some(handle) = slot.as_mut() else {
+            return Err(invalid("this send handle was already awaited"));
+        };
+        match handle.now_or_never() {
+            None => Ok(None),
+            Some(result) => {
+                *slot = None;
+                Ok(Some(result.js()?.into()))
+            }
+        }
+    }
+
+    #[napi]
+    pub async fn wait(&self) -> napi::Result<Receipt> {
+        let handle = self
+            .handle
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| invalid("this send handle was already awaited"))?;
+        Ok(handle.await.js()?.into())
+    }
+}

@@ -1,0 +1,150 @@
+//! Plain objects returned to JavaScript.
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+#[napi(object)]
+pub struct Receipt {
+    pub station: String,
+    pub partition: u32,
+    pub sequence: i64,
+    pub duplicate: bool,
+    pub msg_id: String,
+}
+
+impl From<jetstation::Receipt> for Receipt {
+    fn from(r: jetstation::Receipt) -> Self {
+        Self {
+            station: r.station,
+            partition: r.partition,
+            sequence: r.sequence as i64,
+            duplicate: r.duplicate,
+            msg_id: r.msg_id,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct Station {
+    pub name: String,
+    pub partitions: u32,
+    pub replicas: u32,
+    /// "file" or "memory".
+    pub storage: String,
+    /// Milliseconds.
+    pub max_age_ms: Option<f64>,
+    pub max_bytes: Option<i64>,
+    pub max_messages: Option<i64>,
+    pub dedup_window_ms: f64,
+    pub max_deliveries: u32,
+    pub compaction: bool,
+    pub schema: Option<String>,
+    pub schema_version: Option<u32>,
+    pub messages: i64,
+    pub dead_letters: i64,
+}
+
+impl From<jetstation::Station> for Station {
+    fn from(s: jetstation::Station) -> Self {
+        let c = s.config;
+        Self {
+            name: s.name,
+            partitions: c.partitions,
+            replicas: c.replicas as u32,
+            storage: match c.storage {
+                jetstation::Storage::File => "file".into(),
+                jetstation::Storage::Memory => "memory".into(),
+            },
+            max_age_ms: c.max_age.map(|d| d.as_secs_f64() * 1000.0),
+            max_bytes: c.max_bytes.map(|b| b as i64),
+            max_messages: c.max_messages.map(|m| m as i64),
+            dedup_window_ms: c.dedup_window.as_secs_f64() * 1000.0,
+            max_deliveries: c.max_deliveries,
+            compaction: c.compaction,
+            schema: c.schema.as_ref().map(|b| b.name.clone()),
+            schema_version: c.schema.and_then(|b| b.version),
+            messages: s.messages as i64,
+            dead_letters: s.dead_letters as i64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct DeadLetter {
+    pub sequence: i64,
+    pub origin_station: String,
+    pub origin_partition: u32,
+    pub origin_sequence: i64,
+    pub origin_msg_id: Option<String>,
+    pub group: String,
+    pub deliveries: i64,
+    pub last_error: String,
+    pub dead_lettered_at: String,
+    pub key: Option<String>,
+    pub payload: Buffer,
+    pub headers: Vec<Vec<String>>,
+}
+
+impl From<jetstation::DeadLetter> for DeadLetter {
+    fn from(d: jetstation::DeadLetter) -> Self {
+        Self {
+            sequence: d.sequence as i64,
+            origin_station: d.origin_station,
+            origin_partition: d.origin_partition,
+            origin_sequence: d.origin_sequence as i64,
+            origin_msg_id: d.origin_msg_id,
+            group: d.group,
+            deliveries: d.deliveries as i64,
+            last_error: d.last_error,
+            dead_lettered_at: d.dead_lettered_at,
+            key: d.key,
+            payload: d.payload.to_vec().into(),
+            headers: d.headers.into_iter().map(|(k, v)| vec![k, v]).collect(),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct SchemaVersion {
+    pub name: String,
+    pub version: u32,
+    /// "json_schema", "protobuf" or "avro".
+    pub format: String,
+    pub source: String,
+    pub message_type: Option<String>,
+    pub created: String,
+}
+
+impl From<jetstation::SchemaVersion> for SchemaVersion {
+    fn from(v: jetstation::SchemaVersion) -> Self {
+        Self {
+            name: v.name,
+            version: v.version,
+            format: v.format.as_str().into(),
+            source: v.source,
+            message_type: v.message_type,
+            created: v.created,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct SchemaInfo {
+    pub name: String,
+    pub format: String,
+    pub compatibility: String,
+    pub versions: Vec<u32>,
+    pub latest: u32,
+}
+
+impl From<jetstation::SchemaInfo> for SchemaInfo {
+    fn from(s: jetstation::SchemaInfo) -> Self {
+        Self {
+            name: s.name,
+            format: s.format.as_str().into(),
+            compatibility: s.compatibility.to_string(),
+            versions: s.versions,
+            latest: s.latest,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+'use strict'
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const jetstation = require('..')
+const { startServer } = require('./harness.js')
+
+test('round trip, handles, and the package from import and require', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  const client = await jetstation.connect(server.url, { requestTimeoutMs: 2000 })
+  const station = await client.createStation('hr', { partitions: 2, maxDeliveries: 3 })
+  assert.equal(station.partitions, 2)
+  const producer = await client.producer('hr')
+  const r = await producer.send({ name: 'Ada' }, { key: 'emp-1', headers: { source: 'hr' } })
+  assert.equal(r.sequence, 1)
+  assert.equal(r.duplicate, false)
+  const handle = await producer.enqueue(new Uint8Array([1, 2, 3]), { key: 'emp-2' })
+  const receipt = await handle.receipt()
+  assert.ok(receipt.msgId.startsWith(producer.producerId))
+  assert.equal((await producer.send('x', { msgId: 'fixed' })).duplicate, false)
+  assert.equal((await producer.send('x', { msgId: 'fixed' })).duplicate, true)
+  await producer.close()
+  await assert.rejects(producer.send('late'), jetstation.ClosedError)
+
+  const consumer = await client.consumer('hr', 'payroll')
+  const got = []
+  for await (const message of consumer) {
+    got.push(message.payload.toString('hex'))
+    if (message.key === 'emp-1') assert.equal(message.header('source'), 'hr')
+    message.ack()
+    if (got.length === 3) break
+  }
+  assert.equal(got.length, 3)
+  assert.equal((await client.station('hr')).messages, 3)
+  const esm = await import('../lib/index.mjs')
+  assert.equal(esm.connect, jetstation.connect)
+  await client.close()
+})

@@ -1,0 +1,152 @@
+'use strict'
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const jetstation = require('..')
+const { startServer } = require('./harness.js')
+
+async function setup(t) {
+  const server = await startServer()
+  t.after(() => server.close())
+  const client = await jetstation.connect(server.url, { requestTimeoutMs: 2000 })
+  t.after(() => client.close())
+  return { server, client }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+test('order per key over 10,000 messages', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('bulk', { partitions: 4 })
+  const producer = await client.producer('bulk')
+  const messages = []
+  for (let i = 0; i < 10000; i++) messages.push({ payload: { k: `k${i % 100}`, i: Math.floor(i / 100) }, key: `k${i % 100}` })
+  // Unawaited enqueues must keep call order too.
+  const handles = messages.map((m) => producer.enqueue(m.payload, { key: m.key }))
+  for (const h of await Promise.all(handles)) await h.receipt()
+  await producer.close()
+  const seen = new Map()
+  const active = new Set()
+  const consumer = await client.consumer('bulk', 'g', { concurrency: 16 })
+  const done = consumer.consume(async (m) => {
+    const { k, i } = m.json()
+    assert.ok(!active.has(k), 'one key ran twice at once')
+    active.add(k)
+    await sleep(0)
+    if (!seen.has(k)) seen.set(k, [])
+    seen.get(k).push(i)
+    active.delete(k)
+  })
+  while ([...seen.values()].reduce((n, v) => n + v.length, 0) < 10000) await sleep(50)
+  await consumer.close()
+  await done
+  assert.equal(seen.size, 100)
+  for (const [k, v] of seen) assert.deepEqual(v, [...Array(100).keys()], k)
+})
+
+test('poison message goes to the dead-letter station and can be replayed', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('hr', { maxDeliveries: 3 })
+  const producer = await client.producer('hr')
+  for (const body of ['ok-1', 'poison', 'ok-2']) await producer.send(body, { key: 'emp-1' })
+  const handled = []
+  let fixed = false
+  const consumer = await client.consumer('hr', 'payroll', { redeliveryDelayMs: 50 })
+  const done = consumer.consume(async (m) => {
+    if (m.payload.toString() === 'poison' && !fixed) throw new TypeError('cannot parse')
+    handled.push(m.payload.toString())
+  })
+  while (!handled.includes('ok-2')) await sleep(50)
+  assert.deepEqual(handled, ['ok-1', 'ok-2'])
+  const [letter] = await client.deadLetters('hr')
+  assert.equal(letter.payload.toString(), 'poison')
+  assert.equal(letter.deliveries, 3)
+  assert.equal(letter.lastError, 'TypeError: cannot parse')
+  assert.equal(letter.originSequence, 2)
+  fixed = true
+  await client.replayDeadLetter('hr', letter.sequence)
+  while (!handled.includes('poison')) await sleep(50)
+  await consumer.close()
+  await done
+})
+
+const CRASHING_MEMBER = `
+const jetstation = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+;(async () => {
+  const client = await jetstation.connect(process.argv[1])
+  const consumer = await client.consumer('acks', 'g', { concurrency: 8, ackWaitMs: 2000, handoverTimeoutMs: 2000 })
+  let done = 0
+  const held = []
+  for (;;) {
+    const m = await consumer.next()
+    if (m.sequence === 5) { held.push(m); continue } // never finished
+    m.ack()
+    if (++done === 19) { setTimeout(() => process.exit(3), 500) ; return }
+  }
+})()
+`
+
+test('ordered acknowledgement after a crash', async (t) => {
+  const { server, client } = await setup(t)
+  await client.createStation('acks')
+  const producer = await client.producer('acks')
+  await producer.sendBatch([...Array(20).keys()].map((i) => ({ payload: `m${i}`, key: `k${i}` })))
+  const child = spawn(process.execPath, ['-e', CRASHING_MEMBER, server.url], { stdio: 'inherit' })
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  assert.equal(code, 3)
+  const consumer = await client.consumer('acks', 'g', { ackWaitMs: 2000, handoverTimeoutMs: 2000 })
+  const got = []
+  for await (const m of consumer) {
+    got.push(m.sequence)
+    m.ack()
+    if (got.length === 16) break
+  }
+  assert.equal(Math.min(...got), 5)
+  assert.deepEqual([...got].sort((a, b) => a - b), [...Array(16).keys()].map((i) => i + 5))
+})
+
+test('schema refusal before anything is sent', async (t) => {
+  const { client } = await setup(t)
+  await client.registerSchema('pay', 'json_schema', '{"type":"object","properties":{"salary":{"type":"number"}}}')
+  await client.createStation('payroll', { schema: 'pay' })
+  const producer = await client.producer('payroll')
+  await producer.send({ salary: 10 })
+  await assert.rejects(producer.send({ salary: 'ten' }), (e) => {
+    assert.ok(e instanceof jetstation.SchemaValidationError)
+    assert.ok(e instanceof jetstation.InvalidArgumentError)
+    assert.equal(e.code, 'schema_validation')
+    assert.match(e.message, /\/salary/)
+    return true
+  })
+  assert.equal((await client.station('payroll')).messages, 1)
+  await client.registerSchema('p', 'protobuf', 'syntax = "proto3"; message M { string s = 1; }', { messageType: 'M' })
+  const bytes = await client.encodeWithSchema('p', { s: 'hi' })
+  assert.deepEqual(await client.decodeWithSchema('p', bytes), { s: 'hi' })
+})
+
+test('AbortSignal cancels a wait; early break closes the consumer cleanly', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('quiet')
+  const consumer = await client.consumer('quiet', 'g')
+  const controller = new AbortController()
+  const waiting = consumer.next({ signal: controller.signal })
+  setTimeout(() => controller.abort(), 100)
+  await assert.rejects(waiting, { name: 'AbortError' })
+  const producer = await client.producer('quiet')
+  await producer.send('one')
+  await producer.send('two')
+  for await (const m of consumer) {
+    assert.equal(m.payload.toString(), 'one')
+    m.ack()
+    break
+  }
+  // The loop closed the consumer: its iteration has ended.
+  assert.equal(await consumer.next(), null)
+  // 'two' was never taken: another member of the group receives it.
+  const other = await client.consumer('quiet', 'g', { handoverTimeoutMs: 2000 })
+  const m = await other.next()
+  assert.equal(m.payload.toString(), 'two')
+  m.ack()
+  await other.close()
+})
