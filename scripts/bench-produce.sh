@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Produce throughput, side by side against one nats-server in one run:
-# the Rust core and the Python package (release builds), same settings
+# the Rust core and the Python and Node packages (release builds), same settings
 # (default producer options, 1 partition, file storage, 100 keys, acked).
 # Writes the table to BENCHMARKS.md.
 set -euo pipefail
@@ -11,6 +11,7 @@ SIZE="${BENCH_SIZE:-256}"
 
 cargo build -q --release -p jetstation-bench --bin produce
 MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds the release wheel into the venv
+(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -25,6 +26,9 @@ results="$dir/results.jsonl"
 for round in 1 2; do
   "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$SIZE" >> "$results"
   "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$SIZE" >> "$results"
+  node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$SIZE" >> "$results"
 done
-python3 scripts/bench-table.py "Produce throughput: Python vs Rust core" "$results" \
+# The debug addon is what the tests use; put it back.
+(cd bindings/node && npm run -s build:debug)
+python3 scripts/bench-table.py "Produce throughput: bindings vs Rust core" "$results" \
   "make bench-produce" "jetstation (Rust)" "0.8"
