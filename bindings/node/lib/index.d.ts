@@ -3,6 +3,7 @@
 // native/index.d.ts (committed; the build fails when they drift).
 import type {
   ConnectOptions,
+  LogRecord,
   ConsumerOptions,
   DeadLetter,
   ProducerOptions,
@@ -14,7 +15,7 @@ import type {
 } from '../native/index.js'
 
 export type {
-  ConnectOptions, ConsumerOptions, DeadLetter, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, Station,
+  ConnectOptions, LogRecord, ConsumerOptions, DeadLetter, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, Station,
   StationConfig,
 }
 
@@ -30,7 +31,8 @@ export interface SendOptions {
 }
 
 export declare function connect(urls?: string | string[], options?: ConnectOptions): Promise<Client>
-export declare function enableLogging(filter?: string): void
+/** Core log events at or above `filter` go to `logger`; null silences them. */
+export declare function setLogger(logger: ((record: LogRecord) => void) | null, filter?: string): void
 
 export declare class Client {
   get serverVersion(): string

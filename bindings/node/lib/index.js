@@ -243,16 +243,23 @@ class Consumer {
   async [Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose')]() { await this.close() }
 }
 
-/** Sends core log events to standard error (also on when DEBUG names jetstation). */
-function enableLogging(filter = 'info') {
-  sync(() => native.enableLogging(filter))
+/**
+ * Sends core log events at or above `filter` to `logger` (`null` silences
+ * them). Silent by default; DEBUG=jetstation logs to standard error.
+ */
+function setLogger(logger, filter = 'info') {
+  sync(() => native.setLogger(logger, filter))
 }
 
-if (/\bjetstation\b/.test(process.env.DEBUG ?? '')) enableLogging(process.env.JETSTATION_LOG ?? 'debug')
+function stderrLogger(record) {
+  process.stderr.write(`jetstation ${record.level} ${record.target}: ${record.message}\n`)
+}
+
+if (/\bjetstation\b/.test(process.env.DEBUG ?? '')) setLogger(stderrLogger, process.env.JETSTATION_LOG ?? 'debug')
 
 module.exports = {
   connect,
-  enableLogging,
+  setLogger,
   Client,
   Producer,
   Consumer,

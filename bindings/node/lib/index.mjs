@@ -2,7 +2,7 @@
 import jetstation from './index.js'
 
 export const {
-  connect, enableLogging, Client, Producer, Consumer, Message, SendHandle, mapError, kinds,
+  connect, setLogger, Client, Producer, Consumer, Message, SendHandle, mapError, kinds,
   JetstationError, ConnectionError, TimeoutError, AuthError, NotFoundError, AlreadyExistsError,
   InvalidArgumentError, PayloadTooLargeError, ServerTooOldError, ClosedError, BufferFullError,
   SchemaValidationError, IncompatibleSchemaError, BrokerError,

@@ -144,12 +144,14 @@ export interface DeadLetter {
   headers: Array<Array<string>>
 }
 
-/**
- * Writes core log events at or above `filter` (e.g. "info",
- * "jetstation=debug") to standard error. Off unless called; the package
- * calls it when DEBUG names jetstation.
- */
-export declare function enableLogging(filter: string): void
+/** One log event of the core. */
+export interface LogRecord {
+  /** "error", "warn", "info", "debug" or "trace". */
+  level: string
+  /** The core module (e.g. "jetstation::producer::partition"). */
+  target: string
+  message: string
+}
 
 /** One message for `sendBatch`. */
 export interface OutgoingMessage {
@@ -195,6 +197,13 @@ export interface SchemaVersion {
   messageType?: string
   created: string
 }
+
+/**
+ * Sends core log events at or above `filter` ("info", "jetstation=debug"…)
+ * to `logger`; `null` silences them again. The logger never keeps the
+ * process alive.
+ */
+export declare function setLogger(logger: ((record: LogRecord) => void) | null, filter?: string): void
 
 export interface Station {
   name: string

@@ -841,4 +841,4 @@ module.exports.Message = nativeBinding.Message
 module.exports.Producer = nativeBinding.Producer
 module.exports.SendHandle = nativeBinding.SendHandle
 module.exports.connect = nativeBinding.connect
-module.exports.enableLogging = nativeBinding.enableLogging
+module.exports.setLogger = nativeBinding.setLogger

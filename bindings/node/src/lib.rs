@@ -9,21 +9,6 @@
 mod client;
 mod consumer;
 mod error;
+mod logging;
 mod producer;
 mod types;
-
-use napi_derive::napi;
-
-/// Writes core log events at or above `filter` (e.g. "info",
-/// "jetstation=debug") to standard error. Off unless called; the package
-/// calls it when DEBUG names jetstation.
-#[napi]
-pub fn enable_logging(filter: String) -> napi::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| error::invalid(format!("bad log filter: {e}")))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-    Ok(())
-}

@@ -36,3 +36,19 @@ test('round trip, handles, and the package from import and require', async (t) =
   assert.equal(esm.connect, jetstation.connect)
   await client.close()
 })
+
+test('core log events reach a pluggable logger', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  const records = []
+  jetstation.setLogger((r) => records.push(r), 'jetstation=debug')
+  t.after(() => jetstation.setLogger(null))
+  const client = await jetstation.connect(server.url)
+  await client.createStation('logged')
+  await client.close()
+  for (let i = 0; i < 50 && !records.some((r) => r.message.includes('connected')); i++) {
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  assert.ok(records.some((r) => r.message.includes('connected') && r.target.startsWith('jetstation')), JSON.stringify(records))
+  assert.ok(records.every((r) => ['error', 'warn', 'info', 'debug', 'trace'].includes(r.level)))
+})
