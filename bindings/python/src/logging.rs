@@ -13,10 +13,12 @@ struct PythonLogging;
 /// (runtime threads must not enter a finalizing interpreter).
 static STOPPED: AtomicBool = AtomicBool::new(false);
 
-/// Stops forwarding events; registered with `atexit` by the package.
+/// Stops forwarding events, then stops the runtime; registered with
+/// `atexit` by the package.
 #[pyfunction]
-pub(crate) fn shutdown() {
+pub(crate) fn shutdown(py: Python<'_>) {
     STOPPED.store(true, Ordering::SeqCst);
+    crate::runtime::shutdown(py);
 }
 
 #[derive(Default)]

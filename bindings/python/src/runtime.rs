@@ -50,6 +50,25 @@ pub(crate) fn runtime() -> Arc<Runtime> {
     }
 }
 
+/// Stops this process's runtime, with the GIL released so that a runtime
+/// thread waiting to enter Python can finish; called at interpreter exit, so
+/// that no runtime thread touches Python while it finalizes.
+pub(crate) fn shutdown(py: Python<'_>) {
+    let taken = RUNTIME
+        .get()
+        .and_then(|slot| slot.lock().unwrap().take());
+    if let Some((pid, rt)) = taken {
+        if pid == std::process::id() {
+            if let Ok(rt) = Arc::try_unwrap(rt) {
+                py.detach(|| rt.shutdown_timeout(std::time::Duration::from_secs(2)));
+            }
+        } else {
+            // Inherited through fork(): it has no threads to stop.
+            std::mem::forget(rt);
+        }
+    }
+}
+
 /// The process that created an object, to refuse use across `fork()`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Owner(u32);
