@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python test-node bench bench-schemas bench-produce lint
+.PHONY: setup demo test test-core test-python test-node test-swift bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
@@ -22,6 +22,7 @@ test: setup
 	$(MAKE) --no-print-directory test-core || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
+	$(MAKE) --no-print-directory test-swift || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -39,6 +40,11 @@ test-python: setup
 ## type-checks the TypeScript example, runs node --test against real servers.
 test-node: setup
 	@scripts/test-summary.sh scripts/test-node.sh
+
+## Swift package: builds the library, generates the uniffi bindings, runs
+## XCTest and the Swift quickstart in a cached Debian trixie root (swiftlang).
+test-swift: setup
+	@scripts/test-summary.sh scripts/test-swift.sh
 
 lint:
 	$(CARGO) fmt --all --check

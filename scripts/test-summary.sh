@@ -14,10 +14,14 @@ status=${PIPESTATUS[0]}
 # cargo: "test result: ok. 7 passed; 0 failed; ..."
 # pytest: "1 failed, 10 passed in 11.20s"
 # node --test (TAP): "# pass 8" and "# fail 0"
+# XCTest: one "Test Case '...' passed (…)" line per test
 awk '/^test result:/ || /(passed|failed).* in [0-9.]+s/ {
        for (i=1;i<NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
      /^# pass [0-9]+$/ {p+=$3}
      /^# fail [0-9]+$/ {f+=$3}
+     /^Test Case .* passed \(/ {p+=1}
+     /^Test Case .* failed \(/ {f+=1}
+     /^swift quickstart: 1 passed/ {p+=1}
      END {print p+0, f+0}' "$log" >> "$totals"
 rm -f "$log"
 exit "$status"

@@ -54,9 +54,7 @@ pub(crate) fn runtime() -> Arc<Runtime> {
 /// thread waiting to enter Python can finish; called at interpreter exit, so
 /// that no runtime thread touches Python while it finalizes.
 pub(crate) fn shutdown(py: Python<'_>) {
-    let taken = RUNTIME
-        .get()
-        .and_then(|slot| slot.lock().unwrap().take());
+    let taken = RUNTIME.get().and_then(|slot| slot.lock().unwrap().take());
     if let Some((pid, rt)) = taken {
         if pid == std::process::id() {
             if let Ok(rt) = Arc::try_unwrap(rt) {

@@ -1,0 +1,176 @@
+import Foundation
+import XCTest
+
+@testable import Jetstation
+
+/// Servers are started by scripts/test-swift.sh on the host's loopback.
+func env(_ name: String) -> String {
+    guard let value = ProcessInfo.processInfo.environment[name] else {
+        fatalError("\(name) is not set: run the Swift tests with scripts/test-swift.sh")
+    }
+    return value
+}
+
+func unique(_ prefix: String) -> String { "\(prefix)-\(UInt32.random(in: 0...UInt32.max))" }
+
+final class JetstationTests: XCTestCase {
+    func client() async throws -> Client {
+        try await Client.connect(env("NATS_URL"), options: ConnectOptions(requestTimeout: 3))
+    }
+
+    func testOrderPerKeyOverTenThousandMessages() async throws {
+        let client = try await client()
+        let station = unique("bulk")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 4))
+        let producer = try await client.producer(station: station)
+        var payloads: [Data] = []
+        var keys: [String?] = []
+        for i in 0..<10_000 {
+            payloads.append(Data("k\(i % 100):\(i / 100)".utf8))
+            keys.append("k\(i % 100)")
+        }
+        let receipts = try await producer.sendBatch(payloads: payloads, keys: keys)
+        XCTAssertEqual(receipts.count, 10_000)
+        let consumer = try await client.consumer(station: station, group: "g", options: ConsumerOptions(concurrency: 16))
+        var seen: [String: [Int]] = [:]
+        var count = 0
+        for try await message in consumer.messages {
+            let parts = message.text.split(separator: ":")
+            seen[String(parts[0]), default: []].append(Int(parts[1])!)
+            try message.ack()
+            count += 1
+            if count == 10_000 { break }
+        }
+        try await consumer.close()
+        XCTAssertEqual(seen.count, 100)
+        for (key, order) in seen {
+            XCTAssertEqual(order, Array(0..<100), "key \(key)")
+        }
+    }
+
+    func testPoisonMessageIsDeadLettered() async throws {
+        let client = try await client()
+        let station = unique("hr")
+        _ = try await client.createStation(name: station, config: StationConfig(maxDeliveries: 3))
+        let producer = try await client.producer(station: station)
+        for body in ["ok-1", "poison", "ok-2"] {
+            _ = try await producer.send(payload: Data(body.utf8), key: "emp-1")
+        }
+        let consumer = try await client.consumer(
+            station: station, group: "payroll", options: ConsumerOptions(redeliveryDelay: 0.05))
+        var handled: [String] = []
+        for try await message in consumer.messages {
+            if message.text == "poison" {
+                try message.nack(reason: "cannot parse", delay: nil)
+            } else {
+                handled.append(message.text)
+                try message.ack()
+            }
+            if handled == ["ok-1", "ok-2"] { break }
+        }
+        try await consumer.close()
+        let letters = try await client.deadLetters(station: station)
+        XCTAssertEqual(letters.count, 1)
+        XCTAssertEqual(letters[0].payload, Data("poison".utf8))
+        XCTAssertEqual(letters[0].deliveries, 3)
+        XCTAssertEqual(letters[0].lastError, "cannot parse")
+        XCTAssertEqual(letters[0].group, "payroll")
+    }
+
+    func testSchemaRefusalBeforeSending() async throws {
+        let client = try await client()
+        let schema = unique("pay")
+        let station = unique("payroll")
+        _ = try await client.registerSchema(
+            name: schema, format: "json_schema",
+            source: #"{"type":"object","properties":{"salary":{"type":"number"}}}"#, messageType: nil)
+        _ = try await client.createStation(name: station, config: StationConfig(schema: schema))
+        let producer = try await client.producer(station: station)
+        _ = try await producer.send(payload: Data(#"{"salary":10}"#.utf8), key: nil)
+        do {
+            _ = try await producer.send(payload: Data(#"{"salary":"ten"}"#.utf8), key: nil)
+            XCTFail("an invalid payload was accepted")
+        } catch JetstationError.SchemaValidation(let message) {
+            XCTAssertTrue(message.contains("/salary"), message)
+        }
+        let stored = try await client.station(name: station)
+        XCTAssertEqual(stored.messages, 1)
+    }
+
+    func testErrorKindsAreMapped() async throws {
+        let client = try await client()
+        func expect(_ body: () async throws -> Void, _ matches: (JetstationError) -> Bool) async {
+            do {
+                try await body()
+                XCTFail("no error")
+            } catch let error as JetstationError {
+                XCTAssertTrue(matches(error), "\(error)")
+            } catch {
+                XCTFail("not a JetstationError: \(error)")
+            }
+        }
+        await expect({ _ = try await client.station(name: "missing") }) {
+            if case .NotFound = $0 { return true } else { return false }
+        }
+        await expect({ _ = try await client.createStation(name: "bad name", config: StationConfig()) }) {
+            if case .InvalidArgument = $0 { return true } else { return false }
+        }
+        let station = unique("s")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 2))
+        await expect({ _ = try await client.createStation(name: station, config: StationConfig(partitions: 3)) }) {
+            if case .AlreadyExists = $0 { return true } else { return false }
+        }
+        let producer = try await client.producer(station: station)
+        try await producer.close()
+        await expect({ _ = try await producer.send(payload: Data("x".utf8), key: nil) }) {
+            if case .Closed = $0 { return true } else { return false }
+        }
+        let schema = unique("emp")
+        _ = try await client.registerSchema(
+            name: schema, format: "json_schema", source: #"{"type":"object","properties":{"n":{"type":"integer"}}}"#,
+            messageType: nil)
+        await expect({
+            _ = try await client.registerSchema(
+                name: schema, format: "json_schema", source: #"{"type":"object","properties":{"n":{"type":"string"}}}"#,
+                messageType: nil)
+        }) { if case .IncompatibleSchema = $0 { return true } else { return false } }
+        await expect({ _ = try await Client.connect(env("NATS_CLOSED_URL")) }) {
+            if case .Connection = $0 { return true } else { return false }
+        }
+        await expect({ _ = try await Client.connect(env("NATS_AUTH_URL"), options: ConnectOptions(user: "app", password: "no")) }) {
+            if case .Auth = $0 { return true } else { return false }
+        }
+        await expect({ _ = try await Client.connect(env("NATS_OLD_URL")) }) {
+            if case .ServerTooOld(let message) = $0 { return message.contains("2.10.0") } else { return false }
+        }
+        let small = try await Client.connect(env("NATS_SMALL_URL"))
+        let big = unique("big")
+        _ = try await small.createStation(name: big, config: StationConfig())
+        let bigProducer = try await small.producer(station: big)
+        await expect({ _ = try await bigProducer.send(payload: Data(count: 4096), key: nil) }) {
+            if case .PayloadTooLarge = $0 { return true } else { return false }
+        }
+    }
+
+    func testIterationEndsWhenTheTaskIsCancelled() async throws {
+        let client = try await client()
+        let station = unique("quiet")
+        _ = try await client.createStation(name: station, config: StationConfig())
+        let consumer = try await client.consumer(station: station, group: "g", options: ConsumerOptions())
+        let iterating = Task { () -> Int in
+            var count = 0
+            for try await message in consumer.messages {
+                try message.ack()
+                count += 1
+            }
+            return count
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        iterating.cancel()
+        let started = Date()
+        let count = try await iterating.value
+        XCTAssertEqual(count, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2)
+        try await consumer.close()
+    }
+}

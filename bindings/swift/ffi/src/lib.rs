@@ -1,0 +1,476 @@
+//! Swift (uniffi) glue over the jetstation core: conversion and error
+//! mapping only. Durations are seconds (`TimeInterval` in Swift).
+// uniffi's generated scaffolding needs `pub` items and unsafe FFI code.
+#![allow(unsafe_code, unreachable_pub, missing_debug_implementations)]
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
+
+uniffi::setup_scaffolding!();
+
+/// Errors with the stable kinds shared by every language.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum JetstationError {
+    #[error("{message}")]
+    Connection { message: String },
+    #[error("{message}")]
+    Timeout { message: String },
+    #[error("{message}")]
+    Auth { message: String },
+    #[error("{message}")]
+    NotFound { message: String },
+    #[error("{message}")]
+    AlreadyExists { message: String },
+    #[error("{message}")]
+    InvalidArgument { message: String },
+    #[error("{message}")]
+    PayloadTooLarge { message: String },
+    #[error("{message}")]
+    ServerTooOld { message: String },
+    #[error("{message}")]
+    Closed { message: String },
+    #[error("{message}")]
+    BufferFull { message: String },
+    #[error("{message}")]
+    SchemaValidation { message: String },
+    #[error("{message}")]
+    IncompatibleSchema { message: String },
+    #[error("{message}")]
+    Broker { message: String },
+}
+
+impl From<jetstation::Error> for JetstationError {
+    fn from(e: jetstation::Error) -> Self {
+        use jetstation::ErrorKind as K;
+        let message = e.message().to_string();
+        match e.kind() {
+            K::Connection => Self::Connection { message },
+            K::Timeout => Self::Timeout { message },
+            K::Auth => Self::Auth { message },
+            K::NotFound => Self::NotFound { message },
+            K::AlreadyExists => Self::AlreadyExists { message },
+            K::InvalidArgument => Self::InvalidArgument { message },
+            K::PayloadTooLarge => Self::PayloadTooLarge { message },
+            K::ServerTooOld => Self::ServerTooOld { message },
+            K::Closed => Self::Closed { message },
+            K::BufferFull => Self::BufferFull { message },
+            K::SchemaValidation => Self::SchemaValidation { message },
+            K::IncompatibleSchema => Self::IncompatibleSchema { message },
+            _ => Self::Broker { message },
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, JetstationError>;
+
+fn invalid(message: impl Into<String>) -> JetstationError {
+    JetstationError::InvalidArgument {
+        message: message.into(),
+    }
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| invalid(format!("{what} must be >= 0 seconds, got {s}")))
+}
+
+#[derive(uniffi::Record, Default)]
+pub struct ConnectOptions {
+    #[uniffi(default = None)]
+    pub token: Option<String>,
+    #[uniffi(default = None)]
+    pub user: Option<String>,
+    #[uniffi(default = None)]
+    pub password: Option<String>,
+    #[uniffi(default = None)]
+    pub nkey_seed: Option<String>,
+    #[uniffi(default = None)]
+    pub namespace: Option<String>,
+    #[uniffi(default = None)]
+    pub request_timeout: Option<f64>,
+}
+
+#[derive(uniffi::Record, Default)]
+pub struct StationConfig {
+    #[uniffi(default = None)]
+    pub partitions: Option<u32>,
+    #[uniffi(default = None)]
+    pub max_deliveries: Option<u32>,
+    #[uniffi(default = None)]
+    pub memory: Option<bool>,
+    #[uniffi(default = None)]
+    pub max_age: Option<f64>,
+    #[uniffi(default = None)]
+    pub schema: Option<String>,
+}
+
+#[derive(uniffi::Record)]
+pub struct Station {
+    pub name: String,
+    pub partitions: u32,
+    pub max_deliveries: u32,
+    pub messages: u64,
+    pub dead_letters: u64,
+}
+
+#[derive(uniffi::Record)]
+pub struct Receipt {
+    pub station: String,
+    pub partition: u32,
+    pub sequence: u64,
+    pub duplicate: bool,
+    pub msg_id: String,
+}
+
+#[derive(uniffi::Record)]
+pub struct DeadLetter {
+    pub sequence: u64,
+    pub origin_station: String,
+    pub origin_partition: u32,
+    pub origin_sequence: u64,
+    pub group: String,
+    pub deliveries: u64,
+    pub last_error: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(uniffi::Record, Default)]
+pub struct ConsumerOptions {
+    #[uniffi(default = None)]
+    pub concurrency: Option<u32>,
+    #[uniffi(default = None)]
+    pub ack_wait: Option<f64>,
+    #[uniffi(default = None)]
+    pub redelivery_delay: Option<f64>,
+    #[uniffi(default = None)]
+    pub handover_timeout: Option<f64>,
+    #[uniffi(default = None)]
+    pub latest: Option<bool>,
+}
+
+#[derive(uniffi::Object)]
+pub struct Client {
+    inner: jetstation::Client,
+}
+
+/// Connects and checks the server (2.10 or newer, JetStream enabled).
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn connect(urls: Vec<String>, options: ConnectOptions) -> Result<Arc<Client>> {
+    let mut c = jetstation::ConnectOptions::with_urls(urls);
+    c.auth = match (options.token, options.user, options.nkey_seed) {
+        (Some(t), _, _) => jetstation::Auth::Token(t),
+        (_, Some(user), _) => jetstation::Auth::UserPassword {
+            user,
+            password: options.password.unwrap_or_default(),
+        },
+        (_, _, Some(seed)) => jetstation::Auth::NKey(seed),
+        _ => jetstation::Auth::None,
+    };
+    c.namespace = options.namespace;
+    if let Some(t) = options.request_timeout {
+        c.request_timeout = seconds(t, "requestTimeout")?;
+    }
+    Ok(Arc::new(Client {
+        inner: jetstation::Client::connect(c).await?,
+    }))
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Client {
+    pub fn server_version(&self) -> String {
+        self.inner.server_version()
+    }
+
+    pub async fn create_station(&self, name: String, config: StationConfig) -> Result<Station> {
+        let mut c = jetstation::StationConfig::default();
+        if let Some(p) = config.partitions {
+            c.partitions = p;
+        }
+        if let Some(m) = config.max_deliveries {
+            c.max_deliveries = m;
+        }
+        if config.memory == Some(true) {
+            c.storage = jetstation::Storage::Memory;
+        }
+        c.max_age = config.max_age.map(|a| seconds(a, "maxAge")).transpose()?;
+        c.schema = config.schema.map(|name| jetstation::SchemaBinding {
+            name,
+            version: None,
+        });
+        Ok(station(self.inner.create_station(&name, c).await?))
+    }
+
+    pub async fn station(&self, name: String) -> Result<Station> {
+        Ok(station(self.inner.station(&name).await?))
+    }
+
+    pub async fn delete_station(&self, name: String) -> Result<()> {
+        Ok(self.inner.delete_station(&name).await?)
+    }
+
+    pub async fn producer(&self, station: String) -> Result<Arc<Producer>> {
+        let inner = self.inner.producer(&station, Default::default()).await?;
+        Ok(Arc::new(Producer { inner }))
+    }
+
+    pub async fn consumer(
+        &self,
+        station: String,
+        group: String,
+        options: ConsumerOptions,
+    ) -> Result<Arc<Consumer>> {
+        let mut o = jetstation::ConsumerOptions::default();
+        if let Some(c) = options.concurrency {
+            o.concurrency = c as usize;
+        }
+        if let Some(s) = options.ack_wait {
+            o.ack_wait = seconds(s, "ackWait")?;
+        }
+        if let Some(s) = options.redelivery_delay {
+            o.redelivery_delay = seconds(s, "redeliveryDelay")?;
+        }
+        if let Some(s) = options.handover_timeout {
+            o.handover_timeout = seconds(s, "handoverTimeout")?;
+        }
+        if options.latest == Some(true) {
+            o.start = jetstation::StartPosition::Latest;
+        }
+        let inner = self.inner.consumer(&station, &group, o).await?;
+        Ok(Arc::new(Consumer {
+            inner,
+            interrupt: Notify::new(),
+        }))
+    }
+
+    pub async fn dead_letters(&self, station: String) -> Result<Vec<DeadLetter>> {
+        Ok(self
+            .inner
+            .dead_letters(&station)
+            .await?
+            .into_iter()
+            .map(|d| DeadLetter {
+                sequence: d.sequence,
+                origin_station: d.origin_station,
+                origin_partition: d.origin_partition,
+                origin_sequence: d.origin_sequence,
+                group: d.group,
+                deliveries: d.deliveries,
+                last_error: d.last_error,
+                key: d.key,
+                payload: d.payload.to_vec(),
+            })
+            .collect())
+    }
+
+    pub async fn replay_dead_letter(&self, station: String, sequence: u64) -> Result<Receipt> {
+        Ok(receipt(
+            self.inner.replay_dead_letter(&station, sequence).await?,
+        ))
+    }
+
+    /// Registers a schema version; format is "json_schema", "protobuf" or "avro".
+    pub async fn register_schema(
+        &self,
+        name: String,
+        format: String,
+        source: String,
+        message_type: Option<String>,
+    ) -> Result<u32> {
+        let definition = jetstation::SchemaDefinition {
+            format: format.parse()?,
+            source,
+            message_type,
+        };
+        Ok(self.inner.register_schema(&name, definition).await?.version)
+    }
+
+    /// Encodes a JSON value (text) with a schema version (`nil`: latest).
+    pub async fn encode_with_schema(
+        &self,
+        name: String,
+        json: String,
+        version: Option<u32>,
+    ) -> Result<Vec<u8>> {
+        let value: serde_json::Value =
+            serde_json::from_str(&json).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        Ok(self
+            .inner
+            .encode_with_schema(&name, version, &value)
+            .await?)
+    }
+}
+
+fn station(s: jetstation::Station) -> Station {
+    Station {
+        name: s.name,
+        partitions: s.config.partitions,
+        max_deliveries: s.config.max_deliveries,
+        messages: s.messages,
+        dead_letters: s.dead_letters,
+    }
+}
+
+fn receipt(r: jetstation::Receipt) -> Receipt {
+    Receipt {
+        station: r.station,
+        partition: r.partition,
+        sequence: r.sequence,
+        duplicate: r.duplicate,
+        msg_id: r.msg_id,
+    }
+}
+
+#[derive(uniffi::Object)]
+pub struct Producer {
+    inner: jetstation::Producer,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Producer {
+    /// Sends and returns once the broker stored the message.
+    pub async fn send(&self, payload: Vec<u8>, key: Option<String>) -> Result<Receipt> {
+        let mut m = jetstation::Message::new(payload);
+        m.key = key;
+        Ok(receipt(self.inner.send(m).await?))
+    }
+
+    /// Sends many (payload, key) messages in one call; receipts in order.
+    pub async fn send_batch(
+        &self,
+        payloads: Vec<Vec<u8>>,
+        keys: Vec<Option<String>>,
+    ) -> Result<Vec<Receipt>> {
+        if payloads.len() != keys.len() {
+            return Err(invalid("payloads and keys must have the same length"));
+        }
+        let mut handles = Vec::with_capacity(payloads.len());
+        for (payload, key) in payloads.into_iter().zip(keys) {
+            let mut m = jetstation::Message::new(payload);
+            m.key = key;
+            handles.push(self.inner.enqueue(m).await?);
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(receipt(h.await?));
+        }
+        Ok(out)
+    }
+
+    pub async fn flush(&self) -> Result<()> {
+        Ok(self.inner.flush().await?)
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        Ok(self.inner.close().await?)
+    }
+}
+
+#[derive(uniffi::Object)]
+pub struct Consumer {
+    inner: jetstation::Consumer,
+    interrupt: Notify,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Consumer {
+    /// The next message; `nil` once closed or interrupted.
+    pub async fn next(&self) -> Result<Option<Arc<Message>>> {
+        tokio::select! {
+            next = self.inner.next() => match next {
+                Some(d) => Ok(Some(Arc::new(Message::new(d?)))),
+                None => Ok(None),
+            },
+            _ = self.interrupt.notified() => Ok(None),
+        }
+    }
+
+    /// Ends waits of `next()` in progress (used on task cancellation).
+    pub fn interrupt(&self) {
+        self.interrupt.notify_waiters();
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        self.interrupt.notify_waiters();
+        Ok(self.inner.close().await?)
+    }
+}
+
+#[derive(uniffi::Object)]
+pub struct Message {
+    message: jetstation::ReceivedMessage,
+    delivery: std::sync::Mutex<Option<jetstation::Delivery>>,
+}
+
+impl Message {
+    fn new(d: jetstation::Delivery) -> Self {
+        Self {
+            message: d.message().clone(),
+            delivery: std::sync::Mutex::new(Some(d)),
+        }
+    }
+
+    fn take(&self) -> Result<jetstation::Delivery> {
+        self.delivery
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| invalid("this message was already acked, nacked or terminated"))
+    }
+}
+
+#[uniffi::export]
+impl Message {
+    pub fn payload(&self) -> Vec<u8> {
+        self.message.payload.to_vec()
+    }
+    pub fn key(&self) -> Option<String> {
+        self.message.key.clone()
+    }
+    pub fn sequence(&self) -> u64 {
+        self.message.sequence
+    }
+    pub fn partition(&self) -> u32 {
+        self.message.partition
+    }
+    pub fn deliveries(&self) -> u64 {
+        self.message.deliveries
+    }
+    pub fn header(&self, name: String) -> Option<String> {
+        self.message.header(&name).map(String::from)
+    }
+    pub fn ack(&self) -> Result<()> {
+        Ok(self.take()?.ack()?)
+    }
+    /// Failed: redelivered later, or dead-lettered after max deliveries.
+    pub fn nack(&self, reason: String, delay: Option<f64>) -> Result<()> {
+        let delay = delay.map(|d| seconds(d, "delay")).transpose()?;
+        Ok(self.take()?.nack_with_reason(reason, delay)?)
+    }
+    pub fn term(&self, reason: String) -> Result<()> {
+        Ok(self.take()?.term(reason)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JetstationError;
+
+    #[test]
+    fn every_core_kind_maps_to_the_case_of_the_same_name() {
+        for kind in jetstation::ErrorKind::ALL {
+            let mapped = JetstationError::from(jetstation::Error::new(kind, "m"));
+            let case = format!("{mapped:?}");
+            let expected: String = kind
+                .as_str()
+                .split('_')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect();
+            assert!(
+                case.starts_with(&format!("{expected} {{")),
+                "{kind}: {case}"
+            );
+        }
+    }
+}
