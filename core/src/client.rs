@@ -48,6 +48,47 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+impl Auth {
+    /// The credentials given as separate options (as bindings receive
+    /// them); giving more than one method is an error.
+    pub fn from_parts(
+        token: Option<String>,
+        user: Option<String>,
+        password: Option<String>,
+        nkey_seed: Option<String>,
+        creds_file: Option<PathBuf>,
+    ) -> Result<Auth> {
+        let given = [
+            token.is_some(),
+            user.is_some(),
+            nkey_seed.is_some(),
+            creds_file.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given > 1 {
+            return Err(Error::invalid(
+                "give one way to authenticate: a token, a user and password, an nkey seed, or a \
+                 creds file",
+            ));
+        }
+        if password.is_some() && user.is_none() {
+            return Err(Error::invalid("a password needs a user"));
+        }
+        Ok(match (token, user, nkey_seed, creds_file) {
+            (Some(t), ..) => Auth::Token(t),
+            (_, Some(user), ..) => Auth::UserPassword {
+                user,
+                password: password.unwrap_or_default(),
+            },
+            (.., Some(seed), _) => Auth::NKey(seed),
+            (.., Some(path)) => Auth::CredsFile(path),
+            _ => Auth::None,
+        })
+    }
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
@@ -363,6 +404,28 @@ mod tests {
         let err = check_version("2.9.10").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ServerTooOld);
         assert!(err.message().contains("2.9.10") && err.message().contains("2.10.0"));
+    }
+
+    #[test]
+    fn credentials_from_separate_options() {
+        let s = |v: &str| Some(v.to_string());
+        assert!(matches!(
+            Auth::from_parts(None, None, None, None, None),
+            Ok(Auth::None)
+        ));
+        assert!(matches!(
+            Auth::from_parts(s("t"), None, None, None, None),
+            Ok(Auth::Token(_))
+        ));
+        assert!(matches!(
+            Auth::from_parts(None, s("u"), s("p"), None, None),
+            Ok(Auth::UserPassword { .. })
+        ));
+        let err = Auth::from_parts(s("t"), s("u"), None, None, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("one way to authenticate"), "{err}");
+        let err = Auth::from_parts(None, None, s("p"), None, None).unwrap_err();
+        assert!(err.message().contains("needs a user"), "{err}");
     }
 
     #[test]

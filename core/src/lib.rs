@@ -26,6 +26,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
+pub mod log;
 pub mod names;
 pub mod producer;
 pub mod schema;

@@ -47,6 +47,36 @@ async fn check_station(url: &str, station: &str, partitions: u32) -> HashMap<Str
     per_key
 }
 
+/// Enqueues `per_key` rounds over `keys` keys ("emp-<k>"), pausing between
+/// rounds, then awaits every send: each must succeed. Returns how many did.
+async fn send_keyed(
+    producer: jetstation::Producer,
+    keys: usize,
+    per_key: usize,
+    pause: Duration,
+) -> usize {
+    let mut handles = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            let key = format!("emp-{k}");
+            let message = Message::new(payload(&key, i)).key(key);
+            handles.push(producer.enqueue(message).await.unwrap());
+        }
+        if pause.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let mut ok = 0;
+    for h in handles {
+        h.await
+            .expect("every send resolves, and succeeds once the broker is back");
+        ok += 1;
+    }
+    ok
+}
+
 #[tokio::test]
 async fn send_returns_a_receipt_and_duplicates_are_recognised() {
     let server = NatsServer::start();
@@ -221,33 +251,7 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
         .unwrap();
     let keys = 300;
     let per_key = 100;
-    let sender = {
-        let producer = producer.clone();
-        tokio::spawn(async move {
-            let mut handles = Vec::new();
-            for i in 0..per_key {
-                for k in 0..keys {
-                    let key = format!("emp-{k}");
-                    handles.push(
-                        producer
-                            .enqueue(Message::new(payload(&key, i)).key(key))
-                            .await
-                            .unwrap(),
-                    );
-                }
-                if i % 10 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            let mut ok = 0;
-            for h in handles {
-                h.await
-                    .expect("every send resolves, and with 60 s to go, succeeds");
-                ok += 1;
-            }
-            ok
-        })
-    };
+    let sender = tokio::spawn(send_keyed(producer.clone(), keys, per_key, Duration::ZERO));
     // Crash while sending, once hard (SIGKILL) and once gracefully.
     wait_until(Duration::from_secs(30), "first messages stored", || {
         let client = client.clone();
@@ -441,36 +445,21 @@ async fn order_and_no_duplicates_while_connections_are_cut() {
         .await
         .unwrap();
     let (keys, per_key) = (300, 100);
-    let sender = {
-        let producer = producer.clone();
-        tokio::spawn(async move {
-            let mut handles = Vec::new();
-            for i in 0..per_key {
-                for k in 0..keys {
-                    let key = format!("emp-{k}");
-                    handles.push(
-                        producer
-                            .enqueue(Message::new(payload(&key, i)).key(key))
-                            .await
-                            .unwrap(),
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(15)).await;
-            }
-            for h in handles {
-                h.await
-                    .expect("every send resolves, and succeeds once reconnected");
-            }
-        })
-    };
+    let sender = tokio::spawn(send_keyed(
+        producer.clone(),
+        keys,
+        per_key,
+        Duration::from_millis(15),
+    ));
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         relay.cut();
     }
-    tokio::time::timeout(Duration::from_secs(120), sender)
+    let ok = tokio::time::timeout(Duration::from_secs(120), sender)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(ok, keys * per_key);
     let stored = check_station(&server.url(), "cut", partitions).await;
     assert_eq!(stored.len(), keys);
     for (key, seen) in stored {

@@ -94,16 +94,14 @@ pub async fn connect(urls: Vec<String>, options: Option<ConnectOptions>) -> napi
     if let Some(ms) = o.max_reconnect_delay_ms {
         c.max_reconnect_delay = millis(ms, "maxReconnectDelayMs")?;
     }
-    c.auth = match (o.token, o.user, o.nkey_seed, o.creds_file) {
-        (Some(t), _, _, _) => jetstation::Auth::Token(t),
-        (_, Some(user), _, _) => jetstation::Auth::UserPassword {
-            user,
-            password: o.password.unwrap_or_default(),
-        },
-        (_, _, Some(seed), _) => jetstation::Auth::NKey(seed),
-        (_, _, _, Some(path)) => jetstation::Auth::CredsFile(path.into()),
-        _ => jetstation::Auth::None,
-    };
+    c.auth = jetstation::Auth::from_parts(
+        o.token,
+        o.user,
+        o.password,
+        o.nkey_seed,
+        o.creds_file.map(Into::into),
+    )
+    .js()?;
     c.tls = jetstation::Tls {
         required: o.tls_required.unwrap_or(false),
         root_certificates: o.tls_ca.map(Into::into),

@@ -9,7 +9,7 @@ use napi::{
     threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode},
 };
 use napi_derive::napi;
-use tracing::{Event, Level, Subscriber, field::Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*, reload};
 
 /// One log event of the core.
@@ -27,27 +27,12 @@ type Logger = ThreadsafeFunction<LogRecord, (), LogRecord, Status, false, true>;
 static LOGGER: Mutex<Option<Logger>> = Mutex::new(None);
 static FILTER: OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> = OnceLock::new();
 
-#[derive(Default)]
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0.insert_str(0, &format!("{value:?}"));
-        } else {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
-        }
-    }
-}
-
 struct JsLogger;
 
 impl<S: Subscriber> Layer<S> for JsLogger {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let guard = LOGGER.lock().unwrap();
         let Some(logger) = guard.as_ref() else { return };
-        let mut fields = Fields::default();
-        event.record(&mut fields);
         let level = match *event.metadata().level() {
             Level::ERROR => "error",
             Level::WARN => "warn",
@@ -58,7 +43,7 @@ impl<S: Subscriber> Layer<S> for JsLogger {
         let record = LogRecord {
             level: level.into(),
             target: event.metadata().target().into(),
-            message: fields.0.trim().to_string(),
+            message: jetstation::log::event_text(event),
         };
         logger.call(record, ThreadsafeFunctionCallMode::NonBlocking);
     }

@@ -48,16 +48,8 @@ pub(crate) fn connect<'py>(
         .connect_timeout(secs(connect_timeout, "connect_timeout")?)
         .request_timeout(secs(request_timeout, "request_timeout")?)
         .max_reconnect_delay(secs(max_reconnect_delay, "max_reconnect_delay")?);
-    options.auth = match (token, user, nkey_seed, creds_file) {
-        (Some(t), _, _, _) => jetstation::Auth::Token(t),
-        (_, Some(u), _, _) => jetstation::Auth::UserPassword {
-            user: u,
-            password: password.unwrap_or_default(),
-        },
-        (_, _, Some(seed), _) => jetstation::Auth::NKey(seed),
-        (_, _, _, Some(path)) => jetstation::Auth::CredsFile(path),
-        _ => jetstation::Auth::None,
-    };
+    options.auth =
+        jetstation::Auth::from_parts(token, user, password, nkey_seed, creds_file).py_err()?;
     options.tls = jetstation::Tls {
         required: tls_required,
         root_certificates: tls_ca,

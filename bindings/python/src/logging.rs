@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
-use tracing::{Event, Level, Subscriber, field::Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::{EnvFilter, Layer, layer::Context, prelude::*};
 
 struct PythonLogging;
@@ -19,19 +19,6 @@ static STOPPED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn shutdown(py: Python<'_>) {
     STOPPED.store(true, Ordering::SeqCst);
     crate::runtime::shutdown(py);
-}
-
-#[derive(Default)]
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0.insert_str(0, &format!("{value:?}"));
-        } else {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
-        }
-    }
 }
 
 impl<S: Subscriber> Layer<S> for PythonLogging {
@@ -58,8 +45,6 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         } else {
             format!("jetstation.{module}")
         };
-        let mut fields = Fields::default();
-        event.record(&mut fields);
         Python::try_attach(|py| {
             let Ok(logging) = py.import("logging") else {
                 return;
@@ -72,7 +57,7 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
                 .and_then(|b| b.extract::<bool>())
                 .unwrap_or(false)
             {
-                let _ = logger.call_method1("log", (level, fields.0.trim()));
+                let _ = logger.call_method1("log", (level, jetstation::log::event_text(event)));
             }
         });
     }

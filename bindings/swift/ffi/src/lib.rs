@@ -159,15 +159,13 @@ pub struct Client {
 #[uniffi::export(async_runtime = "tokio")]
 pub async fn connect(urls: Vec<String>, options: ConnectOptions) -> Result<Arc<Client>> {
     let mut c = jetstation::ConnectOptions::with_urls(urls);
-    c.auth = match (options.token, options.user, options.nkey_seed) {
-        (Some(t), _, _) => jetstation::Auth::Token(t),
-        (_, Some(user), _) => jetstation::Auth::UserPassword {
-            user,
-            password: options.password.unwrap_or_default(),
-        },
-        (_, _, Some(seed)) => jetstation::Auth::NKey(seed),
-        _ => jetstation::Auth::None,
-    };
+    c.auth = jetstation::Auth::from_parts(
+        options.token,
+        options.user,
+        options.password,
+        options.nkey_seed,
+        None,
+    )?;
     c.namespace = options.namespace;
     if let Some(t) = options.request_timeout {
         c.request_timeout = seconds(t, "requestTimeout")?;
