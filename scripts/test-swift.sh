@@ -49,6 +49,8 @@ start NATS_URL ""
 start NATS_AUTH_URL "authorization { users: [ { user: app, password: s3cret } ] }"
 start NATS_SMALL_URL "max_payload: 2048"
 start NATS_OLD_URL "" "${NATS_SERVER_OLD_BIN:-/usr/sbin/nats-server}"
+start NATS_DISPOSABLE_URL ""  # the tests kill it (the root shares the host's processes)
+NATS_DISPOSABLE_PID=${servers[-1]}
 NATS_CLOSED_URL="nats://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 
 mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
@@ -61,7 +63,8 @@ link=(-Xlinker "-L$libdir" -Xlinker -rpath -Xlinker "$libdir")
 run_inside() {
   as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin LD_LIBRARY_PATH="$libdir" \
     NATS_URL="$NATS_URL" NATS_AUTH_URL="$NATS_AUTH_URL" NATS_SMALL_URL="$NATS_SMALL_URL" \
-    NATS_OLD_URL="$NATS_OLD_URL" NATS_CLOSED_URL="$NATS_CLOSED_URL" bash -c "$1"
+    NATS_OLD_URL="$NATS_OLD_URL" NATS_CLOSED_URL="$NATS_CLOSED_URL" \
+    NATS_DISPOSABLE_URL="$NATS_DISPOSABLE_URL" NATS_DISPOSABLE_PID="$NATS_DISPOSABLE_PID" bash -c "$1"
 }
 run_inside "cd /repo/$pkg && swift build --build-tests ${link[*]} 2>&1 | tail -5 && swift test --skip-build --disable-swift-testing ${link[*]}"
 run_inside "cd /repo/examples/swift/quickstart && swift run ${link[*]} Quickstart" | tee /tmp/jetstation-swift-quickstart.log

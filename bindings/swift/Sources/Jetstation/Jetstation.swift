@@ -9,6 +9,13 @@ public extension Client {
     }
 }
 
+public extension Client {
+    /// A producer with the default options.
+    func producer(station: String) async throws -> Producer {
+        try await producer(station: station, options: ProducerOptions())
+    }
+}
+
 public extension Consumer {
     /// The messages; the iteration ends when the consumer is closed or the
     /// iterating task is cancelled.

@@ -143,6 +143,23 @@ final class JetstationTests: XCTestCase {
         await expect({ _ = try await Client.connect(env("NATS_OLD_URL")) }) {
             if case .ServerTooOld(let message) = $0 { return message.contains("2.10.0") } else { return false }
         }
+        await expect({ _ = try await client.createStation(name: unique("r3"), config: StationConfig(replicas: 3)) }) {
+            if case .Broker = $0 { return true } else { return false }
+        }
+        // A server the test stops: sends time out, a fail-fast buffer fills.
+        let disposable = try await Client.connect(env("NATS_DISPOSABLE_URL"), options: ConnectOptions(requestTimeout: 1))
+        let doomed = unique("doomed")
+        _ = try await disposable.createStation(name: doomed, config: StationConfig())
+        let slow = try await disposable.producer(station: doomed, options: ProducerOptions(deliveryTimeout: 0.5))
+        let fast = try await disposable.producer(
+            station: doomed, options: ProducerOptions(bufferBytes: 4096, failWhenFull: true))
+        kill(pid_t(env("NATS_DISPOSABLE_PID"))!, SIGKILL)
+        await expect({ _ = try await slow.send(payload: Data("z".utf8), key: nil) }) {
+            if case .Timeout = $0 { return true } else { return false }
+        }
+        await expect({ for _ in 0..<10 { try await fast.enqueue(payload: Data(count: 1500), key: nil) } }) {
+            if case .BufferFull = $0 { return true } else { return false }
+        }
         let small = try await Client.connect(env("NATS_SMALL_URL"))
         let big = unique("big")
         _ = try await small.createStation(name: big, config: StationConfig())

@@ -103,6 +103,20 @@ pub struct StationConfig {
     pub max_age: Option<f64>,
     #[uniffi(default = None)]
     pub schema: Option<String>,
+    #[uniffi(default = None)]
+    pub replicas: Option<u32>,
+}
+
+#[derive(uniffi::Record, Default)]
+pub struct ProducerOptions {
+    #[uniffi(default = None)]
+    pub buffer_bytes: Option<u32>,
+    /// Fail at once with `BufferFull` instead of waiting when the buffer is full.
+    #[uniffi(default = None)]
+    pub fail_when_full: Option<bool>,
+    /// Seconds a message may take, retries included.
+    #[uniffi(default = None)]
+    pub delivery_timeout: Option<f64>,
 }
 
 #[derive(uniffi::Record)]
@@ -192,6 +206,9 @@ impl Client {
         if config.memory == Some(true) {
             c.storage = jetstation::Storage::Memory;
         }
+        if let Some(r) = config.replicas {
+            c.replicas = r as usize;
+        }
         c.max_age = config.max_age.map(|a| seconds(a, "maxAge")).transpose()?;
         c.schema = config.schema.map(|name| jetstation::SchemaBinding {
             name,
@@ -208,8 +225,22 @@ impl Client {
         Ok(self.inner.delete_station(&name).await?)
     }
 
-    pub async fn producer(&self, station: String) -> Result<Arc<Producer>> {
-        let inner = self.inner.producer(&station, Default::default()).await?;
+    pub async fn producer(
+        &self,
+        station: String,
+        options: ProducerOptions,
+    ) -> Result<Arc<Producer>> {
+        let mut o = jetstation::ProducerOptions::default();
+        if let Some(b) = options.buffer_bytes {
+            o.buffer_bytes = b as usize;
+        }
+        if options.fail_when_full == Some(true) {
+            o.when_full = jetstation::WhenFull::FailFast;
+        }
+        if let Some(t) = options.delivery_timeout {
+            o.delivery_timeout = seconds(t, "deliveryTimeout")?;
+        }
+        let inner = self.inner.producer(&station, o).await?;
         Ok(Arc::new(Producer { inner }))
     }
 
@@ -334,6 +365,15 @@ impl Producer {
         Ok(receipt(self.inner.send(m).await?))
     }
 
+    /// Queues a message without waiting for its receipt (fails at once with
+    /// `BufferFull` when the buffer is full and the producer fails fast).
+    pub async fn enqueue(&self, payload: Vec<u8>, key: Option<String>) -> Result<()> {
+        let mut m = jetstation::Message::new(payload);
+        m.key = key;
+        self.inner.enqueue(m).await?;
+        Ok(())
+    }
+
     /// Sends many (payload, key) messages in one call; receipts in order.
     pub async fn send_batch(
         &self,
@@ -415,6 +455,21 @@ impl Message {
             .unwrap()
             .take()
             .ok_or_else(|| invalid("this message was already acked, nacked or terminated"))
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Message {
+    /// Still working: postpones the redelivery of this message by ackWait.
+    pub async fn in_progress(&self) -> Result<()> {
+        let fut = {
+            let d = self.delivery.lock().unwrap();
+            let Some(d) = d.as_ref() else {
+                return Err(invalid("this message was already settled"));
+            };
+            d.in_progress_future()
+        };
+        Ok(fut.await?)
     }
 }
 
