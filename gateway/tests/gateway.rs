@@ -1,0 +1,438 @@
+//! The gateway through a tonic client, against a real nats-server.
+
+use std::{collections::HashMap, time::Duration};
+
+use jetstation_gateway::{Config, Gateway, pb};
+use jetstation_harness::NatsServer;
+use tokio_stream::StreamExt;
+use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic_types::StatusExt;
+
+struct Running {
+    _server: NatsServer,
+    addr: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start() -> Running {
+    let server = NatsServer::start();
+    let tokens = HashMap::from([
+        ("ta".to_string(), "tenant-a".to_string()),
+        ("tb".to_string(), "tenant-b".to_string()),
+    ]);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let gateway = Gateway::new(
+        Config {
+            nats: jetstation::ConnectOptions::new(server.url())
+                .request_timeout(Duration::from_secs(3)),
+            tokens,
+            max_credit: 1024,
+        },
+        shutdown,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let router = gateway.router(tonic::transport::Server::builder()).unwrap();
+    tokio::spawn(router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
+    Running {
+        _server: server,
+        addr,
+        _stop: stop,
+    }
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    r
+}
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn reason(s: &tonic::Status) -> String {
+    s.get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn stations_and_error_statuses() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    let created = stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "hr".into(),
+                config: Some(pb::StationConfig {
+                    partitions: 2,
+                    ..Default::default()
+                }),
+                update: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.config.unwrap().partitions, 2);
+    let list = stations
+        .list_stations(authed("ta", pb::ListStationsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.stations.len(), 1);
+
+    let e = stations
+        .get_station(authed(
+            "ta",
+            pb::GetStationRequest {
+                name: "nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::NotFound, "not_found")
+    );
+    let e = stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "hr".into(),
+                config: Some(pb::StationConfig {
+                    partitions: 3,
+                    ..Default::default()
+                }),
+                update: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::AlreadyExists, "already_exists")
+    );
+    let e = stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "bad name".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::InvalidArgument, "invalid_argument")
+    );
+    let e = stations
+        .list_stations(authed("nobody", pb::ListStationsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = stations
+        .list_stations(Request::new(pb::ListStationsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_token_only_reaches_its_own_namespace() {
+    let g = start().await;
+    let ch = channel(&g.addr).await;
+    let mut stations = pb::stations_client::StationsClient::new(ch.clone());
+    let mut producer = pb::producer_client::ProducerClient::new(ch.clone());
+    let mut consumer = pb::consumer_client::ConsumerClient::new(ch);
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "private".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let seen_by_b = stations
+        .list_stations(authed("tb", pb::ListStationsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(seen_by_b.stations.is_empty());
+    let e = producer
+        .send(authed(
+            "tb",
+            pb::SendRequest {
+                station: "private".into(),
+                message: Some(pb::OutgoingMessage {
+                    payload: b"x".to_vec(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let join = pb::ConsumeRequest {
+        request: Some(pb::consume_request::Request::Join(pb::Join {
+            station: "private".into(),
+            group: "g".into(),
+            credit: 10,
+            ..Default::default()
+        })),
+    };
+    let mut responses = consumer
+        .consume(authed("tb", tokio_stream::iter(vec![join])))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = responses.next().await.unwrap().unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+/// Joins a group; returns the sender of requests and the message stream.
+async fn join(
+    addr: &str,
+    station: &str,
+    credit: u32,
+) -> (
+    tokio::sync::mpsc::Sender<pb::ConsumeRequest>,
+    tonic::Streaming<pb::ConsumeResponse>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tx.send(pb::ConsumeRequest {
+        request: Some(pb::consume_request::Request::Join(pb::Join {
+            station: station.into(),
+            group: "workers".into(),
+            credit,
+            ack_wait: Some(prost_duration(2)),
+            handover_timeout: Some(prost_duration(2)),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut consumer = pb::consumer_client::ConsumerClient::new(channel(addr).await);
+    let mut stream = consumer
+        .consume(authed(
+            "ta",
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(
+        first.response,
+        Some(pb::consume_response::Response::Joined(_))
+    ));
+    (tx, stream)
+}
+
+fn prost_duration(seconds: i64) -> prost_types::Duration {
+    prost_types::Duration { seconds, nanos: 0 }
+}
+
+fn settle(id: u64) -> pb::ConsumeRequest {
+    pb::ConsumeRequest {
+        request: Some(pb::consume_request::Request::Settle(pb::Settle {
+            delivery_id: id,
+            outcome: pb::settle::Outcome::Ack as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+async fn produce(addr: &str, station: &str, keys: usize, per_key: usize) {
+    let mut producer = pb::producer_client::ProducerClient::new(channel(addr).await);
+    let mut requests = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            requests.push(pb::SendRequest {
+                station: station.into(),
+                message: Some(pb::OutgoingMessage {
+                    payload: format!("k{k}:{i}").into_bytes(),
+                    key: format!("k{k}"),
+                    ..Default::default()
+                }),
+            });
+        }
+    }
+    let total = requests.len();
+    let mut results = producer
+        .send_stream(authed("ta", tokio_stream::iter(requests)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(r) = results.next().await {
+        assert!(matches!(
+            r.unwrap().result,
+            Some(pb::send_result::Result::Receipt(_))
+        ));
+        n += 1;
+    }
+    assert_eq!(n, total);
+}
+
+#[tokio::test]
+async fn produce_stream_and_consume_stream_keep_order_per_key() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "bulk".into(),
+                config: Some(pb::StationConfig {
+                    partitions: 3,
+                    ..Default::default()
+                }),
+                update: false,
+            },
+        ))
+        .await
+        .unwrap();
+    produce(&g.addr, "bulk", 50, 40).await;
+    let (tx, mut stream) = join(&g.addr, "bulk", 64).await;
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut outstanding = 0usize;
+    while seen.values().map(Vec::len).sum::<usize>() < 2000 {
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Some(pb::consume_response::Response::Message(m)) = r.response else {
+            panic!("not a message")
+        };
+        outstanding += 1;
+        assert!(outstanding <= 64, "more unsettled messages than the credit");
+        let text = String::from_utf8(m.payload).unwrap();
+        let (k, i) = text.split_once(':').unwrap();
+        seen.entry(k.to_string())
+            .or_default()
+            .push(i.parse().unwrap());
+        tx.send(settle(m.delivery_id)).await.unwrap();
+        outstanding -= 1;
+    }
+    assert_eq!(seen.len(), 50);
+    for (k, order) in seen {
+        assert_eq!(order, (0..40).collect::<Vec<_>>(), "key {k}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_consume_stream_hands_its_messages_to_another() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "work".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    produce(&g.addr, "work", 20, 5).await;
+    let (tx1, mut first) = join(&g.addr, "work", 10).await;
+    let mut settled = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let r = first.next().await.unwrap().unwrap();
+        let Some(pb::consume_response::Response::Message(m)) = r.response else {
+            panic!()
+        };
+        if settled.len() < 5 {
+            settled.insert(String::from_utf8(m.payload).unwrap());
+            tx1.send(settle(m.delivery_id)).await.unwrap();
+        }
+    }
+    // Let the settles reach the gateway, then break the stream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(tx1);
+    drop(first);
+    let (tx2, mut second) = join(&g.addr, "work", 100).await;
+    let mut received = std::collections::HashSet::new();
+    while received.len() + settled.len() < 100 {
+        let r = tokio::time::timeout(Duration::from_secs(15), second.next())
+            .await
+            .expect("the unfinished messages reach the other stream")
+            .unwrap()
+            .unwrap();
+        let Some(pb::consume_response::Response::Message(m)) = r.response else {
+            panic!()
+        };
+        let text = String::from_utf8(m.payload).unwrap();
+        assert!(!settled.contains(&text), "{text} was settled already");
+        received.insert(text);
+        tx2.send(settle(m.delivery_id)).await.unwrap();
+    }
+    assert_eq!(received.len(), 95);
+}
+
+#[tokio::test]
+async fn a_schema_refusal_is_invalid_argument_naming_the_path() {
+    let g = start().await;
+    let ch = channel(&g.addr).await;
+    let mut schemas = pb::schemas_client::SchemasClient::new(ch.clone());
+    let mut stations = pb::stations_client::StationsClient::new(ch.clone());
+    let mut producer = pb::producer_client::ProducerClient::new(ch);
+    schemas
+        .register_schema(authed(
+            "ta",
+            pb::RegisterSchemaRequest {
+                name: "pay".into(),
+                format: pb::SchemaFormat::JsonSchema as i32,
+                source: r#"{"type":"object","properties":{"salary":{"type":"number"}}}"#.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "payroll".into(),
+                config: Some(pb::StationConfig {
+                    schema: "pay".into(),
+                    ..Default::default()
+                }),
+                update: false,
+            },
+        ))
+        .await
+        .unwrap();
+    let e = producer
+        .send(authed(
+            "ta",
+            pb::SendRequest {
+                station: "payroll".into(),
+                message: Some(pb::OutgoingMessage {
+                    payload: br#"{"salary":"ten"}"#.to_vec(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::InvalidArgument, "schema_validation")
+    );
+    assert!(e.message().contains("/salary"), "{}", e.message());
+}
