@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python test-node test-swift bench bench-schemas bench-produce lint
+.PHONY: setup demo test test-core test-python test-node test-swift test-gateway bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
@@ -23,13 +23,14 @@ test: setup
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-swift || status=1; \
+	$(MAKE) --no-print-directory test-gateway || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
 
 ## Rust core: unit tests and integration tests against real nats-servers.
 test-core: setup
-	@scripts/test-summary.sh $(CARGO) test --workspace --no-fail-fast
+	@scripts/test-summary.sh $(CARGO) test --workspace --exclude jetstation-gateway --no-fail-fast
 
 ## Python package: builds the wheel into a fresh virtual environment, runs
 ## pytest against real nats-servers, mypy --strict on the examples, stubtest.
@@ -45,6 +46,11 @@ test-node: setup
 ## XCTest and the Swift quickstart in a cached Debian trixie root (swiftlang).
 test-swift: setup
 	@scripts/test-summary.sh scripts/test-swift.sh
+
+## gRPC gateway: its Rust tests (tonic client) and an end-to-end test from
+## Python grpcio with stubs generated from proto/ at test time.
+test-gateway: setup
+	@scripts/test-summary.sh scripts/test-gateway.sh
 
 lint:
 	$(CARGO) fmt --all --check
