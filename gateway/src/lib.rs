@@ -36,6 +36,9 @@ pub struct Config {
     pub tokens: HashMap<String, String>,
     /// Largest credit a consume stream may grant.
     pub max_credit: u32,
+    /// Bytes of messages queued per station and namespace before a unary
+    /// `Send` is refused with RESOURCE_EXHAUSTED.
+    pub producer_buffer_bytes: usize,
 }
 
 /// The shared state of every service.
@@ -48,7 +51,7 @@ pub struct Gateway {
 struct Inner {
     config: Config,
     clients: Mutex<HashMap<String, jetstation::Client>>,
-    producers: Mutex<HashMap<(String, String), jetstation::Producer>>,
+    producers: Mutex<HashMap<(String, String, bool), jetstation::Producer>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -100,23 +103,31 @@ impl Gateway {
         Ok(client)
     }
 
+    /// The producer of a station in a namespace. Unary sends use one that
+    /// fails fast when its buffer is full (RESOURCE_EXHAUSTED); streams use
+    /// one that waits, so HTTP/2 flow control carries the backpressure and a
+    /// refused message never lets a later one of its key overtake it.
     async fn producer(
         &self,
         client: &jetstation::Client,
         station: &str,
+        fail_fast: bool,
     ) -> Result<jetstation::Producer, Status> {
         let key = (
             client.namespace().unwrap_or_default().to_string(),
             station.to_string(),
+            fail_fast,
         );
         let mut producers = self.inner.producers.lock().await;
         if let Some(p) = producers.get(&key) {
             return Ok(p.clone());
         }
-        let producer = client
-            .producer(station, Default::default())
-            .await
-            .map_err(status)?;
+        let mut options = jetstation::ProducerOptions::default()
+            .buffer_bytes(self.inner.config.producer_buffer_bytes);
+        if fail_fast {
+            options = options.when_full(jetstation::WhenFull::FailFast);
+        }
+        let producer = client.producer(station, options).await.map_err(status)?;
         producers.insert(key, producer.clone());
         Ok(producer)
     }
@@ -274,7 +285,7 @@ impl producer_server::Producer for Gateway {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<Receipt>, Status> {
         let client = self.client(&request).await?;
         let r = request.into_inner();
-        let producer = self.producer(&client, &r.station).await?;
+        let producer = self.producer(&client, &r.station, true).await?;
         let m = convert::message(r.message.unwrap_or_default());
         Ok(Response::new(receipt(
             producer.send(m).await.map_err(status)?,
@@ -294,7 +305,7 @@ impl producer_server::Producer for Gateway {
         // Reader: queues each message in request order.
         tokio::spawn(async move {
             while let Ok(Some(r)) = requests.message().await {
-                let queued = match gateway.producer(&client, &r.station).await {
+                let queued = match gateway.producer(&client, &r.station, false).await {
                     Ok(p) => p
                         .enqueue(convert::message(r.message.unwrap_or_default()))
                         .await

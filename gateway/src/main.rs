@@ -55,6 +55,9 @@ struct Args {
     /// Largest credit (unsettled messages) one consume stream may hold.
     #[arg(long, env = "JETSTATION_GATEWAY_MAX_CREDIT", default_value_t = 1024)]
     max_credit: u32,
+    /// Bytes queued per station before a unary Send gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "JETSTATION_GATEWAY_PRODUCER_BUFFER", default_value_t = 64 << 20)]
+    producer_buffer_bytes: usize,
     /// Log filter (tracing syntax).
     #[arg(long, env = "JETSTATION_LOG", default_value = "info")]
     log: String,
@@ -87,6 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             nats,
             tokens,
             max_credit: args.max_credit,
+            producer_buffer_bytes: args.producer_buffer_bytes,
         },
         shutdown,
     );

@@ -9,13 +9,16 @@ use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
 use tonic_types::StatusExt;
 
 struct Running {
-    _server: NatsServer,
+    server: NatsServer,
     addr: String,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn start() -> Running {
-    let server = NatsServer::start();
+    start_with(NatsServer::start(), 64 << 20).await
+}
+
+async fn start_with(server: NatsServer, producer_buffer_bytes: usize) -> Running {
     let tokens = HashMap::from([
         ("ta".to_string(), "tenant-a".to_string()),
         ("tb".to_string(), "tenant-b".to_string()),
@@ -27,6 +30,7 @@ async fn start() -> Running {
                 .request_timeout(Duration::from_secs(3)),
             tokens,
             max_credit: 1024,
+            producer_buffer_bytes,
         },
         shutdown,
     );
@@ -35,7 +39,7 @@ async fn start() -> Running {
     let router = gateway.router(tonic::transport::Server::builder()).unwrap();
     tokio::spawn(router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
     Running {
-        _server: server,
+        server,
         addr,
         _stop: stop,
     }
@@ -435,4 +439,173 @@ async fn a_schema_refusal_is_invalid_argument_naming_the_path() {
         (Code::InvalidArgument, "schema_validation")
     );
     assert!(e.message().contains("/salary"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn health_reflection_and_dead_letters() {
+    let g = start().await;
+    let ch = channel(&g.addr).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "jetstation.v1.Consumer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(ch.clone());
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+        ..Default::default()
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = format!("{:?}", answers.next().await.unwrap().unwrap());
+    assert!(answer.contains("jetstation.v1.Producer"), "{answer}");
+
+    let mut stations = pb::stations_client::StationsClient::new(ch.clone());
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "fragile".into(),
+                config: Some(pb::StationConfig {
+                    max_deliveries: 1,
+                    ..Default::default()
+                }),
+                update: false,
+            },
+        ))
+        .await
+        .unwrap();
+    produce(&g.addr, "fragile", 1, 1).await;
+    let (tx, mut stream) = join(&g.addr, "fragile", 10).await;
+    let r = stream.next().await.unwrap().unwrap();
+    let Some(pb::consume_response::Response::Message(m)) = r.response else {
+        panic!()
+    };
+    tx.send(pb::ConsumeRequest {
+        request: Some(pb::consume_request::Request::Settle(pb::Settle {
+            delivery_id: m.delivery_id,
+            outcome: pb::settle::Outcome::Nack as i32,
+            reason: "cannot parse".into(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut letters = pb::dead_letters_client::DeadLettersClient::new(ch);
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = letters
+            .list_dead_letters(authed(
+                "ta",
+                pb::ListDeadLettersRequest {
+                    station: "fragile".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .dead_letters;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].last_error, "cannot parse");
+    assert_eq!(found[0].group, "workers");
+    let replayed = letters
+        .replay_dead_letter(authed(
+            "ta",
+            pb::ReplayDeadLetterRequest {
+                station: "fragile".into(),
+                sequence: found[0].sequence,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.sequence, 2);
+}
+
+#[tokio::test]
+async fn unreachable_nats_is_unavailable_and_a_full_buffer_is_resource_exhausted() {
+    let mut g = start_with(NatsServer::start(), 4096).await;
+    let ch = channel(&g.addr).await;
+    let mut stations = pb::stations_client::StationsClient::new(ch.clone());
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "s".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    // The unary producer of "s" exists before the broker goes away.
+    pb::producer_client::ProducerClient::new(ch.clone())
+        .send(authed(
+            "ta",
+            pb::SendRequest {
+                station: "s".into(),
+                message: Some(pb::OutgoingMessage {
+                    payload: b"first".to_vec(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+    g.server.stop();
+    // A namespace whose client does not exist yet cannot connect.
+    let e = stations
+        .list_stations(authed("tb", pb::ListStationsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::Unavailable, "connection")
+    );
+    // Unary sends wait for the broker while they hold buffer space; once it
+    // is full, the next one is refused at once.
+    let send = |payload: Vec<u8>| {
+        let mut producer = pb::producer_client::ProducerClient::new(ch.clone());
+        async move {
+            producer
+                .send(authed(
+                    "ta",
+                    pb::SendRequest {
+                        station: "s".into(),
+                        message: Some(pb::OutgoingMessage {
+                            payload,
+                            ..Default::default()
+                        }),
+                    },
+                ))
+                .await
+        }
+    };
+    let waiting = tokio::spawn(send(vec![1u8; 3000]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = send(vec![2u8; 3000]).await.unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e).as_str()),
+        (Code::ResourceExhausted, "buffer_full")
+    );
+    waiting.abort();
 }
