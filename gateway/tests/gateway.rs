@@ -11,7 +11,7 @@ use tonic_types::StatusExt;
 struct Running {
     server: NatsServer,
     addr: String,
-    _stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn start() -> Running {
@@ -38,11 +38,7 @@ async fn start_with(server: NatsServer, producer_buffer_bytes: usize) -> Running
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let router = gateway.router(tonic::transport::Server::builder()).unwrap();
     tokio::spawn(router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
-    Running {
-        server,
-        addr,
-        _stop: stop,
-    }
+    Running { server, addr, stop }
 }
 
 fn authed<T>(token: &str, message: T) -> Request<T> {
@@ -608,4 +604,100 @@ async fn unreachable_nats_is_unavailable_and_a_full_buffer_is_resource_exhausted
         (Code::ResourceExhausted, "buffer_full")
     );
     waiting.abort();
+}
+
+#[tokio::test]
+async fn shutdown_ends_consume_streams_and_commits_what_was_settled() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    stations
+        .create_station(authed(
+            "ta",
+            pb::CreateStationRequest {
+                name: "closing".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    produce(&g.addr, "closing", 10, 1).await;
+    let (tx, mut stream) = join(&g.addr, "closing", 5).await;
+    for _ in 0..5 {
+        let r = stream.next().await.unwrap().unwrap();
+        let Some(pb::consume_response::Response::Message(m)) = r.response else {
+            panic!()
+        };
+        tx.send(settle(m.delivery_id)).await.unwrap();
+    }
+    // Let the settles arrive, then stop the gateway.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    g.stop.send(true).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(item) = stream.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the consume stream ended on shutdown");
+    // What was settled is committed: the group's ack floor is 5.
+    let nats = async_nats::connect(g.server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let stream = js
+        .get_stream_no_info("JST__tenant-a__closing__P0")
+        .await
+        .unwrap();
+    let info = stream.consumer_info("workers").await.unwrap();
+    assert_eq!(info.ack_floor.stream_sequence, 5);
+}
+
+#[tokio::test]
+async fn serves_over_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let server = NatsServer::start();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let gateway = Gateway::new(
+        Config {
+            nats: jetstation::ConnectOptions::new(server.url()),
+            tokens: HashMap::from([("ta".to_string(), "tenant-a".to_string())]),
+            max_credit: 16,
+            producer_buffer_bytes: 1 << 20,
+        },
+        shutdown,
+    );
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem()),
+    );
+    let builder = tonic::transport::Server::builder().tls_config(tls).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = gateway.router(builder).unwrap();
+    tokio::spawn(router.serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
+    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut stations = pb::stations_client::StationsClient::new(channel);
+    let list = stations
+        .list_stations(authed("ta", pb::ListStationsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.stations.is_empty());
 }
