@@ -41,6 +41,18 @@ async fn start_with(server: NatsServer, producer_buffer_bytes: usize) -> Running
     Running { server, addr, stop }
 }
 
+/// Creates a station in tenant-a's namespace; panics on failure.
+async fn create(
+    stations: &mut pb::stations_client::StationsClient<Channel>,
+    request: pb::CreateStationRequest,
+) -> pb::Station {
+    stations
+        .create_station(authed("ta", request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut r = Request::new(message);
     r.metadata_mut().insert(
@@ -155,16 +167,14 @@ async fn a_token_only_reaches_its_own_namespace() {
     let mut stations = pb::stations_client::StationsClient::new(ch.clone());
     let mut producer = pb::producer_client::ProducerClient::new(ch.clone());
     let mut consumer = pb::consumer_client::ConsumerClient::new(ch);
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "private".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "private".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let seen_by_b = stations
         .list_stations(authed("tb", pb::ListStationsRequest {}))
         .await
@@ -291,20 +301,18 @@ async fn produce(addr: &str, station: &str, keys: usize, per_key: usize) {
 async fn produce_stream_and_consume_stream_keep_order_per_key() {
     let g = start().await;
     let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "bulk".into(),
-                config: Some(pb::StationConfig {
-                    partitions: 3,
-                    ..Default::default()
-                }),
-                update: false,
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "bulk".into(),
+            config: Some(pb::StationConfig {
+                partitions: 3,
+                ..Default::default()
+            }),
+            update: false,
+        },
+    )
+    .await;
     produce(&g.addr, "bulk", 50, 40).await;
     let (tx, mut stream) = join(&g.addr, "bulk", 64).await;
     let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
@@ -338,16 +346,14 @@ async fn produce_stream_and_consume_stream_keep_order_per_key() {
 async fn a_broken_consume_stream_hands_its_messages_to_another() {
     let g = start().await;
     let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "work".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "work".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     produce(&g.addr, "work", 20, 5).await;
     let (tx1, mut first) = join(&g.addr, "work", 10).await;
     let mut settled = std::collections::HashSet::new();
@@ -403,20 +409,18 @@ async fn a_schema_refusal_is_invalid_argument_naming_the_path() {
         ))
         .await
         .unwrap();
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "payroll".into(),
-                config: Some(pb::StationConfig {
-                    schema: "pay".into(),
-                    ..Default::default()
-                }),
-                update: false,
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "payroll".into(),
+            config: Some(pb::StationConfig {
+                schema: "pay".into(),
+                ..Default::default()
+            }),
+            update: false,
+        },
+    )
+    .await;
     let e = producer
         .send(authed(
             "ta",
@@ -472,20 +476,18 @@ async fn health_reflection_and_dead_letters() {
     assert!(answer.contains("jetstation.v1.Producer"), "{answer}");
 
     let mut stations = pb::stations_client::StationsClient::new(ch.clone());
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "fragile".into(),
-                config: Some(pb::StationConfig {
-                    max_deliveries: 1,
-                    ..Default::default()
-                }),
-                update: false,
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "fragile".into(),
+            config: Some(pb::StationConfig {
+                max_deliveries: 1,
+                ..Default::default()
+            }),
+            update: false,
+        },
+    )
+    .await;
     produce(&g.addr, "fragile", 1, 1).await;
     let (tx, mut stream) = join(&g.addr, "fragile", 10).await;
     let r = stream.next().await.unwrap().unwrap();
@@ -543,16 +545,14 @@ async fn unreachable_nats_is_unavailable_and_a_full_buffer_is_resource_exhausted
     let mut g = start_with(NatsServer::start(), 4096).await;
     let ch = channel(&g.addr).await;
     let mut stations = pb::stations_client::StationsClient::new(ch.clone());
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "s".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "s".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     // The unary producer of "s" exists before the broker goes away.
     pb::producer_client::ProducerClient::new(ch.clone())
         .send(authed(
@@ -610,16 +610,14 @@ async fn unreachable_nats_is_unavailable_and_a_full_buffer_is_resource_exhausted
 async fn shutdown_ends_consume_streams_and_commits_what_was_settled() {
     let g = start().await;
     let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
-    stations
-        .create_station(authed(
-            "ta",
-            pb::CreateStationRequest {
-                name: "closing".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "closing".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     produce(&g.addr, "closing", 10, 1).await;
     let (tx, mut stream) = join(&g.addr, "closing", 5).await;
     for _ in 0..5 {
