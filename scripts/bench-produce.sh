@@ -9,7 +9,11 @@ CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 COUNT="${BENCH_COUNT:-100000}"
 SIZE="${BENCH_SIZE:-256}"
 
-cargo build -q --release -p jetstation-bench --bin produce
+cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce
+# Official clients, for comparison.
+BASE_VENV="$CACHE/bench-venv"
+[ -x "$BASE_VENV/bin/python" ] || { python3 -m venv "$BASE_VENV" && "$BASE_VENV/bin/pip" install -q nats-py==2.16.0; }
+(cd tests/bench/baselines && npm install --no-audit --no-fund --loglevel=error)
 MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds the release wheel into the venv
 (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
 
@@ -24,11 +28,14 @@ url="nats://127.0.0.1:$port"
 
 results="$dir/results.jsonl"
 for round in 1 2; do
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$SIZE" >> "$results"
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$SIZE" headers >> "$results"
   "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$SIZE" >> "$results"
+  "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$SIZE" >> "$results"
+  node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$SIZE" >> "$results"
   "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$SIZE" >> "$results"
   node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$SIZE" >> "$results"
 done
 # The debug addon is what the tests use; put it back.
 (cd bindings/node && npm run -s build:debug)
-python3 scripts/bench-table.py "Produce throughput: bindings vs Rust core" "$results" \
-  "make bench-produce" "jetstation (Rust)" "0.8"
+python3 scripts/bench-table.py "Produce throughput" "$results" "make bench-produce"
