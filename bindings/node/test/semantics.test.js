@@ -16,6 +16,15 @@ async function setup(t) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
+async function waitFor(condition, what, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
 test('order per key over 10,000 messages', async (t) => {
   const { client } = await setup(t)
   await client.createStation('bulk', { partitions: 4 })
@@ -33,12 +42,12 @@ test('order per key over 10,000 messages', async (t) => {
     const { k, i } = m.json()
     assert.ok(!active.has(k), 'one key ran twice at once')
     active.add(k)
-    await sleep(0)
+    await sleep(0) // yield, so that other messages could run meanwhile
     if (!seen.has(k)) seen.set(k, [])
     seen.get(k).push(i)
     active.delete(k)
   })
-  while ([...seen.values()].reduce((n, v) => n + v.length, 0) < 10000) await sleep(50)
+  await waitFor(() => [...seen.values()].reduce((n, v) => n + v.length, 0) >= 10000, 'all 10,000 messages')
   await consumer.close()
   await done
   assert.equal(seen.size, 100)
@@ -57,7 +66,7 @@ test('poison message goes to the dead-letter station and can be replayed', async
     if (m.payload.toString() === 'poison' && !fixed) throw new TypeError('cannot parse')
     handled.push(m.payload.toString())
   })
-  while (!handled.includes('ok-2')) await sleep(50)
+  await waitFor(() => handled.includes('ok-2'), 'ok-2 handled')
   assert.deepEqual(handled, ['ok-1', 'ok-2'])
   const [letter] = await client.deadLetters('hr')
   assert.equal(letter.payload.toString(), 'poison')
@@ -66,7 +75,7 @@ test('poison message goes to the dead-letter station and can be replayed', async
   assert.equal(letter.originSequence, 2)
   fixed = true
   await client.replayDeadLetter('hr', letter.sequence)
-  while (!handled.includes('poison')) await sleep(50)
+  await waitFor(() => handled.includes('poison'), 'the replayed message handled')
   await consumer.close()
   await done
 })

@@ -13,7 +13,7 @@ from typing import Dict, List
 import pytest
 
 import jetstation
-from conftest import Server
+from conftest import Server, wait_for
 
 
 async def test_order_per_key_over_ten_thousand_messages(client: jetstation.Client) -> None:
@@ -30,13 +30,15 @@ async def test_order_per_key_over_ten_thousand_messages(client: jetstation.Clien
         body = json.loads(message.payload)
         assert body["k"] not in active, "one key ran twice at once"
         active.add(body["k"])
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield, so that other messages could run meanwhile
         seen[body["k"]].append(body["i"])
         active.discard(body["k"])
 
     task = asyncio.ensure_future(consumer.consume(handle))
-    while sum(map(len, seen.values())) < 10_000:
-        await asyncio.sleep(0.05)
+    async def all_seen() -> bool:
+        return sum(map(len, seen.values())) >= 10_000
+
+    await wait_for(all_seen, "all 10,000 messages")
     await consumer.close()
     await task
     assert len(seen) == 100
@@ -58,10 +60,14 @@ async def test_poison_message_is_dead_lettered_and_replayed(client: jetstation.C
 
     consumer = await client.consumer("hr", "payroll", redelivery_delay=0.05)
     task = asyncio.ensure_future(consumer.consume(handle))
-    while (await client.station("hr")).dead_letters == 0:
-        await asyncio.sleep(0.05)
-    while "ok-2" not in handled:
-        await asyncio.sleep(0.05)
+    async def dead_lettered() -> bool:
+        return (await client.station("hr")).dead_letters > 0
+
+    async def ok_2() -> bool:
+        return "ok-2" in handled
+
+    await wait_for(dead_lettered, "the dead letter")
+    await wait_for(ok_2, "ok-2 handled")
     assert handled == ["ok-1", "ok-2"]
     [letter] = await client.dead_letters("hr")
     assert letter.payload == b"poison" and letter.deliveries == 3
@@ -69,8 +75,10 @@ async def test_poison_message_is_dead_lettered_and_replayed(client: jetstation.C
     assert (letter.origin_station, letter.origin_sequence, letter.group) == ("hr", 2, "payroll")
     fixed = True
     await client.replay_dead_letter("hr", letter.sequence)
-    while "poison" not in handled:
-        await asyncio.sleep(0.05)
+    async def replayed() -> bool:
+        return "poison" in handled
+
+    await wait_for(replayed, "the replayed message handled")
     await consumer.close()
     await task
 
@@ -139,7 +147,7 @@ async def test_cancelling_a_wait_cancels_the_core_operation(client: jetstation.C
     await client.create_station("quiet")
     consumer = await client.consumer("quiet", "g")
     waiting = asyncio.ensure_future(consumer.__anext__())
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # let the wait start in the core before cancelling it
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
