@@ -214,7 +214,7 @@ impl ProducerOptions {
 /// A message accepted by the pipeline, waiting to be stored.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub(crate) subject: String,
+    pub(crate) subject: async_nats::Subject,
     pub(crate) headers: HeaderMap,
     pub(crate) payload: Bytes,
     pub(crate) msg_id: String,
@@ -268,6 +268,10 @@ struct Inner {
     station: String,
     partitions: u32,
     compaction: bool,
+    /// The subject of each partition (stations without compaction).
+    subjects: Vec<async_nats::Subject>,
+    /// The server's limit, read when the producer is created.
+    max_payload: usize,
     schema: Option<SchemaBinding>,
     client: Client,
     options: ProducerOptions,
@@ -313,6 +317,15 @@ impl Client {
                 station: station.to_string(),
                 partitions: config.partitions,
                 compaction: config.compaction,
+                subjects: (0..config.partitions)
+                    .map(|p| {
+                        self.inner
+                            .names
+                            .message_subject(station, p, None, false)
+                            .into()
+                    })
+                    .collect(),
+                max_payload: self.max_payload(),
                 schema: config.schema.clone(),
                 client: self.clone(),
                 buffer: Arc::new(Semaphore::new(options.buffer_bytes)),
@@ -366,22 +379,28 @@ impl Producer {
             headers.insert(SCHEMA_HEADER, binding.name.as_str());
             headers.insert(SCHEMA_VERSION_HEADER, version.to_string().as_str());
         }
-        let subject = inner.client.inner.names.message_subject(
-            &inner.station,
-            partition,
-            message.key.as_deref(),
-            inner.compaction,
-        );
-        let size = message.payload.len() + header_bytes(&headers) + subject.len();
-        let max_payload = inner.client.max_payload();
-        if message.payload.len() + header_bytes(&headers) > max_payload {
+        // Without compaction a partition has one subject: built once.
+        let subject = match (&message.key, inner.compaction) {
+            (Some(key), true) => {
+                async_nats::Subject::from(inner.client.inner.names.message_subject(
+                    &inner.station,
+                    partition,
+                    Some(key),
+                    true,
+                ))
+            }
+            _ => inner.subjects[partition as usize].clone(),
+        };
+        let message_bytes = message.payload.len() + header_bytes(&headers);
+        let size = message_bytes + subject.len();
+        let max_payload = inner.max_payload;
+        if message_bytes > max_payload {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
                 format!(
-                    "message of {} bytes (with headers) exceeds the server's max_payload of \
-                     {max_payload} bytes; split it, or store the data elsewhere and send a \
-                     reference",
-                    message.payload.len() + header_bytes(&headers)
+                    "message of {message_bytes} bytes (with headers) exceeds the server's \
+                     max_payload of {max_payload} bytes; split it, or store the data elsewhere \
+                     and send a reference"
                 ),
             ));
         }
