@@ -125,6 +125,7 @@ async fn handler_style_keeps_per_key_order_with_concurrency() {
                             mp.1 = mp.1.max(mp.0);
                         }
                         let pause = rand_ms(2);
+                        // Simulated work of random length: the load under test, not a wait.
                         tokio::time::sleep(Duration::from_millis(pause)).await;
                         seen.lock().unwrap().entry(key.clone()).or_default().push(i);
                         max_parallel.lock().unwrap().0 -= 1;
@@ -294,6 +295,7 @@ async fn start_positions_and_replay_by_a_new_group() {
         .unwrap();
     produce(&client, "s", keyed(1, 5)).await;
     let between = time::OffsetDateTime::now_utc();
+    // A clock tick between the two batches, so start_time separates them.
     tokio::time::sleep(Duration::from_millis(20)).await;
     produce(&client, "s", vec![("k0".into(), "k0:5".into())]).await;
 

@@ -90,6 +90,7 @@ async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
                 let finished = finished.clone();
                 tokio::spawn(async move {
                     let pause = pseudo_random(d.sequence) % 8;
+                    // Simulated work of random length: the load under test, not a wait.
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                     finished.lock().unwrap().insert(d.sequence);
                     d.ack().unwrap();
@@ -127,6 +128,7 @@ async fn ack_floor_never_passes_unfinished_and_crash_redelivers_the_tail() {
             "never reached the expected state: {} done, floor {floor}",
             done.len()
         );
+        // Poll interval of the ack-floor watcher; bounded by the check count.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
@@ -210,6 +212,7 @@ async fn two_members_split_partitions_and_fail_over() {
                         if let Some(other) = other.filter(|o| !(dead && *o == 1)) {
                             panic!("key {key} processed by members {other} and {id} at once");
                         }
+                        // Simulated work, so the run lasts long enough to hand partitions over.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         active.lock().unwrap().remove(key);
                         log.lock().unwrap().push((
@@ -258,6 +261,7 @@ async fn two_members_split_partitions_and_fail_over() {
         }
     })
     .await;
+    // Let both members work a while, so the recent log shows the split.
     tokio::time::sleep(Duration::from_millis(300)).await;
     {
         let log = log.lock().unwrap();

@@ -65,6 +65,7 @@ async fn send_keyed(
         if pause.is_zero() {
             tokio::task::yield_now().await;
         } else {
+            // Spread the sends over time, so failures land in the middle of them.
             tokio::time::sleep(pause).await;
         }
     }
@@ -265,6 +266,7 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
     })
     .await;
     server.kill();
+    // Keep the server down for a moment: in-flight publishes are lost.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.start_again();
     wait_until(Duration::from_secs(30), "more messages stored", || {
@@ -396,6 +398,7 @@ async fn backpressure_bounds_the_buffer_while_the_server_is_down() {
             handles
         })
     };
+    // The sender must still be blocked after a while: absence cannot be awaited.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!sender.is_finished(), "a full buffer must make send wait");
     assert!(
@@ -452,6 +455,7 @@ async fn order_and_no_duplicates_while_connections_are_cut() {
         Duration::from_millis(15),
     ));
     for _ in 0..4 {
+        // Cut cadence: four cuts spread over the sending.
         tokio::time::sleep(Duration::from_millis(300)).await;
         relay.cut();
     }

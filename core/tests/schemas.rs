@@ -535,6 +535,7 @@ async fn a_version_registered_by_another_client_is_used_within_a_second() {
             registered.elapsed() < Duration::from_secs(1),
             "v3 not seen within 1 s"
         );
+        // Retry interval; the loop's one-second deadline bounds it.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let err = producer

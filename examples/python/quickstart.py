@@ -51,8 +51,10 @@ async def main() -> None:
         consumer = await client.consumer(STATION, "payroll", redelivery_delay=0.1)
         worker = asyncio.ensure_future(consumer.consume(apply))
         while not await client.dead_letters(STATION):
+            # Poll until the dead letter exists (the test running this has a timeout).
             await asyncio.sleep(0.05)
         while len(applied) < len(CHANGES) - 1:
+            # Poll until the good changes are applied.
             await asyncio.sleep(0.05)
         await consumer.close()
         await worker

@@ -116,6 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !letters.is_empty() || Instant::now() > deadline {
             break letters;
         }
+        // Poll interval; bounded by the deadline above.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let letter = letters
@@ -139,6 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while applied.lock().unwrap().len() < changes.len() && Instant::now() < deadline {
+        // Poll interval; bounded by the deadline above.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     payroll.close().await?;

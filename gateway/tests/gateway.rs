@@ -521,6 +521,7 @@ async fn health_reflection_and_dead_letters() {
         if !found.is_empty() {
             break;
         }
+        // Poll interval; bounded by the loop's 100 tries.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(found.len(), 1);
@@ -597,6 +598,7 @@ async fn unreachable_nats_is_unavailable_and_a_full_buffer_is_resource_exhausted
         }
     };
     let waiting = tokio::spawn(send(vec![1u8; 3000]));
+    // Let the first send take its buffer space before the second one.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let e = send(vec![2u8; 3000]).await.unwrap_err();
     assert_eq!(

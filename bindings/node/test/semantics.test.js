@@ -21,6 +21,7 @@ async function waitFor(condition, what, timeoutMs = 30000) {
   const deadline = Date.now() + timeoutMs
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    // Poll interval of waitFor; the deadline above bounds the wait.
     await sleep(20)
   }
 }

@@ -65,6 +65,7 @@ class Server:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(Path(f"{self.dir}/server.log").read_text())
+                # Poll interval while the server starts; bounded by the deadline above.
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -84,6 +85,7 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], what: str, timeout:
     while not await condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
+        # Poll interval of wait_for; bounded by its deadline.
         await asyncio.sleep(0.02)
 
 

@@ -215,6 +215,7 @@ impl Scheduler {
             let every = self.options.handover_timeout / 4;
             tokio::spawn(async move {
                 loop {
+                    // The heartbeat period: a member announces itself every handover_timeout / 4.
                     tokio::time::sleep(every).await;
                     if let Err(e) = membership.announce().await {
                         tracing::warn!(error = %e, "cannot announce group membership");
@@ -318,6 +319,7 @@ impl Scheduler {
                         tracing::warn!(partition, error = %e, "cannot pull messages; retrying")
                     }
                 }
+                // Back off before opening a pull stream again (it ended: reconnect, consumer changed).
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
@@ -355,6 +357,7 @@ impl Scheduler {
                     );
                     let events = self.events.clone();
                     tokio::spawn(async move {
+                        // Retry delay for a dead letter the broker did not store yet.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         let _ = events.send(Event::RetryDeadLetter { token });
                     });
@@ -1008,6 +1011,7 @@ async fn check_schema(
             // The registry is unreachable for now: the message waits.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot load schema; retrying");
+                // Retry delay while the registry is unreachable; the message waits meanwhile.
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }

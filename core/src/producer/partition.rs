@@ -271,6 +271,7 @@ impl Worker {
             ));
         }
         tracing::debug!(station = %self.station, partition = self.partition, ?delay, "retrying");
+        // The exponential backoff (with jitter) between two attempts.
         tokio::time::sleep(delay).await;
         None
     }

@@ -44,6 +44,7 @@ where
     let deadline = Instant::now() + limit;
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        // Poll interval of wait_until; bounded by its deadline.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -61,6 +62,7 @@ pub async fn connect_cluster(cluster: &Cluster) -> Client {
             Ok(c) => return c,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!("cluster not ready: {e}");
+                // Retry interval until the meta leader is elected; bounded by the deadline.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => panic!("cluster never became ready: {e}"),

@@ -221,6 +221,7 @@ impl NatsServer {
                 "nats-server did not listen on port {} within {limit:?}",
                 self.port
             );
+            // Poll interval while the server starts; bounded by the deadline.
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -237,6 +238,7 @@ impl NatsServer {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;
                 }
+                // Poll interval while the server exits; bounded by the deadline.
                 thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();

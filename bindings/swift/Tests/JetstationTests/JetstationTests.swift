@@ -182,6 +182,7 @@ final class JetstationTests: XCTestCase {
             }
             return count
         }
+        // Let the iteration start waiting in the core: that wait is what is cancelled.
         try await Task.sleep(nanoseconds: 200_000_000)
         iterating.cancel()
         let started = Date()

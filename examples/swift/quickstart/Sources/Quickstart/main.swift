@@ -39,8 +39,10 @@ let worker = Task { () -> Int in
     return applied
 }
 while try await client.station(name: station).deadLetters == 0 {
+    // Poll until the malformed change is dead-lettered.
     try await Task.sleep(nanoseconds: 50_000_000)
 }
+// Give the last good changes time to be applied before the iteration is cancelled.
 try await Task.sleep(nanoseconds: 300_000_000)
 worker.cancel()  // ends the iteration
 let applied = try await worker.value
