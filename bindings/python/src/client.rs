@@ -1,25 +1,16 @@
 //! `connect()` and the `Client` class: stations, dead letters, schemas.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
 use crate::{
     consumer::{Consumer, consumer_options},
-    error::IntoPy,
+    error::{IntoPy, seconds},
     producer::{Producer, producer_options},
     runtime::{Owner, awaitable},
     types::{DeadLetter, Receipt, SchemaInfo, SchemaVersion, Station},
 };
-
-fn secs(s: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| {
-        crate::error::to_py(jetstation::Error::new(
-            jetstation::ErrorKind::InvalidArgument,
-            format!("{what} must be a non-negative number of seconds, got {s}"),
-        ))
-    })
-}
 
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
@@ -45,9 +36,9 @@ pub(crate) fn connect<'py>(
     max_reconnect_delay: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut options = jetstation::ConnectOptions::with_urls(urls)
-        .connect_timeout(secs(connect_timeout, "connect_timeout")?)
-        .request_timeout(secs(request_timeout, "request_timeout")?)
-        .max_reconnect_delay(secs(max_reconnect_delay, "max_reconnect_delay")?);
+        .connect_timeout(seconds(connect_timeout, "connect_timeout")?)
+        .request_timeout(seconds(request_timeout, "request_timeout")?)
+        .max_reconnect_delay(seconds(max_reconnect_delay, "max_reconnect_delay")?);
     options.auth =
         jetstation::Auth::from_parts(token, user, password, nkey_seed, creds_file).py_err()?;
     options.tls = jetstation::Tls {
@@ -106,10 +97,10 @@ fn station_config(
                 )));
             }
         })
-        .dedup_window(secs(dedup_window, "dedup_window")?)
+        .dedup_window(seconds(dedup_window, "dedup_window")?)
         .max_deliveries(max_deliveries)
         .compaction(compaction);
-    c.max_age = max_age.map(|a| secs(a, "max_age")).transpose()?;
+    c.max_age = max_age.map(|a| seconds(a, "max_age")).transpose()?;
     c.max_bytes = max_bytes;
     c.max_messages = max_messages;
     c.schema = schema.map(|name| jetstation::SchemaBinding {

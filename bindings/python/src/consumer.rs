@@ -1,6 +1,6 @@
 //! The `Consumer` class (an async iterator of `Delivery`).
 
-use std::{sync::Mutex, time::Duration};
+use std::sync::Mutex;
 
 use pyo3::{
     exceptions::PyStopAsyncIteration,
@@ -9,16 +9,9 @@ use pyo3::{
 };
 
 use crate::{
-    error::{IntoPy, to_py},
+    error::{IntoPy, invalid, seconds, to_py},
     runtime::{Owner, awaitable},
 };
-
-fn invalid(message: String) -> PyErr {
-    to_py(jetstation::Error::new(
-        jetstation::ErrorKind::InvalidArgument,
-        message,
-    ))
-}
 
 /// Consumer options from keyword arguments (unknown names are refused).
 pub(crate) fn consumer_options(
@@ -26,10 +19,6 @@ pub(crate) fn consumer_options(
 ) -> PyResult<jetstation::ConsumerOptions> {
     let mut o = jetstation::ConsumerOptions::default();
     let Some(kwargs) = kwargs else { return Ok(o) };
-    let seconds = |v: &Bound<'_, PyAny>, name: &str| -> PyResult<Duration> {
-        let s: f64 = v.extract()?;
-        Duration::try_from_secs_f64(s).map_err(|_| invalid(format!("{name} must be >= 0 seconds")))
-    };
     for (k, v) in kwargs.iter() {
         let key: String = k.extract()?;
         match key.as_str() {
@@ -56,12 +45,14 @@ pub(crate) fn consumer_options(
                     jetstation::StartPosition::Time(t)
                 }
             }
-            "ack_wait" => o.ack_wait = seconds(&v, "ack_wait")?,
+            "ack_wait" => o.ack_wait = seconds(v.extract()?, "ack_wait")?,
             "max_ack_pending" => o.max_ack_pending = v.extract()?,
-            "redelivery_delay" => o.redelivery_delay = seconds(&v, "redelivery_delay")?,
-            "max_redelivery_delay" => o.max_redelivery_delay = seconds(&v, "max_redelivery_delay")?,
+            "redelivery_delay" => o.redelivery_delay = seconds(v.extract()?, "redelivery_delay")?,
+            "max_redelivery_delay" => {
+                o.max_redelivery_delay = seconds(v.extract()?, "max_redelivery_delay")?
+            }
             "fetch_batch" => o.fetch_batch = v.extract()?,
-            "handover_timeout" => o.handover_timeout = seconds(&v, "handover_timeout")?,
+            "handover_timeout" => o.handover_timeout = seconds(v.extract()?, "handover_timeout")?,
             other => return Err(invalid(format!("unknown consumer option {other:?}"))),
         }
     }
@@ -194,12 +185,7 @@ impl Delivery {
         delay: Option<f64>,
         reason: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let delay = delay
-            .map(|s| {
-                Duration::try_from_secs_f64(s)
-                    .map_err(|_| invalid("delay must be >= 0 seconds".into()))
-            })
-            .transpose()?;
+        let delay = delay.map(|s| seconds(s, "delay")).transpose()?;
         let d = self.take()?;
         let reason = reason.unwrap_or_else(|| "nacked by the application".into());
         awaitable(
@@ -218,7 +204,7 @@ impl Delivery {
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let raw = self.delivery.lock().unwrap();
         let Some(d) = raw.as_ref() else {
-            return Err(invalid("this message was already settled".into()));
+            return Err(invalid("this message was already settled"));
         };
         let fut = d.in_progress_future();
         drop(raw);

@@ -1,22 +1,15 @@
 //! The `Producer` class.
 
-use std::{sync::Mutex, time::Duration};
+use std::sync::Mutex;
 
 use futures::FutureExt;
 use pyo3::{prelude::*, types::PyDict};
 
 use crate::{
-    error::{IntoPy, to_py},
+    error::{IntoPy, invalid, seconds, to_py},
     runtime::{Owner, awaitable, runtime},
     types::Receipt,
 };
-
-fn invalid(message: String) -> PyErr {
-    to_py(jetstation::Error::new(
-        jetstation::ErrorKind::InvalidArgument,
-        message,
-    ))
-}
 
 /// Producer options from keyword arguments (unknown names are refused).
 pub(crate) fn producer_options(
@@ -24,16 +17,12 @@ pub(crate) fn producer_options(
 ) -> PyResult<jetstation::ProducerOptions> {
     let mut o = jetstation::ProducerOptions::default();
     let Some(kwargs) = kwargs else { return Ok(o) };
-    let seconds = |v: &Bound<'_, PyAny>, name: &str| -> PyResult<Duration> {
-        let s: f64 = v.extract()?;
-        Duration::try_from_secs_f64(s).map_err(|_| invalid(format!("{name} must be >= 0 seconds")))
-    };
     for (k, v) in kwargs.iter() {
         let key: String = k.extract()?;
         match key.as_str() {
             "max_batch_messages" => o.max_batch_messages = v.extract()?,
             "max_batch_bytes" => o.max_batch_bytes = v.extract()?,
-            "linger" => o.linger = seconds(&v, "linger")?,
+            "linger" => o.linger = seconds(v.extract()?, "linger")?,
             "max_in_flight" => o.max_in_flight = v.extract()?,
             "buffer_bytes" => o.buffer_bytes = v.extract()?,
             "when_full" => {
@@ -47,7 +36,7 @@ pub(crate) fn producer_options(
                     }
                 }
             }
-            "delivery_timeout" => o.delivery_timeout = seconds(&v, "delivery_timeout")?,
+            "delivery_timeout" => o.delivery_timeout = seconds(v.extract()?, "delivery_timeout")?,
             "producer_id" => o.producer_id = v.extract()?,
             other => return Err(invalid(format!("unknown producer option {other:?}"))),
         }
