@@ -22,8 +22,11 @@ from typing import (
     Sequence,
     Tuple,
     Type,
+    TypeVar,
     Union,
 )
+
+_Self = TypeVar("_Self")
 from types import TracebackType
 
 from . import _native
@@ -98,7 +101,25 @@ async def connect(
     return Client(await _native.connect(url_list, **options))
 
 
-class Client:
+class _AsyncClosing:
+    """``async with`` support: leaving the block awaits ``close()``."""
+
+    async def close(self) -> None:  # overridden
+        raise NotImplementedError
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+
+class Client(_AsyncClosing):
     """A connection to NATS. Use ``async with`` to close it."""
 
     def __init__(self, native: _native.Client) -> None:
@@ -111,17 +132,6 @@ class Client:
     @property
     def namespace(self) -> Optional[str]:
         return self._native.namespace
-
-    async def __aenter__(self) -> "Client":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._native.close()
@@ -207,7 +217,7 @@ class Client:
         return json.loads(await self._native.decode_with_schema(name, payload, version))
 
 
-class Producer:
+class Producer(_AsyncClosing):
     """Sends to one station. Use ``async with`` to flush and close it."""
 
     def __init__(self, native: _native.Producer) -> None:
@@ -220,17 +230,6 @@ class Producer:
     @property
     def producer_id(self) -> str:
         return self._native.producer_id
-
-    async def __aenter__(self) -> "Producer":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     async def send(
         self,
@@ -280,7 +279,7 @@ class Producer:
 Handler = Callable[[Delivery], Awaitable[None]]
 
 
-class Consumer:
+class Consumer(_AsyncClosing):
     """A member of a consumer group: ``async for message in consumer``."""
 
     def __init__(self, native: _native.Consumer) -> None:
@@ -299,17 +298,6 @@ class Consumer:
 
     async def __anext__(self) -> Delivery:
         return await self._native.__anext__()
-
-    async def __aenter__(self) -> "Consumer":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stops fetching, waits for held messages to be settled, commits."""

@@ -21,6 +21,7 @@ import jetstation
 from jetstation import DeadLetter, Delivery, Payload, Receipt, SchemaVersion, Station
 
 T = TypeVar("T")
+_Self = TypeVar("_Self")
 
 
 class _Loop:
@@ -65,11 +66,13 @@ def connect(urls: Union[str, Sequence[str]] = "nats://127.0.0.1:4222", **options
     return Client(_run(jetstation.connect(urls, **options)))
 
 
-class Client:
-    def __init__(self, client: jetstation.Client) -> None:
-        self._client = client
+class _Closing:
+    """``with`` support: leaving the block calls ``close()``."""
 
-    def __enter__(self) -> "Client":
+    def close(self) -> None:  # overridden
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(
@@ -79,6 +82,11 @@ class Client:
         tb: Optional[TracebackType],
     ) -> None:
         self.close()
+
+
+class Client(_Closing):
+    def __init__(self, client: jetstation.Client) -> None:
+        self._client = client
 
     def close(self) -> None:
         _run(self._client.close())
@@ -114,20 +122,9 @@ class Client:
         return _run(self._client.register_schema(name, format, source, **options))
 
 
-class Producer:
+class Producer(_Closing):
     def __init__(self, producer: jetstation.Producer) -> None:
         self._producer = producer
-
-    def __enter__(self) -> "Producer":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def send(self, payload: Payload, **options: Any) -> Receipt:
         return _run(self._producer.send(payload, **options))
@@ -160,20 +157,9 @@ class Message:
         _call(self.delivery.term, reason)
 
 
-class Consumer:
+class Consumer(_Closing):
     def __init__(self, consumer: jetstation.Consumer) -> None:
         self._consumer = consumer
-
-    def __enter__(self) -> "Consumer":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or ``None`` after ``timeout`` seconds or once closed."""
