@@ -5,16 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
-TOOLS="$CACHE/python-tools"
-REQS="maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 mypy==2.4.1"
-
-# Build tools, kept between runs.
-if [ ! -x "$TOOLS/bin/maturin" ] || [ "$(cat "$TOOLS/.reqs" 2>/dev/null)" != "$REQS" ]; then
-  rm -rf "$TOOLS"
-  python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install -q --disable-pip-version-check $REQS
-  echo "$REQS" > "$TOOLS/.reqs"
-fi
+TOOLS=$(scripts/python-tools.sh)
 
 # The wheel (abi3, Python >= 3.9).
 wheels="$CACHE/wheels"

@@ -11,17 +11,8 @@ ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-scripts/setup-swift.sh
-cargo build -q -p jetstation-ffi -p jetstation-uniffi-bindgen
-lib="$CARGO_TARGET_DIR/debug/libjetstation_ffi.so"
+scripts/build-swift.sh
 pkg=bindings/swift
-gen=$(mktemp -d)
-"$CARGO_TARGET_DIR/debug/uniffi-bindgen" generate --library "$lib" --language swift --out-dir "$gen" --no-format >/dev/null
-mkdir -p "$pkg/Sources/Jetstation/Generated" "$pkg/.build-lib"
-cp "$gen/jetstation_ffi.swift" "$pkg/Sources/Jetstation/Generated/"
-cp "$gen/jetstation_ffiFFI.h" "$pkg/Sources/jetstation_ffiFFI/"
-cp "$lib" "$pkg/.build-lib/"
-rm -rf "$gen"
 
 # Servers on the host's loopback (the root shares the network).
 servers=()

@@ -5,6 +5,9 @@
 pub const MSG_ID: &str = "Nats-Msg-Id";
 /// JetStream's guard: the previous message id stored in the stream.
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+/// Set by the broker on each delivery to a pinned member; not kept on the
+/// messages applications see.
+pub const PIN_ID: &str = "Nats-Pin-Id";
 /// The message key (routing and per-key order).
 pub const KEY: &str = "Jst-Key";
 

@@ -283,6 +283,14 @@ async fn poison_message_is_dead_lettered_and_replayed() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
     consumer.close().await.unwrap();
     worker.await.unwrap().unwrap();
+
+    // Everything was committed, including emp-1:2, fetched before the poison
+    // message's redeliveries: a new member gets nothing, not even after
+    // ack_wait (2 s here).
+    let again = client.consumer("hr", "payroll", fast()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(3), again.next()).await;
+    assert!(next.is_err(), "redelivered after its commit: {next:?}");
+    again.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -18,7 +18,12 @@
 //!   passes an unfinished message and a crash redelivers a contiguous tail;
 //! - a failed message is redelivered by the broker after a growing delay; after
 //!   `max_deliveries` (a station setting) it is copied to the station's
-//!   dead-letter stream with headers naming its origin, then terminated.
+//!   dead-letter stream with headers naming its origin, then committed like an
+//!   acknowledged message (never terminated: under `AckPolicy::All` a `Term`
+//!   acknowledges every earlier message too, finished or not);
+//! - the broker ignores an acknowledgement whose delivery sequence is not above
+//!   the last acknowledged one, so a redelivered message is never committed
+//!   ahead of messages fetched before its redelivery (see the scheduler).
 //!
 //! Two styles: `next()` (an async iterator of [`Delivery`], settled with
 //! `ack`, `nack`, `term`, `in_progress`) and [`Consumer::consume`] (a handler
@@ -163,7 +168,8 @@ pub struct ReceivedMessage {
     pub sequence: u64,
     pub key: Option<String>,
     pub payload: Bytes,
-    /// Every header, application and jetstation ones (`Jst-…`, `Nats-Msg-Id`).
+    /// Every header stored with the message, application and jetstation ones
+    /// (`Jst-…`, `Nats-Msg-Id`), sorted by name.
     pub headers: Vec<(String, String)>,
     pub msg_id: Option<String>,
     /// 1 on the first delivery.

@@ -111,8 +111,8 @@ struct Entry {
     key: Option<String>,
     state: State,
     deliveries: u64,
-    /// Terminated at the broker (dead-lettered): no longer pending there.
-    termed: bool,
+    /// The broker's delivery (consumer) sequence of its latest delivery.
+    delivery: u64,
     last_error: Option<String>,
     /// Schema mismatch: dead-lettered in its turn, never handed over.
     invalid: Option<String>,
@@ -156,6 +156,10 @@ pub(crate) struct Scheduler {
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// How often, and how far apart, a release re-checks that the broker applied
+/// every settlement before committing.
+const RELEASE_SYNC_ATTEMPTS: u32 = 5;
+const RELEASE_SYNC_PAUSE: Duration = Duration::from_millis(50);
 
 impl Scheduler {
     #[allow(clippy::too_many_arguments)]
@@ -343,12 +347,7 @@ impl Scheduler {
             } => self.on_fetched(partition, message, invalid),
             Event::Settled { token, outcome } => self.on_settled(token, outcome),
             Event::DeadLettered { token, result } => match result {
-                Ok(()) => {
-                    if let Some(e) = self.entry(token) {
-                        e.termed = true;
-                    }
-                    self.finish(token);
-                }
+                Ok(()) => self.finish(token),
                 Err(err) => {
                     tracing::warn!(
                         station = %self.station, partition = token.partition,
@@ -432,6 +431,7 @@ impl Scheduler {
             // expiry of a message that is waiting, running or finished here.
             entry.raw = message;
             entry.deliveries = deliveries;
+            entry.delivery = delivery;
             if entry.state == State::Nacked {
                 entry.state = State::Runnable;
                 part.runnable.push_back(sequence);
@@ -475,7 +475,7 @@ impl Scheduler {
                 key,
                 state,
                 deliveries,
-                termed: false,
+                delivery,
                 last_error: None,
                 invalid,
             },
@@ -633,7 +633,7 @@ impl Scheduler {
             self.request_sync(index);
             return;
         }
-        let Some((sequence, last)) = pop_done_prefix(&mut part.entries) else {
+        let Some((sequence, last)) = pop_commit_prefix(&mut part.entries) else {
             return;
         };
         part.committed = sequence;
@@ -696,7 +696,7 @@ impl Scheduler {
             }
             part.committed = floor;
         }
-        let ours = part.entries.values().filter(|e| !e.termed).count();
+        let ours = part.entries.len();
         if info.delivered.consumer_sequence == part.last_delivery && info.num_ack_pending == ours {
             part.in_sync = true;
             self.commit(index);
@@ -790,15 +790,16 @@ impl Scheduler {
             let publish = PublishMessage::build()
                 .payload(raw.payload.clone())
                 .headers(h);
+            // Stored, the message counts as finished and is committed with
+            // its prefix. No `Term`: under AckPolicy::All a term acknowledges
+            // every earlier message too, finished or not.
             let result = async {
                 js.send_publish(subject, publish)
                     .await
                     .map_err(|e| Error::from_nats("storing a dead letter", &e))?
                     .await
                     .map_err(|e| Error::from_nats("storing a dead letter", &e))?;
-                raw.ack_with(AckKind::Term)
-                    .await
-                    .map_err(|e| Error::from_nats("terminating a dead letter", e.as_ref()))
+                Ok(())
             }
             .await;
             let _ = events.send(Event::DeadLettered { token, result });
@@ -900,16 +901,23 @@ impl Release {
     /// gives back the rest at once, and unpins so the next owner starts now.
     async fn run(mut self) -> Result<()> {
         let mut result = Ok(());
-        if !self.in_sync
-            && !self.entries.is_empty()
-            && let Ok(info) = self.stream.consumer_info(&self.group).await
-        {
-            let ours = self.entries.values().filter(|e| !e.termed).count();
-            self.in_sync = info.delivered.consumer_sequence == self.last_delivery
-                && info.num_ack_pending == ours;
+        // Settlements sent just before (a dead letter's term, a nak) may not
+        // be applied by the broker yet: check a few times before giving up.
+        let mut attempts = 0;
+        while !self.in_sync && !self.entries.is_empty() && attempts < RELEASE_SYNC_ATTEMPTS {
+            if attempts > 0 {
+                // Waiting for the broker to apply acknowledgements in flight.
+                tokio::time::sleep(RELEASE_SYNC_PAUSE).await;
+            }
+            attempts += 1;
+            if let Ok(info) = self.stream.consumer_info(&self.group).await {
+                let ours = self.entries.len();
+                self.in_sync = info.delivered.consumer_sequence == self.last_delivery
+                    && info.num_ack_pending == ours;
+            }
         }
         if self.in_sync
-            && let Some((_, last)) = pop_done_prefix(&mut self.entries)
+            && let Some((_, last)) = pop_commit_prefix(&mut self.entries)
             && let Err(e) = last.double_ack().await
         {
             result = Err(Error::from_nats(
@@ -917,10 +925,10 @@ impl Release {
                 e.as_ref(),
             ));
         }
+        // Everything not committed goes back at once, finished or not: the
+        // next owner gets it now instead of after ack_wait (at least once).
         for entry in self.entries.values() {
-            if entry.state != State::Done && !entry.termed {
-                let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
-            }
+            let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
         }
         if let Err(e) = self.stream.unpin_consumer(&self.group, PIN_GROUP).await {
             tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
@@ -929,12 +937,35 @@ impl Release {
     }
 }
 
-/// Removes the finished prefix; returns its last sequence and the message
-/// whose acknowledgement commits it.
-fn pop_done_prefix(entries: &mut BTreeMap<u64, Entry>) -> Option<(u64, jetstream::Message)> {
+/// Removes the longest committable part of the finished prefix; returns its
+/// last sequence and the message whose acknowledgement commits it.
+///
+/// With `AckPolicy::All` the broker ignores an acknowledgement whose delivery
+/// sequence is not above the last acknowledged one. A message redelivered
+/// after a nack has a higher delivery sequence than later messages fetched
+/// before the redelivery; committing it first would leave those impossible to
+/// acknowledge (and, uncommitted, redelivered after `ack_wait`). So the commit
+/// point is the last finished message whose delivery sequence is below that
+/// of every message held after it; the rest waits for a later commit.
+fn pop_commit_prefix(entries: &mut BTreeMap<u64, Entry>) -> Option<(u64, jetstream::Message)> {
+    let done = entries.values().take_while(|e| e.state == State::Done).count();
+    if done == 0 {
+        return None;
+    }
+    let mut later_min = entries.values().skip(done).map(|e| e.delivery).min().unwrap_or(u64::MAX);
+    let prefix: Vec<(u64, u64)> = entries.iter().take(done).map(|(s, e)| (*s, e.delivery)).collect();
+    let mut point = None;
+    for &(sequence, delivery) in prefix.iter().rev() {
+        if delivery < later_min {
+            point = Some(sequence);
+            break;
+        }
+        later_min = later_min.min(delivery);
+    }
+    let point = point?;
     let mut last = None;
     while let Some(entry) = entries.first_entry() {
-        if entry.get().state != State::Done {
+        if *entry.key() > point {
             break;
         }
         let (sequence, entry) = entry.remove_entry();
@@ -949,6 +980,9 @@ fn received(station: &str, token: Token, entry: &Entry) -> ReceivedMessage {
     if let Some(h) = &entry.raw.headers {
         for (name, values) in h.iter() {
             let name: &str = name.as_ref();
+            if name.eq_ignore_ascii_case(crate::headers::PIN_ID) {
+                continue; // belongs to this delivery, not to the stored message
+            }
             for v in values {
                 if name.eq_ignore_ascii_case(crate::headers::MSG_ID) {
                     msg_id = Some(v.to_string());
@@ -957,6 +991,9 @@ fn received(station: &str, token: Token, entry: &Entry) -> ReceivedMessage {
             }
         }
     }
+    // The broker's header map has no order: sort by name (values of one name
+    // keep theirs) so every delivery, in every language, lists them alike.
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
     ReceivedMessage {
         station: station.to_string(),
         partition: token.partition,

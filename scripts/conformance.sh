@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Builds every language's conformance runner, then lets tests/conformance/run.py
+# run every scenario in every language and the interop matrix against real
+# nats-servers and the gateway. Prints the scenario x language matrix; fails
+# on any miss. Arguments go to run.py (e.g. --only round_trip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$CACHE/bin/nats-server}"
+export NATS_SERVER_OLD_BIN="${NATS_SERVER_OLD_BIN:-/usr/sbin/nats-server}"
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+step() { echo "conformance: $*" >&2; }
+
+# Rust: the runner and the gateway.
+step "building the Rust runner and the gateway"
+cargo build -q -p jetstation-conformance -p jetstation-gateway
+export GATEWAY_BIN="$CARGO_TARGET_DIR/debug/jetstation-gateway"
+
+# Python: the wheel in its own environment.
+step "building the Python wheel"
+TOOLS=$(scripts/python-tools.sh)
+wheels=$(mktemp -d)
+"$TOOLS/bin/maturin" build -q -m bindings/python/Cargo.toml --profile dev --out "$wheels"
+PYVENV="$CACHE/conformance-venv"
+[ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
+"$PYVENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/jetstation-*.whl
+rm -rf "$wheels"
+
+# Node: the addon.
+step "building the Node addon"
+(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build:debug)
+
+# The gateway's client: grpcio with stubs generated from proto/.
+step "preparing the gRPC client"
+GRPC="$CACHE/grpc-venv"
+REQS="grpcio==1.85.3 grpcio-tools==1.85.1 googleapis-common-protos pytest==9.2.0"
+if [ ! -x "$GRPC/bin/python" ] || [ "$(cat "$GRPC/.reqs" 2>/dev/null)" != "$REQS" ]; then
+  rm -rf "$GRPC"
+  python3 -m venv "$GRPC"
+  "$GRPC/bin/pip" install -q --disable-pip-version-check $REQS
+  echo "$REQS" > "$GRPC/.reqs"
+fi
+stubs=$(mktemp -d)
+"$GRPC/bin/python" -m grpc_tools.protoc -Iproto --python_out="$stubs" --grpc_python_out="$stubs" \
+  proto/jetstation/v1/jetstation.proto
+
+langs=(
+  --lang "rust=$CARGO_TARGET_DIR/debug/conformance-runner"
+  --lang "python=$PYVENV/bin/python tests/conformance/runners/python_runner.py"
+  --lang "node=node tests/conformance/runners/node_runner.mjs"
+)
+
+# Swift: the runner is built and run in the Debian trixie root.
+ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
+inside="$ROOT/repo"
+cleanup() {
+  rm -rf "$stubs"
+  if [ "${mounted:-}" = 1 ]; then
+    as_root umount "$inside" 2>/dev/null || true
+    as_root umount "$ROOT/dev" 2>/dev/null || true
+    as_root umount "$ROOT/proc" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+step "building the Swift runner"
+scripts/build-swift.sh
+mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
+mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
+mkdir -p "$inside"
+mountpoint -q "$inside" || as_root mount --bind "$REPO" "$inside"
+mounted=1
+libdir=/repo/bindings/swift/.build-lib
+link="-Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir"
+as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
+  "cd /repo/tests/conformance/swift && swift build $link 2>&1 | tail -3"
+langs+=(--lang "swift=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo) chroot $ROOT env LD_LIBRARY_PATH=$libdir /repo/tests/conformance/swift/.build/debug/ConformanceRunner")
+
+langs+=(--lang "gateway=env PYTHONPATH=$stubs $GRPC/bin/python tests/conformance/runners/gateway_runner.py")
+
+python3 tests/conformance/run.py "${langs[@]}" "$@"
