@@ -535,6 +535,8 @@ def interop(langs: Dict[str, Runner], servers: Servers) -> Tuple[Dict[Tuple[str,
             continue
         for producer, (station, messages) in ready.items():
             try:
+                if not runner.alive():  # restarted after a failure: connect again
+                    check_ok(runner.call(connect_op({"op": "connect"}, consumer, servers)))
                 decode = schema if consumer != "gateway" else None
                 answer = check_ok(runner.call({
                     "op": "consume", "station": station, "group": f"c-{consumer}", "count": len(messages),
@@ -545,7 +547,7 @@ def interop(langs: Dict[str, Runner], servers: Servers) -> Tuple[Dict[Tuple[str,
                     raise Miss(f"received {len(got)} of {len(messages)}")
                 for m, want in zip(got, messages):
                     if "value" in want:
-                        if decode and json.loads(m["decoded"]) != INTEROP_VALUE:
+                        if decode and json.loads(m.get("decoded") or "null") != INTEROP_VALUE:
                             raise Miss(f"decoded {m['decoded']} != {INTEROP_VALUE}")
                     else:
                         payload = unb64(m["payload_b64"])

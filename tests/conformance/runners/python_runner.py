@@ -122,8 +122,11 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
             "deliveries": d.deliveries,
             "t_ms": round((time.monotonic() - started) * 1000),
         }
-        if "decode" in op:
-            record["decoded"] = json.dumps(await client.decode_with_schema(op["decode"], d.payload))
+        if "decode" in op:  # only some messages are of the schema: others record null
+            try:
+                record["decoded"] = json.dumps(await client.decode_with_schema(op["decode"], d.payload))
+            except jetstation.SchemaValidationError:
+                record["decoded"] = None
         if jitter:  # let handlers of different keys overlap and finish out of order
             await asyncio.sleep(random.random() / 1000)
         rule = nack.get(text)
