@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python test-node test-swift test-gateway bench bench-schemas bench-produce lint
+.PHONY: setup demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,7 @@ test: setup
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
+	$(MAKE) --no-print-directory conformance || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -51,6 +52,12 @@ test-swift: setup
 ## Python grpcio with stubs generated from proto/ at test time.
 test-gateway: setup
 	@scripts/test-summary.sh scripts/test-gateway.sh
+
+## Cross-language conformance: every scenario of tests/conformance/scenarios
+## in Rust, Python, Node, Swift and through the gateway, then the 5x5 interop
+## matrix; prints the scenario x language matrix, fails on any miss.
+conformance: setup
+	@scripts/test-summary.sh scripts/conformance.sh
 
 lint:
 	$(CARGO) fmt --all --check

@@ -74,8 +74,10 @@ mounted=1
 libdir=/repo/bindings/swift/.build-lib
 link="-Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir"
 as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
-  "cd /repo/tests/conformance/swift && swift build $link 2>&1 | tail -3"
-langs+=(--lang "swift=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo) chroot $ROOT env LD_LIBRARY_PATH=$libdir /repo/tests/conformance/swift/.build/debug/ConformanceRunner")
+  "cd /repo/tests/conformance/swift-runner && swift build $link 2>&1 | tail -3"
+root_prefix=""
+[ "$(id -u)" = 0 ] || root_prefix="sudo "
+langs+=(--lang "swift=${root_prefix}chroot $ROOT env LD_LIBRARY_PATH=$libdir /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
 
 langs+=(--lang "gateway=env PYTHONPATH=$stubs $GRPC/bin/python tests/conformance/runners/gateway_runner.py")
 

@@ -644,9 +644,18 @@ def main() -> int:
             print(row)
         footnotes += [f"interop: {n}" for n in sorted(set(notes))]
     if footnotes:
-        print("\nNot applicable:")
+        print("\nNot applicable (steps left out, with the reason):")
+        grouped: Dict[str, List[str]] = defaultdict(list)
         for f in footnotes:
-            print("  " + f)
+            where, _, reason = f.partition(": step ")
+            if reason:
+                step, _, why = reason.partition(": ")
+                grouped[f"{where}: {why}"].append(step.split(" ")[0])
+            else:
+                grouped[f].append("")
+        for what, steps in grouped.items():
+            numbers = ", ".join(s for s in steps if s)
+            print(f"  {what}" + (f" (steps {numbers})" if numbers else ""))
     if failures:
         print("\nMisses:")
         for f in failures:

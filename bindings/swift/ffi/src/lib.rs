@@ -162,6 +162,62 @@ pub struct ConsumerOptions {
     pub handover_timeout: Option<f64>,
     #[uniffi(default = None)]
     pub latest: Option<bool>,
+    /// A new group starts at this sequence in every partition.
+    #[uniffi(default = None)]
+    pub start_sequence: Option<u64>,
+}
+
+/// One header of a message (a name may appear more than once).
+#[derive(uniffi::Record, Clone)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// A message to send, with everything a message can carry.
+#[derive(uniffi::Record)]
+pub struct OutgoingMessage {
+    pub payload: Vec<u8>,
+    #[uniffi(default = None)]
+    pub key: Option<String>,
+    #[uniffi(default = [])]
+    pub headers: Vec<Header>,
+    /// Idempotency id: a resend with the same id is stored once.
+    #[uniffi(default = None)]
+    pub msg_id: Option<String>,
+}
+
+impl From<OutgoingMessage> for jetstation::Message {
+    fn from(o: OutgoingMessage) -> Self {
+        let mut m = jetstation::Message::new(o.payload);
+        m.key = o.key;
+        if let Some(id) = o.msg_id {
+            m = m.msg_id(id);
+        }
+        for h in o.headers {
+            m = m.header(h.name, h.value);
+        }
+        m
+    }
+}
+
+/// A queued message; `receipt()` waits until the broker stored it.
+#[derive(uniffi::Object)]
+pub struct SendHandle {
+    inner: tokio::sync::Mutex<Option<jetstation::SendHandle>>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl SendHandle {
+    pub async fn receipt(&self) -> Result<Receipt> {
+        let handle = self
+            .inner
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| invalid("receipt() was already awaited for this message"))?;
+        Ok(receipt(handle.await?))
+    }
 }
 
 #[derive(uniffi::Object)]
@@ -266,6 +322,9 @@ impl Client {
         if options.latest == Some(true) {
             o.start = jetstation::StartPosition::Latest;
         }
+        if let Some(s) = options.start_sequence {
+            o.start = jetstation::StartPosition::Sequence(s);
+        }
         let inner = self.inner.consumer(&station, &group, o).await?;
         Ok(Arc::new(Consumer {
             inner,
@@ -329,6 +388,21 @@ impl Client {
             .encode_with_schema(&name, version, &value)
             .await?)
     }
+
+    /// Decodes a payload written with a schema version (`nil`: latest) into
+    /// JSON text.
+    pub async fn decode_with_schema(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+        version: Option<u32>,
+    ) -> Result<String> {
+        let value = self
+            .inner
+            .decode_with_schema(&name, version, &payload)
+            .await?;
+        Ok(value.to_string())
+    }
 }
 
 fn station(s: jetstation::Station) -> Station {
@@ -372,6 +446,19 @@ impl Producer {
         m.key = key;
         self.inner.enqueue(m).await?;
         Ok(())
+    }
+
+    /// Sends a message with headers and an id; returns once it is stored.
+    pub async fn send_message(&self, message: OutgoingMessage) -> Result<Receipt> {
+        Ok(receipt(self.inner.send(message.into()).await?))
+    }
+
+    /// Queues a message; await the handle's `receipt()` for its receipt.
+    pub async fn enqueue_message(&self, message: OutgoingMessage) -> Result<Arc<SendHandle>> {
+        let handle = self.inner.enqueue(message.into()).await?;
+        Ok(Arc::new(SendHandle {
+            inner: tokio::sync::Mutex::new(Some(handle)),
+        }))
     }
 
     /// Sends many (payload, key) messages in one call; receipts in order.
@@ -492,6 +579,20 @@ impl Message {
     }
     pub fn header(&self, name: String) -> Option<String> {
         self.message.header(&name).map(String::from)
+    }
+    /// Every header stored with the message, sorted by name.
+    pub fn headers(&self) -> Vec<Header> {
+        self.message
+            .headers
+            .iter()
+            .map(|(name, value)| Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+    pub fn msg_id(&self) -> Option<String> {
+        self.message.msg_id.clone()
     }
     pub fn ack(&self) -> Result<()> {
         Ok(self.take()?.ack()?)

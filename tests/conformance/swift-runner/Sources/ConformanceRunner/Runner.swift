@@ -1,0 +1,295 @@
+// Conformance runner for Swift: carries out operations read from stdin (one
+// JSON object per line) with the Jetstation package and answers each on
+// stdout. It reports what happened; tests/conformance/run.py judges it.
+import Foundation
+import Jetstation
+
+typealias Object = [String: Any]
+
+struct Unexpected: Error { let message: String }
+
+func answer(_ value: Object) {
+    let data = try! JSONSerialization.data(withJSONObject: value)
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+}
+
+func seconds(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
+func integer(_ value: Any?) -> Int? { (value as? NSNumber)?.intValue }
+
+/// The messages a `generate` spec stands for (same in every runner).
+func generated(_ spec: Object) -> [Object] {
+    let count = integer(spec["count"]) ?? 0
+    let keys = integer(spec["keys"]) ?? 0
+    let size = integer(spec["size"]) ?? 0
+    let prefix = spec["prefix"] as? String ?? "m-"
+    return (0..<count).map { i in
+        var payload = "\(prefix)\(i)"
+        if payload.utf8.count < size { payload += String(repeating: ".", count: size - payload.utf8.count) }
+        var m: Object = ["payload": payload]
+        if keys > 0 { m["key"] = "k-\(i % keys)" }
+        return m
+    }
+}
+
+func consumerOptions(_ op: Object) -> ConsumerOptions {
+    var o = ConsumerOptions()
+    if let start = op["start"] as? String { o.latest = start == "latest" }
+    if let start = op["start"] as? Object { o.startSequence = (start["sequence"] as? NSNumber)?.uint64Value }
+    if let n = integer(op["concurrency"]) { o.concurrency = UInt32(n) }
+    o.ackWait = seconds(op["ack_wait"])
+    o.handoverTimeout = seconds(op["handover_timeout"])
+    o.redeliveryDelay = seconds(op["redelivery_delay"])
+    return o
+}
+
+/// What a consume step has seen; shared by its concurrent handlers.
+actor Progress {
+    var records: [Object] = []
+    var acked = 0
+    var until: Set<String>
+    let count: Int
+    let minDeliveries: Int
+    init(until: Set<String>, count: Int, minDeliveries: Int) {
+        self.until = until
+        self.count = count
+        self.minDeliveries = minDeliveries
+    }
+    var finished: Bool { acked >= count && until.isEmpty && records.count >= minDeliveries }
+    func record(_ r: Object, acked payload: String?) -> (Int, Bool) {
+        records.append(r)
+        if let payload {
+            acked += 1
+            until.remove(payload)
+        }
+        return (acked, finished)
+    }
+}
+
+final class Runner {
+    var clients: [String: Client] = [:]
+    var producers: [String: Producer] = [:]
+    var joined: [String: Consumer] = [:]
+
+    func client(_ op: Object) throws -> Client {
+        let name = op["client"] as? String ?? "main"
+        guard let c = clients[name] else { throw Unexpected(message: "no client \(name)") }
+        return c
+    }
+
+    func perform(_ op: Object) async throws -> Object {
+        let kind = op["op"] as? String ?? ""
+        if kind == "connect" {
+            var options = ConnectOptions()
+            options.namespace = op["namespace"] as? String
+            options.token = op["token"] as? String
+            options.user = op["user"] as? String
+            options.password = op["password"] as? String
+            options.requestTimeout = seconds(op["request_timeout"])
+            clients[op["as"] as? String ?? "main"] = try await Client.connect(op["url"] as! String, options: options)
+            return [:]
+        }
+        let client = try client(op)
+        switch kind {
+        case "create_station":
+            var config = StationConfig()
+            if let n = integer(op["partitions"]) { config.partitions = UInt32(n) }
+            if let n = integer(op["max_deliveries"]) { config.maxDeliveries = UInt32(n) }
+            if let n = integer(op["replicas"]) { config.replicas = UInt32(n) }
+            config.schema = op["schema"] as? String
+            let s = try await client.createStation(name: op["name"] as! String, config: config)
+            return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
+        case "station":
+            let s = try await client.station(name: op["name"] as! String)
+            return ["messages": s.messages, "dead_letters": s.deadLetters]
+        case "producer":
+            var options = ProducerOptions()
+            if let n = integer(op["buffer_bytes"]) { options.bufferBytes = UInt32(n) }
+            options.deliveryTimeout = seconds(op["delivery_timeout"])
+            if op["fail_when_full"] as? Bool == true { options.failWhenFull = true }
+            producers[op["as"] as! String] = try await client.producer(station: op["station"] as! String, options: options)
+            return [:]
+        case "close_producer":
+            try await producers[op["producer"] as! String]!.close()
+            return [:]
+        case "send":
+            return try await send(client, op)
+        case "join":
+            joined[op["as"] as! String] = try await client.consumer(
+                station: op["station"] as! String, group: op["group"] as! String, options: consumerOptions(op))
+            return [:]
+        case "consume":
+            return try await consume(client, op)
+        case "dead_letters":
+            let deadline = Date().addingTimeInterval(seconds(op["timeout"]) ?? 0)
+            let atLeast = integer(op["at_least"]) ?? 0
+            var letters = try await client.deadLetters(station: op["station"] as! String)
+            while letters.count < atLeast && Date() < deadline {
+                // Dead letters are written as the last nack is processed.
+                try await Task.sleep(nanoseconds: 100_000_000)
+                letters = try await client.deadLetters(station: op["station"] as! String)
+            }
+            return ["dead_letters": letters.map { d -> Object in
+                [
+                    "sequence": d.sequence, "origin_station": d.originStation, "origin_partition": d.originPartition,
+                    "origin_sequence": d.originSequence, "group": d.group, "deliveries": d.deliveries,
+                    "last_error": d.lastError, "key": d.key ?? NSNull(), "payload_b64": d.payload.base64EncodedString(),
+                ]
+            }]
+        case "replay_dead_letter":
+            let r = try await client.replayDeadLetter(
+                station: op["station"] as! String, sequence: (op["sequence"] as! NSNumber).uint64Value)
+            return ["partition": r.partition, "sequence": r.sequence]
+        case "register_schema":
+            let version = try await client.registerSchema(
+                name: op["name"] as! String, format: op["format"] as! String, source: op["source"] as! String,
+                messageType: op["message_type"] as? String)
+            return ["version": version]
+        case "encode":
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: op["value"]!), as: UTF8.self)
+            let data = try await client.encodeWithSchema(name: op["schema"] as! String, json: json, version: nil)
+            return ["payload_b64": data.base64EncodedString()]
+        default:
+            throw Unexpected(message: "unknown operation \(kind)")
+        }
+    }
+
+    func send(_ client: Client, _ op: Object) async throws -> Object {
+        let producer: Producer
+        if let name = op["producer"] as? String {
+            producer = producers[name]!
+        } else {
+            let name = "\(op["client"] as? String ?? "main")/\(op["station"] as! String)"
+            if producers[name] == nil {
+                producers[name] = try await client.producer(station: op["station"] as! String)
+            }
+            producer = producers[name]!
+        }
+        var messages = op["messages"] as? [Object] ?? []
+        if let spec = op["generate"] as? Object { messages += generated(spec) }
+        var handles: [SendHandle] = []
+        for m in messages {
+            let payload: Data
+            if let value = m["value"] {
+                let json = String(decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self)
+                payload = try await client.encodeWithSchema(name: m["schema"] as! String, json: json, version: nil)
+            } else if let b64 = m["payload_b64"] as? String {
+                payload = Data(base64Encoded: b64)!
+            } else {
+                payload = Data((m["payload"] as? String ?? "").utf8)
+            }
+            let headers = (m["headers"] as? [String: String] ?? [:]).map { Header(name: $0.key, value: $0.value) }
+            let message = OutgoingMessage(payload: payload, key: m["key"] as? String, headers: headers, msgId: m["msg_id"] as? String)
+            handles.append(try await producer.enqueueMessage(message: message))
+        }
+        var receipts: [Object] = []
+        for handle in handles {
+            let r = try await handle.receipt()
+            receipts.append(["partition": r.partition, "sequence": r.sequence, "duplicate": r.duplicate, "msg_id": r.msgId])
+        }
+        return ["receipts": receipts]
+    }
+
+    func consume(_ client: Client, _ op: Object) async throws -> Object {
+        let consumer: Consumer
+        if let name = op["consumer"] as? String, let joinedConsumer = joined.removeValue(forKey: name) {
+            consumer = joinedConsumer
+        } else {
+            consumer = try await client.consumer(
+                station: op["station"] as! String, group: op["group"] as! String, options: consumerOptions(op))
+        }
+        var rules: [String: (Int, Double)] = [:]
+        for rule in op["nack"] as? [Object] ?? [] {
+            rules[rule["payload"] as! String] = (integer(rule["times"]) ?? 0, seconds(rule["delay"]) ?? 0)
+        }
+        let nack = rules
+        let fail = Set(op["fail"] as? [String] ?? [])
+        let progress = Progress(
+            until: Set(op["until_payloads"] as? [String] ?? []), count: integer(op["count"]) ?? 0,
+            minDeliveries: integer(op["min_deliveries"]) ?? 0)
+        let crashAfter = integer(op["crash_after"])
+        let jitter = (integer(op["concurrency"]) ?? 1) > 1
+        let decode = op["decode"] as? String
+        let timeout = seconds(op["timeout"]) ?? 30
+        let started = Date()
+
+        @Sendable func handle(_ message: Message) async {
+            let payload = message.payload()
+            let text = String(decoding: payload, as: UTF8.self)
+            var record: Object = [
+                "payload_b64": payload.base64EncodedString(), "key": message.key() ?? NSNull(),
+                "headers": message.headers().map { [$0.name, $0.value] }, "msg_id": message.msgId() ?? NSNull(),
+                "partition": message.partition(), "sequence": message.sequence(), "deliveries": message.deliveries(),
+                "t_ms": Int(Date().timeIntervalSince(started) * 1000),
+            ]
+            if let decode {
+                // Only some messages are of the schema: others record null.
+                record["decoded"] = (try? await client.decodeWithSchema(name: decode, payload: payload, version: nil)) ?? NSNull()
+            }
+            if jitter {  // handlers of different keys overlap and finish out of order
+                try? await Task.sleep(nanoseconds: UInt64.random(in: 0..<1_000_000))
+            }
+            let finished: Bool
+            if fail.contains(text) {
+                record["action"] = "nack"
+                finished = await progress.record(record, acked: nil).1
+                try? message.nack(reason: "rejected by handler: \(text)", delay: nil)
+            } else if let (times, delay) = nack[text], message.deliveries() <= UInt64(times) {
+                record["action"] = "nack"
+                finished = await progress.record(record, acked: nil).1
+                try? message.nack(reason: "asked to fail", delay: delay)
+            } else {
+                record["action"] = "ack"
+                try? message.ack()
+                let (acked, done) = await progress.record(record, acked: text)
+                finished = done
+                if let crashAfter, acked >= crashAfter {
+                    answer(["ok": ["messages": await progress.records, "timed_out": false]])
+                    exit(0)  // a crash: nothing is closed, nothing more is committed
+                }
+            }
+            _ = finished
+        }
+
+        let pump = Task {
+            await withTaskGroup(of: Void.self) { group in
+                do {
+                    for try await message in consumer.messages {
+                        group.addTask { await handle(message) }
+                    }
+                } catch {}
+            }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        var timedOut = false
+        while !(await progress.finished) {
+            if Date() > deadline { timedOut = true; break }
+            // Polls the handlers' progress; a consume step lasts seconds at most.
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        try await consumer.close()
+        await pump.value
+        return ["messages": await progress.records, "timed_out": timedOut]
+    }
+}
+
+@main
+struct Main {
+    static func main() async {
+        let runner = Runner()
+        while let line = readLine() {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            guard let op = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? Object else {
+                answer(["error": ["kind": "unexpected", "message": "not a JSON object: \(line)"]])
+                continue
+            }
+            do {
+                answer(["ok": try await runner.perform(op)])
+            } catch let error as JetstationError {
+                answer(["error": ["kind": error.kind, "message": error.message]])
+            } catch {
+                answer(["error": ["kind": "unexpected", "message": "\(error)"]])
+            }
+        }
+        for producer in runner.producers.values { try? await producer.close() }
+    }
+}
