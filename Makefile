@@ -1,16 +1,21 @@
-# jetstation: `make demo` runs the quickstart end to end, `make test` runs every test.
+# jetstation: `make demo` runs the cross-language demo end to end, `make test` runs every test.
 SHELL := /bin/bash
 CARGO ?= cargo
 export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce lint
+.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce lint
 
 setup:
 	@scripts/setup.sh
 
+## The employee-sync story across Python, Node, Rust and Swift.
 demo: setup
+	@scripts/demo.sh
+
+## The Rust quickstart alone (examples/rust/quickstart.rs).
+quickstart: setup
 	$(CARGO) run --release -q -p jetstation-examples --bin quickstart
 
 export JETSTATION_TEST_TOTALS ?= $(CURDIR)/.test-totals
@@ -25,6 +30,7 @@ test: setup
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
+	$(MAKE) --no-print-directory test-demo || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -52,6 +58,10 @@ test-swift: setup
 ## Python grpcio with stubs generated from proto/ at test time.
 test-gateway: setup
 	@scripts/test-summary.sh scripts/test-gateway.sh
+
+## The demo, run as a test: fails unless its account is what it should be.
+test-demo: setup
+	@scripts/test-summary.sh scripts/demo.sh
 
 ## Cross-language conformance: every scenario of tests/conformance/scenarios
 ## in Rust, Python, Node, Swift and through the gateway, then the 5x5 interop

@@ -20,13 +20,7 @@ export GATEWAY_BIN="$CARGO_TARGET_DIR/debug/jetstation-gateway"
 
 # Python: the wheel in its own environment.
 step "building the Python wheel"
-TOOLS=$(scripts/python-tools.sh)
-wheels=$(mktemp -d)
-"$TOOLS/bin/maturin" build -q -m bindings/python/Cargo.toml --profile dev --out "$wheels"
-PYVENV="$CACHE/conformance-venv"
-[ -x "$PYVENV/bin/python" ] || python3 -m venv "$PYVENV"
-"$PYVENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/jetstation-*.whl
-rm -rf "$wheels"
+PYTHON=$(scripts/build-python.sh)
 
 # Node: the addon.
 step "building the Node addon"
@@ -48,7 +42,7 @@ stubs=$(mktemp -d)
 
 langs=(
   --lang "rust=$CARGO_TARGET_DIR/debug/conformance-runner"
-  --lang "python=$PYVENV/bin/python tests/conformance/runners/python_runner.py"
+  --lang "python=$PYTHON tests/conformance/runners/python_runner.py"
   --lang "node=node tests/conformance/runners/node_runner.mjs"
 )
 

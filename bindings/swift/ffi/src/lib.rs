@@ -389,6 +389,11 @@ impl Client {
             .await?)
     }
 
+    /// Closes the connection after flushing what was sent.
+    pub async fn close(&self) -> Result<()> {
+        Ok(self.inner.clone().close().await?)
+    }
+
     /// Decodes a payload written with a schema version (`nil`: latest) into
     /// JSON text.
     pub async fn decode_with_schema(
