@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce lint
+.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce bench-consume lint
 
 setup:
 	@scripts/setup.sh
@@ -74,7 +74,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas bench-produce
+bench: bench-schemas bench-produce bench-consume
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
@@ -83,3 +83,7 @@ bench-schemas: setup
 
 bench-produce: setup
 	scripts/bench-produce.sh
+
+## Consume throughput, latency p50/p99 and producer peak memory vs raw async-nats.
+bench-consume: setup
+	scripts/bench-consume.sh

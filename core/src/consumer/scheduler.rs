@@ -21,7 +21,7 @@
 //! `ack_wait`, and the check is repeated).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -121,6 +121,9 @@ struct Entry {
 struct Partition {
     handle: PartitionHandle,
     entries: BTreeMap<u64, Entry>,
+    /// Held entries delivered again after later ones were fetched: only
+    /// while there are some can a commit point fall short of the prefix.
+    redelivered: BTreeSet<u64>,
     keys: HashMap<String, VecDeque<u64>>,
     /// Highest committed stream sequence.
     committed: u64,
@@ -181,6 +184,7 @@ impl Scheduler {
             .map(|handle| Partition {
                 handle,
                 entries: BTreeMap::new(),
+                redelivered: BTreeSet::new(),
                 keys: HashMap::new(),
                 committed: 0,
                 last_delivery: 0,
@@ -432,6 +436,7 @@ impl Scheduler {
             entry.raw = message;
             entry.deliveries = deliveries;
             entry.delivery = delivery;
+            part.redelivered.insert(sequence);
             if entry.state == State::Nacked {
                 entry.state = State::Runnable;
                 part.runnable.push_back(sequence);
@@ -633,7 +638,7 @@ impl Scheduler {
             self.request_sync(index);
             return;
         }
-        let Some((sequence, last)) = pop_commit_prefix(&mut part.entries) else {
+        let Some((sequence, last)) = pop_commit_prefix(&mut part.entries, Some(&mut part.redelivered)) else {
             return;
         };
         part.committed = sequence;
@@ -684,6 +689,7 @@ impl Scheduler {
         if floor > part.committed {
             let stale: Vec<u64> = part.entries.range(..=floor).map(|(s, _)| *s).collect();
             for s in stale {
+                part.redelivered.remove(&s);
                 if let Some(e) = part.entries.remove(&s)
                     && let Some(k) = e.key
                     && let Some(q) = part.keys.get_mut(&k)
@@ -864,7 +870,10 @@ impl Scheduler {
         Release {
             stream: part.handle.stream.clone(),
             group: self.group.clone(),
-            entries: std::mem::take(&mut part.entries),
+            entries: {
+                part.redelivered.clear();
+                std::mem::take(&mut part.entries)
+            },
             in_sync: std::mem::take(&mut part.in_sync),
             last_delivery: part.last_delivery,
         }
@@ -917,7 +926,7 @@ impl Release {
             }
         }
         if self.in_sync
-            && let Some((_, last)) = pop_commit_prefix(&mut self.entries)
+            && let Some((_, last)) = pop_commit_prefix(&mut self.entries, None)
             && let Err(e) = last.double_ack().await
         {
             result = Err(Error::from_nats(
@@ -947,22 +956,44 @@ impl Release {
 /// acknowledge (and, uncommitted, redelivered after `ack_wait`). So the commit
 /// point is the last finished message whose delivery sequence is below that
 /// of every message held after it; the rest waits for a later commit.
-fn pop_commit_prefix(entries: &mut BTreeMap<u64, Entry>) -> Option<(u64, jetstream::Message)> {
-    let done = entries.values().take_while(|e| e.state == State::Done).count();
-    if done == 0 {
-        return None;
-    }
-    let mut later_min = entries.values().skip(done).map(|e| e.delivery).min().unwrap_or(u64::MAX);
-    let prefix: Vec<(u64, u64)> = entries.iter().take(done).map(|(s, e)| (*s, e.delivery)).collect();
-    let mut point = None;
-    for &(sequence, delivery) in prefix.iter().rev() {
-        if delivery < later_min {
-            point = Some(sequence);
-            break;
+///
+/// `redelivered` (the partition's redelivered entries, `None` when unknown):
+/// when it is empty, delivery sequences grow with stream sequences and the
+/// whole finished prefix is committed without a scan.
+fn pop_commit_prefix(
+    entries: &mut BTreeMap<u64, Entry>,
+    redelivered: Option<&mut BTreeSet<u64>>,
+) -> Option<(u64, jetstream::Message)> {
+    let fast = redelivered.as_ref().is_some_and(|r| r.is_empty());
+    let point = if fast {
+        let mut last = None;
+        for (sequence, e) in entries.iter() {
+            if e.state != State::Done {
+                break;
+            }
+            last = Some(*sequence);
         }
-        later_min = later_min.min(delivery);
+        last?
+    } else {
+        let done = entries.values().take_while(|e| e.state == State::Done).count();
+        if done == 0 {
+            return None;
+        }
+        let mut later_min = entries.values().skip(done).map(|e| e.delivery).min().unwrap_or(u64::MAX);
+        let prefix: Vec<(u64, u64)> = entries.iter().take(done).map(|(s, e)| (*s, e.delivery)).collect();
+        let mut point = None;
+        for &(sequence, delivery) in prefix.iter().rev() {
+            if delivery < later_min {
+                point = Some(sequence);
+                break;
+            }
+            later_min = later_min.min(delivery);
+        }
+        point?
+    };
+    if let Some(r) = redelivered {
+        r.retain(|s| *s > point);
     }
-    let point = point?;
     let mut last = None;
     while let Some(entry) = entries.first_entry() {
         if *entry.key() > point {

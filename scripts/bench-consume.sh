@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Consume throughput, end-to-end latency and producer peak memory, each side
+# by side with raw async-nats against one nats-server in one run (release
+# builds). Writes the tables to BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
+COUNT="${BENCH_COUNT:-100000}"
+cargo build -q --release -p jetstation-bench --bin consume --bin latency --bin produce_memory
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$port" "$dir/store" > "$dir/server.conf"
+"${NATS_SERVER_BIN:-$CACHE/bin/nats-server}" -c "$dir/server.conf" -l "$dir/server.log" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+url="nats://127.0.0.1:$port"
+
+"$bin/consume" "$url" "$COUNT" 256 > "$dir/consume.jsonl"
+"$bin/latency" "$url" 5 > "$dir/latency.jsonl"
+"$bin/latency" "$url" 5 >> "$dir/latency.jsonl"
+"$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
+python3 scripts/bench-consume-table.py "$dir" "make bench-consume"

@@ -1,0 +1,95 @@
+//! Consume throughput, side by side on the same stored messages:
+//! `consume <url> <count> <size>` fills one station (1 partition, 100 keys),
+//! then reads it all twice: with a raw async-nats pull consumer acking each
+//! message explicitly (the floor cost: no order, no ordered commits), and with
+//! a jetstation consumer group (per-key order, commits in stream order).
+//! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let url = &args[1];
+    let count: usize = args[2].parse()?;
+    let size: usize = args[3].parse()?;
+    let station = "bench-consume";
+    let client = Client::connect(ConnectOptions::new(url)).await?;
+    let _ = client.delete_station(station).await;
+    client.create_station(station, StationConfig::default()).await?;
+    let producer = client.producer(station, Default::default()).await?;
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        handles.push(producer.enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100))).await?);
+    }
+    for h in handles {
+        h.await?;
+    }
+
+    for round in 0..2 {
+        // Raw: a durable pull consumer on the partition's stream, explicit acks.
+        let js = jetstream::new(async_nats::connect(url).await?);
+        let stream = js.get_stream("JST__bench-consume__P0").await?;
+        let name = format!("raw-{round}");
+        let raw = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                max_ack_pending: 4096,
+                ..Default::default()
+            })
+            .await?;
+        let started = Instant::now();
+        let mut messages = raw.stream().max_messages_per_batch(256).messages().await?;
+        let mut received = 0;
+        while let Some(m) = messages.next().await {
+            m?.ack().await.map_err(|e| e.to_string())?;
+            received += 1;
+            if received == count {
+                break;
+            }
+        }
+        report("async-nats (raw)", "pull consumer, explicit ack per message", count, size, started.elapsed());
+        stream.delete_consumer(&name).await?;
+
+        // jetstation: a consumer group, per-key order, ordered commits.
+        let group = format!("group-{round}");
+        let consumer = client.consumer(station, &group, ConsumerOptions::default()).await?;
+        let started = Instant::now();
+        let (done, mut finished) = tokio::sync::watch::channel(0usize);
+        let worker = {
+            let consumer = consumer.clone();
+            tokio::spawn(async move {
+                consumer
+                    .consume(move |_m| {
+                        let done = done.clone();
+                        async move {
+                            done.send_modify(|n| *n += 1);
+                            Ok::<(), String>(())
+                        }
+                    })
+                    .await
+            })
+        };
+        finished.wait_for(|n| *n >= count).await?;
+        let elapsed = started.elapsed();
+        consumer.close().await?;
+        worker.await??;
+        report("jetstation (Rust)", "consumer group, concurrency 16, ordered commits", count, size, elapsed);
+        client.delete_group(station, &group).await?;
+    }
+    Ok(())
+}
+
+fn report(client: &str, mode: &str, count: usize, size: usize, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    println!(
+        "{{\"client\":\"{client}\",\"mode\":\"{mode}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0}}}",
+        count as f64 / seconds
+    );
+}
