@@ -49,7 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         if version <= previous {
                             rota.out_of_order += 1;
                         }
-                        rota.department.insert(id, (version, department.to_string()));
+                        rota.department
+                            .insert(id, (version, department.to_string()));
                         rota.handled += 1;
                         if rota.handled >= expected {
                             let _ = done.send(true);
@@ -63,21 +64,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     finished.wait_for(|d| *d).await?;
     consumer.close().await?;
     worker.await??;
-    let rota = rota.lock().unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{} changes handled for {} employees, {} out of order",
-        rota.handled,
-        rota.department.len(),
-        rota.out_of_order
-    );
-    println!(
-        "RESULT {}",
-        serde_json::json!({
-            "handled": rota.handled, "employees": rota.department.len(),
-            "outOfOrder": rota.out_of_order, "seconds": seconds,
-        })
-    );
+    {
+        let rota = rota.lock().unwrap();
+        println!(
+            "{} changes handled for {} employees, {} out of order",
+            rota.handled,
+            rota.department.len(),
+            rota.out_of_order
+        );
+        println!(
+            "RESULT {}",
+            serde_json::json!({
+                "handled": rota.handled, "employees": rota.department.len(),
+                "outOfOrder": rota.out_of_order, "seconds": seconds,
+            })
+        );
+    }
     client.close().await?;
     Ok(())
 }

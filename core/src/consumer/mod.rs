@@ -29,6 +29,7 @@
 //! `ack`, `nack`, `term`, `in_progress`) and [`Consumer::consume`] (a handler
 //! whose `Ok` acks and whose `Err` nacks).
 
+mod committer;
 mod membership;
 pub(crate) mod scheduler;
 
@@ -160,7 +161,7 @@ impl ConsumerOptions {
 }
 
 /// A received message (what a handler sees).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReceivedMessage {
     pub station: String,
     pub partition: u32,
@@ -204,7 +205,7 @@ pub(crate) enum Outcome {
 pub struct Delivery {
     message: ReceivedMessage,
     token: scheduler::Token,
-    raw: jetstream::Message,
+    raw: Arc<jetstream::Message>,
     events: mpsc::UnboundedSender<scheduler::Event>,
     settled: bool,
 }
@@ -227,6 +228,12 @@ impl std::ops::Deref for Delivery {
 impl Delivery {
     pub fn message(&self) -> &ReceivedMessage {
         &self.message
+    }
+
+    /// Moves the message out (for a handler that owns it); the delivery
+    /// keeps only what settling needs.
+    fn take_message(&mut self) -> ReceivedMessage {
+        std::mem::take(&mut self.message)
     }
 
     fn settle(mut self, outcome: Outcome) -> Result<()> {
@@ -464,7 +471,7 @@ impl Consumer {
         let handler = Arc::new(handler);
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(delivery) = self.next().await {
-            let delivery = delivery?;
+            let mut delivery = delivery?;
             let handler = handler.clone();
             tasks.spawn(async move {
                 let span = tracing::debug_span!(
@@ -474,7 +481,7 @@ impl Consumer {
                     sequence = delivery.sequence,
                     deliveries = delivery.deliveries
                 );
-                match handler(delivery.message().clone()).instrument(span).await {
+                match handler(delivery.take_message()).instrument(span).await {
                     Ok(()) => delivery.ack(),
                     Err(e) => delivery.nack_with_reason(e.to_string(), None),
                 }

@@ -22,6 +22,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -37,6 +38,7 @@ use tokio::{
 
 use super::{
     ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage,
+    committer::Committer,
     membership::{Membership, assignment},
 };
 use crate::{
@@ -107,7 +109,8 @@ enum State {
 }
 
 struct Entry {
-    raw: jetstream::Message,
+    /// Shared with the delivery handed to the application and with commits.
+    raw: Arc<jetstream::Message>,
     key: Option<String>,
     state: State,
     deliveries: u64,
@@ -156,6 +159,7 @@ pub(crate) struct Scheduler {
     closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
     membership: Membership,
     members: Vec<String>,
+    committer: Committer,
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -197,6 +201,7 @@ impl Scheduler {
                 runnable: VecDeque::new(),
             })
             .collect();
+        let committer = Committer::start(client.inner.js.client());
         Self {
             client,
             station,
@@ -212,6 +217,7 @@ impl Scheduler {
             closing: None,
             membership,
             members,
+            committer,
         }
     }
 
@@ -433,7 +439,7 @@ impl Scheduler {
         if let Some(entry) = part.entries.get_mut(&sequence) {
             // A redelivery: the one awaited after a nack, or an ack-wait
             // expiry of a message that is waiting, running or finished here.
-            entry.raw = message;
+            entry.raw = Arc::new(message);
             entry.deliveries = deliveries;
             entry.delivery = delivery;
             part.redelivered.insert(sequence);
@@ -476,7 +482,7 @@ impl Scheduler {
         part.entries.insert(
             sequence,
             Entry {
-                raw: message,
+                raw: Arc::new(message),
                 key,
                 state,
                 deliveries,
@@ -638,15 +644,13 @@ impl Scheduler {
             self.request_sync(index);
             return;
         }
-        let Some((sequence, last)) = pop_commit_prefix(&mut part.entries, Some(&mut part.redelivered)) else {
+        let Some((sequence, last)) =
+            pop_commit_prefix(&mut part.entries, Some(&mut part.redelivered))
+        else {
             return;
         };
         part.committed = sequence;
-        tokio::spawn(async move {
-            if let Err(e) = last.ack_with(AckKind::Ack).await {
-                tracing::debug!(error = %e, "commit not sent; a later one covers it");
-            }
-        });
+        self.committer.commit(part.handle.partition, last);
     }
 
     fn request_sync(&mut self, index: usize) {
@@ -868,6 +872,7 @@ impl Scheduler {
         part.keys.clear();
         part.runnable.clear();
         Release {
+            committer: self.committer.clone(),
             stream: part.handle.stream.clone(),
             group: self.group.clone(),
             entries: {
@@ -898,6 +903,7 @@ impl Scheduler {
 
 /// What a member still holds of a partition it gives away.
 struct Release {
+    committer: Committer,
     stream: jetstream::stream::Stream<()>,
     group: String,
     entries: BTreeMap<u64, Entry>,
@@ -910,6 +916,8 @@ impl Release {
     /// gives back the rest at once, and unpins so the next owner starts now.
     async fn run(mut self) -> Result<()> {
         let mut result = Ok(());
+        // Commits decided before the release reach the broker first.
+        self.committer.flush().await;
         // Settlements sent just before (a dead letter's term, a nak) may not
         // be applied by the broker yet: check a few times before giving up.
         let mut attempts = 0;
@@ -963,7 +971,7 @@ impl Release {
 fn pop_commit_prefix(
     entries: &mut BTreeMap<u64, Entry>,
     redelivered: Option<&mut BTreeSet<u64>>,
-) -> Option<(u64, jetstream::Message)> {
+) -> Option<(u64, Arc<jetstream::Message>)> {
     let fast = redelivered.as_ref().is_some_and(|r| r.is_empty());
     let point = if fast {
         let mut last = None;
@@ -975,12 +983,24 @@ fn pop_commit_prefix(
         }
         last?
     } else {
-        let done = entries.values().take_while(|e| e.state == State::Done).count();
+        let done = entries
+            .values()
+            .take_while(|e| e.state == State::Done)
+            .count();
         if done == 0 {
             return None;
         }
-        let mut later_min = entries.values().skip(done).map(|e| e.delivery).min().unwrap_or(u64::MAX);
-        let prefix: Vec<(u64, u64)> = entries.iter().take(done).map(|(s, e)| (*s, e.delivery)).collect();
+        let mut later_min = entries
+            .values()
+            .skip(done)
+            .map(|e| e.delivery)
+            .min()
+            .unwrap_or(u64::MAX);
+        let prefix: Vec<(u64, u64)> = entries
+            .iter()
+            .take(done)
+            .map(|(s, e)| (*s, e.delivery))
+            .collect();
         let mut point = None;
         for &(sequence, delivery) in prefix.iter().rev() {
             if delivery < later_min {

@@ -5,11 +5,18 @@
 //! a jetstation consumer group (per-key order, commits in stream order).
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
+use tokio::sync::Notify;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,12 +27,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let station = "bench-consume";
     let client = Client::connect(ConnectOptions::new(url)).await?;
     let _ = client.delete_station(station).await;
-    client.create_station(station, StationConfig::default()).await?;
+    client
+        .create_station(station, StationConfig::default())
+        .await?;
     let producer = client.producer(station, Default::default()).await?;
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
-        handles.push(producer.enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100))).await?);
+        handles.push(
+            producer
+                .enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100)))
+                .await?,
+        );
     }
     for h in handles {
         h.await?;
@@ -45,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
         let started = Instant::now();
+        let cpu = cpu_seconds();
         let mut messages = raw.stream().max_messages_per_batch(256).messages().await?;
         let mut received = 0;
         while let Some(m) = messages.next().await {
@@ -54,42 +68,81 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 break;
             }
         }
-        report("async-nats (raw)", "pull consumer, explicit ack per message", count, size, started.elapsed());
+        report(
+            "async-nats (raw)",
+            "pull consumer, explicit ack per message",
+            count,
+            size,
+            started.elapsed(),
+            cpu_seconds() - cpu,
+        );
         stream.delete_consumer(&name).await?;
 
         // jetstation: a consumer group, per-key order, ordered commits.
         let group = format!("group-{round}");
-        let consumer = client.consumer(station, &group, ConsumerOptions::default()).await?;
+        let consumer = client
+            .consumer(station, &group, ConsumerOptions::default())
+            .await?;
         let started = Instant::now();
-        let (done, mut finished) = tokio::sync::watch::channel(0usize);
+        let cpu = cpu_seconds();
+        // Counted like the raw loop counts: no wake-up per message, one
+        // notification when the last one is handled.
+        let handled = Arc::new(AtomicUsize::new(0));
+        let all_done = Arc::new(Notify::new());
         let worker = {
             let consumer = consumer.clone();
+            let (handled, all_done) = (handled.clone(), all_done.clone());
             tokio::spawn(async move {
                 consumer
                     .consume(move |_m| {
-                        let done = done.clone();
-                        async move {
-                            done.send_modify(|n| *n += 1);
-                            Ok::<(), String>(())
+                        if handled.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                            all_done.notify_one();
                         }
+                        async { Ok::<(), String>(()) }
                     })
                     .await
             })
         };
-        finished.wait_for(|n| *n >= count).await?;
+        all_done.notified().await;
         let elapsed = started.elapsed();
+        let cpu = cpu_seconds() - cpu;
         consumer.close().await?;
         worker.await??;
-        report("jetstation (Rust)", "consumer group, concurrency 16, ordered commits", count, size, elapsed);
+        report(
+            "jetstation (Rust)",
+            "consumer group, concurrency 16, ordered commits",
+            count,
+            size,
+            elapsed,
+            cpu,
+        );
         client.delete_group(station, &group).await?;
     }
     Ok(())
 }
 
-fn report(client: &str, mode: &str, count: usize, size: usize, elapsed: Duration) {
+fn report(client: &str, mode: &str, count: usize, size: usize, elapsed: Duration, cpu: f64) {
     let seconds = elapsed.as_secs_f64();
     println!(
-        "{{\"client\":\"{client}\",\"mode\":\"{mode}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0}}}",
-        count as f64 / seconds
+        "{{\"client\":\"{client}\",\"mode\":\"{mode}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
+        count as f64 / seconds,
+        cpu * 1e6 / count as f64
     );
+}
+
+/// CPU time (user + system) this process used so far, in seconds (Linux:
+/// /proc/self/stat, in clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime: fields 14 and 15 of the line, indices 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -25,7 +25,9 @@ fn stamped(origin: Instant) -> bytes::Bytes {
 
 fn latency_of(origin: Instant, payload: &[u8]) -> Duration {
     let sent = u128::from_le_bytes(payload[..16].try_into().unwrap());
-    origin.elapsed().saturating_sub(Duration::from_nanos(sent as u64))
+    origin
+        .elapsed()
+        .saturating_sub(Duration::from_nanos(sent as u64))
 }
 
 /// Sends `rate` messages per second for `seconds` through `send`.
@@ -54,12 +56,22 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     (at(0.50).as_secs_f64() * 1e3, at(0.99).as_secs_f64() * 1e3)
 }
 
-async fn jetstation_run(client: &Client, origin: Instant, rate: Option<f64>, seconds: f64, count: usize) -> Result<(Vec<Duration>, f64), Box<dyn std::error::Error>> {
+async fn jetstation_run(
+    client: &Client,
+    origin: Instant,
+    rate: Option<f64>,
+    seconds: f64,
+    count: usize,
+) -> Result<(Vec<Duration>, f64), Box<dyn std::error::Error>> {
     let station = "bench-latency";
     let _ = client.delete_station(station).await;
-    client.create_station(station, StationConfig::default()).await?;
+    client
+        .create_station(station, StationConfig::default())
+        .await?;
     let producer = client.producer(station, Default::default()).await?;
-    let consumer = client.consumer(station, "latency", ConsumerOptions::default()).await?;
+    let consumer = client
+        .consumer(station, "latency", ConsumerOptions::default())
+        .await?;
     let samples = Arc::new(Mutex::new(Vec::new()));
     let worker = {
         let (consumer, samples) = (consumer.clone(), samples.clone());
@@ -91,7 +103,12 @@ async fn jetstation_run(client: &Client, origin: Instant, rate: Option<f64>, sec
         }
         None => {
             for i in 0..count {
-                let _ = producer.enqueue(Message::new(stamped(origin)).key(format!("k{}", i % 100))).await?;
+                // The consumer sees every message; its receipt is not needed.
+                drop(
+                    producer
+                        .enqueue(Message::new(stamped(origin)).key(format!("k{}", i % 100)))
+                        .await?,
+                );
             }
             count
         }
@@ -107,21 +124,39 @@ async fn jetstation_run(client: &Client, origin: Instant, rate: Option<f64>, sec
     Ok((samples, sent as f64 / elapsed))
 }
 
-async fn raw_run(url: &str, origin: Instant, rate: f64, seconds: f64) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+async fn raw_run(
+    url: &str,
+    origin: Instant,
+    rate: f64,
+    seconds: f64,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let js = jetstream::new(async_nats::connect(url).await?);
     let name = "LATENCY_RAW";
     let _ = js.delete_stream(name).await;
     let stream = js
-        .create_stream(stream::Config { name: name.into(), subjects: vec!["lat.>".into()], ..Default::default() })
+        .create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec!["lat.>".into()],
+            ..Default::default()
+        })
         .await?;
     let consumer = stream
-        .create_consumer(pull::Config { durable_name: Some("raw".into()), ack_policy: jetstream::consumer::AckPolicy::Explicit, ..Default::default() })
+        .create_consumer(pull::Config {
+            durable_name: Some("raw".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
         .await?;
     let samples = Arc::new(Mutex::new(Vec::new()));
     let reader = {
         let samples = samples.clone();
         tokio::spawn(async move {
-            let mut messages = consumer.stream().max_messages_per_batch(256).messages().await.unwrap();
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(256)
+                .messages()
+                .await
+                .unwrap();
             while let Some(Ok(m)) = messages.next().await {
                 samples.lock().unwrap().push(latency_of(origin, &m.payload));
                 let _ = m.ack().await;
@@ -169,7 +204,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate = (max / 2.0).floor();
     let mut raw = raw_run(url, origin, rate, seconds).await?;
     let (mut ours, _) = jetstation_run(&client, origin, Some(rate), seconds, 0).await?;
-    for (name, samples) in [("async-nats (raw)", &mut raw), ("jetstation (Rust)", &mut ours)] {
+    for (name, samples) in [
+        ("async-nats (raw)", &mut raw),
+        ("jetstation (Rust)", &mut ours),
+    ] {
         let n = samples.len();
         let (p50, p99) = percentiles(samples);
         println!(

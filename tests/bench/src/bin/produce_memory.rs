@@ -28,14 +28,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::connect(ConnectOptions::new(url)).await?;
     let station = "bench-memory";
     let _ = client.delete_station(station).await;
-    client.create_station(station, StationConfig::default().partitions(4)).await?;
+    client
+        .create_station(station, StationConfig::default().partitions(4))
+        .await?;
     let producer = client.producer(station, Default::default()).await?;
     let before = peak_rss_mib();
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     for i in 0..count {
         // The receipt handle is dropped: the message is still sent and retried.
-        drop(producer.enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100))).await?);
+        drop(
+            producer
+                .enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100)))
+                .await?,
+        );
     }
     producer.flush().await?;
     let seconds = started.elapsed().as_secs_f64();

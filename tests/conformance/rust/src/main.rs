@@ -11,8 +11,8 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use jetstation::{
-    Client, ConnectOptions, Consumer, ConsumerOptions, Delivery, Message, Producer, ProducerOptions,
-    SchemaDefinition, StartPosition, StationConfig, WhenFull,
+    Client, ConnectOptions, Consumer, ConsumerOptions, Delivery, Message, Producer,
+    ProducerOptions, SchemaDefinition, StartPosition, StationConfig, WhenFull,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -119,7 +119,9 @@ impl Runner {
                     .create_station(&text(op, "name"), config)
                     .await
                     .map_err(fail)?;
-                Ok(json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}))
+                Ok(
+                    json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}),
+                )
             }
             "station" => {
                 let s = client.station(&text(op, "name")).await.map_err(fail)?;
@@ -154,7 +156,11 @@ impl Runner {
             "send" => self.send(&client, op).await,
             "join" => {
                 let c = client
-                    .consumer(&text(op, "station"), &text(op, "group"), consumer_options(op))
+                    .consumer(
+                        &text(op, "station"),
+                        &text(op, "group"),
+                        consumer_options(op),
+                    )
                     .await
                     .map_err(fail)?;
                 self.joined.insert(text(op, "as"), c);
@@ -199,7 +205,9 @@ impl Runner {
                 let source = text(op, "source");
                 let definition = match op["format"].as_str() {
                     Some("json_schema") => SchemaDefinition::json_schema(source),
-                    Some("protobuf") => SchemaDefinition::protobuf(source, text(op, "message_type")),
+                    Some("protobuf") => {
+                        SchemaDefinition::protobuf(source, text(op, "message_type"))
+                    }
                     Some("avro") => SchemaDefinition::avro(source),
                     other => return Err(unexpected(format!("format {other:?}"))),
                 };
@@ -288,7 +296,11 @@ impl Runner {
                 .remove(name)
                 .ok_or_else(|| unexpected("no such consumer"))?,
             None => client
-                .consumer(&text(op, "station"), &text(op, "group"), consumer_options(op))
+                .consumer(
+                    &text(op, "station"),
+                    &text(op, "group"),
+                    consumer_options(op),
+                )
                 .await
                 .map_err(fail)?,
         };
@@ -299,15 +311,21 @@ impl Runner {
         }));
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
         let started = Instant::now();
-        let decoder = op["decode"].as_str().map(|s| (client.clone(), s.to_string()));
+        let decoder = op["decode"]
+            .as_str()
+            .map(|s| (client.clone(), s.to_string()));
         let pump = {
             let (consumer, state, spec) = (consumer.clone(), state.clone(), spec.clone());
             tokio::spawn(async move {
                 let mut running = tokio::task::JoinSet::new();
                 while let Some(next) = consumer.next().await {
                     let Ok(delivery) = next else { break };
-                    let (state, spec, done, decoder) =
-                        (state.clone(), spec.clone(), done_tx.clone(), decoder.clone());
+                    let (state, spec, done, decoder) = (
+                        state.clone(),
+                        spec.clone(),
+                        done_tx.clone(),
+                        decoder.clone(),
+                    );
                     running.spawn(handle(delivery, state, spec, done, decoder, started));
                 }
                 while running.join_next().await.is_some() {}
@@ -368,7 +386,11 @@ impl From<&Value> for Spec {
     fn from(op: &Value) -> Self {
         let strings = |v: &Value| -> HashSet<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Spec {
@@ -379,7 +401,10 @@ impl From<&Value> for Spec {
                         .iter()
                         .map(|r| {
                             let delay = seconds(&r["delay"]).unwrap_or_default();
-                            (text(r, "payload"), (r["times"].as_u64().unwrap_or(0), delay))
+                            (
+                                text(r, "payload"),
+                                (r["times"].as_u64().unwrap_or(0), delay),
+                            )
                         })
                         .collect()
                 })
@@ -404,7 +429,9 @@ struct State {
 
 impl State {
     fn finished(&self, spec: &Spec) -> bool {
-        self.acked >= spec.count && self.until.is_empty() && self.records.len() >= spec.min_deliveries
+        self.acked >= spec.count
+            && self.until.is_empty()
+            && self.records.len() >= spec.min_deliveries
     }
 }
 
@@ -428,7 +455,9 @@ async fn handle(
         "t_ms": started.elapsed().as_millis() as u64,
     });
     if let Some((client, schema)) = decoder {
-        let decoded = client.decode_with_schema(&schema, None, &delivery.payload).await;
+        let decoded = client
+            .decode_with_schema(&schema, None, &delivery.payload)
+            .await;
         // Only some messages are of the schema: others record null.
         record["decoded"] = match decoded {
             Ok(v) => Value::String(v.to_string()),
@@ -448,7 +477,11 @@ async fn handle(
             record["action"] = json!("nack");
             s.records.push(record);
             let _ = delivery.nack_with_reason(format!("rejected by handler: {payload_text}"), None);
-        } else if let Some((times, delay)) = spec.nack.get(&payload_text).filter(|(t, _)| deliveries <= *t) {
+        } else if let Some((times, delay)) = spec
+            .nack
+            .get(&payload_text)
+            .filter(|(t, _)| deliveries <= *t)
+        {
             let _ = times;
             record["action"] = json!("nack");
             s.records.push(record);
