@@ -17,7 +17,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -x "$ROOT/usr/bin/swift" ] && [ -f "$ROOT/.jetstation-ready" ]; then
+# /usr/bin/swift is an absolute symlink, valid inside the root only: test the
+# link itself, or the check never holds on the host and every run reinstalls.
+if [ -L "$ROOT/usr/bin/swift" ] && [ -f "$ROOT/.jetstation-ready" ]; then
   say "Swift toolchain ready in $ROOT"
   exit 0
 fi
