@@ -16,6 +16,26 @@ public extension Client {
     }
 }
 
+public extension Producer {
+    /// Queues a message and returns its handle; await the handle's
+    /// `receipt()` for the receipt. Messages of one key are stored in the
+    /// order `enqueue` was called. Takes the synchronous path when the
+    /// producer has room, and waits for room (async) only when it has none.
+    func enqueue(_ message: OutgoingMessage) async throws -> SendHandle {
+        if let handle = try tryEnqueueMessage(message: message) { return handle }
+        return try await enqueueMessage(message: message)
+    }
+}
+
+public extension SendHandle {
+    /// The receipt, once the broker stored the message (no async call when
+    /// it already has).
+    func receipt() async throws -> Receipt {
+        if let receipt = try tryReceipt() { return receipt }
+        return try await waitReceipt()
+    }
+}
+
 public extension Consumer {
     /// The messages; the iteration ends when the consumer is closed or the
     /// iterating task is cancelled.

@@ -48,6 +48,29 @@ final class JetstationTests: XCTestCase {
         }
     }
 
+    func testEnqueueKeepsOrderWhenTheBufferIsFull() async throws {
+        // A 4 KiB buffer holds a few messages only: most enqueue calls find
+        // it full and wait (the async path), the others take the sync one.
+        let client = try await client()
+        let station = unique("enqueue")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 1))
+        let producer = try await client.producer(station: station, options: ProducerOptions(bufferBytes: 4096))
+        var handles: [SendHandle] = []
+        for i in 0..<2_000 {
+            handles.append(try await producer.enqueue(OutgoingMessage(payload: Data(repeating: UInt8(i % 256), count: 500), key: "k")))
+        }
+        var sequences: [UInt64] = []
+        for handle in handles { sequences.append(try await handle.receipt().sequence) }
+        XCTAssertEqual(sequences, Array(1...2_000))
+        do {
+            _ = try await handles[0].receipt()
+            XCTFail("a second receipt() must throw")
+        } catch let error as JetstationError {
+            XCTAssertEqual(error.kind, "invalid_argument")
+        }
+        try await client.close()
+    }
+
     func testPoisonMessageIsDeadLettered() async throws {
         let client = try await client()
         let station = unique("hr")

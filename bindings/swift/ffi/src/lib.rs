@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 
 uniffi::setup_scaffolding!();
@@ -209,7 +210,9 @@ pub struct SendHandle {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl SendHandle {
-    pub async fn receipt(&self) -> Result<Receipt> {
+    /// Waits for the receipt (the Swift `receipt()` tries `tryReceipt()`
+    /// first, which needs no async call).
+    pub async fn wait_receipt(&self) -> Result<Receipt> {
         let handle = self
             .inner
             .lock()
@@ -217,6 +220,27 @@ impl SendHandle {
             .take()
             .ok_or_else(|| invalid("receipt() was already awaited for this message"))?;
         Ok(receipt(handle.await?))
+    }
+}
+
+#[uniffi::export]
+impl SendHandle {
+    /// The receipt if the message is already resolved, `nil` while it is
+    /// pending; throws the message's error if it failed.
+    pub fn try_receipt(&self) -> Result<Option<Receipt>> {
+        let Ok(mut slot) = self.inner.try_lock() else {
+            return Ok(None);
+        };
+        let Some(handle) = slot.as_mut() else {
+            return Err(invalid("receipt() was already awaited for this message"));
+        };
+        match handle.now_or_never() {
+            None => Ok(None),
+            Some(result) => {
+                *slot = None;
+                Ok(Some(receipt(result?)))
+            }
+        }
     }
 }
 
@@ -494,6 +518,24 @@ impl Producer {
 
     pub async fn close(&self) -> Result<()> {
         Ok(self.inner.close().await?)
+    }
+}
+
+#[uniffi::export]
+impl Producer {
+    /// Queues at once when the producer has room (buffer space free, schema
+    /// loaded) and returns the handle; `nil` when it would have to wait
+    /// (then use `enqueueMessage`). The Swift `enqueue(_:)` does both: an
+    /// async call per message costs far more than the enqueue itself.
+    pub fn try_enqueue_message(&self, message: OutgoingMessage) -> Result<Option<Arc<SendHandle>>> {
+        // Polled inside the runtime the async calls use, in case the enqueue
+        // has to start a task (a schema look-up).
+        match async_compat::Compat::new(self.inner.enqueue(message.into())).now_or_never() {
+            None => Ok(None),
+            Some(handle) => Ok(Some(Arc::new(SendHandle {
+                inner: tokio::sync::Mutex::new(Some(handle?)),
+            }))),
+        }
     }
 }
 

@@ -179,7 +179,7 @@ final class Runner {
             }
             let headers = (m["headers"] as? [String: String] ?? [:]).map { Header(name: $0.key, value: $0.value) }
             let message = OutgoingMessage(payload: payload, key: m["key"] as? String, headers: headers, msgId: m["msg_id"] as? String)
-            handles.append(try await producer.enqueueMessage(message: message))
+            handles.append(try await producer.enqueue(message))
         }
         var receipts: [Object] = []
         for handle in handles {
