@@ -42,7 +42,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -50,7 +50,7 @@ use std::{
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::{
     client::Client,
@@ -228,12 +228,50 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     _permit: OwnedSemaphorePermit,
-    outstanding: watch::Sender<usize>,
+    outstanding: Arc<Outstanding>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.outstanding.send_modify(|n| *n -= 1);
+        self.outstanding.done();
+    }
+}
+
+/// Messages queued or in flight. A counter that wakes `flush` only when it
+/// drops to zero: a `watch` would notify on every message.
+#[derive(Debug, Default)]
+struct Outstanding {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn get(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a drop to zero in between
+            // is not missed.
+            notified.as_mut().enable();
+            if self.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -279,7 +317,7 @@ struct Inner {
     next_seq: AtomicU64,
     round_robin: AtomicU32,
     buffer: Arc<Semaphore>,
-    outstanding: watch::Sender<usize>,
+    outstanding: Arc<Outstanding>,
     closed: AtomicBool,
     queues: Vec<mpsc::UnboundedSender<Pending>>,
 }
@@ -297,7 +335,6 @@ impl Client {
             .producer_id
             .clone()
             .unwrap_or_else(|| nuid::next().to_string());
-        let (outstanding, _) = watch::channel(0usize);
         let mut queues = Vec::new();
         for p in 0..config.partitions {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -333,7 +370,7 @@ impl Client {
                 producer_id,
                 next_seq: AtomicU64::new(1),
                 round_robin: AtomicU32::new(0),
-                outstanding,
+                outstanding: Arc::default(),
                 closed: AtomicBool::new(false),
                 queues,
             }),
@@ -433,7 +470,7 @@ impl Producer {
                     )
                 }),
         }?;
-        inner.outstanding.send_modify(|n| *n += 1);
+        inner.outstanding.add();
         let ticket = Ticket {
             _permit: permit,
             outstanding: inner.outstanding.clone(),
@@ -505,11 +542,8 @@ impl Producer {
 
     /// Waits until every message queued so far is stored or has failed.
     pub async fn flush(&self) -> Result<()> {
-        let mut rx = self.inner.outstanding.subscribe();
-        rx.wait_for(|n| *n == 0)
-            .await
-            .map(|_| ())
-            .map_err(|_| Error::closed("producer"))
+        self.inner.outstanding.wait_idle().await;
+        Ok(())
     }
 
     /// Flushes, then refuses further sends.
@@ -520,7 +554,7 @@ impl Producer {
 
     /// Messages queued or in flight right now.
     pub fn outstanding(&self) -> usize {
-        *self.inner.outstanding.borrow()
+        self.inner.outstanding.get()
     }
 }
 

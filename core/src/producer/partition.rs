@@ -202,7 +202,7 @@ impl Worker {
                     partition: self.partition,
                     sequence: ack.sequence,
                     duplicate: ack.duplicate,
-                    msg_id: pending.msg_id.clone(),
+                    msg_id: pending.msg_id,
                 };
                 let _ = pending.reply.send(Ok(receipt));
             }
