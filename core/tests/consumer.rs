@@ -368,3 +368,58 @@ async fn unknown_station_and_bad_group_are_typed_errors() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("group"), "{err}");
 }
+
+/// A member that starts while a partition receives a steady flow must not
+/// wait for the flow to stop (or for `max_ack_pending` to fill) before it
+/// runs anything: its in-sync check has to hold while messages keep coming.
+#[tokio::test]
+async fn a_member_joining_a_busy_partition_starts_while_the_flow_goes_on() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("busy", StationConfig::default())
+        .await
+        .unwrap();
+    let consumer = client
+        .consumer("busy", "g", fast().max_ack_pending(1_000_000))
+        .await
+        .unwrap();
+    let first = Arc::new(tokio::sync::Notify::new());
+    let worker = {
+        let (consumer, first) = (consumer.clone(), first.clone());
+        tokio::spawn(async move {
+            consumer
+                .consume(move |_m| {
+                    first.notify_one();
+                    async { Ok::<(), String>(()) }
+                })
+                .await
+        })
+    };
+    let producer = client
+        .producer("busy", ProducerOptions::default())
+        .await
+        .unwrap();
+    // Sends without pause until the member handled a message, at most CAP.
+    const CAP: usize = 300_000;
+    let mut sent = 0;
+    let handled_first = first.notified();
+    tokio::pin!(handled_first);
+    while sent < CAP {
+        tokio::select! {
+            biased;
+            _ = &mut handled_first => break,
+            handle = producer.enqueue(Message::new("x").key(format!("k{}", sent % 50))) => {
+                drop(handle.unwrap());
+                sent += 1;
+            }
+        }
+    }
+    producer.flush().await.unwrap();
+    assert!(
+        sent < CAP,
+        "the member ran nothing while {CAP} messages flowed in (it waited for the flow to stop)"
+    );
+    consumer.close().await.unwrap();
+    worker.await.unwrap().unwrap();
+}

@@ -134,6 +134,12 @@ struct Partition {
     in_sync: bool,
     syncing: bool,
     last_sync: Option<Instant>,
+    /// The broker's view from the last consumer-info answer, checked
+    /// against what this member holds once it received that far.
+    sync_point: Option<SyncPoint>,
+    /// Delivery sequence of the latest gap in the deliveries received
+    /// (something before it may be lost or held by another member).
+    gap_at: u64,
     fetch: Option<JoinHandle<()>>,
     /// Assigned to this member: pulling it.
     owned: bool,
@@ -195,6 +201,8 @@ impl Scheduler {
                 in_sync: false,
                 syncing: false,
                 last_sync: None,
+                sync_point: None,
+                gap_at: 0,
                 fetch: None,
                 owned: false,
                 revoking: false,
@@ -354,7 +362,12 @@ impl Scheduler {
                 partition,
                 message,
                 invalid,
-            } => self.on_fetched(partition, message, invalid),
+            } => {
+                self.on_fetched(partition, message, invalid);
+                if !self.parts[partition as usize].in_sync {
+                    self.try_sync(partition as usize);
+                }
+            }
             Event::Settled { token, outcome } => self.on_settled(token, outcome),
             Event::DeadLettered { token, result } => match result {
                 Ok(()) => self.finish(token),
@@ -434,6 +447,7 @@ impl Scheduler {
         }
         if delivery != part.last_delivery + 1 {
             part.in_sync = false;
+            part.gap_at = delivery;
         }
         part.last_delivery = part.last_delivery.max(delivery);
         if let Some(entry) = part.entries.get_mut(&sequence) {
@@ -493,9 +507,6 @@ impl Scheduler {
         );
         if state == State::Runnable {
             part.runnable.push_back(sequence);
-        }
-        if !part.in_sync {
-            self.request_sync(partition as usize);
         }
     }
 
@@ -706,19 +717,48 @@ impl Scheduler {
             }
             part.committed = floor;
         }
-        let ours = part.entries.len();
-        if info.delivered.consumer_sequence == part.last_delivery && info.num_ack_pending == ours {
-            part.in_sync = true;
-            self.commit(index);
-        } else {
-            tracing::trace!(
-                partition,
-                broker_delivered = info.delivered.consumer_sequence,
-                received = part.last_delivery,
-                broker_pending = info.num_ack_pending,
-                held = ours,
-                "not in sync yet"
-            );
+        part.sync_point = Some(SyncPoint {
+            delivered: info.delivered.consumer_sequence,
+            pending: info.num_ack_pending,
+        });
+        self.try_sync(index);
+    }
+
+    /// Checks the last sync point against what this member holds now; asks
+    /// the broker again (at most every `SYNC_INTERVAL`) when it cannot hold.
+    fn try_sync(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        if part.in_sync || part.revoking || !part.owned {
+            return;
+        }
+        let verdict = match part.sync_point {
+            Some(point) => sync_verdict(
+                part.entries.values().map(|e| e.delivery),
+                part.last_delivery,
+                part.gap_at,
+                point,
+            ),
+            None => Verdict::Stale,
+        };
+        match verdict {
+            Verdict::InSync => {
+                part.in_sync = true;
+                part.sync_point = None;
+                self.commit(index);
+            }
+            // Deliveries the broker counted are still on their way here.
+            Verdict::Wait => {}
+            Verdict::Stale => {
+                tracing::trace!(
+                    partition = part.handle.partition,
+                    point = ?part.sync_point,
+                    received = part.last_delivery,
+                    held = part.entries.len(),
+                    "not in sync yet"
+                );
+                part.sync_point = None;
+                self.request_sync(index);
+            }
         }
     }
 
@@ -869,6 +909,7 @@ impl Scheduler {
         part.revoking = false;
         part.in_sync = false;
         part.syncing = false;
+        part.sync_point = None;
         part.keys.clear();
         part.runnable.clear();
         Release {
@@ -951,6 +992,58 @@ impl Release {
             tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
         }
         result
+    }
+}
+
+/// What the broker said of a partition's group consumer at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SyncPoint {
+    /// Last delivery (consumer) sequence it had sent.
+    delivered: u64,
+    /// Messages delivered and not yet acknowledged.
+    pending: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Every message the broker counts as pending is held here.
+    InSync,
+    /// This member has not yet received everything the broker had sent.
+    Wait,
+    /// Something pending is not held here (lost in transit, or delivered to
+    /// a previous owner), or a gap opened since: ask again later.
+    Stale,
+}
+
+/// Whether a member holding messages with the latest delivery sequences
+/// `held`, having received deliveries up to
+/// `last_delivery` (the latest gap at `gap_at`), knows every message the
+/// broker counted as pending at `point`.
+///
+/// Messages keep arriving while the broker's answer travels, so the check
+/// does not need the member to be exactly where the broker was: once it
+/// received at least up to `point.delivered` without a gap after it, the
+/// messages pending at that moment are exactly those it holds with a
+/// delivery sequence up to `point.delivered` (nothing is committed while out
+/// of sync, and a message redelivered since counts as missing, which only
+/// delays the verdict). Later deliveries are covered by the gap check that
+/// runs on every delivery.
+fn sync_verdict(
+    held: impl Iterator<Item = u64>,
+    last_delivery: u64,
+    gap_at: u64,
+    point: SyncPoint,
+) -> Verdict {
+    if last_delivery < point.delivered {
+        return Verdict::Wait;
+    }
+    if gap_at > point.delivered {
+        return Verdict::Stale;
+    }
+    if held.filter(|d| *d <= point.delivered).count() == point.pending {
+        Verdict::InSync
+    } else {
+        Verdict::Stale
     }
 }
 
@@ -1103,5 +1196,67 @@ async fn check_schema(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SyncPoint, Verdict, sync_verdict};
+
+    fn point(delivered: u64, pending: usize) -> SyncPoint {
+        SyncPoint { delivered, pending }
+    }
+
+    #[test]
+    fn in_sync_while_messages_keep_arriving() {
+        // The broker had sent 1..=10, all pending; the member has received
+        // up to 14 by the time the answer is read.
+        let held = 1..=14;
+        assert_eq!(sync_verdict(held, 14, 0, point(10, 10)), Verdict::InSync);
+    }
+
+    #[test]
+    fn exactly_where_the_broker_was() {
+        assert_eq!(sync_verdict(1..=10, 10, 0, point(10, 10)), Verdict::InSync);
+    }
+
+    #[test]
+    fn waits_for_deliveries_still_on_their_way() {
+        assert_eq!(sync_verdict(1..=7, 7, 0, point(10, 10)), Verdict::Wait);
+    }
+
+    #[test]
+    fn a_pending_message_held_elsewhere_is_missing() {
+        // After a takeover: deliveries 1..=4 went to the previous owner and
+        // are still pending; this member saw 5..=12 (a gap at 5).
+        let held = 5..=12;
+        assert_eq!(sync_verdict(held, 12, 5, point(10, 10)), Verdict::Stale);
+        // Once they are redelivered here (13..=16), a later answer holds.
+        let held = (5..=16).collect::<Vec<_>>();
+        assert_eq!(
+            sync_verdict(held.into_iter(), 16, 5, point(16, 12)),
+            Verdict::InSync
+        );
+    }
+
+    #[test]
+    fn a_gap_after_the_answer_is_not_trusted() {
+        // Delivery 12 was lost in transit: 13 arrived after 11.
+        let held = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13];
+        assert_eq!(
+            sync_verdict(held.into_iter(), 13, 13, point(10, 10)),
+            Verdict::Stale
+        );
+    }
+
+    #[test]
+    fn a_redelivery_since_the_answer_only_delays() {
+        // Message delivered as 3 was redelivered as 11 after the answer: it
+        // no longer counts below the point, so the verdict waits for a new one.
+        let held = [1, 2, 11, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(
+            sync_verdict(held.into_iter(), 11, 0, point(10, 10)),
+            Verdict::Stale
+        );
     }
 }
