@@ -20,7 +20,8 @@ quickstart: setup
 
 export JETSTATION_TEST_TOTALS ?= $(CURDIR)/.test-totals
 
-## Every test of every part that exists so far, then one total line.
+## Every test of every part, the conformance matrix, the demo and the lints,
+## then one total line.
 test: setup
 	@rm -f $(JETSTATION_TEST_TOTALS)
 	@status=0; \
@@ -31,6 +32,7 @@ test: setup
 	$(MAKE) --no-print-directory test-gateway || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
 	$(MAKE) --no-print-directory test-demo || status=1; \
+	$(MAKE) --no-print-directory lint || status=1; \
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
@@ -69,7 +71,9 @@ test-demo: setup
 conformance: setup
 	@scripts/test-summary.sh scripts/conformance.sh
 
+## rustfmt and clippy with -D warnings over every crate and target.
 lint:
+	@echo "lint: rustfmt and clippy"
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -19,7 +19,6 @@ for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; 
 url="nats://127.0.0.1:$port"
 
 "$bin/consume" "$url" "$COUNT" 256 > "$dir/consume.jsonl"
-"$bin/latency" "$url" 5 > "$dir/latency.jsonl"
-"$bin/latency" "$url" 5 >> "$dir/latency.jsonl"
+for round in 1 2 3; do "$bin/latency" "$url" 5 >> "$dir/latency.jsonl"; done
 "$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
 python3 scripts/bench-consume-table.py "$dir" "make bench-consume"

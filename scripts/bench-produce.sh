@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Produce throughput, side by side against one nats-server in one run:
-# the Rust core and the Python and Node packages (release builds), same settings
-# (default producer options, 1 partition, file storage, 100 keys, acked).
-# Writes the table to BENCHMARKS.md.
+# Produce throughput, side by side against one nats-server in one run, at
+# 256 B and 4 KiB: raw async-nats, the Rust core, the Python, Node and Swift
+# packages (release builds) and the official nats-py and nats.js clients.
+# Same settings for all (default producer options, 1 partition, file
+# storage, 100 keys, acked). Writes one table per size to BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 COUNT="${BENCH_COUNT:-100000}"
-SIZE="${BENCH_SIZE:-256}"
+SIZES="${BENCH_SIZES:-256 4096}"
 
 cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce
 # Official clients, for comparison.
@@ -16,26 +17,57 @@ BASE_VENV="$CACHE/bench-venv"
 (cd tests/bench/baselines && npm install --no-audit --no-fund --loglevel=error)
 MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds the release wheel into the venv
 (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+# Swift: the package built in release mode in the Debian trixie root, run
+# against the release build of the Rust library it wraps.
+scripts/build-swift.sh >/dev/null
+cargo build -q --release -p jetstation-ffi
+ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+mkdir -p bindings/swift/.build-lib-release
+cp "${CARGO_TARGET_DIR:-target}/release/libjetstation_ffi.so" bindings/swift/.build-lib-release/
+mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
+mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
+mkdir -p "$ROOT/repo"
+mountpoint -q "$ROOT/repo" || as_root mount --bind "$PWD" "$ROOT/repo"
+unmount() {
+  as_root umount "$ROOT/repo" 2>/dev/null || true
+  as_root umount "$ROOT/dev" 2>/dev/null || true
+  as_root umount "$ROOT/proc" 2>/dev/null || true
+}
+libdir=/repo/bindings/swift/.build-lib
+as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
+  "cd /repo/tests/bench/swift-produce && swift build -c release -Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir 2>&1 | tail -1"
+swift_produce() {
+  as_root chroot "$ROOT" env LD_LIBRARY_PATH=/repo/bindings/swift/.build-lib-release \
+    /repo/tests/bench/swift-produce/.build/release/SwiftProduce "$@"
+}
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$port" "$dir/store" > "$dir/server.conf"
 "${NATS_SERVER_BIN:-$CACHE/bin/nats-server}" -c "$dir/server.conf" -l "$dir/server.log" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"; unmount' EXIT
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 url="nats://127.0.0.1:$port"
 
-results="$dir/results.jsonl"
-for round in 1 2; do
-  "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$SIZE" >> "$results"
-  "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$SIZE" headers >> "$results"
-  "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$SIZE" >> "$results"
-  "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$SIZE" >> "$results"
-  node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$SIZE" >> "$results"
-  "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$SIZE" >> "$results"
-  node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$SIZE" >> "$results"
+for size in $SIZES; do
+  results="$dir/results-$size.jsonl"
+  for round in 1 2; do
+    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size" >> "$results"
+    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers >> "$results"
+    "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size" >> "$results"
+    "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size" >> "$results"
+    node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size" >> "$results"
+    "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$size" >> "$results"
+    node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$size" >> "$results"
+    swift_produce "$url" "bench-swift" "$COUNT" "$size" >> "$results"
+  done
 done
 # The debug addon is what the tests use; put it back.
 (cd bindings/node && npm run -s build:debug)
-python3 scripts/bench-table.py "Produce throughput" "$results" "make bench-produce"
+for size in $SIZES; do
+  label="$size B"
+  [ "$size" = 4096 ] && label="4 KiB"
+  python3 scripts/bench-table.py "Produce throughput ($label)" "$dir/results-$size.jsonl" "make bench-produce"
+done
