@@ -53,7 +53,7 @@ url="nats://127.0.0.1:$port"
 
 for size in $SIZES; do
   results="$dir/results-$size.jsonl"
-  for round in 1 2; do
+  for round in 1 2 3; do
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size" >> "$results"
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers >> "$results"
     "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size" >> "$results"

@@ -55,7 +55,7 @@ body = "\n".join([
     f"Measured {datetime.date.today().isoformat()} on {cpu()} ({os.cpu_count()} cores), {rustc}, {server}, "
     f"Python {sys.version.split()[0]}. {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
-    "100 keys/subjects, default producer options; best of 2 rounds, all against one nats-server.",
+    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server.",
     f"Reproduce with `{command}`.",
     "",
     "| client | mode | messages/s | × raw | × Rust core | target | |",
