@@ -50,16 +50,18 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
     verdict = "" if ok is None else ("met" if ok else "**missed**")
     x_raw = f"{r['rate'] / raw:.2f}×" if raw else ""
     x_rust = f"{r['rate'] / rust:.2f}×" if rust else ""
-    rows.append(f"| {client} | {mode} | {r['rate']:,.0f} | {x_raw} | {x_rust} | {t} | {verdict} |")
+    cpu_us = f"{r['cpu_us_per_message']:.1f}" if "cpu_us_per_message" in r else ""
+    rows.append(f"| {client} | {mode} | {r['rate']:,.0f} | {x_raw} | {x_rust} | {cpu_us} | {t} | {verdict} |")
 body = "\n".join([
     f"Measured {datetime.date.today().isoformat()} on {cpu()} ({os.cpu_count()} cores), {rustc}, {server}, "
     f"Python {sys.version.split()[0]}. {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
-    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server.",
+    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server. "
+    "Client CPU (Rust programs) is the user + system time of the sending process, per message.",
     f"Reproduce with `{command}`.",
     "",
-    "| client | mode | messages/s | × raw | × Rust core | target | |",
-    "|---|---|---|---|---|---|---|",
+    "| client | mode | messages/s | × raw | × Rust core | client CPU µs/message | target | |",
+    "|---|---|---|---|---|---|---|---|",
     *rows,
 ])
 path = pathlib.Path("BENCHMARKS.md")

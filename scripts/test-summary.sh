@@ -23,5 +23,11 @@ awk '/^test result:/ || /(passed|failed).* in [0-9.]+s/ {
      /^Test Case .* failed \(/ {f+=1}
      /^swift quickstart: 1 passed/ {p+=1}
      END {print p+0, f+0}' "$log" >> "$totals"
+# A runner that failed without reporting a failed test (a build error, a
+# crash) still counts as one failure, so the total never reads "0 failed".
+if [ "$status" != 0 ] && [ "$(tail -1 "$totals" | cut -d' ' -f2)" = 0 ]; then
+  echo "runner failed before reporting: $*" >&2
+  echo "0 1" >> "$totals"
+fi
 rm -f "$log"
 exit "$status"

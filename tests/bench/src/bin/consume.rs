@@ -16,6 +16,7 @@ use std::{
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
+use jetstation_bench::cpu_seconds;
 use tokio::sync::Notify;
 
 #[tokio::main]
@@ -128,21 +129,4 @@ fn report(client: &str, mode: &str, count: usize, size: usize, elapsed: Duration
         count as f64 / seconds,
         cpu * 1e6 / count as f64
     );
-}
-
-/// CPU time (user + system) this process used so far, in seconds (Linux:
-/// /proc/self/stat, in clock ticks of 10 ms).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime: fields 14 and 15 of the line, indices 11 and 12 here.
-    (ticks(11) + ticks(12)) / 100.0
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use jetstation::{Client, ConnectOptions, Message, StationConfig};
+use jetstation_bench::cpu_seconds;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let keys: Vec<String> = (0..100).map(|k| format!("k{k}")).collect();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
         let m = Message::new(payload.clone()).key(keys[i % keys.len()].clone());
@@ -29,10 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         h.await?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     assert_eq!(client.station(station).await?.messages, count as u64);
     println!(
-        "{{\"client\":\"jetstation (Rust)\",\"mode\":\"enqueue per message\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0}}}",
-        count as f64 / seconds
+        "{{\"client\":\"jetstation (Rust)\",\"mode\":\"enqueue per message\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
+        count as f64 / seconds,
+        cpu * 1e6 / count as f64
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use async_nats::jetstream::{self, stream};
 use futures::{StreamExt, stream::FuturesUnordered};
+use jetstation_bench::cpu_seconds;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let subjects: Vec<String> = (0..100).map(|k| format!("{name}.k{k}")).collect();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let mut in_flight = FuturesUnordered::new();
     for i in 0..count {
         if in_flight.len() >= 1024 {
@@ -54,14 +56,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ack?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     println!(
-        "{{\"client\":\"async-nats (raw)\",\"mode\":\"pipelined, window 1024{}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0}}}",
+        "{{\"client\":\"async-nats (raw)\",\"mode\":\"pipelined, window 1024{}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
         if with_headers {
             ", jetstation's headers"
         } else {
             ""
         },
-        count as f64 / seconds
+        count as f64 / seconds,
+        cpu * 1e6 / count as f64
     );
     Ok(())
 }
