@@ -21,24 +21,14 @@ MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds
 # against the release build of the Rust library it wraps.
 scripts/build-swift.sh >/dev/null
 cargo build -q --release -p jetstation-ffi
-ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 mkdir -p bindings/swift/.build-lib-release
 cp "${CARGO_TARGET_DIR:-target}/release/libjetstation_ffi.so" bindings/swift/.build-lib-release/
-mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
-mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
-mkdir -p "$ROOT/repo"
-mountpoint -q "$ROOT/repo" || as_root mount --bind "$PWD" "$ROOT/repo"
-unmount() {
-  as_root umount "$ROOT/repo" 2>/dev/null || true
-  as_root umount "$ROOT/dev" 2>/dev/null || true
-  as_root umount "$ROOT/proc" 2>/dev/null || true
-}
-libdir=/repo/bindings/swift/.build-lib
-as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
-  "cd /repo/tests/bench/swift-produce && swift build -c release -Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir 2>&1 | tail -1"
+source scripts/swift-root.sh
+trap swift_root_unmount EXIT
+swift_root_mount
+swift_root_run bash -c "cd /repo/tests/bench/swift-produce && swift build -c release $SWIFT_LINK 2>&1 | tail -1"
 swift_produce() {
-  as_root chroot "$ROOT" env LD_LIBRARY_PATH=/repo/bindings/swift/.build-lib-release \
+  swift_root_run env LD_LIBRARY_PATH=/repo/bindings/swift/.build-lib-release \
     /repo/tests/bench/swift-produce/.build/release/SwiftProduce "$@"
 }
 
@@ -47,7 +37,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$port" "$dir/store" > "$dir/server.conf"
 "${NATS_SERVER_BIN:-$CACHE/bin/nats-server}" -c "$dir/server.conf" -l "$dir/server.log" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"; unmount' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"; swift_root_unmount' EXIT
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 url="nats://127.0.0.1:$port"
 

@@ -5,12 +5,10 @@
 # on any miss. Arguments go to run.py (e.g. --only round_trip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO="$PWD"
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$CACHE/bin/nats-server}"
 export NATS_SERVER_OLD_BIN="${NATS_SERVER_OLD_BIN:-/usr/sbin/nats-server}"
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { echo "conformance: $*" >&2; }
 
 # Rust: the runner and the gateway.
@@ -47,31 +45,19 @@ langs=(
 )
 
 # Swift: the runner is built and run in the Debian trixie root.
-ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
-inside="$ROOT/repo"
+source scripts/swift-root.sh
 cleanup() {
   rm -rf "$stubs"
-  if [ "${mounted:-}" = 1 ]; then
-    as_root umount "$inside" 2>/dev/null || true
-    as_root umount "$ROOT/dev" 2>/dev/null || true
-    as_root umount "$ROOT/proc" 2>/dev/null || true
-  fi
+  swift_root_unmount
 }
 trap cleanup EXIT
 step "building the Swift runner"
 scripts/build-swift.sh
-mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
-mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
-mkdir -p "$inside"
-mountpoint -q "$inside" || as_root mount --bind "$REPO" "$inside"
-mounted=1
-libdir=/repo/bindings/swift/.build-lib
-link="-Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir"
-as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
-  "cd /repo/tests/conformance/swift-runner && swift build $link 2>&1 | tail -3"
+swift_root_mount
+swift_root_run bash -c "cd /repo/tests/conformance/swift-runner && swift build $SWIFT_LINK 2>&1 | tail -3"
 root_prefix=""
 [ "$(id -u)" = 0 ] || root_prefix="sudo "
-langs+=(--lang "swift=${root_prefix}chroot $ROOT env LD_LIBRARY_PATH=$libdir /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
+langs+=(--lang "swift=${root_prefix}chroot $SWIFT_ROOT_DIR env LD_LIBRARY_PATH=$SWIFT_LIBDIR /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
 
 langs+=(--lang "gateway=env PYTHONPATH=$stubs $GRPC/bin/python tests/conformance/runners/gateway_runner.py")
 

@@ -4,11 +4,9 @@
 # nats-server it starts, and prints the account.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO="$PWD"
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$CACHE/bin/nats-server}"
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { echo "demo: $*" >&2; }
 
 step "building the Rust service"
@@ -19,26 +17,15 @@ step "building the Node addon"
 (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run -s build:debug >/dev/null 2>&1)
 step "building the Swift service"
 scripts/build-swift.sh >/dev/null
-ROOT="${SWIFT_ROOT:-$CACHE/trixie}"
-inside="$ROOT/repo"
-cleanup() {
-  as_root umount "$inside" 2>/dev/null || true
-  as_root umount "$ROOT/dev" 2>/dev/null || true
-  as_root umount "$ROOT/proc" 2>/dev/null || true
-}
-trap cleanup EXIT
-mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"
-mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
-mkdir -p "$inside"
-mountpoint -q "$inside" || as_root mount --bind "$REPO" "$inside"
-libdir=/repo/bindings/swift/.build-lib
-as_root chroot "$ROOT" env HOME=/root PATH=/usr/bin:/bin bash -c \
-  "cd /repo/examples/swift/reporting && swift build -Xlinker -L$libdir -Xlinker -rpath -Xlinker $libdir 2>&1 | tail -1" >&2
+source scripts/swift-root.sh
+trap swift_root_unmount EXIT
+swift_root_mount
+swift_root_run bash -c "cd /repo/examples/swift/reporting && swift build $SWIFT_LINK 2>&1 | tail -1" >&2
 root_prefix=""
 [ "$(id -u)" = 0 ] || root_prefix="sudo -E "
 
 export HR_CMD="$PYTHON examples/demo/hr_service.py"
 export PAYROLL_CMD="node examples/demo/payroll.mjs"
 export SCHEDULING_CMD="$CARGO_TARGET_DIR/release/scheduling"
-export REPORTING_CMD="${root_prefix}chroot $ROOT env LD_LIBRARY_PATH=$libdir /repo/examples/swift/reporting/.build/debug/Reporting"
+export REPORTING_CMD="${root_prefix}chroot $SWIFT_ROOT_DIR env LD_LIBRARY_PATH=$SWIFT_LIBDIR /repo/examples/swift/reporting/.build/debug/Reporting"
 python3 examples/demo/run.py
