@@ -364,9 +364,7 @@ impl Scheduler {
                 invalid,
             } => {
                 self.on_fetched(partition, message, invalid);
-                if !self.parts[partition as usize].in_sync {
-                    self.try_sync(partition as usize);
-                }
+                self.try_sync(partition as usize);
             }
             Event::Settled { token, outcome } => self.on_settled(token, outcome),
             Event::DeadLettered { token, result } => match result {
@@ -731,16 +729,12 @@ impl Scheduler {
         if part.in_sync || part.revoking || !part.owned {
             return;
         }
-        let verdict = match part.sync_point {
-            Some(point) => sync_verdict(
-                part.entries.values().map(|e| e.delivery),
-                part.last_delivery,
-                part.gap_at,
-                point,
-            ),
-            None => Verdict::Stale,
+        let Some(point) = part.sync_point else {
+            self.request_sync(index);
+            return;
         };
-        match verdict {
+        let held = part.entries.values().map(|e| e.delivery);
+        match sync_verdict(held, part.last_delivery, part.gap_at, point) {
             Verdict::InSync => {
                 part.in_sync = true;
                 part.sync_point = None;
@@ -751,7 +745,7 @@ impl Scheduler {
             Verdict::Stale => {
                 tracing::trace!(
                     partition = part.handle.partition,
-                    point = ?part.sync_point,
+                    ?point,
                     received = part.last_delivery,
                     held = part.entries.len(),
                     "not in sync yet"
@@ -1015,10 +1009,10 @@ enum Verdict {
     Stale,
 }
 
-/// Whether a member holding messages with the latest delivery sequences
-/// `held`, having received deliveries up to
-/// `last_delivery` (the latest gap at `gap_at`), knows every message the
-/// broker counted as pending at `point`.
+/// Whether a member knows every message the broker counted as pending at
+/// `point`. `held`: the latest delivery sequence of each message it holds;
+/// `last_delivery`: the highest delivery it received; `gap_at`: where the
+/// latest gap in its deliveries was.
 ///
 /// Messages keep arriving while the broker's answer travels, so the check
 /// does not need the member to be exactly where the broker was: once it
@@ -1083,6 +1077,8 @@ fn pop_commit_prefix(
         if done == 0 {
             return None;
         }
+        // Iterator skip (not a skipped test): the smallest delivery sequence
+        // among the entries after the finished prefix.
         let mut later_min = entries
             .values()
             .skip(done)
@@ -1232,11 +1228,7 @@ mod tests {
         let held = 5..=12;
         assert_eq!(sync_verdict(held, 12, 5, point(10, 10)), Verdict::Stale);
         // Once they are redelivered here (13..=16), a later answer holds.
-        let held = (5..=16).collect::<Vec<_>>();
-        assert_eq!(
-            sync_verdict(held.into_iter(), 16, 5, point(16, 12)),
-            Verdict::InSync
-        );
+        assert_eq!(sync_verdict(5..=16, 16, 5, point(16, 12)), Verdict::InSync);
     }
 
     #[test]
