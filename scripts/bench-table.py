@@ -66,9 +66,6 @@ body = "\n".join([
 ])
 path = pathlib.Path("BENCHMARKS.md")
 text = path.read_text()
-# Sections of earlier layouts of this benchmark.
-for gone in ("Produce throughput: bindings vs Rust core", "Produce throughput"):
-    text = re.sub(r"\n## " + re.escape(gone) + r"\n\n<!-- " + re.escape(gone) + r":start -->.*?:end -->\n", "\n", text, flags=re.S)
 start, end = f"<!-- {title}:start -->", f"<!-- {title}:end -->"
 block = f"{start}\n{body}\n{end}"
 if start in text:

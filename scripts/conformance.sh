@@ -55,9 +55,7 @@ step "building the Swift runner"
 scripts/build-swift.sh
 swift_root_mount
 swift_root_run bash -c "cd /repo/tests/conformance/swift-runner && swift build $SWIFT_LINK 2>&1 | tail -3"
-root_prefix=""
-[ "$(id -u)" = 0 ] || root_prefix="sudo "
-langs+=(--lang "swift=${root_prefix}chroot $SWIFT_ROOT_DIR env LD_LIBRARY_PATH=$SWIFT_LIBDIR /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
+langs+=(--lang "swift=$SWIFT_EXEC /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
 
 langs+=(--lang "gateway=env PYTHONPATH=$stubs $GRPC/bin/python tests/conformance/runners/gateway_runner.py")
 

@@ -21,11 +21,9 @@ source scripts/swift-root.sh
 trap swift_root_unmount EXIT
 swift_root_mount
 swift_root_run bash -c "cd /repo/examples/swift/reporting && swift build $SWIFT_LINK 2>&1 | tail -1" >&2
-root_prefix=""
-[ "$(id -u)" = 0 ] || root_prefix="sudo -E "
 
 export HR_CMD="$PYTHON examples/demo/hr_service.py"
 export PAYROLL_CMD="node examples/demo/payroll.mjs"
 export SCHEDULING_CMD="$CARGO_TARGET_DIR/release/scheduling"
-export REPORTING_CMD="${root_prefix}chroot $SWIFT_ROOT_DIR env LD_LIBRARY_PATH=$SWIFT_LIBDIR /repo/examples/swift/reporting/.build/debug/Reporting"
+export REPORTING_CMD="$SWIFT_EXEC /repo/examples/swift/reporting/.build/debug/Reporting"
 python3 examples/demo/run.py

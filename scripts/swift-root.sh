@@ -8,11 +8,14 @@
 #   swift_root_unmount           removes the mounts this shell made
 #
 # SWIFT_LIBDIR is where the Swift packages find the Rust library inside the
-# root; SWIFT_LINK holds the flags that link against it.
+# root; SWIFT_LINK holds the flags that link against it; SWIFT_EXEC is the
+# command prefix (as text, for programs that take a command line) that runs
+# a built Swift program inside the root with that library.
 
 SWIFT_ROOT_DIR="${SWIFT_ROOT:-${JETSTATION_CACHE:-$HOME/.cache/jetstation}/trixie}"
 SWIFT_LIBDIR=/repo/bindings/swift/.build-lib
 SWIFT_LINK="-Xlinker -L$SWIFT_LIBDIR -Xlinker -rpath -Xlinker $SWIFT_LIBDIR"
+SWIFT_EXEC="$([ "$(id -u)" = 0 ] || echo "sudo -E ")chroot $SWIFT_ROOT_DIR env LD_LIBRARY_PATH=$SWIFT_LIBDIR"
 _swift_root_mounted=()
 
 _swift_as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
