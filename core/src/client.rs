@@ -3,8 +3,10 @@
 //! A [`Client`] holds one `async-nats` connection (which reconnects by itself,
 //! with the exponential backoff set here) and the JetStream context every
 //! station, producer and consumer of that client shares. At connect time it
-//! reads the server version and refuses servers older than 2.10, whose
-//! JetStream lacks stream metadata and consumer features jetstation relies on.
+//! reads the server version and refuses servers older than 2.12: consumer
+//! groups rely on pinned-client priority groups (2.11) and the producer's
+//! order guard on atomic batch publish (2.12), the one guard that a
+//! clustered stream checks safely (see [`crate::producer`]).
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -16,7 +18,7 @@ use crate::{
 };
 
 /// Oldest nats-server accepted.
-pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 10, 0);
+pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 12, 0);
 
 /// How the client proves who it is.
 #[derive(Clone, Default)]
@@ -252,6 +254,37 @@ impl Client {
         })
     }
 
+    /// Whether the server this client is connected to is part of a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.inner.nats.server_info().cluster.is_some()
+    }
+
+    /// Creates one of jetstation's own buckets or streams (group members,
+    /// schema registry, dead letters) as replicated as the cluster allows:
+    /// 3 replicas on a cluster (any one node may die), fewer when the
+    /// cluster has fewer nodes, 1 on a single server. `create` gets the
+    /// replica count to try.
+    pub(crate) async fn create_replicated<T, E, F, Fut>(
+        &self,
+        create: F,
+    ) -> std::result::Result<T, E>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let mut replicas = if self.is_clustered() { 3 } else { 1 };
+        loop {
+            match create(replicas).await {
+                Err(e) if replicas > 1 => {
+                    tracing::debug!(replicas, error = %e, "cannot place replicas; trying fewer");
+                    replicas -= 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Version string of the server this client is connected to.
     pub fn server_version(&self) -> String {
         self.inner.nats.server_info().version
@@ -399,11 +432,12 @@ mod tests {
     fn versions_are_compared_numerically() {
         assert_eq!(parse_version("2.10.4"), Some((2, 10, 4)));
         assert_eq!(parse_version("v2.15.0-beta.1"), Some((2, 15, 0)));
-        assert!(check_version("2.10.0").is_ok());
+        assert!(check_version("2.12.0").is_ok());
+        assert!(check_version("2.11.11").is_err());
         assert!(check_version("2.15.0").is_ok());
         let err = check_version("2.9.10").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ServerTooOld);
-        assert!(err.message().contains("2.9.10") && err.message().contains("2.10.0"));
+        assert!(err.message().contains("2.9.10") && err.message().contains("2.12.0"));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 
 /// JetStream's deduplication id.
 pub const MSG_ID: &str = "Nats-Msg-Id";
-/// JetStream's guard: the previous message id stored in the stream.
-pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+/// Atomic batch publish (nats-server 2.12+): the batch, each message's
+/// position in it, and the commit marker on the last one.
+pub const BATCH_ID: &str = "Nats-Batch-Id";
+pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 /// Set by the broker on each delivery to a pinned member; not kept on the
 /// messages applications see.
 pub const PIN_ID: &str = "Nats-Pin-Id";

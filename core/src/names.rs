@@ -172,7 +172,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Partition of a key: a stable hash (xxh3-64) modulo the partition count.
 /// Stable across processes, versions and languages, because it lives here.
-pub(crate) fn partition_of(key: &str, partitions: u32) -> u32 {
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 

@@ -2,8 +2,8 @@
 //!
 //! A station of `n` partitions is `n` JetStream streams (see [`crate::names`])
 //! plus one dead-letter stream. One stream per partition gives every
-//! partition its own ordering domain, its own leader in a cluster, and lets the
-//! producer guard each partition with `Nats-Expected-Last-Msg-Id` (see
+//! partition its own ordering domain and its own leader in a cluster, and
+//! lets the producer send each partition's messages as atomic batches (see
 //! [`crate::producer`]).
 //!
 //! The station's own settings (partition count, dead-letter policy, key
@@ -281,12 +281,21 @@ impl Client {
             duplicate_window: cfg.dedup_window,
             discard: stream::DiscardPolicy::Old,
             allow_direct: true,
+            // The producer sends what queued up as one atomic batch.
+            allow_atomic_publish: true,
             metadata,
             ..Default::default()
         }
     }
 
-    fn dead_letter_stream_config(&self, station: &str, cfg: &StationConfig) -> stream::Config {
+    /// The dead-letter stream: `replicas` is at least the station's, and as
+    /// many as the cluster allows (see [`Client::create_replicated`]).
+    fn dead_letter_stream_config(
+        &self,
+        station: &str,
+        cfg: &StationConfig,
+        replicas: usize,
+    ) -> stream::Config {
         let names = &self.inner.names;
         stream::Config {
             name: names.dead_letter_stream(station),
@@ -296,7 +305,7 @@ impl Client {
                 Storage::File => stream::StorageType::File,
                 Storage::Memory => stream::StorageType::Memory,
             },
-            num_replicas: cfg.replicas,
+            num_replicas: replicas.max(cfg.replicas),
             duplicate_window: Duration::from_secs(120),
             allow_direct: true,
             metadata: HashMap::from([
@@ -334,12 +343,22 @@ impl Client {
                 ));
             }
         }
+        if config.replicas == 1 && config.storage == Storage::File && self.is_clustered() {
+            tracing::warn!(
+                station = name,
+                "station has 1 replica on a cluster: a node's disk failure or power loss \
+                 loses its messages (the server syncs to disk every 2 minutes by default); \
+                 use replicas=3, and sync_interval: always on the servers for power-loss safety"
+            );
+        }
         for p in 0..config.partitions {
             self.ensure_stream(self.partition_stream_config(name, &config, p))
                 .await?;
         }
-        self.ensure_stream(self.dead_letter_stream_config(name, &config))
-            .await?;
+        self.create_replicated(|replicas| {
+            self.ensure_stream(self.dead_letter_stream_config(name, &config, replicas))
+        })
+        .await?;
         self.station(name).await
     }
 
@@ -375,7 +394,12 @@ impl Client {
                 .await
                 .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
         }
-        js.update_stream(self.dead_letter_stream_config(name, &config))
+        let dls = self.inner.names.dead_letter_stream(name);
+        let dls_replicas = self
+            .stream_info(&dls)
+            .await?
+            .map_or(config.replicas, |i| i.config.num_replicas);
+        js.update_stream(self.dead_letter_stream_config(name, &config, dls_replicas))
             .await
             .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
         self.station(name).await

@@ -2,50 +2,10 @@
 
 mod common;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
 use common::*;
 use jetstation::{ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull};
-
-/// Payload "<key>:<index>" lets the checks recover the send order per key.
-fn payload(key: &str, i: usize) -> String {
-    format!("{key}:{i}")
-}
-
-fn parse(p: &[u8]) -> (String, usize) {
-    let s = std::str::from_utf8(p).unwrap();
-    let (k, i) = s.rsplit_once(':').unwrap();
-    (k.to_string(), i.parse().unwrap())
-}
-
-/// Checks the whole station: each key in order, no duplicate, returns the
-/// stored count per key.
-async fn check_station(url: &str, station: &str, partitions: u32) -> HashMap<String, Vec<usize>> {
-    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut ids = HashSet::new();
-    for p in 0..partitions {
-        for m in read_stream(url, &partition_stream(station, p)).await {
-            assert!(
-                ids.insert(m.msg_id.clone()),
-                "duplicate stored: {}",
-                m.msg_id
-            );
-            let (key, i) = parse(&m.payload);
-            assert_eq!(m.key.as_deref(), Some(key.as_str()));
-            per_key.entry(key).or_default().push(i);
-        }
-    }
-    for (key, seen) in &per_key {
-        assert!(
-            seen.windows(2).all(|w| w[0] < w[1]),
-            "key {key} out of order: {seen:?}"
-        );
-    }
-    per_key
-}
 
 /// Enqueues `per_key` rounds over `keys` keys ("emp-<k>"), pausing between
 /// rounds, then awaits every send: each must succeed. Returns how many did.
@@ -133,12 +93,13 @@ async fn send_returns_a_receipt_and_duplicates_are_recognised() {
     assert_eq!(err.kind(), ErrorKind::Closed);
 }
 
-/// The producer relies on this server behaviour: a message whose id is
-/// already stored is answered as a duplicate before the
-/// `Nats-Expected-Last-Msg-Id` guard is checked, so resending an already
-/// stored message never fails on the guard.
+/// The guard the producer relies on: a message carrying
+/// `Nats-Expected-Last-Sequence` is stored only when the stream ends at that
+/// sequence, and is refused with a "wrong last sequence" error otherwise.
+/// A known id is still answered as a duplicate (resends of stored messages
+/// are sent without the guard, see the producer module).
 #[tokio::test]
-async fn server_checks_dedup_before_the_last_msg_id_guard() {
+async fn server_refuses_a_message_whose_expected_last_sequence_is_stale() {
     use async_nats::{HeaderMap, jetstream::message::PublishMessage};
     let server = NatsServer::start();
     let client = connect(&server).await;
@@ -148,11 +109,11 @@ async fn server_checks_dedup_before_the_last_msg_id_guard() {
         .unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
     let subject = "jst._.guard.0.m";
-    let publish = |id: &str, expected: Option<&str>| {
+    let publish = |id: &str, expected: Option<u64>| {
         let mut h = HeaderMap::new();
         h.insert("Nats-Msg-Id", id);
         if let Some(e) = expected {
-            h.insert("Nats-Expected-Last-Msg-Id", e);
+            h.insert("Nats-Expected-Last-Sequence", e.to_string().as_str());
         }
         PublishMessage::build()
             .payload(id.to_string().into())
@@ -164,31 +125,34 @@ async fn server_checks_dedup_before_the_last_msg_id_guard() {
         .unwrap()
         .await
         .unwrap();
-    js.send_publish(subject, publish("b", Some("a")))
+    let b = js
+        .send_publish(subject, publish("b", Some(a.sequence)))
         .await
         .unwrap()
         .await
         .unwrap();
-    // Wrong guard, but a known id: a duplicate, not an error.
+    assert_eq!(b.sequence, a.sequence + 1);
+    // A known id without the guard: a duplicate with its first sequence.
     let dup = js
-        .send_publish(subject, publish("a", Some("zzz")))
+        .send_publish(subject, publish("a", None))
         .await
         .unwrap()
         .await
         .unwrap();
     assert!(dup.duplicate);
     assert_eq!(dup.sequence, a.sequence);
-    // Wrong guard, new id: refused.
+    // A stale guard with a new id: refused, nothing stored.
     let err = js
-        .send_publish(subject, publish("c", Some("a")))
+        .send_publish(subject, publish("c", Some(a.sequence)))
         .await
         .unwrap()
         .await
         .unwrap_err();
     assert_eq!(
         err.kind(),
-        async_nats::jetstream::context::PublishErrorKind::WrongLastMessageId
+        async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
     );
+    assert_eq!(client.station("guard").await.unwrap().messages, 2);
 }
 
 #[tokio::test]

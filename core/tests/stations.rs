@@ -206,7 +206,7 @@ async fn unreachable_server_is_a_connection_error() {
 }
 
 #[tokio::test]
-async fn server_older_than_2_10_is_refused_naming_both_versions() {
+async fn server_older_than_2_12_is_refused_naming_both_versions() {
     // Debian's nats-server package (2.9.10), installed by scripts/setup.sh.
     let old =
         std::env::var("NATS_SERVER_OLD_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
@@ -219,7 +219,7 @@ async fn server_older_than_2_10_is_refused_naming_both_versions() {
     let err = Client::connect(options(&server)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ServerTooOld);
     assert!(err.message().contains("2.9.10"), "{err}");
-    assert!(err.message().contains("2.10.0"), "{err}");
+    assert!(err.message().contains("2.12.0"), "{err}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 """jetstation quickstart in Python: employee changes from HR to payroll.
 
-Run against a nats-server (2.10+, JetStream enabled):
+Run against a nats-server (2.12+, JetStream enabled):
 
     NATS_URL=nats://127.0.0.1:4222 python examples/python/quickstart.py
 """

@@ -9,7 +9,7 @@ operations out and report what they saw; every judgement is made here, once,
 so a language cannot pass by judging itself leniently. See README.md.
 
 Usage: run.py --lang NAME=COMMAND [--lang ...] [--only SCENARIO] [--no-interop]
-Needs NATS_SERVER_BIN (2.10 or newer), NATS_SERVER_OLD_BIN (older than 2.10)
+Needs NATS_SERVER_BIN (2.12 or newer), NATS_SERVER_OLD_BIN (older than 2.12)
 and GATEWAY_BIN when a "gateway" language is given.
 """
 

@@ -59,7 +59,7 @@ function abortable(promise, signal) {
   })
 }
 
-/** Connects and checks the server (2.10 or newer, JetStream enabled). */
+/** Connects and checks the server (2.12 or newer, JetStream enabled). */
 async function connect(urls = 'nats://127.0.0.1:4222', options = {}) {
   const list = Array.isArray(urls) ? urls : [urls]
   return new Client(await call(() => native.connect(list, options)))

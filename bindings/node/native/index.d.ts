@@ -91,7 +91,7 @@ export declare class SendHandle {
   wait(): Promise<Receipt>
 }
 
-/** Connects and checks the server (2.10 or newer, JetStream enabled). */
+/** Connects and checks the server (2.12 or newer, JetStream enabled). */
 export declare function connect(urls: Array<string>, options?: ConnectOptions | undefined | null): Promise<Client>
 
 /** How to connect. Durations are milliseconds. */

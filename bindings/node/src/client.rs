@@ -80,7 +80,7 @@ fn station_config(c: StationConfig) -> napi::Result<jetstation::StationConfig> {
     })
 }
 
-/// Connects and checks the server (2.10 or newer, JetStream enabled).
+/// Connects and checks the server (2.12 or newer, JetStream enabled).
 #[napi]
 pub async fn connect(urls: Vec<String>, options: Option<ConnectOptions>) -> napi::Result<Client> {
     let o = options.unwrap_or_default();

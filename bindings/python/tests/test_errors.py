@@ -82,7 +82,7 @@ async def test_every_error_kind_maps_to_its_exception(server: Server, client: je
     old = Server(binary=old_bin)
     try:
         e = await raises(jetstation.ServerTooOldError, "server_too_old", jetstation.connect(old.url))
-        assert "2.9" in e.message and "2.10.0" in e.message
+        assert "2.9" in e.message and "2.12.0" in e.message
     finally:
         old.close()
 

@@ -46,16 +46,21 @@ impl Membership {
         let store = match js.get_key_value(&bucket).await {
             Ok(store) => store,
             Err(_) => {
-                let config = kv::Config {
-                    bucket: bucket.clone(),
-                    description: "jetstation consumer group members".into(),
-                    history: 1,
-                    // Old announcements are garbage; liveness is decided by age.
-                    max_age: Duration::from_secs(3600),
-                    storage: jetstream::stream::StorageType::Memory,
-                    ..Default::default()
-                };
-                match js.create_key_value(config).await {
+                let created = client
+                    .create_replicated(|replicas| {
+                        js.create_key_value(kv::Config {
+                            bucket: bucket.clone(),
+                            description: "jetstation consumer group members".into(),
+                            history: 1,
+                            // Old announcements are garbage; liveness is decided by age.
+                            max_age: Duration::from_secs(3600),
+                            storage: jetstream::stream::StorageType::Memory,
+                            num_replicas: replicas,
+                            ..Default::default()
+                        })
+                    })
+                    .await;
+                match created {
                     Ok(store) => store,
                     // Another member created it first.
                     Err(create) => js.get_key_value(&bucket).await.map_err(|_| {
@@ -99,14 +104,23 @@ impl Membership {
             return Ok(vec![self.member.clone()]);
         };
         let now = own.created;
-        let keys: Vec<String> = self
+        // The bucket's subjects name the keys. Listing them from the stream's
+        // info creates no consumer (the KV `keys()` listing does, one per
+        // call, and a member calls this every few seconds).
+        let filter = format!("{}{}>", self.store.prefix, self.prefix);
+        let subjects: Vec<(String, usize)> = self
             .store
-            .keys()
+            .stream
+            .info_with_subjects(&filter)
             .await
             .map_err(|e| err(&e))?
             .try_collect()
             .await
             .map_err(|e| err(&e))?;
+        let keys: Vec<String> = subjects
+            .into_iter()
+            .filter_map(|(subject, _)| subject.strip_prefix(&self.store.prefix).map(String::from))
+            .collect();
         let mut live = Vec::new();
         for key in keys.iter().filter(|k| k.starts_with(&self.prefix)) {
             if let Ok(Some(entry)) = self.store.entry(key.clone()).await {

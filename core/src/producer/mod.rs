@@ -7,33 +7,37 @@
 //!
 //! # How order survives retries
 //! Each partition of a station is its own stream, and each partition has one
-//! pipeline in the producer ([`partition`]). Messages leave in `send` order;
-//! every message carries its id (`Nats-Msg-Id`, given or
-//! `<producer id>-<sequence>`), and every message sent while its predecessor
-//! is not yet confirmed also carries `Nats-Expected-Last-Msg-Id: <predecessor
-//! id>`. The server stores such a message only if the last message of the
-//! stream is its predecessor. So when a message is lost (a reconnect, a
-//! leader election, a server restart), every message behind it is refused
-//! instead of being stored out of order or after a gap.
+//! pipeline in the producer ([`partition`]). Every message carries its id
+//! (`Nats-Msg-Id`, given or `<producer id>-<sequence>`), so a retry inside
+//! the station's dedup window is answered as a duplicate with its original
+//! sequence instead of being stored twice.
 //!
-//! On a failure the pipeline stops sending, waits for the answers of
-//! everything in flight, then resends from the first unconfirmed message, in
-//! order, after an exponential backoff with jitter (the `backoff` crate).
-//! Messages that did reach the stream are recognised by their id inside the
-//! dedup window and answered as duplicates with their original sequence, so a
-//! retry never stores a message twice. If the first unconfirmed message fails
-//! for good (permanent error, or its delivery timeout passed) it fails, and
-//! so does every message of the partition queued behind it, with an error
-//! that names the first failure: nothing is stored after a gap.
+//! A pipeline has one *unit* in flight at a time: one message, or all the
+//! messages that queued up while the previous unit was on its way, sent as
+//! one atomic batch (nats-server 2.12+, `Nats-Batch-Id`). A batch is stored
+//! whole, contiguously, or not at all; and the next unit leaves only once
+//! the broker confirmed the previous one, so nothing of ours can be missing
+//! before it. Per-key order and "nothing stored after a gap" therefore hold
+//! by construction, whoever else writes the partition, on one node or on a
+//! replicated cluster.
 //!
-//! A message whose predecessor is already confirmed is sent without the
-//! guard: nothing of ours can be missing before it. That is also how several
-//! producers share a partition: when another producer's message lands between
-//! two of ours, the guard refuses ours, the pipeline sees the predecessor
-//! confirmed, and resends at once without waiting. Concurrent producers on
-//! one partition therefore cost throughput (one extra round trip per
-//! interleaving); give a station at least as many partitions as it has busy
-//! producers.
+//! On a failure the unit is sent again, after an exponential backoff with
+//! jitter (the `backoff` crate) when the failure is transient. A batch the
+//! broker refuses as a whole is sent again one message at a time, so that a
+//! permanent failure is pinned on the message that caused it. If the first
+//! unconfirmed message fails for good (permanent error, or its delivery
+//! timeout passed) it fails, and so does every message of the partition
+//! queued behind it, with an error that names the first failure: nothing is
+//! stored after a gap.
+//!
+//! Guards considered and not used, because a replicated stream cannot check
+//! them safely or they are not exact with several producers:
+//! `Nats-Expected-Last-Msg-Id` is checked again when each replica applies
+//! the entry, against a last id that a restarted replica does not share
+//! with the leader, which fails the apply and stalls the partition;
+//! `Nats-Expected-Last-Sequence` with predicted sequences lets a message
+//! pass after its refused predecessor whenever another producer's message
+//! fills exactly that place.
 
 mod partition;
 
@@ -121,13 +125,15 @@ pub enum WhenFull {
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
-    /// Most messages sent together in one batch.
+    /// Most messages sent together in one atomic batch (the server takes up
+    /// to 1,000).
     pub max_batch_messages: usize,
     /// Most bytes sent together in one batch.
     pub max_batch_bytes: usize,
     /// How long a partly filled batch waits for more messages (0: leave at once).
     pub linger: Duration,
-    /// Most unconfirmed messages per partition.
+    /// Most unconfirmed messages per partition (one batch is in flight at a
+    /// time, so this also caps a batch).
     pub max_in_flight: usize,
     /// Bytes of queued and unconfirmed messages, all partitions together.
     pub buffer_bytes: usize,
@@ -145,8 +151,8 @@ pub struct ProducerOptions {
 impl Default for ProducerOptions {
     fn default() -> Self {
         Self {
-            max_batch_messages: 256,
-            max_batch_bytes: 1 << 20,
+            max_batch_messages: 1000,
+            max_batch_bytes: 4 << 20,
             linger: Duration::ZERO,
             max_in_flight: 1024,
             buffer_bytes: 64 << 20,

@@ -1,40 +1,54 @@
 //! The ordered pipeline of one partition (see the parent module for why it
 //! is correct).
 //!
-//! States: *sending* (messages leave in order, each guarded by its
-//! predecessor's id while that one is unconfirmed) and *recovering* (after an
-//! error: stop sending, collect every in-flight answer, then resend from the
-//! first unconfirmed message or fail it and everything behind it).
+//! One unit is in flight at a time: a single message, or an atomic batch of
+//! the messages that queued up while the previous unit was on its way. The
+//! next unit leaves only once the broker confirmed the previous one, so
+//! nothing of ours can be missing before it, and an atomic batch is stored
+//! whole or not at all, contiguously. A failed unit is sent again (after a
+//! backoff when the failure is transient); a unit the broker refuses as a
+//! batch is sent again one message at a time, so that a permanent failure is
+//! pinned on the message that caused it, and that message and everything
+//! behind it fail.
 
 use std::{collections::VecDeque, time::Instant};
 
-use async_nats::jetstream::{
-    self,
-    context::{PublishError, PublishErrorKind},
-    message::PublishMessage,
-    publish::PublishAck,
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        context::{PublishError, PublishErrorKind},
+        message::PublishMessage,
+        publish::PublishAck,
+    },
 };
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder, backoff::Backoff};
-use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesOrdered};
 use tokio::sync::mpsc;
 
 use super::{Pending, ProducerOptions, Receipt};
 use crate::{
-    error::{Error, ErrorKind, Result},
+    error::{Error, ErrorKind},
     headers,
 };
 
-type AckFuture = BoxFuture<'static, Result<PublishAck, PublishError>>;
+/// The server's largest atomic batch (nats-server's default
+/// `max_batch_size`).
+pub(super) const MAX_ATOMIC_BATCH: usize = 1000;
 
-/// Why the first unconfirmed message failed.
+/// Why a unit failed.
 enum Failure {
     /// Retry after a backoff.
     Transient(Error),
-    /// Another producer's message landed between ours: retry at once.
-    Interleaved,
     /// The partition stream may be gone: check, then retry or fail.
     NoStream(Error),
-    /// Fail this message and everything behind it.
+    /// The broker refused the batch as a whole (a message in it is refused,
+    /// or the batch repeats an id that is already stored): send its messages
+    /// one at a time.
+    Unbatchable(Error),
+    /// The stream does not take atomic batches (created by an older
+    /// version): send every message on its own from now on.
+    BatchesDisabled(Error),
+    /// Fail the message and everything behind it.
     Permanent(Error),
 }
 
@@ -45,16 +59,14 @@ pub(super) struct Worker {
     partition: u32,
     options: ProducerOptions,
     rx: mpsc::UnboundedReceiver<Pending>,
-    /// Sent, unconfirmed, in send order; `acks` answers in the same order.
-    window: VecDeque<Pending>,
-    acks: FuturesOrdered<AckFuture>,
-    /// To send before anything new (the unconfirmed tail after a failure).
-    resend: VecDeque<Pending>,
-    /// Set from the first failed answer until the window is drained.
-    failure: Option<Failure>,
-    failed: Vec<Pending>,
+    /// The unit being sent: unconfirmed, in send order.
+    unit: VecDeque<Pending>,
+    /// Send `unit` one message at a time (after a batch was refused).
+    singly: bool,
+    /// The stream refused batches (created without atomic publish): every
+    /// unit is a single message from now on.
+    no_batches: bool,
     backoff: ExponentialBackoff,
-    channel_open: bool,
 }
 
 impl Worker {
@@ -80,56 +92,45 @@ impl Worker {
             partition,
             options,
             rx,
-            window: VecDeque::new(),
-            acks: FuturesOrdered::new(),
-            resend: VecDeque::new(),
-            failure: None,
-            failed: Vec::new(),
+            unit: VecDeque::new(),
+            singly: false,
+            no_batches: false,
             backoff,
-            channel_open: true,
         }
     }
 
     pub(super) async fn run(mut self) {
         loop {
-            if self.failure.is_some() && self.window.is_empty() {
-                self.recover().await;
-                continue;
-            }
-            if self.failure.is_none() && !self.resend.is_empty() {
-                self.send_resends().await;
-            }
-            let can_send = self.failure.is_none()
-                && self.resend.is_empty()
-                && self.window.len() < self.options.max_in_flight;
-            if self.window.is_empty() && !can_send {
-                continue;
-            }
-            if self.window.is_empty() && !self.channel_open {
-                return;
-            }
-            tokio::select! {
-                biased;
-                Some(answer) = self.acks.next(), if !self.window.is_empty() => {
-                    self.on_answer(answer);
+            if self.unit.is_empty() {
+                match self.rx.recv().await {
+                    Some(first) => self.fill_unit(first).await,
+                    None => return,
                 }
-                next = self.rx.recv(), if can_send && self.channel_open => match next {
-                    Some(first) => self.send_batch(first).await,
-                    None => self.channel_open = false,
-                },
+                self.singly = self.no_batches;
+            }
+            let attempt = if self.singly || self.unit.len() == 1 {
+                self.send_first_alone().await
+            } else {
+                self.send_batch().await
+            };
+            if let Err(failure) = attempt {
+                self.on_failure(failure).await;
             }
         }
     }
 
-    /// Sends `first` and whatever else is queued, up to the batch limits,
-    /// waiting up to `linger` for a batch to fill.
-    async fn send_batch(&mut self, first: Pending) {
-        let mut batch = vec![first];
-        let mut bytes = batch[0].payload.len();
-        let room = self.options.max_in_flight - self.window.len();
-        let limit = self.options.max_batch_messages.min(room);
+    /// Takes `first` and whatever else is queued, up to the batch limits,
+    /// waiting up to `linger` for the unit to fill.
+    async fn fill_unit(&mut self, first: Pending) {
+        let limit = self
+            .options
+            .max_batch_messages
+            .min(self.options.max_in_flight)
+            .min(MAX_ATOMIC_BATCH);
+        let mut bytes = first.payload.len();
+        self.unit.push_back(first);
         let linger_until = Instant::now() + self.options.linger;
-        while batch.len() < limit && bytes < self.options.max_batch_bytes {
+        while self.unit.len() < limit && bytes < self.options.max_batch_bytes {
             let next = match self.rx.try_recv() {
                 Ok(p) => Some(p),
                 Err(_) if self.options.linger.is_zero() => None,
@@ -144,93 +145,116 @@ impl Worker {
             match next {
                 Some(p) => {
                     bytes += p.payload.len();
-                    batch.push(p);
+                    self.unit.push_back(p);
                 }
                 None => break,
             }
         }
+    }
+
+    /// Sends the unit's first message on its own and resolves it.
+    async fn send_first_alone(&mut self) -> std::result::Result<(), Failure> {
+        let first = self.unit.front().expect("a unit is never empty here");
+        let publish = PublishMessage::build()
+            .payload(first.payload.clone())
+            .headers(first.headers.clone());
+        let ack = self.publish(first.subject.clone(), publish, false).await?;
+        let pending = self.unit.pop_front().expect("checked above");
+        self.confirmed(pending, ack.sequence, ack.duplicate);
+        if self.unit.is_empty() {
+            self.singly = self.no_batches;
+        }
+        Ok(())
+    }
+
+    /// Sends the whole unit as one atomic batch: every message but the last
+    /// without a reply (a message lost on the way shows as a gap that makes
+    /// the broker refuse the commit), the last one committing the batch.
+    async fn send_batch(&mut self) -> std::result::Result<(), Failure> {
         let span = tracing::debug_span!(
             "batch",
             station = %self.station,
             partition = self.partition,
-            messages = batch.len(),
-            bytes
+            messages = self.unit.len(),
         );
         let _guard = span.enter();
-        for p in batch {
-            self.send_one(p).await;
-        }
-    }
-
-    async fn send_resends(&mut self) {
-        while self.window.len() < self.options.max_in_flight {
-            match self.resend.pop_front() {
-                Some(p) => self.send_one(p).await,
-                None => break,
+        let batch_id = nuid::next().to_string();
+        let count = self.unit.len();
+        let nats = self.js.client();
+        for (i, pending) in self.unit.iter().enumerate().take(count - 1) {
+            let headers = batch_headers(&pending.headers, &batch_id, i + 1, false);
+            if let Err(e) = nats
+                .publish_with_headers(pending.subject.clone(), headers, pending.payload.clone())
+                .await
+            {
+                return Err(Failure::Transient(Error::new(
+                    ErrorKind::Connection,
+                    format!("publishing a batch to {}: {e}", self.stream),
+                )));
             }
         }
-    }
-
-    async fn send_one(&mut self, pending: Pending) {
-        let mut headers = pending.headers.clone();
-        if let Some(previous) = self.window.back() {
-            headers.insert(headers::EXPECTED_LAST_MSG_ID, previous.msg_id.as_str());
-        }
+        let last = self.unit.back().expect("a batch has messages");
         let publish = PublishMessage::build()
-            .payload(pending.payload.clone())
-            .headers(headers);
-        let answer: AckFuture = match self.js.send_publish(pending.subject.clone(), publish).await {
-            Ok(ack) => ack.into_future().boxed(),
-            Err(e) => futures::future::ready(Err(e)).boxed(),
-        };
-        self.acks.push_back(answer);
-        self.window.push_back(pending);
-    }
-
-    fn on_answer(&mut self, answer: Result<PublishAck, PublishError>) {
-        let pending = self
-            .window
-            .pop_front()
-            .expect("an answer always has its message in the window");
-        match answer {
-            Ok(ack) => {
-                if self.failure.is_none() {
-                    self.backoff.reset();
-                }
-                let receipt = Receipt {
-                    station: self.station.clone(),
-                    partition: self.partition,
-                    sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                    msg_id: pending.msg_id,
-                };
-                let _ = pending.reply.send(Ok(receipt));
-            }
-            Err(e) => {
-                if self.failure.is_none() {
-                    tracing::debug!(
-                        station = %self.station,
-                        partition = self.partition,
-                        msg_id = %pending.msg_id,
-                        error = %e,
-                        "publish failed; recovering"
-                    );
-                    self.failure = Some(classify(&self.stream, &e));
-                }
-                self.failed.push(pending);
-            }
+            .payload(last.payload.clone())
+            .headers(batch_headers(&last.headers, &batch_id, count, true));
+        let ack = self.publish(last.subject.clone(), publish, true).await?;
+        // An atomic batch is stored contiguously, ending at the ack's sequence.
+        let first_sequence = ack.sequence + 1 - count as u64;
+        for (i, pending) in std::mem::take(&mut self.unit).into_iter().enumerate() {
+            self.confirmed(pending, first_sequence + i as u64, false);
         }
+        Ok(())
     }
 
-    /// Everything in flight has answered; retry the unconfirmed tail or fail it.
-    async fn recover(&mut self) {
-        let failure = self.failure.take().expect("recover runs after a failure");
-        let mut tail: VecDeque<Pending> = self.failed.drain(..).collect();
-        tail.extend(self.resend.drain(..));
-        let Some(first) = tail.front() else {
+    async fn publish(
+        &self,
+        subject: async_nats::Subject,
+        publish: PublishMessage,
+        batch: bool,
+    ) -> std::result::Result<PublishAck, Failure> {
+        let answer = match self.js.send_publish(subject, publish).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        answer.map_err(|e| classify(&self.stream, &e, batch))
+    }
+
+    fn confirmed(&mut self, pending: Pending, sequence: u64, duplicate: bool) {
+        self.backoff.reset();
+        let receipt = Receipt {
+            station: self.station.clone(),
+            partition: self.partition,
+            sequence,
+            duplicate,
+            msg_id: pending.msg_id,
+        };
+        let _ = pending.reply.send(Ok(receipt));
+    }
+
+    async fn on_failure(&mut self, failure: Failure) {
+        let Some(first) = self.unit.front() else {
             return;
         };
+        let deadline = first.deadline;
         let cause = match failure {
+            Failure::Unbatchable(e) => {
+                tracing::debug!(
+                    station = %self.station, partition = self.partition, error = %e,
+                    "batch refused; sending its messages one at a time"
+                );
+                self.singly = true;
+                None
+            }
+            Failure::BatchesDisabled(e) => {
+                tracing::warn!(
+                    station = %self.station, partition = self.partition, error = %e,
+                    "the partition stream does not take atomic batches (created by an older \
+                     version): every message is sent on its own; update_station enables batches"
+                );
+                self.no_batches = true;
+                self.singly = true;
+                None
+            }
             Failure::Permanent(e) => Some(e),
             Failure::NoStream(e) => match self.js.get_stream(&self.stream).await {
                 Err(err) if Error::from_nats("", &err).kind() == ErrorKind::NotFound => {
@@ -240,14 +264,18 @@ impl Worker {
                         self.station, self.partition
                     )))
                 }
-                _ => self.wait_or_expire(first.deadline, e).await,
+                _ => self.wait_or_expire(deadline, e).await,
             },
-            Failure::Transient(e) => self.wait_or_expire(first.deadline, e).await,
-            Failure::Interleaved => None,
+            Failure::Transient(e) => {
+                tracing::debug!(
+                    station = %self.station, partition = self.partition, error = %e,
+                    "send failed; retrying"
+                );
+                self.wait_or_expire(deadline, e).await
+            }
         };
-        match cause {
-            None => self.resend = tail,
-            Some(cause) => self.fail_tail(tail, cause),
+        if let Some(cause) = cause {
+            self.fail_tail(cause);
         }
     }
 
@@ -276,10 +304,11 @@ impl Worker {
         None
     }
 
-    /// Fails the first message with `cause`, and every message behind it in
-    /// this partition (the tail and everything queued now) with an error
-    /// naming it.
-    fn fail_tail(&mut self, mut tail: VecDeque<Pending>, cause: Error) {
+    /// Fails the unit's first message with `cause`, and every message behind
+    /// it in this partition (the rest of the unit and everything queued now)
+    /// with an error naming it.
+    fn fail_tail(&mut self, cause: Error) {
+        let mut tail = std::mem::take(&mut self.unit);
         while let Ok(p) = self.rx.try_recv() {
             tail.push_back(p);
         }
@@ -309,14 +338,33 @@ impl Worker {
         for p in tail {
             let _ = p.reply.send(Err(behind.clone()));
         }
+        self.singly = self.no_batches;
         self.backoff.reset();
     }
 }
 
-fn classify(stream: &str, err: &PublishError) -> Failure {
+/// The message's headers plus the atomic batch ones.
+fn batch_headers(base: &HeaderMap, batch_id: &str, sequence: usize, commit: bool) -> HeaderMap {
+    let mut h = base.clone();
+    h.insert(headers::BATCH_ID, batch_id);
+    h.insert(headers::BATCH_SEQUENCE, sequence.to_string().as_str());
+    if commit {
+        h.insert(headers::BATCH_COMMIT, "1");
+    }
+    h
+}
+
+/// The broker's API error behind a publish error, if it answered with one.
+fn api_error(err: &PublishError) -> Option<&jetstream::Error> {
+    std::error::Error::source(err).and_then(|s| s.downcast_ref::<jetstream::Error>())
+}
+
+/// Error codes of nats-server (`server/errors.json`).
+const ATOMIC_PUBLISH_DISABLED: u64 = 10174;
+
+fn classify(stream: &str, err: &PublishError, batch: bool) -> Failure {
     let context = format!("publishing to {stream}");
     match err.kind() {
-        PublishErrorKind::WrongLastMessageId => Failure::Interleaved,
         PublishErrorKind::TimedOut
         | PublishErrorKind::BrokenPipe
         | PublishErrorKind::MaxAckPending => Failure::Transient(Error::from_nats(&context, err)),
@@ -324,18 +372,30 @@ fn classify(stream: &str, err: &PublishError) -> Failure {
             ErrorKind::Connection,
             format!("{context}: no responders (the stream is unavailable)"),
         )),
-        PublishErrorKind::MaxPayloadExceeded => Failure::Permanent(Error::new(
+        PublishErrorKind::MaxPayloadExceeded if !batch => Failure::Permanent(Error::new(
             ErrorKind::PayloadTooLarge,
             format!("{context}: {err}; split the message or raise the server's max_payload"),
         )),
         _ => {
             let e = Error::from_nats(&context, err);
-            // 503-like answers (no leader yet, storage catching up) pass; the
-            // rest (limits with discard new, permissions…) will not.
-            let text = err.to_string();
-            if text.contains("code 503") || e.kind() == ErrorKind::Timeout {
+            let api = api_error(err);
+            if api.is_some_and(|a| a.error_code().0 == ATOMIC_PUBLISH_DISABLED) {
+                return Failure::BatchesDisabled(e);
+            }
+            // 503: no leader yet, storage catching up; 409: an id still in
+            // process (a copy of ours being proposed); 429: too many
+            // batches at once. All pass.
+            if api.is_some_and(|a| matches!(a.code(), 503 | 409 | 429))
+                || e.kind() == ErrorKind::Timeout
+            {
                 Failure::Transient(e)
+            } else if batch {
+                // Incomplete (a message lost on the way), an id that is
+                // already stored, or a message the stream refuses: sent one
+                // at a time, each message is settled on its own.
+                Failure::Unbatchable(e)
             } else {
+                // Limits with discard new, permissions…: will not pass.
                 Failure::Permanent(e)
             }
         }

@@ -213,7 +213,7 @@ impl Client {
         let compiled = Compiled::compile(&definition)?;
         self.inner
             .schemas
-            .register(&self.inner.js, name, &definition, compiled, compatibility)
+            .register(self, name, &definition, compiled, compatibility)
             .await
     }
 
@@ -223,24 +223,21 @@ impl Client {
         let registry = &self.inner.schemas;
         let version = match version {
             Some(v) => v,
-            None => registry.latest(&self.inner.js, name).await?,
+            None => registry.latest(self, name).await?,
         };
-        registry
-            .version(&self.inner.js, name, version)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "schema {name:?} has no version {version}; list its versions with schemas()"
-                ))
-            })
+        registry.version(self, name, version).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "schema {name:?} has no version {version}; list its versions with schemas()"
+            ))
+        })
     }
 
     /// Every schema of this namespace, with its versions.
     pub async fn schemas(&self) -> Result<Vec<SchemaInfo>> {
         let registry = &self.inner.schemas;
         let mut out = Vec::new();
-        for name in registry.names(&self.inner.js).await? {
-            if let Some((meta, _)) = registry.meta(&self.inner.js, &name).await?
+        for name in registry.names(self).await? {
+            if let Some((meta, _)) = registry.meta(self, &name).await?
                 && let Some(latest) = meta.latest()
             {
                 out.push(SchemaInfo {
@@ -260,13 +257,11 @@ impl Client {
         validate_name("schema", name)?;
         let registry = &self.inner.schemas;
         let (mut meta, revision) = registry
-            .meta(&self.inner.js, name)
+            .meta(self, name)
             .await?
             .ok_or_else(|| unknown_schema(name))?;
         meta.compatibility = mode;
-        registry
-            .update_meta(&self.inner.js, name, &meta, revision)
-            .await
+        registry.update_meta(self, name, &meta, revision).await
     }
 
     /// Deletes one version, refused while a station binds it.
@@ -274,7 +269,7 @@ impl Client {
         validate_name("schema", name)?;
         let registry = &self.inner.schemas;
         let (mut meta, revision) = registry
-            .meta(&self.inner.js, name)
+            .meta(self, name)
             .await?
             .ok_or_else(|| unknown_schema(name))?;
         if !meta.versions.contains(&version) {
@@ -303,10 +298,8 @@ impl Client {
             )));
         }
         meta.versions.retain(|v| *v != version);
-        registry
-            .update_meta(&self.inner.js, name, &meta, revision)
-            .await?;
-        registry.purge_version(&self.inner.js, name, version).await
+        registry.update_meta(self, name, &meta, revision).await?;
+        registry.purge_version(self, name, version).await
     }
 
     /// Encodes a JSON-like value with a Protobuf or Avro schema version
@@ -346,12 +339,9 @@ impl Client {
         let registry = &self.inner.schemas;
         let version = match version {
             Some(v) => v,
-            None => registry.latest(&self.inner.js, name).await?,
+            None => registry.latest(self, name).await?,
         };
-        Ok((
-            registry.compiled(&self.inner.js, name, version).await?,
-            version,
-        ))
+        Ok((registry.compiled(self, name, version).await?, version))
     }
 
     /// Checks a binding points at something that exists.
@@ -359,7 +349,7 @@ impl Client {
         let (meta, _) = self
             .inner
             .schemas
-            .meta(&self.inner.js, &binding.name)
+            .meta(self, &binding.name)
             .await?
             .ok_or_else(|| {
                 Error::not_found(format!(

@@ -20,13 +20,16 @@ use std::{
     sync::{Arc, RwLock, Weak},
 };
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{Compatibility, SchemaDefinition, SchemaFormat, SchemaVersion, validator::Compiled};
-use crate::error::{Error, Result};
+use crate::{
+    client::Client,
+    error::{Error, Result},
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Meta {
@@ -77,19 +80,25 @@ impl Registry {
         }
     }
 
-    pub(crate) async fn store(&self, js: &jetstream::Context) -> Result<&kv::Store> {
+    pub(crate) async fn store(&self, client: &Client) -> Result<&kv::Store> {
+        let js = &client.inner.js;
         self.store
             .get_or_try_init(|| async {
                 if let Ok(store) = js.get_key_value(&self.bucket).await {
                     return Ok(store);
                 }
-                let config = kv::Config {
-                    bucket: self.bucket.clone(),
-                    description: "jetstation schema registry".into(),
-                    history: 1,
-                    ..Default::default()
-                };
-                match js.create_key_value(config).await {
+                let created = client
+                    .create_replicated(|replicas| {
+                        js.create_key_value(kv::Config {
+                            bucket: self.bucket.clone(),
+                            description: "jetstation schema registry".into(),
+                            history: 1,
+                            num_replicas: replicas,
+                            ..Default::default()
+                        })
+                    })
+                    .await;
+                match created {
                     Ok(store) => Ok(store),
                     // Another client created it first.
                     Err(create) => js
@@ -101,12 +110,8 @@ impl Registry {
             .await
     }
 
-    pub(crate) async fn meta(
-        &self,
-        js: &jetstream::Context,
-        name: &str,
-    ) -> Result<Option<(Meta, u64)>> {
-        let store = self.store(js).await?;
+    pub(crate) async fn meta(&self, client: &Client, name: &str) -> Result<Option<(Meta, u64)>> {
+        let store = self.store(client).await?;
         let entry = store
             .entry(meta_key(name))
             .await
@@ -124,11 +129,11 @@ impl Registry {
 
     pub(crate) async fn version(
         &self,
-        js: &jetstream::Context,
+        client: &Client,
         name: &str,
         version: u32,
     ) -> Result<Option<SchemaVersion>> {
-        let store = self.store(js).await?;
+        let store = self.store(client).await?;
         let entry = store
             .get(version_key(name, version))
             .await
@@ -144,7 +149,7 @@ impl Registry {
     /// The compiled validator of a version (cached).
     pub(crate) async fn compiled(
         &self,
-        js: &jetstream::Context,
+        client: &Client,
         name: &str,
         version: u32,
     ) -> Result<Arc<Compiled>> {
@@ -152,7 +157,7 @@ impl Registry {
         if let Some(c) = self.compiled.read().unwrap().get(&key) {
             return Ok(c.clone());
         }
-        let v = self.version(js, name, version).await?.ok_or_else(|| {
+        let v = self.version(client, name, version).await?.ok_or_else(|| {
             Error::not_found(format!(
                 "schema {name:?} has no version {version}; list its versions with schemas()"
             ))
@@ -177,13 +182,13 @@ impl Registry {
     }
 
     /// The latest version of `name`, kept current by a watch.
-    pub(crate) async fn latest(&self, js: &jetstream::Context, name: &str) -> Result<u32> {
-        self.start_watch(js).await?;
+    pub(crate) async fn latest(&self, client: &Client, name: &str) -> Result<u32> {
+        self.start_watch(client).await?;
         if let Some(v) = self.latest.read().unwrap().get(name) {
             return Ok(*v);
         }
         let (meta, _) = self
-            .meta(js, name)
+            .meta(client, name)
             .await?
             .ok_or_else(|| unknown_schema(name))?;
         let latest = meta.latest().ok_or_else(|| unknown_schema(name))?;
@@ -194,37 +199,17 @@ impl Registry {
         Ok(latest)
     }
 
-    async fn start_watch(&self, js: &jetstream::Context) -> Result<()> {
-        let store = self.store(js).await?.clone();
+    async fn start_watch(&self, client: &Client) -> Result<()> {
+        let store = self.store(client).await?.clone();
         let latest: Weak<RwLock<HashMap<String, u32>>> = Arc::downgrade(&self.latest);
         self.watch
             .get_or_try_init(|| async move {
                 // With history: the current value of every key first, then changes.
-                let mut watch = store
+                let first = store
                     .watch_with_history("meta.>")
                     .await
                     .map_err(|e| registry_error("watching schemas", e))?;
-                tokio::spawn(async move {
-                    while let Some(Ok(entry)) = watch.next().await {
-                        let Some(latest) = latest.upgrade() else {
-                            return;
-                        };
-                        let name = entry.key.trim_start_matches("meta.").to_string();
-                        let meta = (entry.operation == kv::Operation::Put)
-                            .then(|| serde_json::from_slice::<Meta>(&entry.value).ok())
-                            .flatten();
-                        let mut map = latest.write().unwrap();
-                        match meta.and_then(|m| m.latest()) {
-                            Some(v) => {
-                                tracing::debug!(schema = %name, version = v, "schema updated");
-                                map.insert(name, v);
-                            }
-                            None => {
-                                map.remove(&name);
-                            }
-                        }
-                    }
-                });
+                tokio::spawn(follow_latest(store, first, latest));
                 Ok(())
             })
             .await
@@ -234,16 +219,16 @@ impl Registry {
     /// Registers a new version after the compatibility check; returns it.
     pub(crate) async fn register(
         &self,
-        js: &jetstream::Context,
+        client: &Client,
         name: &str,
         def: &SchemaDefinition,
         compiled: Arc<Compiled>,
         mode_for_new: Compatibility,
     ) -> Result<SchemaVersion> {
-        self.start_watch(js).await?;
-        let store = self.store(js).await?;
+        self.start_watch(client).await?;
+        let store = self.store(client).await?;
         for _attempt in 0..10 {
-            let current = self.meta(js, name).await?;
+            let current = self.meta(client, name).await?;
             let (mut meta, revision) = match current {
                 Some((meta, rev)) => (meta, Some(rev)),
                 None => (
@@ -264,7 +249,7 @@ impl Registry {
                 )));
             }
             if let Some(latest) = meta.latest() {
-                let previous = self.version(js, name, latest).await?;
+                let previous = self.version(client, name, latest).await?;
                 if let Some(previous) = previous
                     && previous.source == def.source
                     && previous.message_type == def.message_type
@@ -272,7 +257,7 @@ impl Registry {
                     // Same text again: nothing to do.
                     return Ok(previous);
                 }
-                let old = self.compiled(js, name, latest).await?;
+                let old = self.compiled(client, name, latest).await?;
                 let breaking = super::compat::breaking_changes(meta.compatibility, &old, &compiled);
                 if !breaking.is_empty() {
                     return Err(Error::new(
@@ -338,12 +323,12 @@ impl Registry {
     /// Writes `meta` back if its revision did not change.
     pub(crate) async fn update_meta(
         &self,
-        js: &jetstream::Context,
+        client: &Client,
         name: &str,
         meta: &Meta,
         revision: u64,
     ) -> Result<()> {
-        let store = self.store(js).await?;
+        let store = self.store(client).await?;
         let value = serde_json::to_vec(meta).expect("serializable");
         store
             .update(meta_key(name), value.into(), revision)
@@ -359,11 +344,11 @@ impl Registry {
 
     pub(crate) async fn purge_version(
         &self,
-        js: &jetstream::Context,
+        client: &Client,
         name: &str,
         version: u32,
     ) -> Result<()> {
-        let store = self.store(js).await?;
+        let store = self.store(client).await?;
         store
             .purge(version_key(name, version))
             .await
@@ -372,8 +357,8 @@ impl Registry {
         Ok(())
     }
 
-    pub(crate) async fn names(&self, js: &jetstream::Context) -> Result<Vec<String>> {
-        let store = self.store(js).await?;
+    pub(crate) async fn names(&self, client: &Client) -> Result<Vec<String>> {
+        let store = self.store(client).await?;
         let mut keys = store
             .keys()
             .await
@@ -394,4 +379,57 @@ pub(crate) fn unknown_schema(name: &str) -> Error {
     Error::not_found(format!(
         "schema {name:?} does not exist; register it first with register_schema"
     ))
+}
+
+/// Keeps `latest` current from the registry's watch for as long as the
+/// registry lives. A watch that ends or fails (a node restart, a lost
+/// connection) is opened again, with history, so nothing registered
+/// meanwhile is missed.
+async fn follow_latest(
+    store: kv::Store,
+    mut watch: kv::Watch,
+    latest: Weak<RwLock<HashMap<String, u32>>>,
+) {
+    loop {
+        while let Some(item) = watch.next().await {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::debug!(error = %e, "schema watch failed; opening it again");
+                    break;
+                }
+            };
+            let Some(latest) = latest.upgrade() else {
+                return;
+            };
+            let name = entry.key.trim_start_matches("meta.").to_string();
+            let meta = (entry.operation == kv::Operation::Put)
+                .then(|| serde_json::from_slice::<Meta>(&entry.value).ok())
+                .flatten();
+            let mut map = latest.write().unwrap();
+            match meta.and_then(|m| m.latest()) {
+                Some(v) => {
+                    tracing::debug!(schema = %name, version = v, "schema updated");
+                    map.insert(name, v);
+                }
+                None => {
+                    map.remove(&name);
+                }
+            }
+        }
+        loop {
+            if latest.strong_count() == 0 {
+                return;
+            }
+            // Pause before opening the watch again while the broker is away.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            match store.watch_with_history("meta.>").await {
+                Ok(w) => {
+                    watch = w;
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot watch schemas yet"),
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
+    collections::{HashMap, HashSet},
     future::Future,
     sync::Once,
     time::{Duration, Instant},
@@ -125,4 +126,45 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
 /// Partition stream name of a station without namespace.
 pub fn partition_stream(station: &str, partition: u32) -> String {
     format!("JST__{station}__P{partition}")
+}
+
+/// Payload "<key>:<index>" lets the checks recover the send order per key.
+pub fn payload(key: &str, i: usize) -> String {
+    format!("{key}:{i}")
+}
+
+pub fn parse(p: &[u8]) -> (String, usize) {
+    let s = std::str::from_utf8(p).unwrap();
+    let (k, i) = s.rsplit_once(':').unwrap();
+    (k.to_string(), i.parse().unwrap())
+}
+
+/// Checks the whole station: each key in order, no duplicate, returns the
+/// stored count per key.
+pub async fn check_station(
+    url: &str,
+    station: &str,
+    partitions: u32,
+) -> HashMap<String, Vec<usize>> {
+    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut ids = HashSet::new();
+    for p in 0..partitions {
+        for m in read_stream(url, &partition_stream(station, p)).await {
+            assert!(
+                ids.insert(m.msg_id.clone()),
+                "duplicate stored: {}",
+                m.msg_id
+            );
+            let (key, i) = parse(&m.payload);
+            assert_eq!(m.key.as_deref(), Some(key.as_str()));
+            per_key.entry(key).or_default().push(i);
+        }
+    }
+    for (key, seen) in &per_key {
+        if let Some(at) = seen.windows(2).position(|w| w[0] >= w[1]) {
+            let around = &seen[at.saturating_sub(3)..(at + 5).min(seen.len())];
+            panic!("key {key} out of order at position {at}: ... {around:?} ...");
+        }
+    }
+    per_key
 }

@@ -254,6 +254,31 @@ impl NatsServer {
         }
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Freezes the process (SIGSTOP): its sockets stay open but it answers
+    /// nothing, like a node stuck in a long pause.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
     /// Starts the process again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
@@ -273,6 +298,9 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        // A frozen process ignores nothing but SIGKILL; thaw it anyway so a
+        // stopped process group never lingers.
+        self.thaw();
         self.kill();
     }
 }

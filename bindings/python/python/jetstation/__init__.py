@@ -90,7 +90,7 @@ def _headers(headers: Headers) -> Optional[List[Tuple[str, str]]]:
 async def connect(
     urls: Union[str, Sequence[str]] = "nats://127.0.0.1:4222", **options: Any
 ) -> "Client":
-    """Connects to NATS and checks the server (>= 2.10, JetStream enabled).
+    """Connects to NATS and checks the server (>= 2.12, JetStream enabled).
 
     Options: ``token``, ``user`` / ``password``, ``nkey_seed``, ``creds_file``,
     ``tls_required``, ``tls_ca``, ``tls_cert``, ``tls_key``, ``namespace``,

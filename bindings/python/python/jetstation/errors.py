@@ -75,7 +75,7 @@ class IncompatibleSchemaError(InvalidArgumentError):
 
 
 class ServerTooOldError(JetstationError):
-    """The nats-server is older than 2.10."""
+    """The nats-server is older than 2.12."""
 
     kind = "server_too_old"
 

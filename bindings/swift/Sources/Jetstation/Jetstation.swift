@@ -3,7 +3,7 @@
 import Foundation
 
 public extension Client {
-    /// Connects and checks the server (2.10 or newer, JetStream enabled).
+    /// Connects and checks the server (2.12 or newer, JetStream enabled).
     static func connect(_ urls: String..., options: ConnectOptions = ConnectOptions()) async throws -> Client {
         try await Jetstation.connect(urls: urls, options: options)
     }

@@ -164,7 +164,7 @@ final class JetstationTests: XCTestCase {
             if case .Auth = $0 { return true } else { return false }
         }
         await expect({ _ = try await Client.connect(env("NATS_OLD_URL")) }) {
-            if case .ServerTooOld(let message) = $0 { return message.contains("2.10.0") } else { return false }
+            if case .ServerTooOld(let message) = $0 { return message.contains("2.12.0") } else { return false }
         }
         await expect({ _ = try await client.createStation(name: unique("r3"), config: StationConfig(replicas: 3)) }) {
             if case .Broker = $0 { return true } else { return false }

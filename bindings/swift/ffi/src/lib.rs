@@ -249,7 +249,7 @@ pub struct Client {
     inner: jetstation::Client,
 }
 
-/// Connects and checks the server (2.10 or newer, JetStream enabled).
+/// Connects and checks the server (2.12 or newer, JetStream enabled).
 #[uniffi::export(async_runtime = "tokio")]
 pub async fn connect(urls: Vec<String>, options: ConnectOptions) -> Result<Arc<Client>> {
     let mut c = jetstation::ConnectOptions::with_urls(urls);
