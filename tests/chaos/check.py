@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Judges a chaos run from its histories alone (JSON lines), knowing nothing
+of jetstation's API.
+
+Inputs in DIR: producer.jsonl (one "send" record per message with its
+result), m1.jsonl / m2.jsonl (one "handled" record per message a member
+ran), faults.jsonl (what broke, from when to when), consumers.json (the most
+consumers the cluster held at once, and the bound).
+
+Rules, each counted per fault (the fault that was active, or last began,
+when the message was confirmed):
+- lost: a confirmed message that no member handled;
+- stalled: a confirmed message first handled later than DEADLINE_AFTER
+  seconds after the last fault ended;
+- inversions: two confirmed messages of one key whose first deliveries
+  happened in the opposite order of their sending;
+- unflagged repeats: a message handled again without being marked as a
+  redelivery;
+- stored twice: one sent message delivered under two stream sequences;
+- failed then confirmed: a send that failed, followed (in send order) by a
+  confirmed send to the same partition.
+It also prints, per fault, the time from the fault's start to the first
+new delivery on every partition (median and max over partitions), and
+writes everything to DIR/summary.json. Exits 1 on any violation.
+"""
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def read(path):
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line cut by SIGKILL
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--deadline-after", type=float, required=True)
+    ap.add_argument("--label", default="")
+    args = ap.parse_args()
+    d = args.dir
+
+    sends = [r for r in read(d / "producer.jsonl") if r.get("ev") == "send"]
+    handled = []
+    for m in sorted(d.glob("m*.jsonl")):
+        handled += [r for r in read(m) if r.get("ev") == "handled"]
+    faults = read(d / "faults.jsonl")
+    consumers = json.loads((d / "consumers.json").read_text()) if (d / "consumers.json").exists() else {}
+    if not sends or not faults:
+        print("chaos check: no history to judge (the run failed before it started)")
+        return 1
+    faults.sort(key=lambda f: f["start"])
+    names = ["before faults"] + [f["fault"] for f in faults]
+
+    def fault_at(t):
+        idx = 0
+        for i, f in enumerate(faults):
+            if f["start"] <= t:
+                idx = i + 1
+        return idx
+
+    counts = [defaultdict(int) for _ in names]
+    confirmed = {r["msg_id"]: r for r in sends if r.get("ok")}
+    for r in sends:
+        counts[fault_at(r["t"])]["sent"] += 1
+        if r.get("ok"):
+            counts[fault_at(r["t"])]["confirmed"] += 1
+
+    handled.sort(key=lambda r: r["t"])
+    first = {}
+    seqs = defaultdict(set)
+    for r in handled:
+        mid = r.get("msg_id")
+        seqs[(r.get("key"), r.get("n"))].add(r.get("seq"))
+        if mid in first:
+            if not r.get("redelivered"):
+                counts[fault_at(r["t"])]["unflagged repeats"] += 1
+        else:
+            first[mid] = r
+
+    last_end = max(f["end"] for f in faults)
+    deadline = last_end + args.deadline_after
+    for mid, s in confirmed.items():
+        f = fault_at(s["t"])
+        h = first.get(mid)
+        if h is None:
+            counts[f]["lost"] += 1
+        elif h["t"] > max(deadline, s["t"] + args.deadline_after):
+            counts[f]["stalled"] += 1
+
+    for (key, n), ss in seqs.items():
+        if len(ss) > 1:
+            counts[0]["stored twice"] += 1
+
+    by_key = defaultdict(list)
+    for mid, s in confirmed.items():
+        if mid in first:
+            by_key[s["key"]].append((s["n"], first[mid]["t"], mid))
+    for key, items in by_key.items():
+        items.sort()
+        for (n1, t1, _), (n2, t2, m2) in zip(items, items[1:]):
+            if t2 < t1:
+                counts[fault_at(confirmed[m2]["t"])]["inversions"] += 1
+
+    failed_at = {}
+    for r in sorted(sends, key=lambda r: r["i"]):
+        p = r["partition"]
+        if not r.get("ok"):
+            failed_at.setdefault(p, r["i"])
+        elif p in failed_at:
+            counts[fault_at(r["t"])]["failed then confirmed"] += 1
+
+    # Time from each fault to the first new delivery on every partition.
+    partitions = sorted({r["partition"] for r in handled})
+    firsts_by_partition = defaultdict(list)
+    for r in first.values():
+        firsts_by_partition[r["partition"]].append(r["t"])
+    for p in firsts_by_partition:
+        firsts_by_partition[p].sort()
+    recovery = []
+    for f in faults:
+        gaps = []
+        for p in partitions:
+            after = [t for t in firsts_by_partition[p] if t >= f["start"]]
+            if after:
+                gaps.append(after[0] - f["start"])
+        recovery.append({
+            "fault": f["fault"],
+            "median_s": round(statistics.median(gaps), 3) if gaps else None,
+            "max_s": round(max(gaps), 3) if gaps else None,
+            "partitions": len(gaps),
+        })
+
+    rules = ["lost", "stalled", "inversions", "unflagged repeats", "stored twice", "failed then confirmed"]
+    print(f"chaos check ({args.label}): {len(sends)} sent, {len(confirmed)} confirmed, "
+          f"{len(handled)} deliveries handled, {len(first)} distinct")
+    header = f"  {'fault':<26} {'confirmed':>9} " + " ".join(f"{r:>9}" for r in ["lost", "stalled", "invers.", "unflagged", "twice", "fail>ok"]) + "  first new delivery (median/max)"
+    print(header)
+    for i, name in enumerate(names):
+        c = counts[i]
+        rec = ""
+        if i > 0:
+            r = recovery[i - 1]
+            rec = f"  {r['median_s']}s / {r['max_s']}s" if r["median_s"] is not None else "  -"
+        print(f"  {name:<26} {c['confirmed']:>9} " + " ".join(f"{c[r]:>9}" for r in rules) + rec)
+    totals = {r: sum(c[r] for c in counts) for r in rules}
+    print("  total: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
+    bad = sum(totals.values())
+    if consumers:
+        print(f"  consumers on the cluster: at most {consumers['max']} (bound {consumers['bound']})")
+        if consumers["max"] > consumers["bound"]:
+            print("  FAIL: consumers piled up")
+            bad += 1
+    if len(confirmed) == 0:
+        print("  FAIL: nothing was confirmed")
+        bad += 1
+    (d / "summary.json").write_text(json.dumps({
+        "label": args.label, "sent": len(sends), "confirmed": len(confirmed),
+        "totals": totals, "recovery": recovery, "consumers": consumers,
+    }, indent=1))
+    print("chaos check: " + ("passed" if bad == 0 else "FAILED"))
+    return 0 if bad == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+//! `chaos run`: the cluster, the workers, the faults, then the checker.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use jetstation::{Client, ConnectOptions, StationConfig};
+use jetstation_harness::{Cluster, Relay};
+use serde_json::json;
+
+const STATION: &str = "chaos";
+const GROUP: &str = "sync";
+const PARTITIONS: u32 = 4;
+const ACK_WAIT_MS: u64 = 3000;
+const HANDOVER_MS: u64 = 2000;
+
+/// One fault, `at` seconds after the flow starts, lasting `hold` seconds.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL node `i`, start it again after `hold`.
+    KillNode(usize),
+    /// SIGSTOP node `i` for `hold` (longer than `ack_wait`), then SIGCONT.
+    FreezeNode(usize),
+    /// Break every client connection (through the relays).
+    CutConnections,
+    /// SIGKILL member process `i`, start it again after `hold`.
+    KillMember(usize),
+}
+
+impl Fault {
+    fn name(self) -> String {
+        match self {
+            Fault::KillNode(i) => format!("sigkill node n{}", i + 1),
+            Fault::FreezeNode(i) => format!("sigstop node n{}", i + 1),
+            Fault::CutConnections => "cut client connections".into(),
+            Fault::KillMember(i) => format!("sigkill member m{}", i + 1),
+        }
+    }
+}
+
+struct Plan {
+    /// Seconds the producer sends.
+    duration: u64,
+    rate: u64,
+    keys: u64,
+    faults: Vec<(f64, Fault, f64)>,
+}
+
+impl Plan {
+    fn cycle(offset: f64) -> Vec<(f64, Fault, f64)> {
+        let freeze = ACK_WAIT_MS as f64 / 1000.0 + 1.0;
+        vec![
+            (offset + 4.0, Fault::KillNode(0), 3.5),
+            (offset + 11.0, Fault::KillNode(1), 3.5),
+            (offset + 18.0, Fault::KillNode(2), 3.5),
+            (offset + 25.0, Fault::FreezeNode(0), freeze),
+            (offset + 32.0, Fault::CutConnections, 0.0),
+            (offset + 35.0, Fault::KillMember(1), 2.0),
+        ]
+    }
+
+    fn short() -> Self {
+        Self {
+            duration: 40,
+            rate: 500,
+            keys: 100,
+            faults: Self::cycle(0.0),
+        }
+    }
+
+    fn long() -> Self {
+        let mut faults = Vec::new();
+        for c in 0..4 {
+            faults.extend(Self::cycle(c as f64 * 40.0));
+        }
+        Self {
+            duration: 160,
+            rate: 1000,
+            keys: 100,
+            faults,
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+struct Workers {
+    lang: String,
+    out: PathBuf,
+    relay_urls: String,
+    plan_env: Vec<(String, String)>,
+}
+
+impl Workers {
+    fn command(&self, role: &str) -> Command {
+        let mut cmd = match self.lang.as_str() {
+            "python" => {
+                let python = std::env::var("CHAOS_PYTHON").unwrap_or_else(|_| "python3".into());
+                let mut c = Command::new(python);
+                c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("worker.py"))
+                    .arg(role);
+                c
+            }
+            _ => {
+                let mut c = Command::new(std::env::current_exe().expect("own path"));
+                c.arg(role);
+                c
+            }
+        };
+        cmd.envs(self.plan_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CHAOS_URLS", &self.relay_urls)
+            .env("CHAOS_STATION", STATION)
+            .env("CHAOS_GROUP", GROUP)
+            .env("CHAOS_PARTITIONS", PARTITIONS.to_string())
+            .env("CHAOS_ACK_WAIT_MS", ACK_WAIT_MS.to_string())
+            .env("CHAOS_HANDOVER_MS", HANDOVER_MS.to_string())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn spawn(&self, role: &str, name: &str) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.out.join(format!("{name}.log")))
+            .expect("worker log");
+        let mut cmd = self.command(role);
+        if role == "consume" {
+            cmd.env("CHAOS_MEMBER", name);
+        }
+        cmd.env("CHAOS_HISTORY", self.out.join(format!("{name}.jsonl")))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {role} worker: {e}"))
+    }
+}
+
+pub(crate) async fn run(args: &[String]) -> i32 {
+    let mut lang = "rust".to_string();
+    let mut long = std::env::var("CHAOS_LONG").is_ok_and(|v| v == "1");
+    let mut out: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--lang" => lang = it.next().cloned().unwrap_or_default(),
+            "--long" => long = true,
+            "--out" => out = it.next().map(PathBuf::from),
+            other => {
+                eprintln!("chaos run: unknown argument {other:?}");
+                return 2;
+            }
+        }
+    }
+    let plan = if long { Plan::long() } else { Plan::short() };
+    let out = out.unwrap_or_else(|| std::env::temp_dir().join(format!("jetstation-chaos-{lang}")));
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out).expect("output directory");
+    println!(
+        "chaos ({lang}, {}): 3-node cluster, R3 station of {PARTITIONS} partitions, {} msg/s for \
+         {} s, {} faults; histories in {}",
+        if long { "long" } else { "short" },
+        plan.rate,
+        plan.duration,
+        plan.faults.len(),
+        out.display()
+    );
+
+    let mut cluster = Cluster::start(3);
+    let relays: Vec<Relay> = cluster.nodes.iter().map(|n| Relay::start(n.port())).collect();
+    let direct_urls = cluster.urls();
+    let admin = admin_client(&direct_urls).await;
+    admin
+        .create_station(
+            STATION,
+            StationConfig::default()
+                .replicas(3)
+                .partitions(PARTITIONS)
+                .max_deliveries(1000)
+                .dedup_window(Duration::from_secs(120)),
+        )
+        .await
+        .expect("create the station");
+
+    let workers = Workers {
+        lang: lang.clone(),
+        out: out.clone(),
+        relay_urls: relays.iter().map(Relay::url).collect::<Vec<_>>().join(","),
+        plan_env: vec![
+            ("CHAOS_RATE".into(), plan.rate.to_string()),
+            ("CHAOS_KEYS".into(), plan.keys.to_string()),
+            ("CHAOS_DURATION".into(), plan.duration.to_string()),
+        ],
+    };
+    let mut members: Vec<Child> = (0..2)
+        .map(|i| workers.spawn("consume", &format!("m{}", i + 1)))
+        .collect();
+    // Let the members join before the flow starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut producer = workers.spawn("produce", "producer");
+    let started = Instant::now();
+
+    let max_consumers = Arc::new(AtomicUsize::new(0));
+    let sampler = tokio::spawn(sample_consumers(direct_urls.clone(), max_consumers.clone()));
+
+    let mut faults_log = fs::File::create(out.join("faults.jsonl")).expect("faults log");
+    let mut last_fault_end = unix_now();
+    for (at, fault, hold) in &plan.faults {
+        let wait = Duration::from_secs_f64(*at).saturating_sub(started.elapsed());
+        // The fault schedule: each fault starts at its planned time.
+        tokio::time::sleep(wait).await;
+        let start = unix_now();
+        println!("  t={:>5.1}s  {}", started.elapsed().as_secs_f64(), fault.name());
+        match *fault {
+            Fault::KillNode(i) => cluster.nodes[i].kill(),
+            Fault::FreezeNode(i) => cluster.nodes[i].freeze(),
+            Fault::CutConnections => relays.iter().for_each(Relay::cut),
+            Fault::KillMember(i) => {
+                let _ = members[i].kill();
+                let _ = members[i].wait();
+            }
+        }
+        // How long the fault lasts.
+        tokio::time::sleep(Duration::from_secs_f64(*hold)).await;
+        match *fault {
+            Fault::KillNode(i) => cluster.nodes[i].start_again(),
+            Fault::FreezeNode(i) => cluster.nodes[i].thaw(),
+            Fault::CutConnections => {}
+            Fault::KillMember(i) => members[i] = workers.spawn("consume", &format!("m{}", i + 1)),
+        }
+        let end = unix_now();
+        last_fault_end = end;
+        let line = json!({"fault": fault.name(), "start": start, "end": end}).to_string();
+        writeln!(faults_log, "{line}").expect("faults log");
+    }
+
+    // The producer sends for its duration, then waits for every result.
+    let producer_limit = Duration::from_secs(plan.duration + 90);
+    while producer.try_wait().ok().flatten().is_none() {
+        if started.elapsed() > producer_limit {
+            eprintln!("chaos: the producer did not finish; killing it");
+            let _ = producer.kill();
+            break;
+        }
+        // Poll interval while the producer drains.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every confirmed message must be handled before the deadline; stop
+    // waiting as soon as they all are.
+    let deadline_after = 2.0 * ACK_WAIT_MS as f64 / 1000.0 + HANDOVER_MS as f64 / 1000.0 + 10.0;
+    let deadline = last_fault_end + deadline_after;
+    while unix_now() < deadline + 2.0 {
+        if all_handled(&out) {
+            break;
+        }
+        // Poll interval while the members catch up.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for m in &mut members {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    sampler.abort();
+    let bound = PARTITIONS as usize + 4;
+    let seen = max_consumers.load(Ordering::SeqCst);
+    fs::write(
+        out.join("consumers.json"),
+        json!({"max": seen, "bound": bound}).to_string(),
+    )
+    .expect("consumers summary");
+    drop(relays);
+    drop(cluster);
+
+    let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("check.py");
+    let status = Command::new("python3")
+        .arg(checker)
+        .arg(&out)
+        .arg("--deadline-after")
+        .arg(deadline_after.to_string())
+        .arg("--label")
+        .arg(&lang)
+        .status()
+        .expect("run check.py");
+    status.code().unwrap_or(1)
+}
+
+async fn admin_client(urls: &[String]) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let options = ConnectOptions::with_urls(urls.to_vec())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250));
+        match Client::connect(options).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("chaos: cluster not ready: {e}");
+                // Retry interval until the meta leader is elected; bounded by the deadline.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("the cluster never became ready: {e}"),
+        }
+    }
+}
+
+/// Samples how many consumers the cluster holds, over every stream: members
+/// that recreate pulls or watches on every reconnect would pile them up.
+async fn sample_consumers(urls: Vec<String>, max: Arc<AtomicUsize>) {
+    use futures::TryStreamExt;
+    let addrs: Vec<async_nats::ServerAddr> = urls.iter().filter_map(|u| u.parse().ok()).collect();
+    let Ok(nats) = async_nats::connect(addrs).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(nats);
+    loop {
+        if let Ok(infos) = js.streams().try_collect::<Vec<_>>().await {
+            let total: usize = infos.iter().map(|i| i.state.consumer_count).sum();
+            max.fetch_max(total, Ordering::SeqCst);
+        }
+        // Sampling period of the consumer count.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether every confirmed send appears in some member's history.
+fn all_handled(out: &Path) -> bool {
+    let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
+    let mut confirmed = HashSet::new();
+    for line in read("producer.jsonl").lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+            && v["ok"] == json!(true)
+        {
+            confirmed.insert(v["msg_id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    if confirmed.is_empty() {
+        return false;
+    }
+    for m in ["m1.jsonl", "m2.jsonl"] {
+        for line in read(m).lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(id) = v["msg_id"].as_str()
+            {
+                confirmed.remove(id);
+            }
+        }
+    }
+    confirmed.is_empty()
+}
