@@ -33,7 +33,9 @@ pub mod schema;
 pub mod station;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
-pub use consumer::{Consumer, ConsumerOptions, Delivery, ReceivedMessage, StartPosition};
+pub use consumer::{
+    Consumer, ConsumerOptions, Delivery, PartitionHealth, ReceivedMessage, StartPosition,
+};
 pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};

@@ -30,8 +30,11 @@
 //! whose `Ok` acks and whose `Err` nacks).
 
 mod committer;
+mod fetch;
 mod membership;
 pub(crate) mod scheduler;
+
+pub use scheduler::PartitionHealth;
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
@@ -417,7 +420,7 @@ impl Client {
     }
 }
 
-fn group_config(group: &str, options: &ConsumerOptions) -> pull::Config {
+pub(crate) fn group_config(group: &str, options: &ConsumerOptions) -> pull::Config {
     pull::Config {
         durable_name: Some(group.to_string()),
         description: Some(format!("jetstation consumer group {group:?}")),
@@ -490,6 +493,19 @@ impl Consumer {
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// How each partition of this member is doing: owned or not, in sync,
+    /// messages held, the broker's undelivered count, the last delivery and
+    /// the last pull failure. A member repairs a failed pull by itself; this
+    /// shows it happening.
+    pub async fn health(&self) -> Result<Vec<PartitionHealth>> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .events
+            .send(scheduler::Event::Health { reply })
+            .map_err(|_| Error::closed("consumer"))?;
+        answer.await.map_err(|_| Error::closed("consumer"))
     }
 
     /// Stops fetching, waits for the application to settle what it holds,

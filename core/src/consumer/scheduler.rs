@@ -23,14 +23,13 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_nats::{
     HeaderMap,
     jetstream::{self, AckKind, consumer::pull, message::PublishMessage},
 };
-use futures::StreamExt;
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -81,6 +80,14 @@ pub(crate) enum Event {
         info: Box<Result<jetstream::consumer::Info>>,
     },
     Members(Vec<String>),
+    /// A partition's pull failed (and is being opened again).
+    FetchFailed {
+        partition: u32,
+        error: String,
+    },
+    Health {
+        reply: oneshot::Sender<Vec<PartitionHealth>>,
+    },
     Close {
         done: oneshot::Sender<Result<()>>,
     },
@@ -147,6 +154,33 @@ struct Partition {
     revoking: bool,
     /// Messages that may run, in the order they became runnable.
     runnable: VecDeque<u64>,
+    /// When a message last arrived (or the partition was taken).
+    last_activity: Instant,
+    last_delivery_at: Option<SystemTime>,
+    last_error: Option<String>,
+    /// Messages the broker had not delivered yet at the last answer.
+    broker_undelivered: u64,
+    /// A silence already warned about (reset by the next message).
+    warned_silent: bool,
+}
+
+/// How one partition of a member is doing (see [`super::Consumer::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionHealth {
+    pub partition: u32,
+    /// Assigned to this member.
+    pub owned: bool,
+    /// This member knows every message the broker counts as pending, so it
+    /// runs and commits; false for a moment after a takeover or a pull
+    /// failure.
+    pub in_sync: bool,
+    /// Delivered, not yet committed messages held here.
+    pub held: usize,
+    /// Messages the broker had not delivered yet, at its last answer.
+    pub undelivered: u64,
+    pub last_delivery: Option<SystemTime>,
+    /// The latest pull failure, repaired since or not.
+    pub last_error: Option<String>,
 }
 
 pub(crate) struct Scheduler {
@@ -169,6 +203,8 @@ pub(crate) struct Scheduler {
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait for one consumer-info answer.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often, and how far apart, a release re-checks that the broker applied
 /// every settlement before committing.
 const RELEASE_SYNC_ATTEMPTS: u32 = 5;
@@ -207,6 +243,11 @@ impl Scheduler {
                 owned: false,
                 revoking: false,
                 runnable: VecDeque::new(),
+                last_activity: Instant::now(),
+                last_delivery_at: None,
+                last_error: None,
+                broker_undelivered: 0,
+                warned_silent: false,
             })
             .collect();
         let committer = Committer::start(client.inner.js.client());
@@ -236,11 +277,22 @@ impl Scheduler {
             let events = self.events.clone();
             let every = self.options.handover_timeout / 4;
             tokio::spawn(async move {
+                // Announcements in a row that reached the broker. While the
+                // bucket is unavailable (its leader died) nobody can
+                // announce; right after, the others' announcements look old
+                // although they are alive. So the live set is only trusted
+                // again once this member has announced twice in a row.
+                let mut in_a_row = 1u32;
                 loop {
                     // The heartbeat period: a member announces itself every handover_timeout / 4.
                     tokio::time::sleep(every).await;
                     if let Err(e) = membership.announce().await {
                         tracing::warn!(error = %e, "cannot announce group membership");
+                        in_a_row = 0;
+                        continue;
+                    }
+                    in_a_row += 1;
+                    if in_a_row < 3 {
                         continue;
                     }
                     match membership.live().await {
@@ -291,61 +343,34 @@ impl Scheduler {
 
     fn start_fetch(&mut self, index: usize) {
         let part = &self.parts[index];
-        let consumer = part.handle.consumer.clone();
-        let partition = part.handle.partition;
-        let events = self.events.clone();
-        let batch = self.options.fetch_batch;
         // Pulls must be renewed well within the handover timeout, or the pin
         // (the partition) is lost between two pulls.
         let expires = (self.options.handover_timeout / 3)
             .clamp(Duration::from_millis(500), Duration::from_secs(30));
-        let heartbeat = (expires / 4).max(Duration::from_millis(100));
-        let validation = self.schema.clone().map(|b| (self.client.clone(), b));
-        let task = tokio::spawn(async move {
-            loop {
-                let stream = consumer
-                    .stream()
-                    .group(PIN_GROUP)
-                    .max_messages_per_batch(batch)
-                    .expires(expires)
-                    .heartbeat(heartbeat)
-                    .messages()
-                    .await;
-                match stream {
-                    Ok(mut messages) => {
-                        while let Some(item) = messages.next().await {
-                            match item {
-                                Ok(message) => {
-                                    let invalid = match &validation {
-                                        Some((client, binding)) => {
-                                            check_schema(client, binding, &message).await
-                                        }
-                                        None => None,
-                                    };
-                                    let event = Event::Fetched {
-                                        partition,
-                                        message,
-                                        invalid,
-                                    };
-                                    if events.send(event).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::debug!(partition, error = %e, "pull stream error");
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(partition, error = %e, "cannot pull messages; retrying")
-                    }
-                }
-                // Back off before opening a pull stream again (it ended: reconnect, consumer changed).
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
-        self.parts[index].fetch = Some(task);
+        let fetch = super::fetch::Fetch {
+            partition: part.handle.partition,
+            stream: part.handle.stream.clone(),
+            consumer: part.handle.consumer.clone(),
+            config: super::group_config(&self.group, &self.options),
+            batch: self.options.fetch_batch,
+            expires,
+            heartbeat: (expires / 4).max(Duration::from_millis(100)),
+            validation: self.schema.clone().map(|b| (self.client.clone(), b)),
+            events: self.events.clone(),
+        };
+        let part = &mut self.parts[index];
+        part.last_activity = Instant::now();
+        part.warned_silent = false;
+        part.fetch = Some(tokio::spawn(fetch.run()));
+    }
+
+    /// Opens a partition's pull again (after a silence with messages waiting).
+    fn restart_fetch(&mut self, index: usize) {
+        if let Some(task) = self.parts[index].fetch.take() {
+            task.abort();
+        }
+        self.parts[index].in_sync = false;
+        self.start_fetch(index);
     }
 
     fn stop_fetching(&mut self) {
@@ -391,6 +416,10 @@ impl Scheduler {
                 self.dead_letter(token, reason);
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
+            Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
+            Event::Health { reply } => {
+                let _ = reply.send(self.health());
+            }
             Event::Members(members) => {
                 if self.closing.is_none() {
                     self.apply_members(members);
@@ -436,6 +465,9 @@ impl Scheduler {
             info.delivered.max(1) as u64,
         );
         let part = &mut self.parts[partition as usize];
+        part.last_activity = Instant::now();
+        part.last_delivery_at = Some(SystemTime::now());
+        part.warned_silent = false;
         if !part.owned {
             // A late message of a partition being handed over: give it back.
             tokio::spawn(async move {
@@ -462,6 +494,14 @@ impl Scheduler {
             return;
         }
         if sequence <= part.committed {
+            // Committed here, but the broker forgot (a new consumer leader
+            // that had not applied the commit): acknowledge it again, or it
+            // would stay pending forever and keep the partition out of sync.
+            // Not through the committer, whose latest-per-partition rule
+            // would let this older commit replace a newer one.
+            tokio::spawn(async move {
+                let _ = message.ack_with(AckKind::Ack).await;
+            });
             return;
         }
         let key = message
@@ -662,10 +702,54 @@ impl Scheduler {
         self.committer.commit(part.handle.partition, last);
     }
 
+    /// A partition that has been silent for `ack_wait` is asked where it
+    /// stands; if the broker holds messages it did not deliver, the pull is
+    /// dead in a way the pull loop did not notice: warn and pull again.
+    fn watch_silences(&mut self) {
+        let silence = self.options.ack_wait;
+        for i in 0..self.parts.len() {
+            let part = &self.parts[i];
+            if !part.owned || part.revoking || part.last_activity.elapsed() < silence {
+                continue;
+            }
+            if part.broker_undelivered > 0 || !part.entries.is_empty() {
+                let partition = part.handle.partition;
+                if !part.warned_silent {
+                    tracing::warn!(
+                        station = %self.station, group = %self.group, partition,
+                        silent = ?part.last_activity.elapsed(),
+                        undelivered = part.broker_undelivered,
+                        held = part.entries.len(),
+                        in_sync = part.in_sync,
+                        "partition silent for longer than ack_wait with messages pending; pulling again"
+                    );
+                }
+                self.parts[i].warned_silent = true;
+                self.parts[i].broker_undelivered = 0;
+                self.restart_fetch(i);
+                self.force_sync(i);
+            } else if self.parts[i]
+                .last_sync
+                .is_none_or(|t| t.elapsed() >= silence)
+            {
+                self.force_sync(i);
+            }
+        }
+    }
+
     fn request_sync(&mut self, index: usize) {
+        if self.parts[index].entries.is_empty() {
+            return;
+        }
+        self.force_sync(index);
+    }
+
+    /// Asks the broker where the partition stands (at most every
+    /// `SYNC_INTERVAL`), even when nothing is held here.
+    fn force_sync(&mut self, index: usize) {
         let part = &mut self.parts[index];
         let due = part.last_sync.is_none_or(|t| t.elapsed() >= SYNC_INTERVAL);
-        if part.syncing || !due || part.entries.is_empty() {
+        if part.syncing || !due {
             return;
         }
         part.syncing = true;
@@ -675,10 +759,13 @@ impl Scheduler {
         let partition = part.handle.partition;
         let events = self.events.clone();
         tokio::spawn(async move {
-            let info = stream
-                .consumer_info(&group)
-                .await
-                .map_err(|e| Error::from_nats("reading consumer info", &e));
+            // Bounded below the request timeout: during a consumer leader
+            // election the question is better asked again soon.
+            let info = match tokio::time::timeout(SYNC_TIMEOUT, stream.consumer_info(&group)).await
+            {
+                Ok(info) => info.map_err(|e| Error::from_nats("reading consumer info", &e)),
+                Err(_) => Err(Error::new(ErrorKind::Timeout, "consumer info timed out")),
+            };
             let _ = events.send(Event::Synced {
                 partition,
                 info: Box::new(info),
@@ -714,6 +801,16 @@ impl Scheduler {
                 }
             }
             part.committed = floor;
+        }
+        part.broker_undelivered = info.num_pending;
+        if part.in_sync || part.entries.is_empty() && info.num_ack_pending == 0 {
+            if !part.in_sync && part.owned && !part.revoking {
+                // Nothing pending anywhere: trivially in sync.
+                part.in_sync = true;
+                part.last_delivery = info.delivered.consumer_sequence;
+                part.gap_at = 0;
+            }
+            return;
         }
         part.sync_point = Some(SyncPoint {
             delivered: info.delivered.consumer_sequence,
@@ -756,6 +853,37 @@ impl Scheduler {
         }
     }
 
+    fn on_fetch_failed(&mut self, partition: u32, error: String) {
+        let index = partition as usize;
+        let part = &mut self.parts[index];
+        part.last_error = Some(error);
+        if !part.owned {
+            return;
+        }
+        // A new pull may come from a new consumer leader, whose delivery
+        // sequences need not continue ours: learn where it stands again.
+        part.in_sync = false;
+        part.sync_point = None;
+        part.last_delivery = 0;
+        part.gap_at = 0;
+        self.request_sync(index);
+    }
+
+    fn health(&self) -> Vec<PartitionHealth> {
+        self.parts
+            .iter()
+            .map(|p| PartitionHealth {
+                partition: p.handle.partition,
+                owned: p.owned,
+                in_sync: p.in_sync,
+                held: p.entries.len(),
+                undelivered: p.broker_undelivered,
+                last_delivery: p.last_delivery_at,
+                last_error: p.last_error.clone(),
+            })
+            .collect()
+    }
+
     fn on_tick(&mut self) {
         for i in 0..self.parts.len() {
             let p = &self.parts[i];
@@ -763,6 +891,7 @@ impl Scheduler {
                 self.request_sync(i);
             }
         }
+        self.watch_silences();
         if let Some((_, deadline)) = &self.closing
             && Instant::now() >= *deadline
         {
@@ -1158,7 +1287,7 @@ fn sanitize(text: &str) -> String {
 /// Validates a fetched message against the schema its headers name (or the
 /// station's binding, for messages from foreign producers). Returns why it
 /// does not match.
-async fn check_schema(
+pub(crate) async fn check_schema(
     client: &Client,
     binding: &SchemaBinding,
     message: &jetstream::Message,

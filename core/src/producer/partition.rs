@@ -24,6 +24,7 @@ use async_nats::{
 };
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder, backoff::Backoff};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{Pending, ProducerOptions, Receipt};
 use crate::{
@@ -34,6 +35,13 @@ use crate::{
 /// The server's largest atomic batch (nats-server's default
 /// `max_batch_size`).
 pub(super) const MAX_ATOMIC_BATCH: usize = 1000;
+
+/// How long one attempt waits for the broker's answer before sending the
+/// unit again. A leader that died with the unit is silent, and the replicas
+/// that are not leaders drop publishes without answering, so waiting for the
+/// client's full request timeout only lengthens the pause after a node loss;
+/// sending again is safe (ids are deduplicated).
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a unit failed.
 enum Failure {
@@ -177,7 +185,12 @@ impl Worker {
             partition = self.partition,
             messages = self.unit.len(),
         );
-        let _guard = span.enter();
+        // Instrumented, not entered: a span entered across an await is
+        // entered on whatever thread polls next (and closed twice).
+        self.send_batch_in_span().instrument(span).await
+    }
+
+    async fn send_batch_in_span(&mut self) -> std::result::Result<(), Failure> {
         let batch_id = nuid::next().to_string();
         let count = self.unit.len();
         let nats = self.js.client();
@@ -213,7 +226,10 @@ impl Worker {
         batch: bool,
     ) -> std::result::Result<PublishAck, Failure> {
         let answer = match self.js.send_publish(subject, publish).await {
-            Ok(ack) => ack.await,
+            Ok(ack) => match tokio::time::timeout(ATTEMPT_TIMEOUT, ack.into_future()).await {
+                Ok(answer) => answer,
+                Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+            },
             Err(e) => Err(e),
         };
         answer.map_err(|e| classify(&self.stream, &e, batch))
@@ -256,16 +272,22 @@ impl Worker {
                 None
             }
             Failure::Permanent(e) => Some(e),
-            Failure::NoStream(e) => match self.js.get_stream(&self.stream).await {
-                Err(err) if Error::from_nats("", &err).kind() == ErrorKind::NotFound => {
-                    Some(Error::not_found(format!(
-                        "station {:?} (partition {}) no longer exists; it was deleted while \
+            // No responders: the stream has no leader for now (an election)
+            // or was deleted. Asked briefly: without a leader the question
+            // times out too, and the unit is simply sent again.
+            Failure::NoStream(e) => {
+                match tokio::time::timeout(ATTEMPT_TIMEOUT, self.js.get_stream(&self.stream)).await
+                {
+                    Ok(Err(err)) if Error::from_nats("", &err).kind() == ErrorKind::NotFound => {
+                        Some(Error::not_found(format!(
+                            "station {:?} (partition {}) no longer exists; it was deleted while \
                          this producer was sending",
-                        self.station, self.partition
-                    )))
+                            self.station, self.partition
+                        )))
+                    }
+                    _ => self.wait_or_expire(deadline, e).await,
                 }
-                _ => self.wait_or_expire(deadline, e).await,
-            },
+            }
             Failure::Transient(e) => {
                 tracing::debug!(
                     station = %self.station, partition = self.partition, error = %e,

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures::{StreamExt, stream::FuturesOrdered};
+use futures::{StreamExt, stream::FuturesUnordered};
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, ProducerOptions};
 use serde_json::json;
 
@@ -51,7 +51,20 @@ impl History {
     }
 }
 
+/// Core log events on stderr (the worker's log file), at `JETSTATION_LOG`
+/// (default `warn`).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JETSTATION_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 async fn connect() -> Client {
+    init_tracing();
     let urls: Vec<String> = var("CHAOS_URLS").split(',').map(String::from).collect();
     let options = ConnectOptions::with_urls(urls)
         .request_timeout(Duration::from_secs(5))
@@ -85,7 +98,7 @@ pub(crate) async fn produce() -> i32 {
         )
         .await
         .expect("producer");
-    let mut pending = FuturesOrdered::new();
+    let mut pending = FuturesUnordered::new();
     let started = tokio::time::Instant::now();
     let tick = Duration::from_millis(20);
     let per_tick = (rate * tick.as_millis() as u64 / 1000).max(1);
@@ -101,7 +114,7 @@ pub(crate) async fn produce() -> i32 {
                     let payload = json!({"key": key, "n": n}).to_string();
                     let partition = jetstation::names::partition_of(&key, partitions);
                     match producer.enqueue(Message::new(payload).key(key.clone())).await {
-                        Ok(handle) => pending.push_back(async move { (i, key, n, partition, handle.await) }),
+                        Ok(handle) => pending.push(async move { (i, key, n, partition, handle.await) }),
                         Err(e) => history.write(json!({"ev": "send", "i": i, "key": key, "n": n,
                             "partition": partition, "ok": false, "error": e.kind().as_str()})),
                     }
@@ -161,6 +174,27 @@ pub(crate) async fn consume() -> i32 {
             }
         }
     };
+    // The member's own view, every 2 s, to read beside the checker's verdict.
+    let watcher = {
+        let (consumer, history, member) = (consumer.clone(), history.clone(), member.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Ok(parts) = consumer.health().await {
+                    let parts: Vec<_> = parts
+                        .iter()
+                        .filter(|p| p.owned)
+                        .map(|p| {
+                            json!({"partition": p.partition, "in_sync": p.in_sync,
+                            "held": p.held, "undelivered": p.undelivered,
+                            "last_error": p.last_error})
+                        })
+                        .collect();
+                    history.write(json!({"ev": "health", "member": member, "partitions": parts}));
+                }
+            }
+        })
+    };
     let h = history.clone();
     let result = consumer
         .consume(move |m| {
@@ -177,6 +211,7 @@ pub(crate) async fn consume() -> i32 {
             }
         })
         .await;
+    watcher.abort();
     if let Err(e) = result {
         eprintln!("chaos member: consume ended: {e}");
         return 1;

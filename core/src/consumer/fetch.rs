@@ -1,0 +1,168 @@
+//! The pull loop of one partition of a group member.
+//!
+//! A pull can die in many ways on a cluster: the consumer's leader moves or
+//! dies (idle heartbeats stop), the client reconnects to another node, the
+//! pull expires unanswered, the server answers "no responders", or the
+//! durable consumer is gone (deleted, or lost with its stream's state). The
+//! loop treats each the same way: drop the pull, make sure the durable
+//! exists (recreating it with the group's configuration when it does not),
+//! and pull again. Every failure is reported to the scheduler, which shows
+//! it in [`super::Consumer::health`] and asks the broker where the partition
+//! stands (a resync), because a new consumer leader may not know what the
+//! old one delivered.
+//!
+//! Nothing here decides about messages: they go to the scheduler as they
+//! arrive, with the schema check done here so a registry look-up never
+//! blocks the scheduler.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::pull::{self, MessagesErrorKind},
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{
+    PIN_GROUP,
+    scheduler::{Event, check_schema},
+};
+use crate::{
+    client::Client,
+    error::{Error, ErrorKind},
+    schema::SchemaBinding,
+};
+
+/// What a fetch task needs.
+pub(crate) struct Fetch {
+    pub(crate) partition: u32,
+    pub(crate) stream: jetstream::stream::Stream<()>,
+    pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// The group's consumer configuration, to recreate the durable with.
+    pub(crate) config: pull::Config,
+    pub(crate) batch: usize,
+    pub(crate) expires: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) validation: Option<(Client, SchemaBinding)>,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+}
+
+/// Pause between two attempts to open a pull after a failure.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Longest wait for the broker's answer about the durable consumer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Fetch {
+    pub(crate) async fn run(mut self) {
+        loop {
+            let failure = match self.open().await {
+                Ok(messages) => self.drain(messages).await,
+                Err(e) => e,
+            };
+            let Some(failure) = failure else {
+                return; // the scheduler is gone
+            };
+            tracing::debug!(partition = self.partition, error = %failure, "pull ended; pulling again");
+            if self
+                .events
+                .send(Event::FetchFailed {
+                    partition: self.partition,
+                    error: failure.to_string(),
+                })
+                .is_err()
+            {
+                return;
+            }
+            // The pause between two pulls while the broker recovers.
+            tokio::time::sleep(RETRY_PAUSE).await;
+            self.ensure_durable().await;
+        }
+    }
+
+    async fn open(&self) -> Result<pull::Stream, Option<Error>> {
+        self.consumer
+            .stream()
+            .group(PIN_GROUP)
+            .max_messages_per_batch(self.batch)
+            .expires(self.expires)
+            .heartbeat(self.heartbeat)
+            .messages()
+            .await
+            .map_err(|e| Some(Error::from_nats("opening a pull", &e)))
+    }
+
+    /// Hands messages over until the pull fails; `None` when the scheduler
+    /// is gone.
+    async fn drain(&self, mut messages: pull::Stream) -> Option<Error> {
+        while let Some(item) = messages.next().await {
+            match item {
+                Ok(message) => {
+                    let invalid = match &self.validation {
+                        Some((client, binding)) => check_schema(client, binding, &message).await,
+                        None => None,
+                    };
+                    let event = Event::Fetched {
+                        partition: self.partition,
+                        message,
+                        invalid,
+                    };
+                    self.events.send(event).ok()?;
+                }
+                Err(e) => {
+                    return Some(match e.kind() {
+                        MessagesErrorKind::MissingHeartbeat => Error::new(
+                            ErrorKind::Timeout,
+                            "missed idle heartbeats (consumer leader moved or node lost)",
+                        ),
+                        MessagesErrorKind::ConsumerDeleted => {
+                            Error::not_found("the group's consumer was deleted")
+                        }
+                        MessagesErrorKind::NoResponders => Error::new(
+                            ErrorKind::Connection,
+                            "no responders for the pull (no consumer leader)",
+                        ),
+                        _ => Error::from_nats("pulling messages", &e),
+                    });
+                }
+            }
+        }
+        Some(Error::new(ErrorKind::Connection, "the pull ended"))
+    }
+
+    /// Makes sure the group's durable consumer exists; recreates it with the
+    /// same configuration when the broker says it does not.
+    async fn ensure_durable(&mut self) {
+        let name = self.config.durable_name.clone().unwrap_or_default();
+        // Bounded: without a consumer leader the question times out, and
+        // pulling again soon is what brings the partition back.
+        let found =
+            tokio::time::timeout(ASK_TIMEOUT, self.stream.get_consumer::<pull::Config>(&name))
+                .await;
+        let Ok(found) = found else {
+            return;
+        };
+        match found {
+            Ok(consumer) => self.consumer = consumer,
+            Err(e) => {
+                let err = Error::from_nats("reading the group's consumer", e.as_ref());
+                if err.kind() != ErrorKind::NotFound {
+                    return; // the broker is still away: the next pull tells
+                }
+                tracing::warn!(
+                    partition = self.partition,
+                    group = %name,
+                    "the group's consumer is gone; creating it again"
+                );
+                match self.stream.create_consumer(self.config.clone()).await {
+                    Ok(consumer) => self.consumer = consumer,
+                    Err(e) => tracing::warn!(
+                        partition = self.partition,
+                        error = %e,
+                        "cannot create the group's consumer yet"
+                    ),
+                }
+            }
+        }
+    }
+}
