@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway conformance bench bench-schemas bench-produce bench-consume lint
+.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,7 @@ test: setup
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
+	$(MAKE) --no-print-directory test-chaos || status=1; \
 	$(MAKE) --no-print-directory test-demo || status=1; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	scripts/test-summary.sh --print; \
@@ -61,6 +62,16 @@ test-swift: setup
 test-gateway: setup
 	@scripts/test-summary.sh scripts/test-gateway.sh
 
+## The chaos suite on a 3-node cluster (short form; CHAOS_LONG=1 for the
+## long one), with Rust and with Python workers, judged by tests/chaos/check.py.
+test-chaos: setup
+	@scripts/test-summary.sh scripts/test-chaos.sh
+
+## The server-version matrix: the core suite and the chaos short form on
+## nats-server 2.12.8 and 2.15.0; server_too_old on 2.10.26 and 2.11.11.
+test-versions: setup
+	@scripts/test-versions.sh
+
 ## The demo, run as a test: fails unless its account is what it should be.
 test-demo: setup
 	@scripts/test-summary.sh scripts/demo.sh
@@ -78,7 +89,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas bench-produce bench-consume
+bench: bench-schemas bench-produce bench-consume bench-chaos
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
@@ -87,6 +98,10 @@ bench-schemas: setup
 
 bench-produce: setup
 	scripts/bench-produce.sh
+
+## Recovery time after each fault kind on a 3-node cluster (the chaos suite).
+bench-chaos: setup
+	scripts/bench-chaos.sh
 
 ## Consume throughput, latency p50/p99 and producer peak memory vs raw async-nats.
 bench-consume: setup

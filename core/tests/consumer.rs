@@ -423,3 +423,59 @@ async fn a_member_joining_a_busy_partition_starts_while_the_flow_goes_on() {
     consumer.close().await.unwrap();
     worker.await.unwrap().unwrap();
 }
+
+/// `health()` reports each partition: a lone member owns them all, is in
+/// sync once it has what the broker counts as pending, holds what it has not
+/// settled, and a deleted durable is recreated by the member itself (its
+/// pull fails, which shows as the last error, then it pulls again).
+#[tokio::test]
+async fn health_shows_partitions_and_a_deleted_durable_is_recreated() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("h", StationConfig::default().partitions(2))
+        .await
+        .unwrap();
+    produce(&client, "h", keyed(4, 5)).await;
+    let consumer = client.consumer("h", "g", fast()).await.unwrap();
+    let held = consumer.next().await.unwrap().unwrap();
+    let health = consumer.health().await.unwrap();
+    assert_eq!(health.len(), 2);
+    assert!(health.iter().all(|p| p.owned));
+    assert!(health.iter().map(|p| p.held).sum::<usize>() >= 1);
+    assert!(health.iter().any(|p| p.last_delivery.is_some()));
+    held.ack().unwrap();
+    let mut seen = 1;
+    while seen < 20 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("every message arrives")
+            .unwrap()
+            .unwrap();
+        d.ack().unwrap();
+        seen += 1;
+    }
+    wait_until(Duration::from_secs(10), "both partitions in sync, nothing held", || async {
+        let h = consumer.health().await.unwrap();
+        h.iter().all(|p| p.in_sync && p.held == 0)
+    })
+    .await;
+    // Someone deletes the group's consumers: the member recreates them and
+    // receives what is sent afterwards.
+    client.delete_group("h", "g").await.unwrap();
+    wait_until(Duration::from_secs(10), "the pull failure shows", || async {
+        let h = consumer.health().await.unwrap();
+        h.iter().all(|p| p.last_error.is_some())
+    })
+    .await;
+    produce(&client, "h", vec![("k0".into(), "after".into())]).await;
+    let d = tokio::time::timeout(Duration::from_secs(15), consumer.next())
+        .await
+        .expect("a message sent after the durable was deleted arrives")
+        .unwrap()
+        .unwrap();
+    // Recreated from where this member had committed: nothing replayed.
+    assert_eq!(&d.payload[..], b"after");
+    d.ack().unwrap();
+    consumer.close().await.unwrap();
+}

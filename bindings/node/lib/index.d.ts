@@ -103,8 +103,26 @@ export declare class Consumer implements AsyncIterable<Message> {
   messages(options?: { signal?: AbortSignal }): AsyncGenerator<Message, void, undefined>
   [Symbol.asyncIterator](): AsyncIterator<Message>
   consume(handler: Handler, options?: { signal?: AbortSignal }): Promise<void>
+  /** How each partition of this member is doing. */
+  health(): Promise<PartitionHealth[]>
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
+}
+
+export interface PartitionHealth {
+  partition: number
+  /** Assigned to this member. */
+  owned: boolean
+  /** Knows every message the broker counts as pending (runs and commits). */
+  inSync: boolean
+  /** Delivered, not yet committed messages held here. */
+  held: number
+  /** Messages the broker had not delivered yet, at its last answer. */
+  undelivered: number
+  /** Milliseconds since the epoch of the last delivery. */
+  lastDeliveryMs?: number | null
+  /** The latest pull failure (repaired by the member itself). */
+  lastError?: string | null
 }
 
 export type ErrorKind =

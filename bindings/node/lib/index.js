@@ -208,6 +208,9 @@ class Consumer {
     return this.messages()
   }
 
+  /** How each partition of this member is doing (owned, in sync, held, undelivered, last error). */
+  health() { return call(() => this._inner.health()) }
+
   /**
    * Runs `handler` on every message until closed (or `signal` aborts): a
    * resolved handler acks, a rejected one nacks with its error as reason.

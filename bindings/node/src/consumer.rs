@@ -116,6 +116,13 @@ impl Consumer {
         self.interrupt.notify_waiters();
         self.inner.close().await.js()
     }
+
+    /// How each partition of this member is doing.
+    #[napi]
+    pub async fn health(&self) -> napi::Result<Vec<crate::types::PartitionHealth>> {
+        let parts = self.inner.health().await.js()?;
+        Ok(parts.into_iter().map(Into::into).collect())
+    }
 }
 
 /// A received message; settle it with ack, nack or term.

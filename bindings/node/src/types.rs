@@ -148,3 +148,38 @@ impl From<jetstation::SchemaInfo> for SchemaInfo {
         }
     }
 }
+
+/// How one partition of a consumer group member is doing.
+#[napi(object)]
+pub struct PartitionHealth {
+    pub partition: u32,
+    /// Assigned to this member.
+    pub owned: bool,
+    /// Knows every message the broker counts as pending (runs and commits).
+    pub in_sync: bool,
+    /// Delivered, not yet committed messages held here.
+    pub held: u32,
+    /// Messages the broker had not delivered yet, at its last answer.
+    pub undelivered: i64,
+    /// Milliseconds since the epoch of the last delivery.
+    pub last_delivery_ms: Option<f64>,
+    /// The latest pull failure (repaired by the member itself).
+    pub last_error: Option<String>,
+}
+
+impl From<jetstation::PartitionHealth> for PartitionHealth {
+    fn from(h: jetstation::PartitionHealth) -> Self {
+        Self {
+            partition: h.partition,
+            owned: h.owned,
+            in_sync: h.in_sync,
+            held: h.held as u32,
+            undelivered: h.undelivered as i64,
+            last_delivery_ms: h
+                .last_delivery
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64() * 1000.0),
+            last_error: h.last_error,
+        }
+    }
+}

@@ -107,6 +107,18 @@ impl Consumer {
         let consumer = self.consumer()?;
         awaitable(py, async move { consumer.close().await.py_err() })
     }
+
+    /// How each partition of this member is doing.
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let consumer = self.consumer()?;
+        awaitable(py, async move {
+            let parts = consumer.health().await.py_err()?;
+            Ok(parts
+                .into_iter()
+                .map(crate::types::PartitionHealth::from)
+                .collect::<Vec<_>>())
+        })
+    }
 }
 
 /// One received message; settle it with `ack`, `nack` or `term`.

@@ -11,11 +11,19 @@ mod types;
 
 use pyo3::prelude::*;
 
+/// The partition a key goes to in a station of `partitions` partitions (the
+/// same in every language).
+#[pyfunction]
+fn partition_of(key: &str, partitions: u32) -> u32 {
+    jetstation::names::partition_of(key, partitions)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;
     m.add_function(wrap_pyfunction!(logging::init_logging, m)?)?;
     m.add_function(wrap_pyfunction!(logging::shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(partition_of, m)?)?;
     m.add_class::<client::Client>()?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<producer::SendHandle>()?;
@@ -26,6 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::DeadLetter>()?;
     m.add_class::<types::SchemaVersion>()?;
     m.add_class::<types::SchemaInfo>()?;
+    m.add_class::<types::PartitionHealth>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

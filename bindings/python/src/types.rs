@@ -233,3 +233,44 @@ impl From<jetstation::SchemaInfo> for SchemaInfo {
         }
     }
 }
+
+/// How one partition of a consumer group member is doing.
+#[pyclass(module = "jetstation._native", frozen, get_all)]
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionHealth {
+    pub(crate) partition: u32,
+    pub(crate) owned: bool,
+    pub(crate) in_sync: bool,
+    pub(crate) held: usize,
+    pub(crate) undelivered: u64,
+    /// POSIX time of the last delivery, if any.
+    pub(crate) last_delivery: Option<f64>,
+    pub(crate) last_error: Option<String>,
+}
+
+#[pymethods]
+impl PartitionHealth {
+    fn __repr__(&self) -> String {
+        format!(
+            "PartitionHealth(partition={}, owned={}, in_sync={}, held={}, undelivered={})",
+            self.partition, self.owned, self.in_sync, self.held, self.undelivered
+        )
+    }
+}
+
+impl From<jetstation::PartitionHealth> for PartitionHealth {
+    fn from(h: jetstation::PartitionHealth) -> Self {
+        Self {
+            partition: h.partition,
+            owned: h.owned,
+            in_sync: h.in_sync,
+            held: h.held,
+            undelivered: h.undelivered,
+            last_delivery: h
+                .last_delivery
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
+            last_error: h.last_error,
+        }
+    }
+}

@@ -168,3 +168,27 @@ async def test_core_events_reach_python_logging(server: Server, caplog: pytest.L
     names = {r.name for r in caplog.records}
     assert any(n.startswith("jetstation") for n in names), names
     assert any("connected" in r.getMessage() for r in caplog.records)
+
+
+async def test_health_reports_each_partition(client: jetstation.Client) -> None:
+    await client.create_station("healthy", partitions=2)
+    async with await client.producer("healthy") as producer:
+        receipts = [await producer.send(f"m{i}", key=f"k{i}") for i in range(6)]
+    # The partition a key goes to is the same everywhere (receipts included).
+    assert all(r.partition == jetstation.partition_of(f"k{i}", 2) for i, r in enumerate(receipts))
+    consumer = await client.consumer("healthy", "g", ack_wait=2, handover_timeout=2)
+    held = await consumer.__anext__()
+    parts = await consumer.health()
+    assert [p.partition for p in parts] == [0, 1]
+    assert all(p.owned for p in parts)
+    assert sum(p.held for p in parts) >= 1
+    assert any(p.last_delivery is not None for p in parts)
+    await held.ack()
+    for _ in range(5):
+        await (await consumer.__anext__()).ack()
+
+    async def settled() -> bool:
+        return all(p.in_sync and p.held == 0 for p in await consumer.health())
+
+    await wait_for(settled, "every partition in sync with nothing held")
+    await consumer.close()

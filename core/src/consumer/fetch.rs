@@ -15,11 +15,18 @@
 //! arrive, with the schema check done here so a registry look-up never
 //! blocks the scheduler.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self,
     consumer::pull::{self, MessagesErrorKind},
+    context::ConsumerInfoErrorKind,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -41,6 +48,9 @@ pub(crate) struct Fetch {
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
     /// The group's consumer configuration, to recreate the durable with.
     pub(crate) config: pull::Config,
+    /// The partition's committed stream sequence, as the scheduler knows it:
+    /// a recreated durable starts right after it.
+    pub(crate) committed: Arc<AtomicU64>,
     pub(crate) batch: usize,
     pub(crate) expires: Duration,
     pub(crate) heartbeat: Duration,
@@ -136,25 +146,25 @@ impl Fetch {
         let name = self.config.durable_name.clone().unwrap_or_default();
         // Bounded: without a consumer leader the question times out, and
         // pulling again soon is what brings the partition back.
-        let found =
-            tokio::time::timeout(ASK_TIMEOUT, self.stream.get_consumer::<pull::Config>(&name))
-                .await;
-        let Ok(found) = found else {
-            return;
-        };
+        let found = tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(&name)).await;
         match found {
-            Ok(consumer) => self.consumer = consumer,
-            Err(e) => {
-                let err = Error::from_nats("reading the group's consumer", e.as_ref());
-                if err.kind() != ErrorKind::NotFound {
-                    return; // the broker is still away: the next pull tells
-                }
+            // No answer (no leader yet), or the durable exists: pull again.
+            Err(_) | Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() != ConsumerInfoErrorKind::NotFound => {}
+            Ok(Err(_)) => {
                 tracing::warn!(
                     partition = self.partition,
                     group = %name,
                     "the group's consumer is gone; creating it again"
                 );
-                match self.stream.create_consumer(self.config.clone()).await {
+                let mut config = self.config.clone();
+                let committed = self.committed.load(Ordering::Acquire);
+                if committed > 0 {
+                    config.deliver_policy = jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: committed + 1,
+                    };
+                }
+                match self.stream.create_consumer(config).await {
                     Ok(consumer) => self.consumer = consumer,
                     Err(e) => tracing::warn!(
                         partition = self.partition,

@@ -137,6 +137,8 @@ struct Partition {
     keys: HashMap<String, VecDeque<u64>>,
     /// Highest committed stream sequence.
     committed: u64,
+    /// The same, for the pull loop (where a recreated durable starts).
+    committed_shared: Arc<std::sync::atomic::AtomicU64>,
     last_delivery: u64,
     in_sync: bool,
     syncing: bool,
@@ -233,6 +235,7 @@ impl Scheduler {
                 redelivered: BTreeSet::new(),
                 keys: HashMap::new(),
                 committed: 0,
+                committed_shared: Arc::default(),
                 last_delivery: 0,
                 in_sync: false,
                 syncing: false,
@@ -352,6 +355,7 @@ impl Scheduler {
             stream: part.handle.stream.clone(),
             consumer: part.handle.consumer.clone(),
             config: super::group_config(&self.group, &self.options),
+            committed: part.committed_shared.clone(),
             batch: self.options.fetch_batch,
             expires,
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
@@ -699,6 +703,8 @@ impl Scheduler {
             return;
         };
         part.committed = sequence;
+        part.committed_shared
+            .store(sequence, std::sync::atomic::Ordering::Release);
         self.committer.commit(part.handle.partition, last);
     }
 
@@ -801,6 +807,8 @@ impl Scheduler {
                 }
             }
             part.committed = floor;
+            part.committed_shared
+                .store(floor, std::sync::atomic::Ordering::Release);
         }
         part.broker_undelivered = info.num_pending;
         if part.in_sync || part.entries.is_empty() && info.num_ack_pending == 0 {

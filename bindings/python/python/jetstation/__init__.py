@@ -33,6 +33,7 @@ from . import _native
 from ._native import (
     DeadLetter,
     Delivery,
+    PartitionHealth,
     Receipt,
     SchemaInfo,
     SchemaVersion,
@@ -99,6 +100,12 @@ async def connect(
     """
     url_list = [urls] if isinstance(urls, str) else list(urls)
     return Client(await _native.connect(url_list, **options))
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition ``key`` goes to in a station of ``partitions`` partitions
+    (a stable hash, the same in every language)."""
+    return _native.partition_of(key, partitions)
 
 
 class _AsyncClosing:
@@ -303,6 +310,12 @@ class Consumer(_AsyncClosing):
         """Stops fetching, waits for held messages to be settled, commits."""
         await self._native.close()
 
+    async def health(self) -> List[PartitionHealth]:
+        """How each partition of this member is doing: owned, in sync, held
+        and undelivered messages, the last delivery (POSIX time) and the last
+        pull failure (repaired by the member itself)."""
+        return await self._native.health()
+
     async def consume(self, handler: Handler) -> None:
         """Runs ``handler`` on every message until the consumer is closed.
 
@@ -347,6 +360,7 @@ __all__ = [
     "InvalidArgumentError",
     "JetstationError",
     "NotFoundError",
+    "PartitionHealth",
     "Payload",
     "PayloadTooLargeError",
     "Producer",
@@ -359,4 +373,5 @@ __all__ = [
     "Station",
     "TimedOutError",
     "connect",
+    "partition_of",
 ]
