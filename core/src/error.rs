@@ -183,7 +183,8 @@ impl Error {
             if let Some(api) = e.downcast_ref::<async_nats::jetstream::Error>() {
                 return Self::from_api(context, api);
             }
-            if let Some(info) = e.downcast_ref::<async_nats::jetstream::context::ConsumerInfoError>()
+            if let Some(info) =
+                e.downcast_ref::<async_nats::jetstream::context::ConsumerInfoError>()
                 && info.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
             {
                 return Self::not_found(format!("{context}: {info}"));

@@ -455,18 +455,26 @@ async fn health_shows_partitions_and_a_deleted_durable_is_recreated() {
         d.ack().unwrap();
         seen += 1;
     }
-    wait_until(Duration::from_secs(10), "both partitions in sync, nothing held", || async {
-        let h = consumer.health().await.unwrap();
-        h.iter().all(|p| p.in_sync && p.held == 0)
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "both partitions in sync, nothing held",
+        || async {
+            let h = consumer.health().await.unwrap();
+            h.iter().all(|p| p.in_sync && p.held == 0)
+        },
+    )
     .await;
     // Someone deletes the group's consumers: the member recreates them and
     // receives what is sent afterwards.
     client.delete_group("h", "g").await.unwrap();
-    wait_until(Duration::from_secs(10), "the pull failure shows", || async {
-        let h = consumer.health().await.unwrap();
-        h.iter().all(|p| p.last_error.is_some())
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the pull failure shows",
+        || async {
+            let h = consumer.health().await.unwrap();
+            h.iter().all(|p| p.last_error.is_some())
+        },
+    )
     .await;
     produce(&client, "h", vec![("k0".into(), "after".into())]).await;
     let d = tokio::time::timeout(Duration::from_secs(15), consumer.next())

@@ -230,7 +230,10 @@ async fn server_older_than_2_12_is_refused_naming_both_versions() {
     init_tracing();
     let err = Client::connect(options(&server)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ServerTooOld);
-    assert!(!version.is_empty() && err.message().contains(&version), "{version}: {err}");
+    assert!(
+        !version.is_empty() && err.message().contains(&version),
+        "{version}: {err}"
+    );
     assert!(err.message().contains("2.12.0"), "{err}");
 }
 

@@ -82,6 +82,19 @@ pub(crate) async fn run(
                         let _ = tx.send(Err(invalid("a consume stream joins once"))).await;
                         break;
                     }
+                    consume_request::Request::Health(_) => {
+                        let answer = match consumer.health().await {
+                            Ok(parts) => Ok(ConsumeResponse {
+                                response: Some(consume_response::Response::Health(
+                                    convert::member_health(parts),
+                                )),
+                            }),
+                            Err(e) => Err(status(e)),
+                        };
+                        if tx.send(answer).await.is_err() {
+                            break;
+                        }
+                    }
                 },
                 // Closed, broken, or an empty request: the member leaves.
                 _ => break,

@@ -252,3 +252,27 @@ pub(crate) fn start(join: &pb::Join) -> Result<jetstation::StartPosition, Status
         _ => jetstation::StartPosition::Earliest,
     })
 }
+
+/// A member's partitions, as the consume stream reports them.
+pub(crate) fn member_health(parts: Vec<jetstation::PartitionHealth>) -> pb::MemberHealth {
+    pb::MemberHealth {
+        partitions: parts
+            .into_iter()
+            .map(|p| pb::PartitionHealth {
+                partition: p.partition,
+                owned: p.owned,
+                in_sync: p.in_sync,
+                held: p.held as u64,
+                undelivered: p.undelivered,
+                last_delivery: p
+                    .last_delivery
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| prost_types::Timestamp {
+                        seconds: d.as_secs() as i64,
+                        nanos: d.subsec_nanos() as i32,
+                    }),
+                last_error: p.last_error.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}

@@ -340,6 +340,23 @@ async fn produce_stream_and_consume_stream_keep_order_per_key() {
     for (k, order) in seen {
         assert_eq!(order, (0..40).collect::<Vec<_>>(), "key {k}");
     }
+    // The member's health, asked on the same stream.
+    tx.send(pb::ConsumeRequest {
+        request: Some(pb::consume_request::Request::Health(pb::HealthRequest {})),
+    })
+    .await
+    .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(pb::consume_response::Response::Health(h)) = r.response else {
+        panic!("not a health answer")
+    };
+    assert_eq!(h.partitions.len(), 3);
+    assert!(h.partitions.iter().all(|p| p.owned));
+    assert!(h.partitions.iter().all(|p| p.last_delivery.is_some()));
 }
 
 #[tokio::test]

@@ -41,6 +41,8 @@ export declare class Consumer {
   /** Ends the waits of `next()` in progress (used for AbortSignal). */
   interrupt(): void
   close(): Promise<void>
+  /** How each partition of this member is doing. */
+  health(): Promise<Array<PartitionHealth>>
 }
 
 /** A received message; settle it with ack, nack or term. */
@@ -157,6 +159,23 @@ export interface LogRecord {
 export interface OutgoingMessage {
   payload: Buffer
   key?: string
+}
+
+/** How one partition of a consumer group member is doing. */
+export interface PartitionHealth {
+  partition: number
+  /** Assigned to this member. */
+  owned: boolean
+  /** Knows every message the broker counts as pending (runs and commits). */
+  inSync: boolean
+  /** Delivered, not yet committed messages held here. */
+  held: number
+  /** Messages the broker had not delivered yet, at its last answer. */
+  undelivered: number
+  /** Milliseconds since the epoch of the last delivery. */
+  lastDeliveryMs?: number
+  /** The latest pull failure (repaired by the member itself). */
+  lastError?: string
 }
 
 /** Producer settings. Durations are milliseconds. */

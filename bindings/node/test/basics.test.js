@@ -52,3 +52,27 @@ test('core log events reach a pluggable logger', async (t) => {
   assert.ok(records.some((r) => r.message.includes('connected') && r.target.startsWith('jetstation')), JSON.stringify(records))
   assert.ok(records.every((r) => ['error', 'warn', 'info', 'debug', 'trace'].includes(r.level)))
 })
+
+test('health reports each partition of a member', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  const client = await jetstation.connect(server.url, { requestTimeoutMs: 2000 })
+  await client.createStation('healthy', { partitions: 2 })
+  const producer = await client.producer('healthy')
+  for (let i = 0; i < 4; i++) await producer.send(`m${i}`, { key: `k${i}` })
+  await producer.close()
+  const consumer = await client.consumer('healthy', 'g', { ackWaitMs: 2000, handoverTimeoutMs: 2000 })
+  let received = 0
+  for await (const message of consumer) {
+    if (received === 0) {
+      const parts = await consumer.health()
+      assert.deepEqual(parts.map((p) => p.partition), [0, 1])
+      assert.ok(parts.every((p) => p.owned))
+      assert.ok(parts.reduce((n, p) => n + p.held, 0) >= 1)
+      assert.ok(parts.some((p) => typeof p.lastDeliveryMs === 'number'))
+    }
+    message.ack()
+    if (++received === 4) break
+  }
+  await client.close()
+})

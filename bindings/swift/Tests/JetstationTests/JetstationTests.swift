@@ -48,6 +48,30 @@ final class JetstationTests: XCTestCase {
         }
     }
 
+    func testHealthReportsEachPartition() async throws {
+        let client = try await client()
+        let station = unique("healthy")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 2))
+        let producer = try await client.producer(station: station)
+        for i in 0..<4 {
+            _ = try await producer.send(payload: Data("m\(i)".utf8), key: "k\(i)")
+        }
+        let consumer = try await client.consumer(station: station, group: "g", options: ConsumerOptions(ackWait: 2, handoverTimeout: 2))
+        var received = 0
+        for try await message in consumer.messages {
+            if received == 0 {
+                let parts = try await consumer.health()
+                XCTAssertEqual(parts.map(\.partition), [0, 1])
+                XCTAssertTrue(parts.allSatisfy(\.owned))
+                XCTAssertGreaterThanOrEqual(parts.map(\.held).reduce(0, +), 1)
+            }
+            try message.ack()
+            received += 1
+            if received == 4 { break }
+        }
+        try await consumer.close()
+    }
+
     func testEnqueueKeepsOrderWhenTheBufferIsFull() async throws {
         // A 4 KiB buffer holds a few messages only: most enqueue calls find
         // it full and wait (the async path), the others take the sync one.

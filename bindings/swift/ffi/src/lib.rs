@@ -138,6 +138,41 @@ pub struct Receipt {
     pub msg_id: String,
 }
 
+/// How one partition of a consumer group member is doing.
+#[derive(uniffi::Record)]
+pub struct PartitionHealth {
+    pub partition: u32,
+    /// Assigned to this member.
+    pub owned: bool,
+    /// Knows every message the broker counts as pending (runs and commits).
+    pub in_sync: bool,
+    /// Delivered, not yet committed messages held here.
+    pub held: u64,
+    /// Messages the broker had not delivered yet, at its last answer.
+    pub undelivered: u64,
+    /// Seconds since the epoch of the last delivery.
+    pub last_delivery: Option<f64>,
+    /// The latest pull failure (repaired by the member itself).
+    pub last_error: Option<String>,
+}
+
+impl From<jetstation::PartitionHealth> for PartitionHealth {
+    fn from(h: jetstation::PartitionHealth) -> Self {
+        Self {
+            partition: h.partition,
+            owned: h.owned,
+            in_sync: h.in_sync,
+            held: h.held as u64,
+            undelivered: h.undelivered,
+            last_delivery: h
+                .last_delivery
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
+            last_error: h.last_error,
+        }
+    }
+}
+
 #[derive(uniffi::Record)]
 pub struct DeadLetter {
     pub sequence: u64,
@@ -566,6 +601,17 @@ impl Consumer {
     pub async fn close(&self) -> Result<()> {
         self.interrupt.notify_waiters();
         Ok(self.inner.close().await?)
+    }
+
+    /// How each partition of this member is doing.
+    pub async fn health(&self) -> Result<Vec<PartitionHealth>> {
+        Ok(self
+            .inner
+            .health()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 }
 

@@ -1,9 +1,12 @@
 //! The floor cost: acked publishes with plain async-nats, pipelined with a
 //! window of 1,024 unacknowledged publishes (no message ids, no ordering
-//! guard). `raw_produce <url> <stream> <count> <size> [headers]`; with
-//! `headers`, every publish also carries what jetstation sends (a message id,
-//! a key header and the expected-last-message-id guard), which isolates the
-//! broker's cost of dedup and the guard from the client's. Prints one JSON line.
+//! guard). `raw_produce <url> <stream> <count> <size> [headers|batches]`:
+//! with `headers`, every publish also carries jetstation's message id and
+//! key header (the broker's dedup cost, without any order guard); with
+//! `batches`, the same messages leave as jetstation's order guard sends
+//! them, one atomic batch of up to 1,000 at a time, each sent once the
+//! previous one is confirmed (the broker's cost of the guard, without
+//! jetstation's client). Prints one JSON line.
 
 use std::time::Instant;
 
@@ -18,11 +21,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = args[3].parse()?;
     let size: usize = args[4].parse()?;
     let with_headers = args.get(5).is_some_and(|a| a == "headers");
+    let batches = args.get(5).is_some_and(|a| a == "batches");
     let js = jetstream::new(async_nats::connect(url).await?);
     let _ = js.delete_stream(name).await;
     js.create_stream(stream::Config {
         name: name.clone(),
         subjects: vec![format!("{name}.>")],
+        allow_atomic_publish: batches,
         ..Default::default()
     })
     .await?;
@@ -31,7 +36,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let cpu = cpu_seconds();
     let mut in_flight = FuturesUnordered::new();
-    for i in 0..count {
+    if batches {
+        let nats = js.client();
+        for start in (0..count).step_by(1000) {
+            let end = (start + 1000).min(count);
+            let id = format!("b{start}");
+            for i in start..end {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
+                h.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                h.insert("Nats-Batch-Id", id.as_str());
+                h.insert("Nats-Batch-Sequence", (i - start + 1).to_string().as_str());
+                if i + 1 == end {
+                    h.insert("Nats-Batch-Commit", "1");
+                    js.publish_with_headers(subjects[i % 100].clone(), h, payload.clone())
+                        .await?
+                        .await?;
+                } else {
+                    nats.publish_with_headers(subjects[i % 100].clone(), h, payload.clone())
+                        .await?;
+                }
+            }
+        }
+    }
+    for i in (0..count).filter(|_| !batches) {
         if in_flight.len() >= 1024 {
             in_flight.next().await.unwrap()?;
         }
@@ -40,12 +68,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut h = async_nats::HeaderMap::new();
             h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
             h.insert("Jst-Key", format!("k{}", i % 100).as_str());
-            if i > 0 {
-                h.insert(
-                    "Nats-Expected-Last-Msg-Id",
-                    format!("raw-{}", i - 1).as_str(),
-                );
-            }
             js.publish_with_headers(subject, h, payload.clone()).await?
         } else {
             js.publish(subject, payload.clone()).await?
@@ -58,11 +80,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
     println!(
-        "{{\"client\":\"async-nats (raw)\",\"mode\":\"pipelined, window 1024{}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
+        "{{\"client\":\"async-nats (raw)\",\"mode\":\"{}\",\"count\":{count},\"size\":{size},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
         if with_headers {
-            ", jetstation's headers"
+            "pipelined, window 1024, with ids and keys"
+        } else if batches {
+            "serial atomic batches of 1,000, with ids and keys"
         } else {
-            ""
+            "pipelined, window 1024"
         },
         count as f64 / seconds,
         cpu * 1e6 / count as f64
