@@ -659,3 +659,53 @@ async fn protobuf_and_avro_helpers_round_trip_json_values() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaValidation, "{err}");
 }
+
+/// The registry's watch outlives a server restart: a version registered
+/// after the server came back is used by a producer that was running
+/// before (the watch ends with the connection and is opened again).
+#[tokio::test]
+async fn the_schema_watch_resumes_after_a_server_restart() {
+    let mut server = NatsServer::start();
+    let a = connect(&server).await;
+    let v = |email_type: &str| {
+        SchemaDefinition::json_schema(format!(
+            r#"{{"type":"object","properties":{{"email":{{"type":"{email_type}"}}}}}}"#
+        ))
+    };
+    a.register_schema_with("contact", v("integer"), Compatibility::None)
+        .await
+        .unwrap();
+    a.create_station("contacts", StationConfig::default().schema("contact"))
+        .await
+        .unwrap();
+    let producer = a
+        .producer("contacts", ProducerOptions::default())
+        .await
+        .unwrap();
+    producer.send(Message::new(r#"{"email":7}"#)).await.unwrap();
+    server.restart();
+    let b = connect(&server).await;
+    b.register_schema("contact", v("string")).await.unwrap(); // v2
+    let registered = Instant::now();
+    loop {
+        match producer
+            .send(Message::new(r#"{"email":"ada@example.com"}"#))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::SchemaValidation | ErrorKind::Timeout | ErrorKind::Connection
+                ),
+                "{e}"
+            ),
+        }
+        assert!(
+            registered.elapsed() < Duration::from_secs(10),
+            "v2 not seen within 10 s of the restart"
+        );
+        // Retry interval; the loop's deadline bounds it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
