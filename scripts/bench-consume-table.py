@@ -2,32 +2,15 @@
 """Turns the consume, latency and memory runs of scripts/bench-consume.sh into
 BENCHMARKS.md sections. Arguments: the results directory, the reproduce
 command. Targets: consume >= 0.8x raw; p99 <= 2x raw."""
-import datetime, json, os, pathlib, re, subprocess, sys
+import json, pathlib, sys
+
+from benchmarks_md import measured, nats_server, rustc, write_section
 
 results, command = pathlib.Path(sys.argv[1]), sys.argv[2]
 lines = lambda name: [json.loads(l) for l in (results / name).read_text().splitlines() if l.strip()]
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
-
-rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-server = subprocess.run([os.environ.get("NATS_SERVER_BIN", os.path.expanduser("~/.cache/jetstation/bin/nats-server")), "--version"], capture_output=True, text=True).stdout.strip()
-machine = f"Measured {datetime.date.today().isoformat()} on {cpu()} ({os.cpu_count()} cores), {rustc}, {server}."
-
-def section(title, body):
-    path = pathlib.Path("BENCHMARKS.md")
-    text = path.read_text()
-    start, end = f"<!-- {title}:start -->", f"<!-- {title}:end -->"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text += f"\n## {title}\n\n{block}\n"
-    path.write_text(text)
-    print(f"## {title}\n{body}\n")
+machine = measured(rustc(), nats_server())
+section = write_section
 
 # Consume: best of the rounds per reader.
 best = {}

@@ -7,7 +7,9 @@ rounds of each (client, mode) is reported with its ratio to raw async-nats
 project: Rust >= 0.9x raw; Python and Node >= 0.8x Rust; Python >= 10x
 sequential nats-py. Swift has no target of its own; its ratios are shown.
 """
-import datetime, json, os, pathlib, re, subprocess, sys
+import json, sys
+
+from benchmarks_md import measured, nats_server, rustc, write_section
 
 title, results, command = sys.argv[1:4]
 runs = [json.loads(l) for l in open(results) if l.strip()]
@@ -35,14 +37,6 @@ def target(client, mode, r):
         return "≥ 0.8× Rust", ok
     return "", None
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
-
-rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-server = subprocess.run([os.environ.get("NATS_SERVER_BIN", os.path.expanduser("~/.cache/jetstation/bin/nats-server")), "--version"], capture_output=True, text=True).stdout.strip()
 sample = next(r for r in runs if r["client"] == "jetstation (Rust)")
 rows = []
 for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
@@ -53,8 +47,7 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
     cpu_us = f"{r['cpu_us_per_message']:.1f}" if "cpu_us_per_message" in r else ""
     rows.append(f"| {client} | {mode} | {r['rate']:,.0f} | {x_raw} | {x_rust} | {cpu_us} | {t} | {verdict} |")
 body = "\n".join([
-    f"Measured {datetime.date.today().isoformat()} on {cpu()} ({os.cpu_count()} cores), {rustc}, {server}, "
-    f"Python {sys.version.split()[0]}. {sample['count']:,} messages of {sample['size']} B per run "
+    measured(rustc(), nats_server(), f"Python {sys.version.split()[0]}") + f" {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
     "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server. "
     "Client CPU (Rust programs) is the user + system time of the sending process, per message.",
@@ -64,13 +57,4 @@ body = "\n".join([
     "|---|---|---|---|---|---|---|---|",
     *rows,
 ])
-path = pathlib.Path("BENCHMARKS.md")
-text = path.read_text()
-start, end = f"<!-- {title}:start -->", f"<!-- {title}:end -->"
-block = f"{start}\n{body}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text += f"\n## {title}\n\n{block}\n"
-path.write_text(text)
-print(body)
+write_section(title, body)

@@ -140,6 +140,7 @@ def main():
             "median_s": round(statistics.median(gaps), 3) if gaps else None,
             "max_s": round(max(gaps), 3) if gaps else None,
             "partitions": len(gaps),
+            "gaps_s": [round(g, 3) for g in gaps],
         })
 
     rules = ["lost", "stalled", "inversions", "unflagged repeats", "stored twice", "failed then confirmed"]
