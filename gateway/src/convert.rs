@@ -264,13 +264,7 @@ pub(crate) fn member_health(parts: Vec<jetstation::PartitionHealth>) -> pb::Memb
                 in_sync: p.in_sync,
                 held: p.held as u64,
                 undelivered: p.undelivered,
-                last_delivery: p
-                    .last_delivery
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| prost_types::Timestamp {
-                        seconds: d.as_secs() as i64,
-                        nanos: d.subsec_nanos() as i32,
-                    }),
+                last_delivery: p.last_delivery.map(prost_types::Timestamp::from),
                 last_error: p.last_error.unwrap_or_default(),
             })
             .collect(),

@@ -175,10 +175,7 @@ impl From<jetstation::PartitionHealth> for PartitionHealth {
             in_sync: h.in_sync,
             held: h.held as u32,
             undelivered: h.undelivered as i64,
-            last_delivery_ms: h
-                .last_delivery
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64() * 1000.0),
+            last_delivery_ms: h.last_delivery_unix().map(|s| s * 1000.0),
             last_error: h.last_error,
         }
     }

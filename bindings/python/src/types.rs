@@ -266,10 +266,7 @@ impl From<jetstation::PartitionHealth> for PartitionHealth {
             in_sync: h.in_sync,
             held: h.held,
             undelivered: h.undelivered,
-            last_delivery: h
-                .last_delivery
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64()),
+            last_delivery: h.last_delivery_unix(),
             last_error: h.last_error,
         }
     }

@@ -185,6 +185,15 @@ pub struct PartitionHealth {
     pub last_error: Option<String>,
 }
 
+impl PartitionHealth {
+    /// `last_delivery` as seconds since the Unix epoch (what bindings show).
+    pub fn last_delivery_unix(&self) -> Option<f64> {
+        self.last_delivery
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    }
+}
+
 pub(crate) struct Scheduler {
     client: Client,
     station: String,
