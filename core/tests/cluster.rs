@@ -188,3 +188,44 @@ async fn wait_replicas_current(urls: &str, stream: &str, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// On a cluster, a file-storage station with one replica is a durability
+/// risk: creating one logs a warning that says what to do; an R3 one does
+/// not.
+#[tokio::test(flavor = "current_thread")]
+async fn a_single_replica_station_on_a_cluster_is_warned_about() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cluster = Cluster::start(3);
+    let client = connect_cluster(&cluster).await;
+    client
+        .create_station("safe", StationConfig::default().replicas(3))
+        .await
+        .unwrap();
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("1 replica"), "{text}");
+    client
+        .create_station("risky", StationConfig::default().replicas(1))
+        .await
+        .unwrap();
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("station has 1 replica on a cluster"), "{text}");
+    assert!(text.contains("sync_interval: always"), "{text}");
+}
