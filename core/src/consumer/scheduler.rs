@@ -719,7 +719,8 @@ impl Scheduler {
 
     /// A partition that has been silent for `ack_wait` is asked where it
     /// stands; if the broker holds messages it did not deliver, the pull is
-    /// dead in a way the pull loop did not notice: warn and pull again.
+    /// dead in a way the pull loop did not notice (or `max_ack_pending` is
+    /// full of messages held here): warn and pull again.
     fn watch_silences(&mut self) {
         let silence = self.options.ack_wait;
         for i in 0..self.parts.len() {
@@ -727,7 +728,10 @@ impl Scheduler {
             if !part.owned || part.revoking || part.last_activity.elapsed() < silence {
                 continue;
             }
-            if part.broker_undelivered > 0 || !part.entries.is_empty() {
+            // Only what the broker has not delivered counts: messages held
+            // here may be silent for good reasons (a slow handler, a nacked
+            // message waiting for its redelivery delay).
+            if part.broker_undelivered > 0 {
                 let partition = part.handle.partition;
                 if !part.warned_silent {
                     tracing::warn!(
