@@ -113,6 +113,7 @@ async fn ordered_sends_survive_each_node_being_killed() {
         // Let the flow run before and after each fault.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         cluster.nodes[node].kill();
+        // The node stays down for 3 s, then comes back with its store.
         tokio::time::sleep(Duration::from_secs(3)).await;
         cluster.nodes[node].start_again();
         let started = Instant::now();
@@ -226,6 +227,9 @@ async fn a_single_replica_station_on_a_cluster_is_warned_about() {
         .await
         .unwrap();
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("station has 1 replica on a cluster"), "{text}");
+    assert!(
+        text.contains("station has 1 replica on a cluster"),
+        "{text}"
+    );
     assert!(text.contains("sync_interval: always"), "{text}");
 }

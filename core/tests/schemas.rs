@@ -503,11 +503,7 @@ async fn a_version_registered_by_another_client_is_used_within_a_second() {
     let server = NatsServer::start();
     let a = connect(&server).await;
     let b = connect(&server).await;
-    let v = |email_type: &str| {
-        SchemaDefinition::json_schema(format!(
-            r#"{{"type":"object","properties":{{"email":{{"type":"{email_type}"}}}}}}"#
-        ))
-    };
+    let v = contact_schema;
     a.register_schema_with("contact", v("string"), Compatibility::None)
         .await
         .unwrap();
@@ -667,11 +663,7 @@ async fn protobuf_and_avro_helpers_round_trip_json_values() {
 async fn the_schema_watch_resumes_after_a_server_restart() {
     let mut server = NatsServer::start();
     let a = connect(&server).await;
-    let v = |email_type: &str| {
-        SchemaDefinition::json_schema(format!(
-            r#"{{"type":"object","properties":{{"email":{{"type":"{email_type}"}}}}}}"#
-        ))
-    };
+    let v = contact_schema;
     a.register_schema_with("contact", v("integer"), Compatibility::None)
         .await
         .unwrap();
@@ -708,4 +700,11 @@ async fn the_schema_watch_resumes_after_a_server_restart() {
         // Retry interval; the loop's deadline bounds it.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A contact with an `email` of the given JSON type.
+fn contact_schema(email_type: &str) -> SchemaDefinition {
+    SchemaDefinition::json_schema(format!(
+        r#"{{"type":"object","properties":{{"email":{{"type":"{email_type}"}}}}}}"#
+    ))
 }
