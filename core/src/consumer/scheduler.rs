@@ -293,7 +293,7 @@ impl Scheduler {
                 // bucket is unavailable (its leader died) nobody can
                 // announce; right after, the others' announcements look old
                 // although they are alive. So the live set is only trusted
-                // again once this member has announced twice in a row.
+                // again once this member has announced three times in a row.
                 let mut in_a_row = 1u32;
                 loop {
                     // The heartbeat period: a member announces itself every handover_timeout / 4.
