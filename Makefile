@@ -38,9 +38,10 @@ test: setup
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
 
-## Rust core: unit tests and integration tests against real nats-servers.
+## Rust core: unit tests and integration tests against real nats-servers
+## (cargo-nextest, so that every test has a time limit: .config/nextest.toml).
 test-core: setup
-	@scripts/test-summary.sh $(CARGO) test --workspace --exclude jetstation-gateway --no-fail-fast
+	@scripts/test-summary.sh $(CARGO) nextest run --workspace --exclude jetstation-gateway --no-fail-fast
 
 ## Python package: builds the wheel into a fresh virtual environment, runs
 ## pytest against real nats-servers, mypy --strict on the examples, stubtest.

@@ -26,14 +26,7 @@ step "building the Node addon"
 
 # The gateway's client: grpcio with stubs generated from proto/.
 step "preparing the gRPC client"
-GRPC="$CACHE/grpc-venv"
-REQS="grpcio==1.85.3 grpcio-tools==1.85.1 googleapis-common-protos pytest==9.2.0"
-if [ ! -x "$GRPC/bin/python" ] || [ "$(cat "$GRPC/.reqs" 2>/dev/null)" != "$REQS" ]; then
-  rm -rf "$GRPC"
-  python3 -m venv "$GRPC"
-  "$GRPC/bin/pip" install -q --disable-pip-version-check $REQS
-  echo "$REQS" > "$GRPC/.reqs"
-fi
+GRPC=$(scripts/grpc-venv.sh)
 stubs=$(mktemp -d)
 "$GRPC/bin/python" -m grpc_tools.protoc -Iproto --python_out="$stubs" --grpc_python_out="$stubs" \
   proto/jetstation/v1/jetstation.proto

@@ -4,7 +4,7 @@
 set -euo pipefail
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 TOOLS="$CACHE/python-tools"
-REQS="maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 mypy==2.4.1"
+REQS="maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1"
 if [ ! -x "$TOOLS/bin/maturin" ] || [ "$(cat "$TOOLS/.reqs" 2>/dev/null)" != "$REQS" ]; then
   rm -rf "$TOOLS"
   python3 -m venv "$TOOLS"

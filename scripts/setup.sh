@@ -31,6 +31,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 apt_install unzip python3-pip python3-venv
+# cargo-nextest runs the Rust tests, each with a time limit.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest (cargo install, a few minutes)"
+  cargo install --locked cargo-nextest >/dev/null
+fi
 if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "Node.js >= 20 is needed for the Node package (Debian's nodejs is too old): install it, then rerun" >&2
   exit 1

@@ -6,18 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-VENV="$CACHE/grpc-venv"
-REQS="grpcio==1.85.3 grpcio-tools==1.85.1 googleapis-common-protos pytest==9.2.0"
 
-cargo test -p jetstation-gateway
+cargo nextest run -p jetstation-gateway
 cargo build -q -p jetstation-gateway
 
-if [ ! -x "$VENV/bin/pytest" ] || [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$REQS" ]; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check $REQS
-  echo "$REQS" > "$VENV/.reqs"
-fi
+VENV=$(scripts/grpc-venv.sh)
 work=$(mktemp -d)
 "$VENV/bin/python" -m grpc_tools.protoc -Iproto --python_out="$work" --grpc_python_out="$work" \
   proto/jetstation/v1/jetstation.proto
@@ -35,4 +28,4 @@ gateway=$!
 for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break; sleep 0.05; done
 
 GATEWAY_ADDR="127.0.0.1:$grpc_port" PYTHONPATH="$work" \
-  "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/gateway
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider --timeout=120 tests/gateway

@@ -12,10 +12,11 @@ log=$(mktemp)
 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # cargo: "test result: ok. 7 passed; 0 failed; ..."
+# cargo-nextest: "Summary [  63.5s] 52 tests run: 50 passed, 2 failed, 0 skipped"
 # pytest: "1 failed, 10 passed in 11.20s"
 # node --test (TAP): "# pass 8" and "# fail 0"
 # XCTest: one "Test Case '...' passed (…)" line per test
-awk '/^test result:/ || /(passed|failed).* in [0-9.]+s/ {
+awk '/^test result:/ || /(passed|failed).* in [0-9.]+s/ || /^ *Summary \[/ {
        for (i=1;i<NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
      /^# pass [0-9]+$/ {p+=$3}
      /^# fail [0-9]+$/ {f+=$3}

@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 versions=$(scripts/setup-nats-versions.sh)
 versions+=$'\n'"2.15.0 $CACHE/bin/nats-server"
 cargo build -q -p jetstation-chaos
-cargo test -q -p jetstation --no-run 2>/dev/null
+cargo nextest run -p jetstation --no-run 2>/dev/null
 matrix=()
 status=0
 while read -r v bin; do
@@ -18,7 +18,7 @@ while read -r v bin; do
   minor=$(echo "$v" | cut -d. -f2)
   if [ "$minor" -lt 12 ]; then
     echo "== nats-server $v: older than the minimum, expecting server_too_old"
-    if NATS_SERVER_OLD_BIN="$bin" cargo test -q -p jetstation --test stations server_older_than 2>&1 | tail -3; then
+    if NATS_SERVER_OLD_BIN="$bin" cargo nextest run -p jetstation --test stations server_older_than 2>&1 | tail -2; then
       matrix+=("| $v | refused at connect: \`server_too_old\` (tested) | n/a |")
     else
       matrix+=("| $v | **the server_too_old check failed** | n/a |"); status=1
@@ -29,10 +29,10 @@ while read -r v bin; do
   core="passed"
   log="$CACHE/chaos-versions/core-$v.log"
   mkdir -p "$CACHE/chaos-versions"
-  if ! NATS_SERVER_BIN="$bin" cargo test -q -p jetstation --no-fail-fast > "$log" 2>&1; then
+  if ! NATS_SERVER_BIN="$bin" cargo nextest run -p jetstation --no-fail-fast > "$log" 2>&1; then
     core="**failed** (see $log)"; status=1
   fi
-  grep -E '^test result|FAILED|panicked' "$log" || true
+  grep -E 'Summary \[|FAIL|TIMEOUT' "$log" || true
   chaos="passed"
   if ! NATS_SERVER_BIN="$bin" timeout 240 "$CARGO_TARGET_DIR/debug/chaos" run --lang rust \
       --out "$CACHE/chaos-versions/$v" > "$CACHE/chaos-versions/chaos-$v.log" 2>&1; then
