@@ -518,22 +518,14 @@ async fn a_version_registered_by_another_client_is_used_within_a_second() {
     producer.send(Message::new(r#"{"email":7}"#)).await.unwrap();
     // Client b registers v3; a's producer must validate with it within 1 s.
     b.register_schema("contact", v("string")).await.unwrap();
-    let registered = Instant::now();
-    loop {
-        match producer
-            .send(Message::new(r#"{"email":"ada@example.com"}"#))
-            .await
-        {
-            Ok(_) => break,
-            Err(e) => assert_eq!(e.kind(), ErrorKind::SchemaValidation),
-        }
-        assert!(
-            registered.elapsed() < Duration::from_secs(1),
-            "v3 not seen within 1 s"
-        );
-        // Retry interval; the loop's one-second deadline bounds it.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    send_until_accepted(
+        &producer,
+        Duration::from_secs(1),
+        Duration::from_millis(10),
+        &[ErrorKind::SchemaValidation],
+        "v3 not seen within 1 s",
+    )
+    .await;
     let err = producer
         .send(Message::new(r#"{"email":7}"#))
         .await
@@ -678,28 +670,18 @@ async fn the_schema_watch_resumes_after_a_server_restart() {
     server.restart();
     let b = connect(&server).await;
     b.register_schema("contact", v("string")).await.unwrap(); // v2
-    let registered = Instant::now();
-    loop {
-        match producer
-            .send(Message::new(r#"{"email":"ada@example.com"}"#))
-            .await
-        {
-            Ok(_) => break,
-            Err(e) => assert!(
-                matches!(
-                    e.kind(),
-                    ErrorKind::SchemaValidation | ErrorKind::Timeout | ErrorKind::Connection
-                ),
-                "{e}"
-            ),
-        }
-        assert!(
-            registered.elapsed() < Duration::from_secs(10),
-            "v2 not seen within 10 s of the restart"
-        );
-        // Retry interval; the loop's deadline bounds it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    send_until_accepted(
+        &producer,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        &[
+            ErrorKind::SchemaValidation,
+            ErrorKind::Timeout,
+            ErrorKind::Connection,
+        ],
+        "v2 not seen within 10 s of the restart",
+    )
+    .await;
 }
 
 /// A contact with an `email` of the given JSON type.
@@ -707,4 +689,29 @@ fn contact_schema(email_type: &str) -> SchemaDefinition {
     SchemaDefinition::json_schema(format!(
         r#"{{"type":"object","properties":{{"email":{{"type":"{email_type}"}}}}}}"#
     ))
+}
+
+/// Sends a contact with a string email until the producer accepts it (it
+/// validates against the newest version it knows), every `every`, failing
+/// with `what` after `limit`; every refusal must be one of `allowed`.
+async fn send_until_accepted(
+    producer: &jetstation::Producer,
+    limit: Duration,
+    every: Duration,
+    allowed: &[ErrorKind],
+    what: &str,
+) {
+    let registered = Instant::now();
+    loop {
+        match producer
+            .send(Message::new(r#"{"email":"ada@example.com"}"#))
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => assert!(allowed.contains(&e.kind()), "{e}"),
+        }
+        assert!(registered.elapsed() < limit, "{what}");
+        // Retry interval; the deadline `limit` bounds the loop.
+        tokio::time::sleep(every).await;
+    }
 }

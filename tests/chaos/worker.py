@@ -105,12 +105,12 @@ async def consume() -> int:
 
     async def watch_health() -> None:
         while True:
-            await asyncio.sleep(2)  # the member's own view, every 2 s
             parts = await consumer.health()
             history.write({"ev": "health", "member": member, "partitions": [
                 {"partition": p.partition, "in_sync": p.in_sync, "held": p.held,
                  "undelivered": p.undelivered, "last_error": p.last_error}
                 for p in parts if p.owned]})
+            await asyncio.sleep(2)  # the period of the member's health records
 
     async def handle(m: jetstation.Delivery) -> None:
         body = json.loads(m.payload)

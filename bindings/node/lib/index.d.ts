@@ -6,6 +6,7 @@ import type {
   LogRecord,
   ConsumerOptions,
   DeadLetter,
+  PartitionHealth,
   ProducerOptions,
   Receipt,
   SchemaInfo,
@@ -15,8 +16,8 @@ import type {
 } from '../native/index.js'
 
 export type {
-  ConnectOptions, LogRecord, ConsumerOptions, DeadLetter, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, Station,
-  StationConfig,
+  ConnectOptions, LogRecord, ConsumerOptions, DeadLetter, PartitionHealth, ProducerOptions, Receipt, SchemaInfo,
+  SchemaVersion, Station, StationConfig,
 }
 
 /** What `send` accepts: bytes, text (UTF-8), or a JSON-serialisable object. */
@@ -107,22 +108,6 @@ export declare class Consumer implements AsyncIterable<Message> {
   health(): Promise<PartitionHealth[]>
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
-}
-
-export interface PartitionHealth {
-  partition: number
-  /** Assigned to this member. */
-  owned: boolean
-  /** Knows every message the broker counts as pending (runs and commits). */
-  inSync: boolean
-  /** Delivered, not yet committed messages held here. */
-  held: number
-  /** Messages the broker had not delivered yet, at its last answer. */
-  undelivered: number
-  /** Milliseconds since the epoch of the last delivery. */
-  lastDeliveryMs?: number | null
-  /** The latest pull failure (repaired by the member itself). */
-  lastError?: string | null
 }
 
 export type ErrorKind =

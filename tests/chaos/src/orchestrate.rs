@@ -217,8 +217,23 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     let mut members: Vec<Child> = (0..2)
         .map(|i| workers.spawn("consume", &format!("m{}", i + 1)))
         .collect();
-    // Let the members join before the flow starts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The flow starts once both members have joined (each writes its first
+    // health record after joining).
+    let joined_by = Instant::now() + Duration::from_secs(60);
+    while !["m1.jsonl", "m2.jsonl"]
+        .iter()
+        .all(|m| has_event(&out, m, "health"))
+    {
+        if Instant::now() > joined_by {
+            eprintln!(
+                "chaos: the members did not join within 60 s; see their logs in {}",
+                out.display()
+            );
+            return 1;
+        }
+        // Poll interval while the members join; bounded by `joined_by`.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut producer = workers.spawn("produce", "producer");
     let started = Instant::now();
 
@@ -346,6 +361,15 @@ async fn sample_consumers(urls: Vec<String>, max: Arc<AtomicUsize>) {
         // Sampling period of the consumer count.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Whether the history file `name` holds a record of event `ev`.
+fn has_event(out: &Path, name: &str, ev: &str) -> bool {
+    fs::read_to_string(out.join(name)).is_ok_and(|text| {
+        text.lines().any(|line| {
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["ev"] == json!(ev))
+        })
+    })
 }
 
 /// Whether every confirmed send appears in some member's history.

@@ -179,7 +179,6 @@ pub(crate) async fn consume() -> i32 {
         let (consumer, history, member) = (consumer.clone(), history.clone(), member.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
                 if let Ok(parts) = consumer.health().await {
                     let parts: Vec<_> = parts
                         .iter()
@@ -192,6 +191,8 @@ pub(crate) async fn consume() -> i32 {
                         .collect();
                     history.write(json!({"ev": "health", "member": member, "partitions": parts}));
                 }
+                // The period of the member's health records.
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         })
     };
