@@ -239,8 +239,10 @@ final class Runner {
                 try? message.nack(reason: "asked to fail", delay: delay)
             } else {
                 record["action"] = "ack"
-                try? message.ack()
+                // Recorded before settling, as every runner does: once settled, the
+                // next message of the key may be handed out and recorded first.
                 let (acked, done) = await progress.record(record, acked: text)
+                try? message.ack()
                 finished = done
                 if let crashAfter, acked >= crashAfter {
                     answer(["ok": ["messages": await progress.records, "timed_out": false]])
