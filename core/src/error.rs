@@ -175,42 +175,13 @@ impl Error {
         .with_broker_code(code)
     }
 
-    /// Maps any async-nats request error, looking for a JetStream API error
-    /// or a well-known transport failure in its chain.
+    /// Maps any async-nats error by the typed kinds in its chain (see
+    /// [`crate::nats_errors`]); what no kind explains is a `Broker` error.
     pub(crate) fn from_nats(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = cause {
-            if let Some(api) = e.downcast_ref::<async_nats::jetstream::Error>() {
-                return Self::from_api(context, api);
-            }
-            if let Some(info) =
-                e.downcast_ref::<async_nats::jetstream::context::ConsumerInfoError>()
-                && info.kind() == async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
-            {
-                return Self::not_found(format!("{context}: {info}"));
-            }
-            cause = e.source();
-        }
-        let text = err.to_string();
-        if let Some((status, code)) = parse_api_codes(&text) {
-            return Self::new(
-                api_kind(status, code),
-                format!("{context}: the broker answered: {text}"),
-            )
-            .with_broker_code(code);
-        }
-        let lower = text.to_ascii_lowercase();
-        let kind = if lower.contains("timed out") || lower.contains("timeout") {
-            ErrorKind::Timeout
-        } else if lower.contains("permission") || lower.contains("authorization") {
-            ErrorKind::Auth
-        } else if lower.contains("no responders")
-            || lower.contains("broken pipe")
-            || lower.contains("disconnected")
-        {
-            ErrorKind::Connection
-        } else {
-            ErrorKind::Broker
+        let kind = match crate::nats_errors::classify(err) {
+            Some(crate::nats_errors::Found::Api(api)) => return Self::from_api(context, &api),
+            Some(crate::nats_errors::Found::Kind(kind)) => kind,
+            None => ErrorKind::Broker,
         };
         let hint = match kind {
             ErrorKind::Timeout => "; the broker may be restarting or overloaded, retry later",
@@ -219,7 +190,7 @@ impl Error {
             }
             _ => "",
         };
-        Self::new(kind, format!("{context}: {text}{hint}"))
+        Self::new(kind, format!("{context}: {err}{hint}"))
     }
 }
 
@@ -231,14 +202,4 @@ fn api_kind(status: u16, code: u16) -> ErrorKind {
         (400, _) => ErrorKind::InvalidArgument,
         _ => ErrorKind::Broker,
     }
-}
-
-/// async-nats renders JetStream API errors as `… (code 404, error code 10059)`
-/// whatever error type wraps them; that text is stable, so read it back.
-fn parse_api_codes(text: &str) -> Option<(u16, u16)> {
-    let start = text.rfind("(code ")? + "(code ".len();
-    let rest = &text[start..];
-    let (status, rest) = rest.split_once(", error code ")?;
-    let code = rest.split(')').next()?;
-    Some((status.trim().parse().ok()?, code.trim().parse().ok()?))
 }

@@ -23,18 +23,22 @@
 
 pub mod client;
 pub mod consumer;
+pub mod convert;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
 pub mod log;
 pub mod names;
+mod nats_errors;
 pub mod producer;
 pub mod schema;
 pub mod station;
+mod vocabulary;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
 pub use consumer::{
-    Consumer, ConsumerOptions, Delivery, PartitionHealth, ReceivedMessage, StartPosition,
+    Consumer, ConsumerOptions, DEFAULT_NACK_REASON, DEFAULT_TERM_REASON, Delivery, DeliveryId,
+    PartitionHealth, ReceivedMessage, Settlement, StartPosition,
 };
 pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};

@@ -45,6 +45,11 @@ pub enum Storage {
     Memory,
 }
 
+crate::vocabulary::vocabulary!(Storage, "storage", {
+    File => "file",
+    Memory => "memory",
+});
+
 /// Settings of a station. Build with [`StationConfig::default`] and the
 /// chained setters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::{
 
 use common::*;
 use jetstation::{
-    Client, ConsumerOptions, ErrorKind, Message, ProducerOptions, StartPosition, StationConfig,
+    Client, ConsumerOptions, ErrorKind, Message, ProducerOptions, Settlement, StartPosition,
+    StationConfig,
 };
 
 async fn produce(client: &Client, station: &str, messages: Vec<(String, String)>) {
@@ -86,6 +87,54 @@ async fn iterator_style_receives_in_order_and_acks() {
     let got = tokio::time::timeout(Duration::from_millis(800), again.next()).await;
     assert!(got.is_err(), "nothing left after a full commit");
     again.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delivery_settles_once_by_itself_or_by_id_and_a_release_costs_no_delivery() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("s", StationConfig::default().max_deliveries(1))
+        .await
+        .unwrap();
+    produce(&client, "s", keyed(1, 3)).await;
+    let consumer = client
+        .consumer("s", "g", fast().concurrency(1))
+        .await
+        .unwrap();
+
+    // Released three times: handed out again first, never counted as a
+    // delivery (max_deliveries 1 would dead-letter a nacked one at once).
+    for _ in 0..3 {
+        let d = consumer.next().await.unwrap().unwrap();
+        assert_eq!(index(&d.payload), ("k0".into(), 0));
+        assert_eq!(d.deliveries, 1, "a release is not a delivery");
+        d.release().unwrap();
+    }
+    let d = consumer.next().await.unwrap().unwrap();
+    assert_eq!(index(&d.payload), ("k0".into(), 0));
+    d.ack().unwrap();
+    let again = d.ack().unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::InvalidArgument, "{again}");
+    assert!(d.nack(None).is_err() && d.release().is_err() && d.term("x").is_err());
+
+    // Settled by id alone: the delivery itself can be dropped.
+    let (id, message) = consumer.next().await.unwrap().unwrap().detach();
+    assert_eq!(index(&message.payload), ("k0".into(), 1));
+    consumer.settle(id, Settlement::Ack).unwrap();
+    let twice = consumer.settle(id, Settlement::Ack).unwrap_err();
+    assert_eq!(twice.kind(), ErrorKind::InvalidArgument, "{twice}");
+    let unknown = consumer.settle(9_999, Settlement::Release).unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::InvalidArgument, "{unknown}");
+
+    let d = consumer.next().await.unwrap().unwrap();
+    assert_eq!(index(&d.payload), ("k0".into(), 2));
+    d.ack().unwrap();
+    consumer.close().await.unwrap();
+    assert!(
+        client.dead_letters("s").await.unwrap().is_empty(),
+        "releases dead-lettered nothing"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! unsettled goes back to the group at once, finished work is committed,
 //! and its partitions move to the other members.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
@@ -63,16 +63,21 @@ pub(crate) async fn run(
         return;
     }
     let mut credit = join.credit.clamp(1, max_credit.max(1));
-    let mut held: HashMap<u64, jetstation::Delivery> = HashMap::new();
-    let mut next_id: u64 = 1;
+    // Deliveries are settled by id through the core; only their count is kept.
+    let mut held: HashSet<u64> = HashSet::new();
     loop {
         tokio::select! {
             request = requests.message() => match request {
                 Ok(Some(ConsumeRequest { request: Some(r) })) => match r {
                     consume_request::Request::Settle(s) => {
-                        if let Err(e) = settle(&mut held, s).await {
-                            let _ = tx.send(Err(e)).await;
-                            break;
+                        if let Err(e) = settle(&consumer, &mut held, s).await {
+                            let refused = consume_response::Response::Error(pb::Error {
+                                kind: e.kind().as_str().to_string(),
+                                message: e.message().to_string(),
+                            });
+                            if tx.send(Ok(ConsumeResponse { response: Some(refused) })).await.is_err() {
+                                break;
+                            }
                         }
                     }
                     consume_request::Request::Credit(more) => {
@@ -101,10 +106,9 @@ pub(crate) async fn run(
             },
             delivery = consumer.next(), if (held.len() as u32) < credit => match delivery {
                 Some(Ok(d)) => {
-                    let id = next_id;
-                    next_id += 1;
-                    let message = incoming(id, &d);
-                    held.insert(id, d);
+                    let (id, received) = d.detach();
+                    let message = incoming(id, received);
+                    held.insert(id);
                     let response = consume_response::Response::Message(message);
                     if tx.send(Ok(ConsumeResponse { response: Some(response) })).await.is_err() {
                         break;
@@ -119,15 +123,12 @@ pub(crate) async fn run(
             _ = shutdown.changed() => break,
         }
     }
-    // Leaving: unsettled deliveries go back to the group (dropping them while
-    // closing releases them), finished work is committed, partitions move.
-    let close = consumer.close();
-    futures::pin_mut!(close);
-    // The first poll announces the close, so what is dropped next is
-    // released at once rather than counted as a failed delivery.
-    let _ = futures::poll!(close.as_mut());
-    drop(held);
-    let _ = close.await;
+    // Leaving: unsettled deliveries go back to the group uncounted, finished
+    // work is committed, partitions move.
+    for id in held {
+        let _ = consumer.settle(id, jetstation::Settlement::Release);
+    }
+    let _ = consumer.close().await;
 }
 
 async fn open(
@@ -135,17 +136,16 @@ async fn open(
     join: &pb::Join,
 ) -> Result<jetstation::Consumer, Status> {
     let d = jetstation::ConsumerOptions::default();
+    let count = |n: u32, default: usize| if n == 0 { default } else { n as usize };
     let options = jetstation::ConsumerOptions {
-        concurrency: if join.concurrency == 0 {
-            d.concurrency
-        } else {
-            join.concurrency as usize
-        },
+        concurrency: count(join.concurrency, d.concurrency),
         start: convert::start(join)?,
         ack_wait: crate::or_default(join.ack_wait, d.ack_wait)?,
+        max_ack_pending: count(join.max_ack_pending, d.max_ack_pending),
         redelivery_delay: crate::or_default(join.redelivery_delay, d.redelivery_delay)?,
+        max_redelivery_delay: crate::or_default(join.max_redelivery_delay, d.max_redelivery_delay)?,
+        fetch_batch: count(join.fetch_batch, d.fetch_batch),
         handover_timeout: crate::or_default(join.handover_timeout, d.handover_timeout)?,
-        ..d
     };
     client
         .consumer(&join.station, &join.group, options)
@@ -153,54 +153,47 @@ async fn open(
         .map_err(status)
 }
 
+/// Settles one delivery by id; a refusal is answered on the stream.
 async fn settle(
-    held: &mut HashMap<u64, jetstation::Delivery>,
+    consumer: &jetstation::Consumer,
+    held: &mut HashSet<u64>,
     s: pb::Settle,
-) -> Result<(), Status> {
+) -> jetstation::Result<()> {
+    use jetstation::Settlement;
+    let id = s.delivery_id;
     let outcome = s.outcome();
-    if outcome == Outcome::InProgress {
-        let d = held
-            .get(&s.delivery_id)
-            .ok_or_else(|| invalid(format!("no unsettled delivery {}", s.delivery_id)))?;
-        return d.in_progress().await.map_err(status);
-    }
-    let d = held
-        .remove(&s.delivery_id)
-        .ok_or_else(|| invalid(format!("no unsettled delivery {}", s.delivery_id)))?;
-    let reason = if s.reason.is_empty() {
-        None
-    } else {
-        Some(s.reason)
-    };
-    match outcome {
-        Outcome::Ack => d.ack(),
-        Outcome::Nack => {
-            let delay = s.delay.map(convert::duration).transpose()?;
-            d.nack_with_reason(
-                reason.unwrap_or_else(|| "nacked by the client".into()),
-                delay,
-            )
-        }
-        Outcome::Term => d.term(reason.unwrap_or_else(|| "terminated by the client".into())),
-        _ => {
-            return Err(invalid(
-                "settle needs an outcome: ACK, NACK, TERM or IN_PROGRESS",
+    let reason = (!s.reason.is_empty()).then_some(s.reason);
+    let settlement = match outcome {
+        Outcome::InProgress => return consumer.in_progress(id).await,
+        Outcome::Ack => Settlement::Ack,
+        Outcome::Nack => Settlement::Nack {
+            delay: s.delay.map(convert::core_duration).transpose()?,
+            reason,
+        },
+        Outcome::Term => Settlement::Term { reason },
+        Outcome::Release => Settlement::Release,
+        Outcome::Unspecified => {
+            return Err(jetstation::Error::new(
+                jetstation::ErrorKind::InvalidArgument,
+                "settle needs an outcome: ACK, NACK, TERM, RELEASE or IN_PROGRESS",
             ));
         }
-    }
-    .map_err(status)
+    };
+    consumer.settle(id, settlement)?;
+    held.remove(&id);
+    Ok(())
 }
 
-fn incoming(id: u64, d: &jetstation::Delivery) -> pb::IncomingMessage {
+fn incoming(id: u64, d: jetstation::ReceivedMessage) -> pb::IncomingMessage {
     pb::IncomingMessage {
         delivery_id: id,
-        station: d.station.clone(),
+        station: d.station,
         partition: d.partition,
         sequence: d.sequence,
-        key: d.key.clone().unwrap_or_default(),
+        key: d.key.unwrap_or_default(),
         payload: d.payload.to_vec(),
-        headers: d.headers.iter().cloned().collect(),
-        msg_id: d.msg_id.clone().unwrap_or_default(),
+        headers: d.headers.into_iter().collect(),
+        msg_id: d.msg_id.unwrap_or_default(),
         deliveries: d.deliveries,
     }
 }

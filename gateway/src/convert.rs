@@ -60,7 +60,20 @@ pub(crate) fn invalid(message: impl Into<String>) -> Status {
 }
 
 pub(crate) fn duration(d: prost_types::Duration) -> Result<Duration, Status> {
-    Duration::try_from(d).map_err(|_| invalid("durations must be positive"))
+    core_duration(d).map_err(status)
+}
+
+/// A protobuf Duration; negative or out of range is `InvalidArgument`.
+pub(crate) fn core_duration(d: prost_types::Duration) -> jetstation::Result<Duration> {
+    Duration::try_from(d).map_err(|_| {
+        jetstation::Error::new(
+            jetstation::ErrorKind::InvalidArgument,
+            format!(
+                "a duration must be non-negative with nanos in 0..1e9, got {}s {}ns",
+                d.seconds, d.nanos
+            ),
+        )
+    })
 }
 
 fn proto_duration(d: Duration) -> prost_types::Duration {
@@ -238,7 +251,9 @@ pub(crate) fn dead_letter(d: jetstation::DeadLetter) -> pb::DeadLetter {
 pub(crate) fn start(join: &pb::Join) -> Result<jetstation::StartPosition, Status> {
     Ok(match join.start() {
         pb::StartPosition::Latest => jetstation::StartPosition::Latest,
-        pb::StartPosition::Sequence => jetstation::StartPosition::Sequence(join.start_sequence),
+        pb::StartPosition::Sequence => {
+            jetstation::StartPosition::sequence(join.start_sequence).map_err(status)?
+        }
         pb::StartPosition::Time => {
             let t = join
                 .start_time

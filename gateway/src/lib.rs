@@ -231,6 +231,19 @@ impl stations_server::Stations for Gateway {
             .map_err(status)?;
         Ok(Response::new(DeleteStationResponse {}))
     }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let client = self.client(&request).await?;
+        let r = request.into_inner();
+        client
+            .delete_group(&r.station, &r.group)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
 }
 
 #[tonic::async_trait]
@@ -277,6 +290,37 @@ impl schemas_server::Schemas for Gateway {
         Ok(Response::new(ListSchemasResponse {
             schemas: schemas.into_iter().map(convert::schema_info).collect(),
         }))
+    }
+
+    async fn set_schema_compatibility(
+        &self,
+        request: Request<pb::SetSchemaCompatibilityRequest>,
+    ) -> Result<Response<pb::SetSchemaCompatibilityResponse>, Status> {
+        let client = self.client(&request).await?;
+        let r = request.into_inner();
+        if r.compatibility() == pb::Compatibility::Unspecified {
+            return Err(convert::invalid(
+                "compatibility is required: NONE, BACKWARD, FORWARD or FULL",
+            ));
+        }
+        client
+            .set_schema_compatibility(&r.name, convert::compatibility(r.compatibility()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetSchemaCompatibilityResponse {}))
+    }
+
+    async fn delete_schema_version(
+        &self,
+        request: Request<pb::DeleteSchemaVersionRequest>,
+    ) -> Result<Response<pb::DeleteSchemaVersionResponse>, Status> {
+        let client = self.client(&request).await?;
+        let r = request.into_inner();
+        client
+            .delete_schema_version(&r.name, r.version)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteSchemaVersionResponse {}))
     }
 }
 
@@ -390,6 +434,20 @@ impl dead_letters_server::DeadLetters for Gateway {
             .await
             .map_err(status)?;
         Ok(Response::new(convert::receipt(receipt)))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        request: Request<pb::ReplayDeadLettersRequest>,
+    ) -> Result<Response<pb::ReplayDeadLettersResponse>, Status> {
+        let client = self.client(&request).await?;
+        let receipts = client
+            .replay_dead_letters(&request.into_inner().station)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReplayDeadLettersResponse {
+            receipts: receipts.into_iter().map(convert::receipt).collect(),
+        }))
     }
 }
 

@@ -35,6 +35,8 @@ export declare function connect(urls?: string | string[], options?: ConnectOptio
 /** Core log events at or above `filter` go to `logger`; null silences them. */
 export declare function setLogger(logger: ((record: LogRecord) => void) | null, filter?: string): void
 
+export type Compatibility = 'none' | 'backward' | 'forward' | 'full'
+
 export declare class Client {
   get serverVersion(): string
   createStation(name: string, config?: StationConfig): Promise<Station>
@@ -47,14 +49,16 @@ export declare class Client {
   deleteGroup(station: string, group: string): Promise<void>
   deadLetters(station: string): Promise<DeadLetter[]>
   replayDeadLetter(station: string, sequence: number): Promise<Receipt>
+  replayDeadLetters(station: string): Promise<Receipt[]>
   registerSchema(
     name: string,
     format: 'json_schema' | 'protobuf' | 'avro',
     source: string,
-    options?: { messageType?: string; compatibility?: 'none' | 'backward' | 'forward' | 'full' },
+    options?: { messageType?: string; compatibility?: Compatibility },
   ): Promise<SchemaVersion>
   schema(name: string, version?: number): Promise<SchemaVersion>
   schemas(): Promise<SchemaInfo[]>
+  setSchemaCompatibility(name: string, mode: Compatibility): Promise<void>
   deleteSchemaVersion(name: string, version: number): Promise<void>
   encodeWithSchema(name: string, value: unknown, version?: number): Promise<Buffer>
   decodeWithSchema(name: string, payload: Payload, version?: number): Promise<unknown>
@@ -92,6 +96,8 @@ export declare class Message {
   ack(): void
   nack(options?: { delayMs?: number; reason?: string }): void
   term(reason?: string): void
+  /** Gives the message back unprocessed, without counting a delivery. */
+  release(): void
   inProgress(): Promise<void>
 }
 

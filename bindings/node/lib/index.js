@@ -82,11 +82,13 @@ class Client {
   deleteGroup(station, group) { return call(() => this._inner.deleteGroup(station, group)) }
   deadLetters(station) { return call(() => this._inner.deadLetters(station)) }
   replayDeadLetter(station, sequence) { return call(() => this._inner.replayDeadLetter(station, sequence)) }
+  replayDeadLetters(station) { return call(() => this._inner.replayDeadLetters(station)) }
   registerSchema(name, format, source, { messageType, compatibility } = {}) {
     return call(() => this._inner.registerSchema(name, format, source, messageType, compatibility))
   }
   schema(name, version) { return call(() => this._inner.schema(name, version)) }
   schemas() { return call(() => this._inner.schemas()) }
+  setSchemaCompatibility(name, mode) { return call(() => this._inner.setSchemaCompatibility(name, mode)) }
   deleteSchemaVersion(name, version) { return call(() => this._inner.deleteSchemaVersion(name, version)) }
   /** Encodes a plain value with a Protobuf/Avro schema (or validates JSON). */
   encodeWithSchema(name, value, version) {
@@ -163,6 +165,8 @@ class Message {
   ack() { sync(() => this._inner.ack()) }
   nack({ delayMs, reason } = {}) { sync(() => this._inner.nack(delayMs, reason)) }
   term(reason) { sync(() => this._inner.term(reason)) }
+  /** Gives the message back unprocessed, without counting a delivery. */
+  release() { sync(() => this._inner.release()) }
   inProgress() { return call(() => this._inner.inProgress()) }
 }
 
@@ -182,7 +186,7 @@ class Consumer {
       const message = await call(() => this._inner.next())
       if (signal?.aborted) {
         // Interrupted, or aborted as it arrived: give it back.
-        if (message) message.nack(0, 'released: the wait was aborted')
+        if (message) message.release()
         throw abortError(signal)
       }
       return message ? new Message(message) : null

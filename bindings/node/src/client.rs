@@ -5,7 +5,7 @@ use napi_derive::napi;
 
 use crate::{
     consumer::{Consumer, ConsumerOptions},
-    error::{IntoJs, invalid, millis},
+    error::{IntoJs, invalid},
     producer::{Producer, ProducerOptions},
     types::{DeadLetter, Receipt, SchemaInfo, SchemaVersion, Station},
 };
@@ -52,27 +52,29 @@ pub struct StationConfig {
 }
 
 fn station_config(c: StationConfig) -> napi::Result<jetstation::StationConfig> {
+    use jetstation::convert::{count, millis};
     let d = jetstation::StationConfig::default();
     Ok(jetstation::StationConfig {
         partitions: c.partitions.unwrap_or(d.partitions),
         replicas: c.replicas.map_or(d.replicas, |r| r as usize),
-        storage: match c.storage.as_deref() {
-            None | Some("file") => jetstation::Storage::File,
-            Some("memory") => jetstation::Storage::Memory,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "storage must be \"file\" or \"memory\", got {other:?}"
-                )));
-            }
-        },
-        max_age: c.max_age_ms.map(|m| millis(m, "maxAgeMs")).transpose()?,
-        max_bytes: c.max_bytes.map(|b| b.max(0) as u64),
-        max_messages: c.max_messages.map(|m| m.max(0) as u64),
+        storage: c.storage.map_or(Ok(d.storage), |s| s.parse()).js()?,
+        max_age: c
+            .max_age_ms
+            .map(|m| millis("maxAgeMs", m))
+            .transpose()
+            .js()?,
+        max_bytes: c.max_bytes.map(|b| count("maxBytes", b)).transpose().js()?,
+        max_messages: c
+            .max_messages
+            .map(|m| count("maxMessages", m))
+            .transpose()
+            .js()?,
         dedup_window: c
             .dedup_window_ms
-            .map_or(Ok(d.dedup_window), |m| millis(m, "dedupWindowMs"))?,
+            .map_or(Ok(d.dedup_window), |m| millis("dedupWindowMs", m))
+            .js()?,
         max_deliveries: c.max_deliveries.unwrap_or(d.max_deliveries),
-        compaction: c.compaction.unwrap_or(false),
+        compaction: c.compaction.unwrap_or(d.compaction),
         schema: c.schema.map(|name| jetstation::SchemaBinding {
             name,
             version: c.schema_version,
@@ -85,14 +87,15 @@ fn station_config(c: StationConfig) -> napi::Result<jetstation::StationConfig> {
 pub async fn connect(urls: Vec<String>, options: Option<ConnectOptions>) -> napi::Result<Client> {
     let o = options.unwrap_or_default();
     let mut c = jetstation::ConnectOptions::with_urls(urls);
+    let millis = |what: &str, ms: f64| jetstation::convert::millis(what, ms).js();
     if let Some(ms) = o.connect_timeout_ms {
-        c.connect_timeout = millis(ms, "connectTimeoutMs")?;
+        c.connect_timeout = millis("connectTimeoutMs", ms)?;
     }
     if let Some(ms) = o.request_timeout_ms {
-        c.request_timeout = millis(ms, "requestTimeoutMs")?;
+        c.request_timeout = millis("requestTimeoutMs", ms)?;
     }
     if let Some(ms) = o.max_reconnect_delay_ms {
-        c.max_reconnect_delay = millis(ms, "maxReconnectDelayMs")?;
+        c.max_reconnect_delay = millis("maxReconnectDelayMs", ms)?;
     }
     c.auth = jetstation::Auth::from_parts(
         o.token,
@@ -217,7 +220,10 @@ impl Client {
     ) -> napi::Result<Receipt> {
         Ok(self
             .inner
-            .replay_dead_letter(&station, sequence.max(0) as u64)
+            .replay_dead_letter(
+                &station,
+                jetstation::convert::count("sequence", sequence).js()?,
+            )
             .await
             .js()?
             .into())
@@ -266,6 +272,20 @@ impl Client {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+
+    /// Replays every dead letter of `station`, oldest first.
+    #[napi]
+    pub async fn replay_dead_letters(&self, station: String) -> napi::Result<Vec<Receipt>> {
+        let receipts = self.inner.replay_dead_letters(&station).await.js()?;
+        Ok(receipts.into_iter().map(Into::into).collect())
+    }
+
+    /// "none", "backward", "forward" or "full".
+    #[napi]
+    pub async fn set_schema_compatibility(&self, name: String, mode: String) -> napi::Result<()> {
+        let mode: jetstation::Compatibility = mode.parse().js()?;
+        self.inner.set_schema_compatibility(&name, mode).await.js()
     }
 
     #[napi]

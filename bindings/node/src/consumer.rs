@@ -1,12 +1,12 @@
 //! The `Consumer` class and received messages.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use tokio::sync::Notify;
 
-use crate::error::{IntoJs, invalid, millis};
+use crate::error::{IntoJs, invalid};
 
 /// Consumer settings. Durations are milliseconds.
 #[napi(object)]
@@ -27,41 +27,42 @@ pub struct ConsumerOptions {
 }
 
 pub(crate) fn consumer_options(o: ConsumerOptions) -> napi::Result<jetstation::ConsumerOptions> {
+    use jetstation::{StartPosition, convert};
     let mut c = jetstation::ConsumerOptions::default();
     if let Some(n) = o.concurrency {
         c.concurrency = n as usize;
     }
-    c.start = match (o.start.as_deref(), o.start_sequence, o.start_time_ms) {
-        (_, Some(seq), _) => jetstation::StartPosition::Sequence(seq.max(0) as u64),
-        (_, _, Some(ms)) => jetstation::StartPosition::Time(
-            time::OffsetDateTime::from_unix_timestamp_nanos((ms * 1e6) as i128)
-                .map_err(|e| invalid(format!("startTimeMs out of range: {e}")))?,
-        ),
-        (None | Some("earliest"), _, _) => jetstation::StartPosition::Earliest,
-        (Some("latest"), _, _) => jetstation::StartPosition::Latest,
-        (Some(other), _, _) => {
-            return Err(invalid(format!(
-                "start must be \"earliest\" or \"latest\", got {other:?}"
-            )));
+    c.start = match (o.start, o.start_sequence, o.start_time_ms) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(invalid(
+                "give one of start, startSequence and startTimeMs, not several",
+            ));
         }
+        (_, Some(seq), _) => {
+            StartPosition::sequence(convert::count("startSequence", seq).js()?).js()?
+        }
+        (_, _, Some(ms)) => StartPosition::unix_seconds(ms / 1000.0).js()?,
+        (Some(name), _, _) => name.parse().js()?,
+        (None, None, None) => c.start,
     };
+    let millis = |what: &str, ms: f64| convert::millis(what, ms).js();
     if let Some(ms) = o.ack_wait_ms {
-        c.ack_wait = millis(ms, "ackWaitMs")?;
+        c.ack_wait = millis("ackWaitMs", ms)?;
     }
     if let Some(n) = o.max_ack_pending {
         c.max_ack_pending = n as usize;
     }
     if let Some(ms) = o.redelivery_delay_ms {
-        c.redelivery_delay = millis(ms, "redeliveryDelayMs")?;
+        c.redelivery_delay = millis("redeliveryDelayMs", ms)?;
     }
     if let Some(ms) = o.max_redelivery_delay_ms {
-        c.max_redelivery_delay = millis(ms, "maxRedeliveryDelayMs")?;
+        c.max_redelivery_delay = millis("maxRedeliveryDelayMs", ms)?;
     }
     if let Some(n) = o.fetch_batch {
         c.fetch_batch = n as usize;
     }
     if let Some(ms) = o.handover_timeout_ms {
-        c.handover_timeout = millis(ms, "handoverTimeoutMs")?;
+        c.handover_timeout = millis("handoverTimeoutMs", ms)?;
     }
     Ok(c)
 }
@@ -125,27 +126,15 @@ impl Consumer {
     }
 }
 
-/// A received message; settle it with ack, nack or term.
+/// A received message; settle it once with ack, nack, term or release.
 #[napi]
 pub struct Message {
-    message: jetstation::ReceivedMessage,
-    delivery: Mutex<Option<jetstation::Delivery>>,
+    inner: jetstation::Delivery,
 }
 
 impl Message {
-    fn new(d: jetstation::Delivery) -> Self {
-        Self {
-            message: d.message().clone(),
-            delivery: Mutex::new(Some(d)),
-        }
-    }
-
-    fn take(&self) -> napi::Result<jetstation::Delivery> {
-        self.delivery
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| invalid("this message was already acked, nacked or terminated"))
+    fn new(inner: jetstation::Delivery) -> Self {
+        Self { inner }
     }
 }
 
@@ -153,15 +142,15 @@ impl Message {
 impl Message {
     #[napi(getter)]
     pub fn payload(&self) -> Buffer {
-        self.message.payload.to_vec().into()
+        self.inner.payload.to_vec().into()
     }
     #[napi(getter)]
     pub fn key(&self) -> Option<String> {
-        self.message.key.clone()
+        self.inner.key.clone()
     }
     #[napi(getter)]
     pub fn headers(&self) -> Vec<Vec<String>> {
-        self.message
+        self.inner
             .headers
             .iter()
             .map(|(k, v)| vec![k.clone(), v.clone()])
@@ -169,52 +158,56 @@ impl Message {
     }
     #[napi(getter)]
     pub fn station(&self) -> String {
-        self.message.station.clone()
+        self.inner.station.clone()
     }
     #[napi(getter)]
     pub fn partition(&self) -> u32 {
-        self.message.partition
+        self.inner.partition
     }
     #[napi(getter)]
     pub fn sequence(&self) -> i64 {
-        self.message.sequence as i64
+        self.inner.sequence as i64
     }
     #[napi(getter)]
     pub fn deliveries(&self) -> i64 {
-        self.message.deliveries as i64
+        self.inner.deliveries as i64
     }
     #[napi(getter)]
     pub fn msg_id(&self) -> Option<String> {
-        self.message.msg_id.clone()
+        self.inner.msg_id.clone()
     }
     #[napi]
     pub fn header(&self, name: String) -> Option<String> {
-        self.message.header(&name).map(String::from)
+        self.inner.header(&name).map(String::from)
     }
     #[napi]
     pub fn ack(&self) -> napi::Result<()> {
-        self.take()?.ack().js()
+        self.inner.ack().js()
     }
     #[napi]
     pub fn nack(&self, delay_ms: Option<f64>, reason: Option<String>) -> napi::Result<()> {
-        let delay = delay_ms.map(|ms| millis(ms, "delayMs")).transpose()?;
-        let reason = reason.unwrap_or_else(|| "nacked by the application".into());
-        self.take()?.nack_with_reason(reason, delay).js()
+        let delay = delay_ms
+            .map(|ms| jetstation::convert::millis("delayMs", ms))
+            .transpose()
+            .js()?;
+        self.inner
+            .settle(jetstation::Settlement::Nack { delay, reason })
+            .js()
     }
     #[napi]
     pub fn term(&self, reason: Option<String>) -> napi::Result<()> {
-        let reason = reason.unwrap_or_else(|| "terminated by the application".into());
-        self.take()?.term(reason).js()
+        self.inner
+            .settle(jetstation::Settlement::Term { reason })
+            .js()
+    }
+    /// Gives the message back unprocessed, without counting a delivery.
+    #[napi]
+    pub fn release(&self) -> napi::Result<()> {
+        self.inner.release().js()
     }
     #[napi]
     pub async fn in_progress(&self) -> napi::Result<()> {
-        let fut = {
-            let d = self.delivery.lock().unwrap();
-            let Some(d) = d.as_ref() else {
-                return Err(invalid("this message was already settled"));
-            };
-            d.in_progress_future()
-        };
+        let fut = self.inner.in_progress_future().js()?;
         fut.await.js()
     }
 }

@@ -22,11 +22,3 @@ impl<T> IntoJs<T> for Result<T, jetstation::Error> {
         self.map_err(to_js)
     }
 }
-
-pub(crate) fn millis(ms: f64, what: &str) -> napi::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
-        invalid(format!(
-            "{what} must be a non-negative number of milliseconds, got {ms}"
-        ))
-    })
-}

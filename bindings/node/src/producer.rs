@@ -1,11 +1,10 @@
 //! The `Producer` class.
 
-use futures::FutureExt;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 use crate::{
-    error::{IntoJs, invalid, millis},
+    error::{IntoJs, invalid},
     types::Receipt,
 };
 
@@ -25,6 +24,7 @@ pub struct ProducerOptions {
 }
 
 pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::ProducerOptions> {
+    let millis = |what: &str, ms: f64| jetstation::convert::millis(what, ms).js();
     let mut p = jetstation::ProducerOptions::default();
     if let Some(n) = o.max_batch_messages {
         p.max_batch_messages = n as usize;
@@ -33,7 +33,7 @@ pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::P
         p.max_batch_bytes = n as usize;
     }
     if let Some(ms) = o.linger_ms {
-        p.linger = millis(ms, "lingerMs")?;
+        p.linger = millis("lingerMs", ms)?;
     }
     if let Some(n) = o.max_in_flight {
         p.max_in_flight = n as usize;
@@ -42,18 +42,10 @@ pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::P
         p.buffer_bytes = n as usize;
     }
     if let Some(w) = o.when_full {
-        p.when_full = match w.as_str() {
-            "wait" => jetstation::WhenFull::Wait,
-            "fail" => jetstation::WhenFull::FailFast,
-            other => {
-                return Err(invalid(format!(
-                    "whenFull must be \"wait\" or \"fail\", got {other:?}"
-                )));
-            }
-        };
+        p.when_full = w.parse().js()?;
     }
     if let Some(ms) = o.delivery_timeout_ms {
-        p.delivery_timeout = millis(ms, "deliveryTimeoutMs")?;
+        p.delivery_timeout = millis("deliveryTimeoutMs", ms)?;
     }
     p.producer_id = o.producer_id;
     Ok(p)
@@ -127,16 +119,12 @@ impl Producer {
     /// Sends many messages in one call; receipts in order.
     #[napi]
     pub async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> napi::Result<Vec<Receipt>> {
-        let mut handles = Vec::with_capacity(messages.len());
-        for m in messages {
-            let m = message(&m.payload, m.key, None, None)?;
-            handles.push(self.inner.enqueue(m).await.js()?);
-        }
-        let mut receipts = Vec::with_capacity(handles.len());
-        for h in handles {
-            receipts.push(h.await.js()?.into());
-        }
-        Ok(receipts)
+        let messages = messages
+            .into_iter()
+            .map(|m| message(&m.payload, m.key, None, None))
+            .collect::<napi::Result<Vec<_>>>()?;
+        let receipts = self.inner.send_batch(messages).await;
+        receipts.into_iter().map(|r| Ok(r.js()?.into())).collect()
     }
 
     /// Queues without waiting when the producer has room; returns a handle,
@@ -150,12 +138,9 @@ impl Producer {
         msg_id: Option<String>,
     ) -> napi::Result<Option<SendHandle>> {
         let m = message(&payload, key, headers, msg_id)?;
-        match self.inner.enqueue(m).now_or_never() {
-            Some(handle) => Ok(Some(SendHandle {
-                handle: std::sync::Mutex::new(Some(handle.js()?)),
-            })),
-            None => Ok(None),
-        }
+        Ok(self.inner.try_enqueue(&m).js()?.map(|handle| SendHandle {
+            handle: std::sync::Mutex::new(Some(handle)),
+        }))
     }
 
     /// Queues a message, waiting for room if the buffer is full; resolves
@@ -201,7 +186,7 @@ impl SendHandle {
         let Some(handle) = slot.as_mut() else {
             return Err(invalid("this send handle was already awaited"));
         };
-        match handle.now_or_never() {
+        match handle.try_receipt() {
             None => Ok(None),
             Some(result) => {
                 *slot = None;

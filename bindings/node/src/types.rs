@@ -51,10 +51,7 @@ impl From<jetstation::Station> for Station {
             name: s.name,
             partitions: c.partitions,
             replicas: c.replicas as u32,
-            storage: match c.storage {
-                jetstation::Storage::File => "file".into(),
-                jetstation::Storage::Memory => "memory".into(),
-            },
+            storage: c.storage.as_str().into(),
             max_age_ms: c.max_age.map(|d| d.as_secs_f64() * 1000.0),
             max_bytes: c.max_bytes.map(|b| b as i64),
             max_messages: c.max_messages.map(|m| m as i64),

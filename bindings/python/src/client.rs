@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use crate::{
     consumer::{Consumer, consumer_options},
-    error::{IntoPy, seconds},
+    error::{IntoPy, invalid},
     producer::{Producer, producer_options},
     runtime::{Owner, awaitable},
     types::{DeadLetter, Receipt, SchemaInfo, SchemaVersion, Station},
@@ -16,7 +16,7 @@ use crate::{
 #[pyfunction]
 #[pyo3(signature = (urls, *, token=None, user=None, password=None, nkey_seed=None, creds_file=None,
     tls_required=false, tls_ca=None, tls_cert=None, tls_key=None, namespace=None, name=None,
-    connect_timeout=5.0, request_timeout=5.0, max_reconnect_delay=2.0))]
+    connect_timeout=None, request_timeout=None, max_reconnect_delay=None))]
 pub(crate) fn connect<'py>(
     py: Python<'py>,
     urls: Vec<String>,
@@ -31,14 +31,21 @@ pub(crate) fn connect<'py>(
     tls_key: Option<PathBuf>,
     namespace: Option<String>,
     name: Option<String>,
-    connect_timeout: f64,
-    request_timeout: f64,
-    max_reconnect_delay: f64,
+    connect_timeout: Option<f64>,
+    request_timeout: Option<f64>,
+    max_reconnect_delay: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut options = jetstation::ConnectOptions::with_urls(urls)
-        .connect_timeout(seconds(connect_timeout, "connect_timeout")?)
-        .request_timeout(seconds(request_timeout, "request_timeout")?)
-        .max_reconnect_delay(seconds(max_reconnect_delay, "max_reconnect_delay")?);
+    use jetstation::convert::seconds;
+    let mut options = jetstation::ConnectOptions::with_urls(urls);
+    if let Some(s) = connect_timeout {
+        options.connect_timeout = seconds("connect_timeout", s).py_err()?;
+    }
+    if let Some(s) = request_timeout {
+        options.request_timeout = seconds("request_timeout", s).py_err()?;
+    }
+    if let Some(s) = max_reconnect_delay {
+        options.max_reconnect_delay = seconds("max_reconnect_delay", s).py_err()?;
+    }
     options.auth =
         jetstation::Auth::from_parts(token, user, password, nkey_seed, creds_file).py_err()?;
     options.tls = jetstation::Tls {
@@ -70,44 +77,55 @@ impl Client {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Station settings from keyword arguments (unknown names are refused;
+/// what is not given keeps the core's default).
 fn station_config(
-    partitions: u32,
-    replicas: usize,
-    storage: &str,
-    max_age: Option<f64>,
-    max_bytes: Option<u64>,
-    max_messages: Option<u64>,
-    dedup_window: f64,
-    max_deliveries: u32,
-    compaction: bool,
-    schema: Option<String>,
-    schema_version: Option<u32>,
-) -> PyResult<jetstation::StationConfig> {
-    let mut c = jetstation::StationConfig::default()
-        .partitions(partitions)
-        .replicas(replicas)
-        .storage(match storage {
-            "file" => jetstation::Storage::File,
-            "memory" => jetstation::Storage::Memory,
-            other => {
-                return Err(crate::error::to_py(jetstation::Error::new(
-                    jetstation::ErrorKind::InvalidArgument,
-                    format!("storage must be \"file\" or \"memory\", got {other:?}"),
-                )));
+    kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<(jetstation::StationConfig, bool)> {
+    use jetstation::convert::seconds;
+    let mut c = jetstation::StationConfig::default();
+    let mut update = false;
+    let Some(kwargs) = kwargs else {
+        return Ok((c, update));
+    };
+    let mut schema_version = None;
+    for (k, v) in kwargs.iter() {
+        let key: String = k.extract()?;
+        match key.as_str() {
+            "partitions" => c.partitions = v.extract()?,
+            "replicas" => c.replicas = v.extract()?,
+            "storage" => c.storage = v.extract::<String>()?.parse().py_err()?,
+            "max_age" => {
+                c.max_age = v
+                    .extract::<Option<f64>>()?
+                    .map(|s| seconds("max_age", s))
+                    .transpose()
+                    .py_err()?
             }
-        })
-        .dedup_window(seconds(dedup_window, "dedup_window")?)
-        .max_deliveries(max_deliveries)
-        .compaction(compaction);
-    c.max_age = max_age.map(|a| seconds(a, "max_age")).transpose()?;
-    c.max_bytes = max_bytes;
-    c.max_messages = max_messages;
-    c.schema = schema.map(|name| jetstation::SchemaBinding {
-        name,
-        version: schema_version,
-    });
-    Ok(c)
+            "max_bytes" => c.max_bytes = v.extract()?,
+            "max_messages" => c.max_messages = v.extract()?,
+            "dedup_window" => c.dedup_window = seconds("dedup_window", v.extract()?).py_err()?,
+            "max_deliveries" => c.max_deliveries = v.extract()?,
+            "compaction" => c.compaction = v.extract()?,
+            "schema" => {
+                c.schema = v
+                    .extract::<Option<String>>()?
+                    .map(|name| jetstation::SchemaBinding {
+                        name,
+                        version: None,
+                    })
+            }
+            "schema_version" => schema_version = v.extract()?,
+            "update" => update = v.extract()?,
+            other => return Err(invalid(format!("unknown station setting {other:?}"))),
+        }
+    }
+    match (&mut c.schema, schema_version) {
+        (Some(binding), version) => binding.version = version,
+        (None, Some(_)) => return Err(invalid("schema_version needs schema")),
+        (None, None) => {}
+    }
+    Ok((c, update))
 }
 
 #[pymethods]
@@ -122,41 +140,15 @@ impl Client {
         self.inner.namespace().map(String::from)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (name, *, partitions=1, replicas=1, storage="file", max_age=None,
-        max_bytes=None, max_messages=None, dedup_window=120.0, max_deliveries=5,
-        compaction=false, schema=None, schema_version=None, update=false))]
+    #[pyo3(signature = (name, **settings))]
     fn create_station<'py>(
         &self,
         py: Python<'py>,
         name: String,
-        partitions: u32,
-        replicas: usize,
-        storage: &str,
-        max_age: Option<f64>,
-        max_bytes: Option<u64>,
-        max_messages: Option<u64>,
-        dedup_window: f64,
-        max_deliveries: u32,
-        compaction: bool,
-        schema: Option<String>,
-        schema_version: Option<u32>,
-        update: bool,
+        settings: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client()?;
-        let config = station_config(
-            partitions,
-            replicas,
-            storage,
-            max_age,
-            max_bytes,
-            max_messages,
-            dedup_window,
-            max_deliveries,
-            compaction,
-            schema,
-            schema_version,
-        )?;
+        let (config, update) = station_config(settings)?;
         awaitable(py, async move {
             let station = if update {
                 client.update_station(&name, config).await
@@ -243,6 +235,19 @@ impl Client {
                 .into_iter()
                 .map(DeadLetter::from)
                 .collect::<Vec<_>>())
+        })
+    }
+
+    /// Replays every dead letter of `station`, oldest first; one receipt each.
+    fn replay_dead_letters<'py>(
+        &self,
+        py: Python<'py>,
+        station: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            let receipts = client.replay_dead_letters(&station).await.py_err()?;
+            Ok(receipts.into_iter().map(Receipt::from).collect::<Vec<_>>())
         })
     }
 

@@ -1,7 +1,5 @@
 //! The `Consumer` class (an async iterator of `Delivery`).
 
-use std::sync::Mutex;
-
 use pyo3::{
     exceptions::PyStopAsyncIteration,
     prelude::*,
@@ -9,7 +7,7 @@ use pyo3::{
 };
 
 use crate::{
-    error::{IntoPy, invalid, seconds, to_py},
+    error::{IntoPy, invalid},
     runtime::{Owner, awaitable},
 };
 
@@ -17,46 +15,47 @@ use crate::{
 pub(crate) fn consumer_options(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<jetstation::ConsumerOptions> {
+    use jetstation::convert::seconds;
     let mut o = jetstation::ConsumerOptions::default();
     let Some(kwargs) = kwargs else { return Ok(o) };
     for (k, v) in kwargs.iter() {
         let key: String = k.extract()?;
         match key.as_str() {
             "concurrency" => o.concurrency = v.extract()?,
-            "start" => {
-                o.start = if let Ok(s) = v.extract::<String>() {
-                    match s.as_str() {
-                        "earliest" => jetstation::StartPosition::Earliest,
-                        "latest" => jetstation::StartPosition::Latest,
-                        other => {
-                            return Err(invalid(format!(
-                                "start must be \"earliest\", \"latest\", a sequence (int) or a \
-                                 datetime, got {other:?}"
-                            )));
-                        }
-                    }
-                } else if let Ok(seq) = v.extract::<u64>() {
-                    jetstation::StartPosition::Sequence(seq)
-                } else {
-                    // A timezone-aware datetime, read as a POSIX timestamp.
-                    let ts: f64 = v.call_method0("timestamp")?.extract()?;
-                    let t = time::OffsetDateTime::from_unix_timestamp_nanos((ts * 1e9) as i128)
-                        .map_err(|e| invalid(format!("start time out of range: {e}")))?;
-                    jetstation::StartPosition::Time(t)
-                }
-            }
-            "ack_wait" => o.ack_wait = seconds(v.extract()?, "ack_wait")?,
+            "start" => o.start = start_position(&v)?,
+            "ack_wait" => o.ack_wait = seconds("ack_wait", v.extract()?).py_err()?,
             "max_ack_pending" => o.max_ack_pending = v.extract()?,
-            "redelivery_delay" => o.redelivery_delay = seconds(v.extract()?, "redelivery_delay")?,
+            "redelivery_delay" => {
+                o.redelivery_delay = seconds("redelivery_delay", v.extract()?).py_err()?
+            }
             "max_redelivery_delay" => {
-                o.max_redelivery_delay = seconds(v.extract()?, "max_redelivery_delay")?
+                o.max_redelivery_delay = seconds("max_redelivery_delay", v.extract()?).py_err()?
             }
             "fetch_batch" => o.fetch_batch = v.extract()?,
-            "handover_timeout" => o.handover_timeout = seconds(v.extract()?, "handover_timeout")?,
+            "handover_timeout" => {
+                o.handover_timeout = seconds("handover_timeout", v.extract()?).py_err()?
+            }
             other => return Err(invalid(format!("unknown consumer option {other:?}"))),
         }
     }
     Ok(o)
+}
+
+/// `"earliest"`, `"latest"`, a sequence (int) or a timezone-aware datetime.
+fn start_position(v: &Bound<'_, PyAny>) -> PyResult<jetstation::StartPosition> {
+    use jetstation::StartPosition;
+    if let Ok(s) = v.extract::<String>() {
+        return s.parse::<StartPosition>().py_err();
+    }
+    if let Ok(seq) = v.extract::<u64>() {
+        return StartPosition::sequence(seq).py_err();
+    }
+    match v.call_method0("timestamp").and_then(|t| t.extract::<f64>()) {
+        Ok(ts) => StartPosition::unix_seconds(ts).py_err(),
+        Err(_) => Err(invalid(format!(
+            "start must be \"earliest\", \"latest\", a sequence (int) or a datetime, got {v}"
+        ))),
+    }
 }
 
 #[pyclass(module = "jetstation._native", frozen)]
@@ -121,28 +120,16 @@ impl Consumer {
     }
 }
 
-/// One received message; settle it with `ack`, `nack` or `term`.
+/// One received message; settle it once with `ack`, `nack`, `term` or
+/// `release` (plain calls: the core settles without waiting).
 #[pyclass(module = "jetstation._native", frozen)]
 pub(crate) struct Delivery {
-    message: jetstation::ReceivedMessage,
-    delivery: Mutex<Option<jetstation::Delivery>>,
+    inner: jetstation::Delivery,
 }
 
 impl Delivery {
-    fn new(d: jetstation::Delivery) -> Self {
-        Self {
-            message: d.message().clone(),
-            delivery: Mutex::new(Some(d)),
-        }
-    }
-
-    fn take(&self) -> PyResult<jetstation::Delivery> {
-        self.delivery.lock().unwrap().take().ok_or_else(|| {
-            to_py(jetstation::Error::new(
-                jetstation::ErrorKind::InvalidArgument,
-                "this message was already acked, nacked or terminated",
-            ))
-        })
+    fn new(inner: jetstation::Delivery) -> Self {
+        Self { inner }
     }
 }
 
@@ -150,87 +137,80 @@ impl Delivery {
 impl Delivery {
     #[getter]
     fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.message.payload)
+        PyBytes::new(py, &self.inner.payload)
     }
     #[getter]
     fn key(&self) -> Option<String> {
-        self.message.key.clone()
+        self.inner.key.clone()
     }
     #[getter]
     fn headers(&self) -> Vec<(String, String)> {
-        self.message.headers.clone()
+        self.inner.headers.clone()
     }
     #[getter]
     fn station(&self) -> String {
-        self.message.station.clone()
+        self.inner.station.clone()
     }
     #[getter]
     fn partition(&self) -> u32 {
-        self.message.partition
+        self.inner.partition
     }
     #[getter]
     fn sequence(&self) -> u64 {
-        self.message.sequence
+        self.inner.sequence
     }
     #[getter]
     fn deliveries(&self) -> u64 {
-        self.message.deliveries
+        self.inner.deliveries
     }
     #[getter]
     fn msg_id(&self) -> Option<String> {
-        self.message.msg_id.clone()
+        self.inner.msg_id.clone()
     }
 
     fn header(&self, name: &str) -> Option<String> {
-        self.message.header(name).map(String::from)
+        self.inner.header(name).map(String::from)
     }
 
-    fn ack<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let d = self.take()?;
-        awaitable(py, async move { d.ack().py_err() })
+    fn ack(&self) -> PyResult<()> {
+        self.inner.ack().py_err()
     }
 
     #[pyo3(signature = (delay=None, reason=None))]
-    fn nack<'py>(
-        &self,
-        py: Python<'py>,
-        delay: Option<f64>,
-        reason: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let delay = delay.map(|s| seconds(s, "delay")).transpose()?;
-        let d = self.take()?;
-        let reason = reason.unwrap_or_else(|| "nacked by the application".into());
-        awaitable(
-            py,
-            async move { d.nack_with_reason(reason, delay).py_err() },
-        )
+    fn nack(&self, delay: Option<f64>, reason: Option<String>) -> PyResult<()> {
+        let delay = delay
+            .map(|s| jetstation::convert::seconds("delay", s))
+            .transpose()
+            .py_err()?;
+        self.inner
+            .settle(jetstation::Settlement::Nack { delay, reason })
+            .py_err()
     }
 
     #[pyo3(signature = (reason=None))]
-    fn term<'py>(&self, py: Python<'py>, reason: Option<String>) -> PyResult<Bound<'py, PyAny>> {
-        let d = self.take()?;
-        let reason = reason.unwrap_or_else(|| "terminated by the application".into());
-        awaitable(py, async move { d.term(reason).py_err() })
+    fn term(&self, reason: Option<String>) -> PyResult<()> {
+        self.inner
+            .settle(jetstation::Settlement::Term { reason })
+            .py_err()
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.inner.release().py_err()
     }
 
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let raw = self.delivery.lock().unwrap();
-        let Some(d) = raw.as_ref() else {
-            return Err(invalid("this message was already settled"));
-        };
-        let fut = d.in_progress_future();
-        drop(raw);
+        let fut = self.inner.in_progress_future().py_err()?;
         awaitable(py, async move { fut.await.py_err() })
     }
 
     fn __repr__(&self) -> String {
         format!(
             "Delivery(station={:?}, partition={}, sequence={}, key={:?}, deliveries={})",
-            self.message.station,
-            self.message.partition,
-            self.message.sequence,
-            self.message.key,
-            self.message.deliveries
+            self.inner.station,
+            self.inner.partition,
+            self.inner.sequence,
+            self.inner.key,
+            self.inner.deliveries
         )
     }
 }

@@ -70,13 +70,3 @@ pub(crate) fn invalid(message: impl Into<String>) -> PyErr {
         message,
     ))
 }
-
-/// A duration given in seconds; negative or not finite is an
-/// `InvalidArgumentError` naming `what`.
-pub(crate) fn seconds(s: f64, what: &str) -> PyResult<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(s).map_err(|_| {
-        invalid(format!(
-            "{what} must be a non-negative number of seconds, got {s}"
-        ))
-    })
-}

@@ -2,11 +2,10 @@
 
 use std::sync::Mutex;
 
-use futures::FutureExt;
 use pyo3::{prelude::*, types::PyDict};
 
 use crate::{
-    error::{IntoPy, invalid, seconds, to_py},
+    error::{IntoPy, invalid, to_py},
     runtime::{Owner, awaitable, runtime},
     types::Receipt,
 };
@@ -15,6 +14,7 @@ use crate::{
 pub(crate) fn producer_options(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<jetstation::ProducerOptions> {
+    use jetstation::convert::seconds;
     let mut o = jetstation::ProducerOptions::default();
     let Some(kwargs) = kwargs else { return Ok(o) };
     for (k, v) in kwargs.iter() {
@@ -22,21 +22,13 @@ pub(crate) fn producer_options(
         match key.as_str() {
             "max_batch_messages" => o.max_batch_messages = v.extract()?,
             "max_batch_bytes" => o.max_batch_bytes = v.extract()?,
-            "linger" => o.linger = seconds(v.extract()?, "linger")?,
+            "linger" => o.linger = seconds("linger", v.extract()?).py_err()?,
             "max_in_flight" => o.max_in_flight = v.extract()?,
             "buffer_bytes" => o.buffer_bytes = v.extract()?,
-            "when_full" => {
-                o.when_full = match v.extract::<String>()?.as_str() {
-                    "wait" => jetstation::WhenFull::Wait,
-                    "fail" => jetstation::WhenFull::FailFast,
-                    other => {
-                        return Err(invalid(format!(
-                            "when_full must be \"wait\" or \"fail\", got {other:?}"
-                        )));
-                    }
-                }
+            "when_full" => o.when_full = v.extract::<String>()?.parse().py_err()?,
+            "delivery_timeout" => {
+                o.delivery_timeout = seconds("delivery_timeout", v.extract()?).py_err()?
             }
-            "delivery_timeout" => o.delivery_timeout = seconds(v.extract()?, "delivery_timeout")?,
             "producer_id" => o.producer_id = v.extract()?,
             other => return Err(invalid(format!("unknown producer option {other:?}"))),
         }
@@ -137,14 +129,10 @@ impl Producer {
     ) -> PyResult<Option<SendHandle>> {
         let producer = self.producer()?;
         let m = message(payload, key, headers, msg_id);
-        let rt = runtime();
-        let _context = rt.enter();
-        match producer.enqueue(m).now_or_never() {
-            Some(handle) => Ok(Some(SendHandle {
-                handle: Mutex::new(Some(handle.py_err()?)),
-            })),
-            None => Ok(None),
-        }
+        let _context = runtime().enter();
+        Ok(producer.try_enqueue(&m).py_err()?.map(|handle| SendHandle {
+            handle: Mutex::new(Some(handle)),
+        }))
     }
 
     /// Queues many messages at once (one call for the whole list) and waits
@@ -155,21 +143,16 @@ impl Producer {
         messages: Vec<(Vec<u8>, Option<String>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let producer = self.producer()?;
+        let messages = messages
+            .into_iter()
+            .map(|(payload, key)| message(payload, key, None, None))
+            .collect();
         awaitable(py, async move {
-            let mut handles = Vec::with_capacity(messages.len());
-            for (payload, key) in messages {
-                handles.push(producer.enqueue(message(payload, key, None, None)).await);
-            }
-            let mut receipts = Vec::with_capacity(handles.len());
-            for h in handles {
-                receipts.push(match h {
-                    Ok(h) => h.await.map(Receipt::from),
-                    Err(e) => Err(e),
-                });
-            }
-            receipts
+            producer
+                .send_batch(messages)
+                .await
                 .into_iter()
-                .map(|r| r.py_err())
+                .map(|r| r.map(Receipt::from).py_err())
                 .collect::<PyResult<Vec<_>>>()
         })
     }
@@ -206,7 +189,7 @@ impl SendHandle {
             ))
         })?;
         let mut handle = handle;
-        if let Some(result) = (&mut handle).now_or_never() {
+        if let Some(result) = handle.try_receipt() {
             // Already resolved: a completed asyncio future, no thread hop.
             let fut = py
                 .import("asyncio")?

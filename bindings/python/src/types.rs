@@ -93,10 +93,7 @@ impl From<jetstation::Station> for Station {
             name: s.name,
             partitions: c.partitions,
             replicas: c.replicas,
-            storage: match c.storage {
-                jetstation::Storage::File => "file".into(),
-                jetstation::Storage::Memory => "memory".into(),
-            },
+            storage: c.storage.as_str().into(),
             max_age: c.max_age.map(|d| d.as_secs_f64()),
             max_bytes: c.max_bytes,
             max_messages: c.max_messages,

@@ -29,7 +29,7 @@ async def test_round_trip_with_context_managers(client: jetstation.Client) -> No
             seen.append(message.payload)
             if message.key == "emp-1" and message.payload == b'{"name":"Ada"}':
                 assert message.header("source") == "hr"
-            await message.ack()
+            message.ack()
             if len(seen) == 3:
                 break
     assert sorted(seen) == sorted([b'{"name":"Ada"}', b"x", b"text"])

@@ -97,7 +97,7 @@ CRASHING_MEMBER = textwrap.dedent(
             if message.sequence == 5:
                 held.append(message)  # never finished
             else:
-                await message.ack()
+                message.ack()
                 done += 1
             if done == 19:
                 await asyncio.sleep(0.5)  # let the commits reach the broker
@@ -118,7 +118,7 @@ async def test_ordered_acknowledgement_after_a_crash(client: jetstation.Client, 
     got: List[int] = []
     async for message in consumer:
         got.append(message.sequence)
-        await message.ack()
+        message.ack()
         if len(got) == 16:
             break
     # The tail from the first unfinished message (5), nothing before it.
@@ -156,7 +156,7 @@ async def test_cancelling_a_wait_cancels_the_core_operation(client: jetstation.C
         await producer.send(b"after")
     message = await asyncio.wait_for(consumer.__anext__(), 10)
     assert message.payload == b"after"
-    await message.ack()
+    message.ack()
     await consumer.close()
 
 
@@ -183,7 +183,7 @@ async def test_health_reports_each_partition(client: jetstation.Client) -> None:
     assert all(p.owned for p in parts)
     assert sum(p.held for p in parts) >= 1
     assert any(p.last_delivery is not None for p in parts)
-    await held.ack()
+    held.ack()
     for _ in range(5):
         await (await consumer.__anext__()).ack()
 

@@ -30,19 +30,20 @@
 //! whose `Ok` acks and whose `Err` nacks).
 
 mod committer;
+mod delivery;
 mod fetch;
 mod membership;
 pub(crate) mod scheduler;
 
+pub use delivery::{
+    DEFAULT_NACK_REASON, DEFAULT_TERM_REASON, Delivery, DeliveryId, ReceivedMessage, Settlement,
+};
+pub(crate) use delivery::{Ledger, Outcome};
 pub use scheduler::PartitionHealth;
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-use async_nats::jetstream::{
-    self,
-    consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull},
-};
-use bytes::Bytes;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull};
 use futures::Stream;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -70,6 +71,72 @@ pub enum StartPosition {
     Sequence(u64),
     /// From the first message stored at or after this time.
     Time(OffsetDateTime),
+}
+
+impl StartPosition {
+    /// The named positions (`StartPosition::from_str` also takes a sequence
+    /// number and an RFC 3339 time).
+    pub const NAMES: &'static [&'static str] = &["earliest", "latest"];
+}
+
+impl fmt::Display for StartPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Earliest => f.write_str("earliest"),
+            Self::Latest => f.write_str("latest"),
+            Self::Sequence(s) => write!(f, "{s}"),
+            Self::Time(t) => f.write_str(
+                &t.format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|_| fmt::Error)?,
+            ),
+        }
+    }
+}
+
+impl std::str::FromStr for StartPosition {
+    type Err = Error;
+    /// `"earliest"`, `"latest"`, a sequence (`"42"`) or an RFC 3339 time
+    /// (`"2026-11-30T09:00:00Z"`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "earliest" => return Ok(Self::Earliest),
+            "latest" => return Ok(Self::Latest),
+            _ => {}
+        }
+        if let Ok(seq) = s.parse::<u64>() {
+            return Self::sequence(seq);
+        }
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(Self::Time)
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "unknown start {s:?}; use earliest, latest, a sequence (1 or more) or an \
+                     RFC 3339 time such as 2026-11-30T09:00:00Z"
+                ))
+            })
+    }
+}
+
+impl StartPosition {
+    /// From sequence `seq` (1 is the first message ever stored).
+    pub fn sequence(seq: u64) -> Result<Self> {
+        if seq == 0 {
+            return Err(Error::invalid("a start sequence is 1 or more"));
+        }
+        Ok(Self::Sequence(seq))
+    }
+
+    /// From a POSIX time in seconds (what bindings hold).
+    pub fn unix_seconds(seconds: f64) -> Result<Self> {
+        if !seconds.is_finite() {
+            return Err(Error::invalid(format!(
+                "start time {seconds} is not a time"
+            )));
+        }
+        OffsetDateTime::from_unix_timestamp_nanos((seconds * 1e9) as i128)
+            .map(Self::Time)
+            .map_err(|e| Error::invalid(format!("start time out of range: {e}")))
+    }
 }
 
 /// Consumer settings.
@@ -163,154 +230,6 @@ impl ConsumerOptions {
     }
 }
 
-/// A received message (what a handler sees).
-#[derive(Debug, Clone, Default)]
-pub struct ReceivedMessage {
-    pub station: String,
-    pub partition: u32,
-    /// Sequence in its partition.
-    pub sequence: u64,
-    pub key: Option<String>,
-    pub payload: Bytes,
-    /// Every header stored with the message, application and jetstation ones
-    /// (`Jst-…`, `Nats-Msg-Id`), sorted by name.
-    pub headers: Vec<(String, String)>,
-    pub msg_id: Option<String>,
-    /// 1 on the first delivery.
-    pub deliveries: u64,
-}
-
-impl ReceivedMessage {
-    /// First value of a header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How a delivery was settled.
-#[derive(Debug, Clone)]
-pub(crate) enum Outcome {
-    Ack,
-    Nack {
-        delay: Option<Duration>,
-        reason: String,
-    },
-    Term {
-        reason: String,
-    },
-}
-
-/// A message handed to the application. Settle it with `ack`, `nack` or
-/// `term`; dropping it unsettled counts as a `nack`.
-pub struct Delivery {
-    message: ReceivedMessage,
-    token: scheduler::Token,
-    raw: Arc<jetstream::Message>,
-    events: mpsc::UnboundedSender<scheduler::Event>,
-    settled: bool,
-}
-
-impl fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery")
-            .field("message", &self.message)
-            .finish()
-    }
-}
-
-impl std::ops::Deref for Delivery {
-    type Target = ReceivedMessage;
-    fn deref(&self) -> &ReceivedMessage {
-        &self.message
-    }
-}
-
-impl Delivery {
-    pub fn message(&self) -> &ReceivedMessage {
-        &self.message
-    }
-
-    /// Moves the message out (for a handler that owns it); the delivery
-    /// keeps only what settling needs.
-    fn take_message(&mut self) -> ReceivedMessage {
-        std::mem::take(&mut self.message)
-    }
-
-    fn settle(mut self, outcome: Outcome) -> Result<()> {
-        self.settled = true;
-        self.events
-            .send(scheduler::Event::Settled {
-                token: self.token,
-                outcome,
-            })
-            .map_err(|_| Error::closed("consumer"))
-    }
-
-    /// Done: counted as finished; committed once every earlier message of
-    /// its partition is finished too.
-    pub fn ack(self) -> Result<()> {
-        self.settle(Outcome::Ack)
-    }
-
-    /// Failed: redelivered after `delay` (or the growing default), or
-    /// dead-lettered when this was the last allowed delivery.
-    pub fn nack(self, delay: Option<Duration>) -> Result<()> {
-        self.nack_with_reason("nacked by the application", delay)
-    }
-
-    /// Like [`Delivery::nack`], recording why (shown on the dead letter).
-    pub fn nack_with_reason(
-        self,
-        reason: impl Into<String>,
-        delay: Option<Duration>,
-    ) -> Result<()> {
-        self.settle(Outcome::Nack {
-            delay,
-            reason: reason.into(),
-        })
-    }
-
-    /// Never process this message again: it goes to the dead-letter station
-    /// at once, with `reason`.
-    pub fn term(self, reason: impl Into<String>) -> Result<()> {
-        self.settle(Outcome::Term {
-            reason: reason.into(),
-        })
-    }
-
-    /// Still working: postpones the redelivery of this message by `ack_wait`.
-    pub async fn in_progress(&self) -> Result<()> {
-        self.in_progress_future().await
-    }
-
-    /// [`Delivery::in_progress`] as a future that owns what it needs.
-    pub fn in_progress_future(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        let raw = self.raw.clone();
-        async move {
-            raw.ack_with(jetstream::AckKind::Progress)
-                .await
-                .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
-        }
-    }
-}
-
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        if !self.settled {
-            let _ = self.events.send(scheduler::Event::Settled {
-                token: self.token,
-                outcome: Outcome::Nack {
-                    delay: None,
-                    reason: "dropped without being settled".into(),
-                },
-            });
-        }
-    }
-}
-
 /// One member of a consumer group. Cheap to clone; clones share the member.
 #[derive(Debug, Clone)]
 pub struct Consumer {
@@ -323,6 +242,7 @@ struct Shared {
     group: String,
     ready: Mutex<mpsc::UnboundedReceiver<Delivery>>,
     events: mpsc::UnboundedSender<scheduler::Event>,
+    ledger: Arc<Ledger>,
 }
 
 impl Client {
@@ -371,6 +291,7 @@ impl Client {
         let members = membership.live().await?;
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let ledger = Ledger::new(events_tx.clone());
         let sched = scheduler::Scheduler::new(
             self.clone(),
             station.to_string(),
@@ -381,6 +302,7 @@ impl Client {
             partitions,
             ready_tx,
             events_tx.clone(),
+            ledger.clone(),
             membership,
             members,
         );
@@ -391,6 +313,7 @@ impl Client {
                 group: group.to_string(),
                 ready: Mutex::new(ready_rx),
                 events: events_tx,
+                ledger,
             }),
         })
     }
@@ -493,6 +416,17 @@ impl Consumer {
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Settles a delivery by its id (see [`Delivery::detach`]); a second
+    /// settle of one id is refused with `InvalidArgument`.
+    pub fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<()> {
+        self.shared.ledger.settle(id, settlement.into())
+    }
+
+    /// [`Delivery::in_progress`] by id.
+    pub async fn in_progress(&self, id: DeliveryId) -> Result<()> {
+        self.shared.ledger.in_progress(id)?.await
     }
 
     /// How each partition of this member is doing: owned or not, in sync,

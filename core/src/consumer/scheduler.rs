@@ -36,7 +36,7 @@ use tokio::{
 };
 
 use super::{
-    ConsumerOptions, Delivery, Outcome, PIN_GROUP, ReceivedMessage,
+    ConsumerOptions, Delivery, Ledger, Outcome, PIN_GROUP, ReceivedMessage,
     committer::Committer,
     membership::{Membership, assignment},
 };
@@ -207,6 +207,7 @@ pub(crate) struct Scheduler {
     in_app: HashSet<Token>,
     ready: Option<mpsc::UnboundedSender<Delivery>>,
     events: mpsc::UnboundedSender<Event>,
+    ledger: Arc<Ledger>,
     closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
     membership: Membership,
     members: Vec<String>,
@@ -233,6 +234,7 @@ impl Scheduler {
         handles: Vec<PartitionHandle>,
         ready: mpsc::UnboundedSender<Delivery>,
         events: mpsc::UnboundedSender<Event>,
+        ledger: Arc<Ledger>,
         membership: Membership,
         members: Vec<String>,
     ) -> Self {
@@ -275,6 +277,7 @@ impl Scheduler {
             in_app: HashSet::new(),
             ready: Some(ready),
             events,
+            ledger,
             closing: None,
             membership,
             members,
@@ -621,13 +624,11 @@ impl Scheduler {
                 continue;
             }
             entry.state = State::InApp;
-            let delivery = Delivery {
-                message: received(&self.station, token, entry),
+            let delivery: Delivery = self.ledger.hand_out(
                 token,
-                raw: entry.raw.clone(),
-                events: self.events.clone(),
-                settled: false,
-            };
+                entry.raw.clone(),
+                received(&self.station, token, entry),
+            );
             self.in_app.insert(token);
             if let Some(ready) = &self.ready {
                 // If the application is gone, the delivery's drop reports it back.
@@ -648,6 +649,23 @@ impl Scheduler {
         };
         match outcome {
             Outcome::Ack => self.finish(token),
+            Outcome::Release if !closing => {
+                // Handed out again first thing, still first in its key's line,
+                // with its delivery count unchanged.
+                entry.state = State::Runnable;
+                self.parts[token.partition as usize]
+                    .runnable
+                    .push_front(token.sequence);
+            }
+            Outcome::Release => {
+                entry.state = State::Nacked;
+                let raw = entry.raw.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = raw.ack_with(AckKind::Nak(Some(Duration::ZERO))).await {
+                        tracing::debug!(error = %e, "nak not sent; ack_wait will redeliver");
+                    }
+                });
+            }
             Outcome::Term { reason } => self.dead_letter(token, reason),
             Outcome::Nack { delay, reason } => {
                 entry.last_error = Some(reason.clone());

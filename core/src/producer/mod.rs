@@ -122,6 +122,11 @@ pub enum WhenFull {
     FailFast,
 }
 
+crate::vocabulary::vocabulary!(WhenFull, "when_full policy", {
+    Wait => "wait",
+    FailFast => "fail" | "fail_fast" | "failfast",
+});
+
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
@@ -287,6 +292,22 @@ pub struct SendHandle {
     rx: oneshot::Receiver<Result<Receipt>>,
 }
 
+impl SendHandle {
+    /// The receipt if the message is resolved already, without waiting
+    /// (`None`: still on its way). Once it returned `Some`, the handle is spent.
+    pub fn try_receipt(&mut self) -> Option<Result<Receipt>> {
+        match self.rx.try_recv() {
+            Ok(result) => Some(result),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::new(
+                ErrorKind::Closed,
+                "the producer stopped before this message was resolved, or its receipt was \
+                 already taken",
+            ))),
+        }
+    }
+}
+
 impl Future for SendHandle {
     type Output = Result<Receipt>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -398,6 +419,39 @@ impl Producer {
     #[tracing::instrument(name = "send", skip_all, fields(station = %self.inner.station))]
     pub async fn send(&self, message: Message) -> Result<Receipt> {
         self.enqueue(message).await?.await
+    }
+
+    /// Queues `message` at once if that needs no waiting (buffer space is
+    /// free, the station's schema is loaded) and returns its handle;
+    /// `Ok(None)` means it would have to wait: nothing was queued, call
+    /// [`Producer::enqueue`]. Refusals (bad input, buffer full with
+    /// `WhenFull::FailFast`, closed) are errors as with `enqueue`.
+    /// Must be called inside a Tokio runtime.
+    pub fn try_enqueue(&self, message: &Message) -> Result<Option<SendHandle>> {
+        use futures::FutureExt;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("producer"));
+        }
+        // The enqueue future queues in its last step only: dropping it while
+        // pending leaves nothing queued (at most a derived id goes unused).
+        self.enqueue(message.clone()).now_or_never().transpose()
+    }
+
+    /// Queues every message in order (keys keep their order across the
+    /// batch), then waits for all: one receipt or error per message, in order.
+    pub async fn send_batch(&self, messages: Vec<Message>) -> Vec<Result<Receipt>> {
+        let mut handles = Vec::with_capacity(messages.len());
+        for message in messages {
+            handles.push(self.enqueue(message).await);
+        }
+        let mut receipts = Vec::with_capacity(handles.len());
+        for handle in handles {
+            receipts.push(match handle {
+                Ok(handle) => handle.await,
+                Err(e) => Err(e),
+            });
+        }
+        receipts
     }
 
     /// Queues a message (waiting for buffer space, or failing fast) and

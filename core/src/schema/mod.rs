@@ -14,7 +14,7 @@ mod compat;
 pub(crate) mod registry;
 pub(crate) mod validator;
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,35 +43,11 @@ pub enum SchemaFormat {
     Avro,
 }
 
-impl SchemaFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::JsonSchema => "json_schema",
-            Self::Protobuf => "protobuf",
-            Self::Avro => "avro",
-        }
-    }
-}
-
-impl fmt::Display for SchemaFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SchemaFormat {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().replace('-', "_").as_str() {
-            "json_schema" | "jsonschema" | "json" => Ok(Self::JsonSchema),
-            "protobuf" | "proto" => Ok(Self::Protobuf),
-            "avro" => Ok(Self::Avro),
-            other => Err(Error::invalid(format!(
-                "unknown schema format {other:?}; use json_schema, protobuf or avro"
-            ))),
-        }
-    }
-}
+crate::vocabulary::vocabulary!(SchemaFormat, "schema format", {
+    JsonSchema => "json_schema" | "jsonschema" | "json-schema" | "json",
+    Protobuf => "protobuf" | "proto",
+    Avro => "avro",
+});
 
 /// How a new version must relate to the previous one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -88,31 +64,12 @@ pub enum Compatibility {
     Full,
 }
 
-impl fmt::Display for Compatibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::None => "none",
-            Self::Backward => "backward",
-            Self::Forward => "forward",
-            Self::Full => "full",
-        })
-    }
-}
-
-impl std::str::FromStr for Compatibility {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "backward" => Ok(Self::Backward),
-            "forward" => Ok(Self::Forward),
-            "full" => Ok(Self::Full),
-            other => Err(Error::invalid(format!(
-                "unknown compatibility mode {other:?}; use none, backward, forward or full"
-            ))),
-        }
-    }
-}
+crate::vocabulary::vocabulary!(Compatibility, "compatibility mode", {
+    None => "none",
+    Backward => "backward",
+    Forward => "forward",
+    Full => "full",
+});
 
 /// The text of a schema version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -133,15 +133,15 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
         if text in fail:
             record["action"] = "nack"
             records.append(record)
-            await d.nack(reason=f"rejected by handler: {text}")
+            d.nack(reason=f"rejected by handler: {text}")
         elif rule and d.deliveries <= rule["times"]:
             record["action"] = "nack"
             records.append(record)
-            await d.nack(delay=rule["delay"])
+            d.nack(delay=rule["delay"])
         else:
             record["action"] = "ack"
             records.append(record)
-            await d.ack()
+            d.ack()
             acked += 1
             until.discard(text)
             if crash_after is not None and acked >= crash_after:

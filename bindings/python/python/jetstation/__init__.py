@@ -186,6 +186,10 @@ class Client(_AsyncClosing):
     async def replay_dead_letter(self, station: str, sequence: int) -> Receipt:
         return await self._native.replay_dead_letter(station, sequence)
 
+    async def replay_dead_letters(self, station: str) -> List[Receipt]:
+        """Replays every dead letter of ``station``, oldest first."""
+        return await self._native.replay_dead_letters(station)
+
     async def register_schema(
         self,
         name: str,
@@ -329,10 +333,13 @@ class Consumer(_AsyncClosing):
         async def run(message: Delivery) -> None:
             try:
                 await handler(message)
+            except asyncio.CancelledError:
+                message.release()  # not processed, not failed: no delivery counted
+                raise
             except Exception as error:  # the reason travels to the dead letter
-                await message.nack(reason=f"{type(error).__name__}: {error}")
+                message.nack(reason=f"{type(error).__name__}: {error}")
             else:
-                await message.ack()
+                message.ack()
 
         try:
             async for message in self:

@@ -15,7 +15,7 @@ import asyncio
 import os
 import threading
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Sequence, Type, TypeVar, Union
+from typing import Any, Coroutine, List, Optional, Sequence, Type, TypeVar, Union
 
 import jetstation
 from jetstation import DeadLetter, Delivery, Payload, Receipt, SchemaVersion, Station
@@ -49,16 +49,6 @@ class _Loop:
 
 def _run(coro: Coroutine[Any, Any, T], timeout: Optional[float] = None) -> T:
     return _Loop.get().run(coro, timeout)
-
-
-def _call(method: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Runs a native method on the loop: it must be called there, since it
-    creates its awaitable at once."""
-
-    async def call() -> T:
-        return await method(*args)
-
-    return _run(call())
 
 
 def connect(urls: Union[str, Sequence[str]] = "nats://127.0.0.1:4222", **options: Any) -> "Client":
@@ -118,6 +108,9 @@ class Client(_Closing):
     def replay_dead_letter(self, station: str, sequence: int) -> Receipt:
         return _run(self._client.replay_dead_letter(station, sequence))
 
+    def replay_dead_letters(self, station: str) -> List[Receipt]:
+        return _run(self._client.replay_dead_letters(station))
+
     def register_schema(self, name: str, format: str, source: str, **options: Any) -> SchemaVersion:
         return _run(self._client.register_schema(name, format, source, **options))
 
@@ -137,7 +130,8 @@ class Producer(_Closing):
 
 
 class Message:
-    """A received message; settle it with ``ack``, ``nack`` or ``term``."""
+    """A received message; settle it once with ``ack``, ``nack``, ``term`` or
+    ``release`` (plain calls, settled at once without the loop)."""
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
@@ -148,13 +142,16 @@ class Message:
         self.deliveries: int = delivery.deliveries
 
     def ack(self) -> None:
-        _call(self.delivery.ack)
+        self.delivery.ack()
 
     def nack(self, delay: Optional[float] = None, reason: Optional[str] = None) -> None:
-        _call(self.delivery.nack, delay, reason)
+        self.delivery.nack(delay, reason)
 
     def term(self, reason: Optional[str] = None) -> None:
-        _call(self.delivery.term, reason)
+        self.delivery.term(reason)
+
+    def release(self) -> None:
+        self.delivery.release()
 
 
 class Consumer(_Closing):

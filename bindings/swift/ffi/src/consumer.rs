@@ -1,0 +1,131 @@
+//! The `Consumer` (a member of a group) and received messages.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::{
+    error::Result,
+    types::{Header, PartitionHealth, headers},
+};
+
+#[derive(uniffi::Object)]
+pub struct Consumer {
+    inner: jetstation::Consumer,
+    interrupt: Notify,
+}
+
+impl Consumer {
+    pub(crate) fn new(inner: jetstation::Consumer) -> Self {
+        Self {
+            inner,
+            interrupt: Notify::new(),
+        }
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Consumer {
+    /// The next message; `nil` once closed or interrupted.
+    pub async fn next(&self) -> Result<Option<Arc<Message>>> {
+        tokio::select! {
+            next = self.inner.next() => match next {
+                Some(d) => Ok(Some(Arc::new(Message::new(d?)))),
+                None => Ok(None),
+            },
+            _ = self.interrupt.notified() => Ok(None),
+        }
+    }
+
+    /// Ends waits of `next()` in progress (used on task cancellation).
+    pub fn interrupt(&self) {
+        self.interrupt.notify_waiters();
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        self.interrupt.notify_waiters();
+        Ok(self.inner.close().await?)
+    }
+
+    /// How each partition of this member is doing.
+    pub async fn health(&self) -> Result<Vec<PartitionHealth>> {
+        Ok(self
+            .inner
+            .health()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
+
+/// A received message; settle it once with ack, nack, term or release.
+#[derive(uniffi::Object)]
+pub struct Message {
+    inner: jetstation::Delivery,
+}
+
+impl Message {
+    fn new(inner: jetstation::Delivery) -> Self {
+        Self { inner }
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Message {
+    /// Still working: postpones the redelivery of this message by ackWait.
+    pub async fn in_progress(&self) -> Result<()> {
+        Ok(self.inner.in_progress_future()?.await?)
+    }
+}
+
+#[uniffi::export]
+impl Message {
+    pub fn payload(&self) -> Vec<u8> {
+        self.inner.payload.to_vec()
+    }
+    pub fn key(&self) -> Option<String> {
+        self.inner.key.clone()
+    }
+    pub fn station(&self) -> String {
+        self.inner.station.clone()
+    }
+    pub fn sequence(&self) -> u64 {
+        self.inner.sequence
+    }
+    pub fn partition(&self) -> u32 {
+        self.inner.partition
+    }
+    pub fn deliveries(&self) -> u64 {
+        self.inner.deliveries
+    }
+    pub fn header(&self, name: String) -> Option<String> {
+        self.inner.header(&name).map(String::from)
+    }
+    /// Every header stored with the message, sorted by name.
+    pub fn headers(&self) -> Vec<Header> {
+        headers(self.inner.headers.clone())
+    }
+    pub fn msg_id(&self) -> Option<String> {
+        self.inner.msg_id.clone()
+    }
+    pub fn ack(&self) -> Result<()> {
+        Ok(self.inner.ack()?)
+    }
+    /// Failed: redelivered later, or dead-lettered after max deliveries.
+    pub fn nack(&self, reason: Option<String>, delay: Option<f64>) -> Result<()> {
+        let delay = delay
+            .map(|d| jetstation::convert::seconds("delay", d))
+            .transpose()?;
+        Ok(self
+            .inner
+            .settle(jetstation::Settlement::Nack { delay, reason })?)
+    }
+    pub fn term(&self, reason: Option<String>) -> Result<()> {
+        Ok(self.inner.settle(jetstation::Settlement::Term { reason })?)
+    }
+    /// Gives the message back unprocessed, without counting a delivery.
+    pub fn release(&self) -> Result<()> {
+        Ok(self.inner.release()?)
+    }
+}

@@ -1,0 +1,301 @@
+//! What the application holds: received messages and how they are settled.
+//!
+//! Every message handed out gets a [`DeliveryId`] and a place in the member's
+//! [`Ledger`] until it is settled. Settling goes through the ledger, so it
+//! happens once whoever does it: the [`Delivery`] itself, or
+//! [`super::Consumer::settle`] with the id alone (what a binding or the gateway
+//! keeps across a language boundary). A second settle is refused with
+//! `InvalidArgument`; nothing reaches the scheduler twice.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::scheduler::{Event, Token};
+use crate::error::{Error, Result};
+
+/// Reason recorded for a nack that gives none (shown on a dead letter).
+pub const DEFAULT_NACK_REASON: &str = "nacked by the application";
+/// Reason recorded for a term that gives none.
+pub const DEFAULT_TERM_REASON: &str = "terminated by the application";
+/// Reason recorded when a delivery is dropped unsettled.
+const DROPPED_REASON: &str = "dropped without being settled";
+
+/// A received message (what a handler sees).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedMessage {
+    pub station: String,
+    pub partition: u32,
+    /// Sequence in its partition.
+    pub sequence: u64,
+    pub key: Option<String>,
+    pub payload: Bytes,
+    /// Every header stored with the message, application and jetstation ones
+    /// (`Jst-…`, `Nats-Msg-Id`), sorted by name.
+    pub headers: Vec<(String, String)>,
+    pub msg_id: Option<String>,
+    /// 1 on the first delivery.
+    pub deliveries: u64,
+}
+
+impl ReceivedMessage {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Identifies one hand-out of a message to the application, unique within a
+/// member (a message handed out again gets a new id).
+pub type DeliveryId = u64;
+
+/// How the application settles a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Done: committed once every earlier message of its partition is done.
+    Ack,
+    /// Failed: redelivered after `delay` (or the growing default), or
+    /// dead-lettered when this was the last allowed delivery.
+    Nack {
+        delay: Option<Duration>,
+        reason: Option<String>,
+    },
+    /// Never process again: dead-lettered at once.
+    Term { reason: Option<String> },
+    /// Not processed, and not failed: handed out again (this member keeps it
+    /// first in its key's line) without counting a delivery. For a loop that
+    /// stops early; closing the member gives it back to the group.
+    Release,
+}
+
+/// How a delivery was settled, as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Ack,
+    Nack {
+        delay: Option<Duration>,
+        reason: String,
+    },
+    Term {
+        reason: String,
+    },
+    Release,
+}
+
+impl From<Settlement> for Outcome {
+    fn from(s: Settlement) -> Self {
+        match s {
+            Settlement::Ack => Outcome::Ack,
+            Settlement::Nack { delay, reason } => Outcome::Nack {
+                delay,
+                reason: reason.unwrap_or_else(|| DEFAULT_NACK_REASON.into()),
+            },
+            Settlement::Term { reason } => Outcome::Term {
+                reason: reason.unwrap_or_else(|| DEFAULT_TERM_REASON.into()),
+            },
+            Settlement::Release => Outcome::Release,
+        }
+    }
+}
+
+/// The deliveries a member has handed out and not yet had settled.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Ledger {
+    pub(crate) fn new(events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
+        Arc::new(Self {
+            held: Mutex::default(),
+            next_id: 1.into(),
+            events,
+        })
+    }
+
+    /// Records a hand-out and returns the delivery the application gets.
+    pub(crate) fn hand_out(
+        self: &Arc<Self>,
+        token: Token,
+        raw: Arc<jetstream::Message>,
+        message: ReceivedMessage,
+    ) -> Delivery {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.held.lock().unwrap().insert(id, (token, raw));
+        Delivery {
+            message,
+            id,
+            ledger: self.clone(),
+            detached: false,
+        }
+    }
+
+    pub(crate) fn settle(&self, id: DeliveryId, outcome: Outcome) -> Result<()> {
+        let Some((token, _)) = self.held.lock().unwrap().remove(&id) else {
+            return Err(Error::invalid(format!(
+                "delivery {id} is unknown or already settled: a message is acked, nacked, \
+                 terminated or released once"
+            )));
+        };
+        self.events
+            .send(Event::Settled { token, outcome })
+            .map_err(|_| Error::closed("consumer"))
+    }
+
+    fn is_held(&self, id: DeliveryId) -> bool {
+        self.held.lock().unwrap().contains_key(&id)
+    }
+
+    pub(crate) fn in_progress(
+        &self,
+        id: DeliveryId,
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+        let raw = self
+            .held
+            .lock()
+            .unwrap()
+            .get(&id)
+            .map(|(_, raw)| raw.clone())
+            .ok_or_else(|| {
+                Error::invalid(format!("delivery {id} is unknown or already settled"))
+            })?;
+        Ok(async move {
+            raw.ack_with(AckKind::Progress)
+                .await
+                .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
+        })
+    }
+}
+
+/// A message handed to the application. Settle it once with `ack`, `nack`,
+/// `term` or `release`; dropping it unsettled counts as a `nack`.
+pub struct Delivery {
+    message: ReceivedMessage,
+    id: DeliveryId,
+    ledger: Arc<Ledger>,
+    /// Settled by id through the consumer: dropping it does nothing.
+    detached: bool,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.id)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Delivery {
+    type Target = ReceivedMessage;
+    fn deref(&self) -> &ReceivedMessage {
+        &self.message
+    }
+}
+
+impl Delivery {
+    pub fn message(&self) -> &ReceivedMessage {
+        &self.message
+    }
+
+    pub fn id(&self) -> DeliveryId {
+        self.id
+    }
+
+    /// Moves the message out (for a handler that owns it); the delivery
+    /// keeps only what settling needs.
+    pub fn take_message(&mut self) -> ReceivedMessage {
+        std::mem::take(&mut self.message)
+    }
+
+    /// Keeps only the id: the message stays held until
+    /// [`super::Consumer::settle`] settles it (or the member closes).
+    pub fn detach(mut self) -> (DeliveryId, ReceivedMessage) {
+        self.detached = true;
+        (self.id, self.take_message())
+    }
+
+    /// Settles the delivery; a second settle is refused with `InvalidArgument`.
+    pub fn settle(&self, settlement: Settlement) -> Result<()> {
+        self.ledger.settle(self.id, settlement.into())
+    }
+
+    /// Done: counted as finished; committed once every earlier message of
+    /// its partition is finished too.
+    pub fn ack(&self) -> Result<()> {
+        self.settle(Settlement::Ack)
+    }
+
+    /// Failed: redelivered after `delay` (or the growing default), or
+    /// dead-lettered when this was the last allowed delivery.
+    pub fn nack(&self, delay: Option<Duration>) -> Result<()> {
+        self.settle(Settlement::Nack {
+            delay,
+            reason: None,
+        })
+    }
+
+    /// Like [`Delivery::nack`], recording why (shown on the dead letter).
+    pub fn nack_with_reason(
+        &self,
+        reason: impl Into<String>,
+        delay: Option<Duration>,
+    ) -> Result<()> {
+        self.settle(Settlement::Nack {
+            delay,
+            reason: Some(reason.into()),
+        })
+    }
+
+    /// Never process this message again: it goes to the dead-letter station
+    /// at once, with `reason`.
+    pub fn term(&self, reason: impl Into<String>) -> Result<()> {
+        self.settle(Settlement::Term {
+            reason: Some(reason.into()),
+        })
+    }
+
+    /// Gives the message back unprocessed without counting a failed delivery.
+    pub fn release(&self) -> Result<()> {
+        self.settle(Settlement::Release)
+    }
+
+    /// Still working: postpones the redelivery of this message by `ack_wait`.
+    pub async fn in_progress(&self) -> Result<()> {
+        self.in_progress_future()?.await
+    }
+
+    /// [`Delivery::in_progress`] as a future that owns what it needs.
+    pub fn in_progress_future(&self) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+        self.ledger.in_progress(self.id)
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if !self.detached && self.ledger.is_held(self.id) {
+            let _ = self.ledger.settle(
+                self.id,
+                Outcome::Nack {
+                    delay: None,
+                    reason: DROPPED_REASON.into(),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Plain values of other languages into the core's types, checked once here
+//! so that every binding refuses the same bad input with the same words.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A duration given in seconds: refuses negative, NaN and infinite values.
+pub fn seconds(what: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Error::invalid(format!(
+            "{what} must be a finite, non-negative number of seconds, got {value}"
+        ))
+    })
+}
+
+/// A duration given in milliseconds (JavaScript's unit).
+pub fn millis(what: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value / 1000.0).map_err(|_| {
+        Error::invalid(format!(
+            "{what} must be a finite, non-negative number of milliseconds, got {value}"
+        ))
+    })
+}
+
+/// A count given as a signed or floating number (JavaScript and Swift hand
+/// those over): refuses negative and fractional values.
+pub fn count(what: &str, value: i64) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| Error::invalid(format!("{what} must be 0 or more, got {value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_is_not_a_duration() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let err = seconds("ack_wait", bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+            assert!(err.message().contains("ack_wait"));
+        }
+        assert_eq!(seconds("d", 1.5).unwrap(), Duration::from_millis(1500));
+        assert_eq!(millis("d", 250.0).unwrap(), Duration::from_millis(250));
+        assert!(count("n", -1).is_err());
+    }
+}
