@@ -26,7 +26,7 @@ cp "${CARGO_TARGET_DIR:-target}/release/libjetstation_ffi.so" bindings/swift/.bu
 source scripts/swift-root.sh
 trap swift_root_unmount EXIT
 swift_root_mount
-swift_root_run bash -c "cd /repo/tests/bench/swift-produce && swift build -c release $SWIFT_LINK 2>&1 | tail -1"
+swift_root_run bash -c "set -o pipefail; cd /repo/tests/bench/swift-produce && swift build -c release $SWIFT_LINK 2>&1 | tail -1"
 swift_produce() {
   swift_root_run env LD_LIBRARY_PATH=/repo/bindings/swift/.build-lib-release \
     /repo/tests/bench/swift-produce/.build/release/SwiftProduce "$@"

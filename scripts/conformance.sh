@@ -47,7 +47,7 @@ trap cleanup EXIT
 step "building the Swift runner"
 scripts/build-swift.sh
 swift_root_mount
-swift_root_run bash -c "cd /repo/tests/conformance/swift-runner && swift build $SWIFT_LINK 2>&1 | tail -3"
+swift_root_run bash -c "set -o pipefail; cd /repo/tests/conformance/swift-runner && swift build $SWIFT_LINK 2>&1 | tail -3"
 langs+=(--lang "swift=$SWIFT_EXEC /repo/tests/conformance/swift-runner/.build/debug/ConformanceRunner")
 
 langs+=(--lang "gateway=env PYTHONPATH=$stubs $GRPC/bin/python tests/conformance/runners/gateway_runner.py")

@@ -20,7 +20,7 @@ scripts/build-swift.sh >/dev/null
 source scripts/swift-root.sh
 trap swift_root_unmount EXIT
 swift_root_mount
-swift_root_run bash -c "cd /repo/examples/swift/reporting && swift build $SWIFT_LINK 2>&1 | tail -1" >&2
+swift_root_run bash -c "set -o pipefail; cd /repo/examples/swift/reporting && swift build $SWIFT_LINK 2>&1 | tail -1" >&2
 
 export HR_CMD="$PYTHON examples/demo/hr_service.py"
 export PAYROLL_CMD="node examples/demo/payroll.mjs"

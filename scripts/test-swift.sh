@@ -48,7 +48,7 @@ run_inside() {
 }
 # XCTest on Linux has no per-test time limit: the whole run gets 10 minutes,
 # and its "Test Case '…' started" lines name the test that hung.
-run_inside "cd /repo/$pkg && swift build --build-tests $SWIFT_LINK 2>&1 | tail -5 && timeout 600 swift test --skip-build --disable-swift-testing $SWIFT_LINK"
+run_inside "set -o pipefail; cd /repo/$pkg && swift build --build-tests $SWIFT_LINK 2>&1 | tail -5 && timeout 600 swift test --skip-build --disable-swift-testing $SWIFT_LINK"
 run_inside "cd /repo/examples/swift/quickstart && swift run $SWIFT_LINK Quickstart" | tee /tmp/jetstation-swift-quickstart.log
 grep -q "quickstart OK" /tmp/jetstation-swift-quickstart.log
 echo "swift quickstart: 1 passed, 0 failed"

@@ -11,6 +11,21 @@ func env(_ name: String) -> String {
     return value
 }
 
+/// Runs `body` and checks it throws the jetstation error `matches` accepts.
+func expectError(
+    _ body: () async throws -> Void, _ matches: (JetstationError) -> Bool,
+    file: StaticString = #filePath, line: UInt = #line
+) async {
+    do {
+        try await body()
+        XCTFail("no error", file: file, line: line)
+    } catch let error as JetstationError {
+        XCTAssertTrue(matches(error), "\(error)", file: file, line: line)
+    } catch {
+        XCTFail("not a JetstationError: \(error)", file: file, line: line)
+    }
+}
+
 func unique(_ prefix: String) -> String { "\(prefix)-\(UInt32.random(in: 0...UInt32.max))" }
 
 final class JetstationTests: XCTestCase {
@@ -199,7 +214,7 @@ final class JetstationTests: XCTestCase {
         _ = try await disposable.createStation(name: doomed, config: StationConfig())
         let slow = try await disposable.producer(station: doomed, options: ProducerOptions(deliveryTimeout: 0.5))
         let fast = try await disposable.producer(
-            station: doomed, options: ProducerOptions(bufferBytes: 4096, failWhenFull: true))
+            station: doomed, options: ProducerOptions(bufferBytes: 4096, whenFull: "fail"))
         kill(pid_t(env("NATS_DISPOSABLE_PID"))!, SIGKILL)
         await expect({ _ = try await slow.send(payload: Data("z".utf8), key: nil) }) {
             if case .Timeout = $0 { return true } else { return false }
@@ -237,5 +252,54 @@ final class JetstationTests: XCTestCase {
         XCTAssertEqual(count, 0)
         XCTAssertLessThan(Date().timeIntervalSince(started), 2)
         try await consumer.close()
+    }
+
+    func testReleaseCostsNoDeliveryAndASecondSettleIsRefused() async throws {
+        let client = try await client()
+        let station = unique("release")
+        _ = try await client.createStation(name: station, config: StationConfig(maxDeliveries: 1))
+        let producer = try await client.producer(station: station)
+        _ = try await producer.send(payload: Data("only".utf8), key: "k")
+        let consumer = try await client.consumer(
+            station: station, group: "g", options: ConsumerOptions(start: "earliest", ackWait: 2, handoverTimeout: 2))
+        for _ in 0..<3 {
+            let message = try await consumer.next()!
+            XCTAssertEqual(message.deliveries(), 1, "a release is not a delivery")
+            try message.release()
+        }
+        let message = try await consumer.next()!
+        try message.ack()
+        await expectError({ try message.ack() }) {
+            if case .InvalidArgument = $0 { return true } else { return false }
+        }
+        try await consumer.close()
+        let letters = try await client.deadLetters(station: station)
+        XCTAssertTrue(letters.isEmpty)
+    }
+
+    func testStationsAndSchemasAreAdministeredFromSwift() async throws {
+        let client = try await client()
+        let station = unique("admin")
+        let created = try await client.createStation(
+            name: station, config: StationConfig(storage: "memory", maxAge: 3600, dedupWindow: 60, compaction: false))
+        XCTAssertEqual(created.storage, "memory")
+        XCTAssertEqual(created.dedupWindow, 60)
+        let updated = try await client.updateStation(
+            name: station, config: StationConfig(storage: "memory", maxAge: 7200, dedupWindow: 60))
+        XCTAssertEqual(updated.maxAge, 7200)
+        let stations = try await client.stations()
+        XCTAssertTrue(stations.contains { $0.name == station })
+        await expectError({ _ = try await client.createStation(name: unique("bad"), config: StationConfig(storage: "tape")) }) {
+            if case .InvalidArgument = $0 { return true } else { return false }
+        }
+        let schema = unique("person")
+        _ = try await client.registerSchema(
+            name: schema, format: "json_schema", source: #"{"type":"object"}"#, messageType: nil)
+        try await client.setSchemaCompatibility(name: schema, mode: "none")
+        let info = try await client.schemas().first { $0.name == schema }
+        XCTAssertEqual(info?.compatibility, "none")
+        let latest = try await client.schema(name: schema, version: nil)
+        XCTAssertEqual(latest.version, 1)
+        try await client.deleteStation(name: station)
     }
 }

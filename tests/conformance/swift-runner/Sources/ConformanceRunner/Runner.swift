@@ -33,7 +33,7 @@ func generated(_ spec: Object) -> [Object] {
 
 func consumerOptions(_ op: Object) -> ConsumerOptions {
     var o = ConsumerOptions()
-    if let start = op["start"] as? String { o.latest = start == "latest" }
+    o.start = op["start"] as? String
     if let start = op["start"] as? Object { o.startSequence = (start["sequence"] as? NSNumber)?.uint64Value }
     if let n = integer(op["concurrency"]) { o.concurrency = UInt32(n) }
     o.ackWait = seconds(op["ack_wait"])
@@ -105,7 +105,7 @@ final class Runner {
             var options = ProducerOptions()
             if let n = integer(op["buffer_bytes"]) { options.bufferBytes = UInt32(n) }
             options.deliveryTimeout = seconds(op["delivery_timeout"])
-            if op["fail_when_full"] as? Bool == true { options.failWhenFull = true }
+            if op["fail_when_full"] as? Bool == true { options.whenFull = "fail" }
             producers[op["as"] as! String] = try await client.producer(station: op["station"] as! String, options: options)
             return [:]
         case "close_producer":
