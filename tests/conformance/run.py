@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import queue
@@ -269,6 +270,8 @@ class Context:
         self.receipts: Dict[str, Dict[str, Dict[str, Any]]] = defaultdict(dict)
         self.results: Dict[str, Dict[str, Any]] = {}
         self.skipped: List[str] = []
+        # Moments marked by `{"do": "mark_time", "as": name}`, as RFC 3339 text.
+        self.times: Dict[str, str] = {}
 
     def name(self, token: str) -> str:
         # "$station" -> "station-<scenario>-<lang>-<run>", unique per run.
@@ -276,7 +279,7 @@ class Context:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str) and value.startswith("$") and len(value) > 1:
-            return self.name(value)
+            return self.times.get(value[1:]) or self.name(value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if isinstance(value, dict):
@@ -306,6 +309,8 @@ def check_consume(ctx: Context, op: Dict[str, Any], result: Dict[str, Any], expe
     sent = ctx.sent[station]
     if result.get("timed_out") and not expect.get("may_time_out"):
         raise Miss(f"consume timed out after {len(acked)} acks, {len(messages)} deliveries")
+    if "second_settle" in expect and result.get("second_settle") != expect["second_settle"]:
+        raise Miss(f"a second settle of one message gave {result.get('second_settle')!r}, expected {expect['second_settle']!r}")
     if "acked_count" in expect and len(acked) != expect["acked_count"]:
         raise Miss(f"acked {len(acked)} messages, expected {expect['acked_count']}")
     if "acked_payloads" in expect:
@@ -411,7 +416,7 @@ def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: S
             continue
         try:
             if "do" in raw:
-                do_action(raw, servers, runner)
+                do_action(raw, servers, runner, ctx)
                 continue
             op = ctx.resolve({k: v for k, v in raw.items() if k not in ("expect", "id", "not_in")})
             if op["op"] == "connect":
@@ -470,7 +475,7 @@ def connect_op(op: Dict[str, Any], lang: str, servers: Servers) -> Dict[str, Any
     return op
 
 
-def do_action(step: Dict[str, Any], servers: Servers, runner: Runner) -> None:
+def do_action(step: Dict[str, Any], servers: Servers, runner: Runner, ctx: Context) -> None:
     if step["do"] == "start_disposable":
         servers.fresh_disposable()
     elif step["do"] == "kill_disposable":
@@ -478,6 +483,9 @@ def do_action(step: Dict[str, Any], servers: Servers, runner: Runner) -> None:
         servers.disposable.kill()
     elif step["do"] == "sleep":  # a scenario waits for time-based broker behaviour
         time.sleep(step["seconds"])
+    elif step["do"] == "mark_time":  # "$name" then stands for this moment (UTC, RFC 3339)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ctx.times[step["as"]] = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     else:
         raise Miss(f"unknown action {step['do']}")
 

@@ -25,6 +25,10 @@ export declare class Client {
   registerSchema(name: string, format: string, source: string, messageType?: string | undefined | null, compatibility?: string | undefined | null): Promise<SchemaVersion>
   schema(name: string, version?: number | undefined | null): Promise<SchemaVersion>
   schemas(): Promise<Array<SchemaInfo>>
+  /** Replays every dead letter of `station`, oldest first. */
+  replayDeadLetters(station: string): Promise<Array<Receipt>>
+  /** "none", "backward", "forward" or "full". */
+  setSchemaCompatibility(name: string, mode: string): Promise<void>
   deleteSchemaVersion(name: string, version: number): Promise<void>
   /** `valueJson` is JSON text; returns the encoded bytes. */
   encodeWithSchema(name: string, valueJson: string, version?: number | undefined | null): Promise<Buffer>
@@ -45,7 +49,7 @@ export declare class Consumer {
   health(): Promise<Array<PartitionHealth>>
 }
 
-/** A received message; settle it with ack, nack or term. */
+/** A received message; settle it once with ack, nack, term or release. */
 export declare class Message {
   get payload(): Buffer
   get key(): string | null
@@ -59,6 +63,8 @@ export declare class Message {
   ack(): void
   nack(delayMs?: number | undefined | null, reason?: string | undefined | null): void
   term(reason?: string | undefined | null): void
+  /** Gives the message back unprocessed, without counting a delivery. */
+  release(): void
   inProgress(): Promise<void>
 }
 

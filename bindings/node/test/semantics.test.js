@@ -160,3 +160,27 @@ test('AbortSignal cancels a wait; early break closes the consumer cleanly', asyn
   m.ack()
   await other.close()
 })
+
+test('a release costs no delivery and a message settles once', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('once', { maxDeliveries: 1 })
+  const producer = await client.producer('once')
+  await producer.send('only', { key: 'k' })
+  await producer.close()
+  const consumer = await client.consumer('once', 'g', { ackWaitMs: 2000, handoverTimeoutMs: 2000 })
+  for (let i = 0; i < 3; i++) {
+    const message = await consumer.next()
+    assert.equal(message.deliveries, 1, 'a release is not a delivery')
+    message.release()
+  }
+  const message = await consumer.next()
+  message.ack()
+  assert.throws(() => message.ack(), (error) => error.kind === 'invalid_argument')
+  await consumer.close()
+  assert.deepEqual(await client.deadLetters('once'), [])
+  assert.deepEqual(await client.replayDeadLetters('once'), [])
+  await client.registerSchema('mode', 'json_schema', '{"type":"object"}')
+  await client.setSchemaCompatibility('mode', 'none')
+  assert.equal((await client.schemas()).find((s) => s.name === 'mode').compatibility, 'none')
+  await assert.rejects(client.setSchemaCompatibility('mode', 'sideways'), (error) => error.kind === 'invalid_argument')
+})

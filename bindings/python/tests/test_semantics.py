@@ -185,10 +185,44 @@ async def test_health_reports_each_partition(client: jetstation.Client) -> None:
     assert any(p.last_delivery is not None for p in parts)
     held.ack()
     for _ in range(5):
-        await (await consumer.__anext__()).ack()
+        (await consumer.__anext__()).ack()
 
     async def settled() -> bool:
         return all(p.in_sync and p.held == 0 for p in await consumer.health())
 
     await wait_for(settled, "every partition in sync with nothing held")
     await consumer.close()
+
+
+async def test_release_costs_no_delivery_and_a_message_settles_once(client: jetstation.Client) -> None:
+    await client.create_station("once", max_deliveries=1)
+    async with await client.producer("once") as producer:
+        await producer.send("only", key="k")
+    consumer = await client.consumer("once", "g", ack_wait=2, handover_timeout=2)
+    for _ in range(3):
+        message = await consumer.__anext__()
+        assert message.deliveries == 1, "a release is not a delivery"
+        message.release()
+    message = await consumer.__anext__()
+    message.ack()
+    with pytest.raises(jetstation.InvalidArgumentError):
+        message.ack()
+    with pytest.raises(jetstation.InvalidArgumentError):
+        message.release()
+    await consumer.close()
+    assert await client.dead_letters("once") == []
+    assert await client.replay_dead_letters("once") == []
+
+
+async def test_unknown_and_malformed_options_are_refused(client: jetstation.Client) -> None:
+    await client.create_station("strict")
+    with pytest.raises(jetstation.InvalidArgumentError, match="unknown station setting"):
+        await client.create_station("strict2", partitons=2)
+    with pytest.raises(jetstation.InvalidArgumentError, match="unknown consumer option"):
+        await client.consumer("strict", "g", concurency=2)
+    with pytest.raises(jetstation.InvalidArgumentError, match="ack_wait"):
+        await client.consumer("strict", "g", ack_wait=float("nan"))
+    with pytest.raises(jetstation.InvalidArgumentError, match="earliest, latest"):
+        await client.consumer("strict", "g", start="middle")
+    with pytest.raises(jetstation.InvalidArgumentError, match="wait or fail"):
+        await client.producer("strict", when_full="explode")

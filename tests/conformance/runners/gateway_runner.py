@@ -61,6 +61,34 @@ def generated(spec: Dict[str, Any]) -> List[Dict[str, Any]]:
     ]
 
 
+STORAGE = {"file": pb.STORAGE_FILE, "memory": pb.STORAGE_MEMORY}
+STARTS = {"earliest": pb.START_POSITION_EARLIEST, "latest": pb.START_POSITION_LATEST}
+CONTRACT = json.loads(
+    open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "contract", "jetstation.json")).read()
+)
+
+
+def contract_fields(message: Any, record: str, options: Dict[str, Any]) -> None:
+    """Contract options (snake_case, seconds, RFC 3339) into a proto message:
+    durations become Durations, times Timestamps, words their enum values."""
+    for name, value in options.items():
+        kind = CONTRACT["records"][record][name]
+        if kind == "duration":
+            getattr(message, name).CopyFrom(duration(value))
+        elif kind == "storage":
+            message.storage = STORAGE[value]
+        elif name == "start":
+            message.start = STARTS[value]
+        elif name == "start_sequence":
+            message.start = pb.START_POSITION_SEQUENCE
+            message.start_sequence = value
+        elif name == "start_time":
+            message.start = pb.START_POSITION_TIME
+            message.start_time.FromJsonString(value)
+        else:
+            setattr(message, name, value)
+
+
 FORMATS = {
     "json_schema": pb.SCHEMA_FORMAT_JSON_SCHEMA,
     "protobuf": pb.SCHEMA_FORMAT_PROTOBUF,
@@ -86,6 +114,7 @@ class Session:
         for name in ("ack_wait", "redelivery_delay", "handover_timeout"):
             if name in op:
                 getattr(join, name).CopyFrom(duration(op[name]))
+        contract_fields(join, "ConsumerOptions", op.get("options", {}))
         self.requests: "queue.Queue[Optional[pb.ConsumeRequest]]" = queue.Queue()
         self.requests.put(pb.ConsumeRequest(join=join))
         self.incoming: "queue.Queue[Any]" = queue.Queue()
@@ -154,14 +183,16 @@ class Gateway:
             return {}
         assert self.channel
         stations = rpc.StationsStub(self.channel)
-        if kind == "create_station":
+        if kind in ("create_station", "update_station"):
             config = pb.StationConfig(
                 partitions=op.get("partitions", 0),
                 max_deliveries=op.get("max_deliveries", 0),
                 schema=op.get("schema", ""),
                 replicas=op.get("replicas", 0),
             )
-            s = self.call(stations.CreateStation, pb.CreateStationRequest(name=op["name"], config=config))
+            contract_fields(config, "StationConfig", op.get("settings", {}))
+            request = pb.CreateStationRequest(name=op["name"], config=config, update=kind == "update_station")
+            s = self.call(stations.CreateStation, request)
             return {"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}
         if kind == "station":
             s = self.call(stations.GetStation, pb.GetStationRequest(name=op["name"]))
@@ -256,6 +287,8 @@ class Gateway:
         count, min_deliveries = op.get("count", 0), op.get("min_deliveries", 0)
         crash_after = op.get("crash_after")
         records: List[Dict[str, Any]] = []
+        second_settle: Optional[str] = None  # the error kind of acking a message twice
+        stashed: List[Any] = []  # responses read while waiting for a refusal
         acked = 0
         started = time.monotonic()
         deadline = started + op.get("timeout", 30)
@@ -266,7 +299,7 @@ class Gateway:
 
         while not finished():
             try:
-                item = session.incoming.get(timeout=max(0.05, deadline - time.monotonic()))
+                item = stashed.pop(0) if stashed else session.incoming.get(timeout=max(0.05, deadline - time.monotonic()))
             except queue.Empty:
                 timed_out = True
                 break
@@ -274,6 +307,8 @@ class Gateway:
                 raise item
             if item is None:
                 raise Failure("unexpected", "the consume stream ended")
+            if item.WhichOneof("response") == "error":
+                raise Failure(item.error.kind, item.error.message)
             m = item.message
             text = m.payload.decode("utf-8", "replace")
             record = {
@@ -296,6 +331,14 @@ class Gateway:
             else:
                 records.append({**record, "action": "ack"})
                 session.settle(m.delivery_id, pb.Settle.ACK)
+                if op.get("settle_twice"):
+                    session.settle(m.delivery_id, pb.Settle.ACK)
+                    while second_settle is None:  # the refusal comes back on the stream
+                        reply = session.incoming.get(timeout=10)
+                        if reply is not None and not isinstance(reply, Failure) and reply.WhichOneof("response") == "error":
+                            second_settle = reply.error.kind
+                        else:
+                            stashed.append(reply)
                 acked += 1
                 until.discard(text)
                 if crash_after is not None and acked >= crash_after:
@@ -304,7 +347,10 @@ class Gateway:
             if op.get("concurrency", 1) > 1:
                 time.sleep(random.random() / 1000)
         session.close()
-        return {"messages": records, "timed_out": timed_out}
+        result: Dict[str, Any] = {"messages": records, "timed_out": timed_out}
+        if op.get("settle_twice"):
+            result["second_settle"] = second_settle
+        return result
 
 
 def main() -> None:

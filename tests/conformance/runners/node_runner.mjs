@@ -1,6 +1,7 @@
 // Conformance runner for Node: carries out operations read from stdin (one
 // JSON object per line) with the jetstation package and answers each on
 // stdout. It reports what happened; tests/conformance/run.py judges it.
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import * as jetstation from '../../../bindings/node/lib/index.mjs'
 
@@ -28,6 +29,22 @@ async function payloadOf(client, m) {
 
 const seconds = (s) => (s === undefined ? undefined : Math.round(s * 1000))
 
+// Contract options (snake_case, seconds, RFC 3339) as Node takes them:
+// camelCase, milliseconds with an Ms suffix. JSON has no NaN: "NaN" is it.
+const contract = JSON.parse(readFileSync(new URL('../../../contract/jetstation.json', import.meta.url), 'utf8'))
+const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
+function nodeOptions(record, options = {}) {
+  const out = {}
+  for (const [name, raw] of Object.entries(options)) {
+    const value = raw === 'NaN' ? NaN : raw
+    const type = contract.records[record][name]
+    if (type === 'duration') out[camel(name) + 'Ms'] = value * 1000
+    else if (type === 'time') out[camel(name) + 'Ms'] = Date.parse(value)
+    else out[camel(name)] = value
+  }
+  return out
+}
+
 function consumerOptions(op) {
   const options = {}
   if (typeof op.start === 'string') options.start = op.start
@@ -36,7 +53,7 @@ function consumerOptions(op) {
   if (op.ack_wait !== undefined) options.ackWaitMs = seconds(op.ack_wait)
   if (op.handover_timeout !== undefined) options.handoverTimeoutMs = seconds(op.handover_timeout)
   if (op.redelivery_delay !== undefined) options.redeliveryDelayMs = seconds(op.redelivery_delay)
-  return options
+  return { ...options, ...nodeOptions('ConsumerOptions', op.options) }
 }
 
 async function send(client, op) {
@@ -75,6 +92,7 @@ async function consume(client, op) {
   const minDeliveries = op.min_deliveries ?? 0
   const jitter = (op.concurrency ?? 1) > 1
   const records = []
+  let secondSettle = null // the error kind of acking a message twice
   let acked = 0
   const started = performance.now()
   const finished = () => acked >= count && until.size === 0 && records.length >= minDeliveries
@@ -112,6 +130,14 @@ async function consume(client, op) {
     } else {
       records.push({ ...record, action: 'ack' })
       message.ack()
+      if (op.settle_twice) {
+        try {
+          message.ack()
+          secondSettle = 'none'
+        } catch (error) {
+          secondSettle = error.kind ?? 'unexpected'
+        }
+      }
       acked += 1
       until.delete(text)
       if (op.crash_after !== undefined && acked >= op.crash_after) {
@@ -139,7 +165,7 @@ async function consume(client, op) {
   await Promise.allSettled([...running])
   await consumer.close()
   await pump.catch(() => {})
-  return { messages: records, timed_out: timedOut }
+  return { messages: records, timed_out: timedOut, ...(op.settle_twice ? { second_settle: secondSettle } : {}) }
 }
 
 async function deadLetters(client, op) {
@@ -175,13 +201,16 @@ async function perform(op) {
   }
   const client = clients.get(op.client ?? 'main')
   switch (op.op) {
-    case 'create_station': {
+    case 'create_station':
+    case 'update_station': {
       const config = {}
       if ('partitions' in op) config.partitions = op.partitions
       if ('max_deliveries' in op) config.maxDeliveries = op.max_deliveries
       if ('schema' in op) config.schema = op.schema
       if ('replicas' in op) config.replicas = op.replicas
-      const station = await client.createStation(op.name, config)
+      Object.assign(config, nodeOptions('StationConfig', op.settings))
+      const create = op.op === 'create_station' ? client.createStation : client.updateStation
+      const station = await create.call(client, op.name, config)
       return { name: station.name, partitions: station.partitions, max_deliveries: station.maxDeliveries }
     }
     case 'station': {
@@ -193,6 +222,7 @@ async function perform(op) {
       if ('buffer_bytes' in op) options.bufferBytes = op.buffer_bytes
       if ('delivery_timeout' in op) options.deliveryTimeoutMs = seconds(op.delivery_timeout)
       if (op.fail_when_full) options.whenFull = 'fail'
+      Object.assign(options, nodeOptions('ProducerOptions', op.options))
       producers.set(op.as, await client.producer(op.station, options))
       return {}
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import random
@@ -79,6 +80,11 @@ async def send(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def plain(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Contract options as Python takes them: "NaN" is the float (JSON has none)."""
+    return {k: float(v) if v == "NaN" else v for k, v in options.items()}
+
+
 def consumer_options(op: Dict[str, Any]) -> Dict[str, Any]:
     options: Dict[str, Any] = {}
     if "start" in op:
@@ -86,6 +92,13 @@ def consumer_options(op: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("concurrency", "ack_wait", "handover_timeout", "redelivery_delay"):
         if name in op:
             options[name] = op[name]
+    for name, value in plain(op.get("options", {})).items():
+        if name == "start_sequence":  # one `start` takes a sequence or a datetime
+            options["start"] = value
+        elif name == "start_time":
+            options["start"] = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
+            options[name] = value
     return options
 
 
@@ -102,6 +115,7 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
     crash_after: Optional[int] = op.get("crash_after")
     jitter = op.get("concurrency", 1) > 1
     records: List[Dict[str, Any]] = []
+    second_settle: Optional[str] = None  # the error kind of acking a message twice
     acked = 0
     done = asyncio.Event()
     started = time.monotonic()
@@ -110,7 +124,7 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
         return acked >= count and not until and len(records) >= min_deliveries
 
     async def handle(d: jetstation.Delivery) -> None:
-        nonlocal acked
+        nonlocal acked, second_settle
         text = d.payload.decode("utf-8", "replace")
         record: Dict[str, Any] = {
             "payload_b64": base64.b64encode(d.payload).decode(),
@@ -142,6 +156,12 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
             record["action"] = "ack"
             records.append(record)
             d.ack()
+            if op.get("settle_twice"):
+                try:
+                    d.ack()
+                    second_settle = "none"
+                except jetstation.JetstationError as error:
+                    second_settle = error.kind
             acked += 1
             until.discard(text)
             if crash_after is not None and acked >= crash_after:
@@ -170,7 +190,10 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
     await consumer.close()
     pumping.cancel()
     await asyncio.gather(pumping, return_exceptions=True)
-    return {"messages": records, "timed_out": timed_out}
+    result: Dict[str, Any] = {"messages": records, "timed_out": timed_out}
+    if op.get("settle_twice"):
+        result["second_settle"] = second_settle
+    return result
 
 
 async def dead_letters(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, Any]:
@@ -203,9 +226,11 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
     if kind == "connect":
         return await connect(op)
     client = clients[op.get("client", "main")]
-    if kind == "create_station":
+    if kind in ("create_station", "update_station"):
         settings = {k: op[k] for k in ("partitions", "max_deliveries", "schema", "replicas") if k in op}
-        station = await client.create_station(op["name"], **settings)
+        settings.update(plain(op.get("settings", {})))
+        create = client.create_station if kind == "create_station" else client.update_station
+        station = await create(op["name"], **settings)
         return {"name": station.name, "partitions": station.partitions, "max_deliveries": station.max_deliveries}
     if kind == "station":
         station = await client.station(op["name"])
@@ -214,6 +239,7 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         options: Dict[str, Any] = {k: op[k] for k in ("buffer_bytes", "delivery_timeout") if k in op}
         if op.get("fail_when_full"):
             options["when_full"] = "fail"
+        options.update(plain(op.get("options", {})))
         producers[op["as"]] = await client.producer(op["station"], **options)
         return {}
     if kind == "close_producer":

@@ -37,6 +37,78 @@ fn seconds(v: &Value) -> Option<Duration> {
     v.as_f64().map(Duration::from_secs_f64)
 }
 
+/// Contract options (snake_case, seconds, RFC 3339) into the core's
+/// settings, through the core's own parsers and converters.
+fn contract_options<T>(
+    options: &Value,
+    target: &mut T,
+    apply: impl Fn(&mut T, &str, &Value) -> jetstation::Result<bool>,
+) -> Result<(), (String, String)> {
+    for (name, value) in options.as_object().into_iter().flatten() {
+        if !apply(target, name, value).map_err(fail)? {
+            return Err(unexpected(format!("no option {name} in Rust")));
+        }
+    }
+    Ok(())
+}
+
+fn secs(name: &str, v: &Value) -> jetstation::Result<Duration> {
+    jetstation::convert::seconds(name, v.as_f64().unwrap_or(f64::NAN))
+}
+
+fn word<T: std::str::FromStr<Err = jetstation::Error>>(v: &Value) -> jetstation::Result<T> {
+    v.as_str().unwrap_or_default().parse()
+}
+
+fn station_setting(c: &mut StationConfig, name: &str, v: &Value) -> jetstation::Result<bool> {
+    match name {
+        "partitions" => c.partitions = v.as_u64().unwrap_or(0) as u32,
+        "replicas" => c.replicas = v.as_u64().unwrap_or(0) as usize,
+        "storage" => c.storage = word(v)?,
+        "max_age" => c.max_age = Some(secs(name, v)?),
+        "max_bytes" => c.max_bytes = v.as_u64(),
+        "max_messages" => c.max_messages = v.as_u64(),
+        "dedup_window" => c.dedup_window = secs(name, v)?,
+        "max_deliveries" => c.max_deliveries = v.as_u64().unwrap_or(0) as u32,
+        "compaction" => c.compaction = v.as_bool().unwrap_or(false),
+        "schema" => *c = c.clone().schema(v.as_str().unwrap_or_default()),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn producer_option(o: &mut ProducerOptions, name: &str, v: &Value) -> jetstation::Result<bool> {
+    match name {
+        "max_batch_messages" => o.max_batch_messages = v.as_u64().unwrap_or(0) as usize,
+        "max_batch_bytes" => o.max_batch_bytes = v.as_u64().unwrap_or(0) as usize,
+        "linger" => o.linger = secs(name, v)?,
+        "max_in_flight" => o.max_in_flight = v.as_u64().unwrap_or(0) as usize,
+        "buffer_bytes" => o.buffer_bytes = v.as_u64().unwrap_or(0) as usize,
+        "when_full" => o.when_full = word(v)?,
+        "delivery_timeout" => o.delivery_timeout = secs(name, v)?,
+        "producer_id" => o.producer_id = v.as_str().map(String::from),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn consumer_option(o: &mut ConsumerOptions, name: &str, v: &Value) -> jetstation::Result<bool> {
+    match name {
+        "concurrency" => o.concurrency = v.as_u64().unwrap_or(0) as usize,
+        "start" => o.start = word(v)?,
+        "start_sequence" => o.start = StartPosition::sequence(v.as_u64().unwrap_or(0))?,
+        "start_time" => o.start = word(v)?,
+        "ack_wait" => o.ack_wait = secs(name, v)?,
+        "max_ack_pending" => o.max_ack_pending = v.as_u64().unwrap_or(0) as usize,
+        "redelivery_delay" => o.redelivery_delay = secs(name, v)?,
+        "max_redelivery_delay" => o.max_redelivery_delay = secs(name, v)?,
+        "fetch_batch" => o.fetch_batch = v.as_u64().unwrap_or(0) as usize,
+        "handover_timeout" => o.handover_timeout = secs(name, v)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn text(v: &Value, name: &str) -> String {
     v[name].as_str().unwrap_or_default().to_string()
 }
@@ -101,7 +173,7 @@ impl Runner {
         }
         let client = self.client(op)?;
         match kind {
-            "create_station" => {
+            "create_station" | "update_station" => {
                 let mut config = StationConfig::default();
                 if let Some(n) = op["partitions"].as_u64() {
                     config = config.partitions(n as u32);
@@ -115,10 +187,14 @@ impl Runner {
                 if let Some(n) = op["replicas"].as_u64() {
                     config = config.replicas(n as usize);
                 }
-                let s = client
-                    .create_station(&text(op, "name"), config)
-                    .await
-                    .map_err(fail)?;
+                contract_options(&op["settings"], &mut config, station_setting)?;
+                let name = text(op, "name");
+                let s = if kind == "create_station" {
+                    client.create_station(&name, config).await
+                } else {
+                    client.update_station(&name, config).await
+                }
+                .map_err(fail)?;
                 Ok(
                     json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}),
                 )
@@ -138,6 +214,7 @@ impl Runner {
                 if op["fail_when_full"].as_bool() == Some(true) {
                     options = options.when_full(WhenFull::FailFast);
                 }
+                contract_options(&op["options"], &mut options, producer_option)?;
                 let p = client
                     .producer(&text(op, "station"), options)
                     .await
@@ -159,7 +236,7 @@ impl Runner {
                     .consumer(
                         &text(op, "station"),
                         &text(op, "group"),
-                        consumer_options(op),
+                        consumer_options(op)?,
                     )
                     .await
                     .map_err(fail)?;
@@ -299,7 +376,7 @@ impl Runner {
                 .consumer(
                     &text(op, "station"),
                     &text(op, "group"),
-                    consumer_options(op),
+                    consumer_options(op)?,
                 )
                 .await
                 .map_err(fail)?,
@@ -339,12 +416,16 @@ impl Runner {
         }
         consumer.close().await.map_err(fail)?;
         let _ = pump.await;
-        let records = std::mem::take(&mut state.lock().unwrap().records);
-        Ok(json!({"messages": records, "timed_out": timed_out}))
+        let mut s = state.lock().unwrap();
+        let mut result = json!({"messages": std::mem::take(&mut s.records), "timed_out": timed_out});
+        if spec.settle_twice {
+            result["second_settle"] = json!(s.second_settle);
+        }
+        Ok(result)
     }
 }
 
-fn consumer_options(op: &Value) -> ConsumerOptions {
+fn consumer_options(op: &Value) -> Result<ConsumerOptions, (String, String)> {
     let mut o = ConsumerOptions::default();
     match &op["start"] {
         Value::String(s) if s == "latest" => o = o.start(StartPosition::Latest),
@@ -367,7 +448,8 @@ fn consumer_options(op: &Value) -> ConsumerOptions {
         let max = o.max_redelivery_delay;
         o = o.redelivery_delay(d, max);
     }
-    o
+    contract_options(&op["options"], &mut o, consumer_option)?;
+    Ok(o)
 }
 
 /// How a consume step settles messages and when it stops.
@@ -378,6 +460,7 @@ struct Spec {
     count: usize,
     min_deliveries: usize,
     crash_after: Option<usize>,
+    settle_twice: bool,
     jitter: bool,
     timeout: Duration,
 }
@@ -414,6 +497,7 @@ impl From<&Value> for Spec {
             count: op["count"].as_u64().unwrap_or(0) as usize,
             min_deliveries: op["min_deliveries"].as_u64().unwrap_or(0) as usize,
             crash_after: op["crash_after"].as_u64().map(|n| n as usize),
+            settle_twice: op["settle_twice"].as_bool().unwrap_or(false),
             jitter: op["concurrency"].as_u64().unwrap_or(1) > 1,
             timeout: seconds(&op["timeout"]).unwrap_or(Duration::from_secs(30)),
         }
@@ -423,6 +507,8 @@ impl From<&Value> for Spec {
 #[derive(Default)]
 struct State {
     records: Vec<Value>,
+    /// The error kind of acking a message twice, when a step tries it.
+    second_settle: Option<String>,
     acked: usize,
     until: HashSet<String>,
 }
@@ -490,6 +576,12 @@ async fn handle(
             record["action"] = json!("ack");
             s.records.push(record);
             let _ = delivery.ack();
+            if spec.settle_twice {
+                s.second_settle = Some(match delivery.ack() {
+                    Ok(()) => "none".into(),
+                    Err(e) => e.kind().as_str().into(),
+                });
+            }
             s.acked += 1;
             s.until.remove(&payload_text);
             crash = spec.crash_after.is_some_and(|n| s.acked >= n);

@@ -14,6 +14,71 @@ func answer(_ value: Object) {
 }
 
 func seconds(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
+/// A number; JSON has no NaN, so "NaN" stands for it.
+func number(_ value: Any?) -> Double? { (value as? String).flatMap(Double.init) ?? seconds(value) }
+func uint32(_ value: Any?) -> UInt32? { (value as? NSNumber)?.uint32Value }
+func uint64(_ value: Any?) -> UInt64? { (value as? NSNumber)?.uint64Value }
+
+/// An RFC 3339 time with fractional seconds.
+func date(_ value: Any?) -> Date? {
+    let format = ISO8601DateFormatter()
+    format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return (value as? String).flatMap { format.date(from: $0) }
+}
+
+// Contract options (snake_case, seconds, RFC 3339) into the Swift records.
+func stationConfig(_ options: Object, _ config: inout StationConfig) throws {
+    for (name, value) in options {
+        switch name {
+        case "partitions": config.partitions = uint32(value)
+        case "replicas": config.replicas = uint32(value)
+        case "storage": config.storage = value as? String
+        case "max_age": config.maxAge = number(value)
+        case "max_bytes": config.maxBytes = uint64(value)
+        case "max_messages": config.maxMessages = uint64(value)
+        case "dedup_window": config.dedupWindow = number(value)
+        case "max_deliveries": config.maxDeliveries = uint32(value)
+        case "compaction": config.compaction = value as? Bool
+        case "schema": config.schema = value as? String
+        case "schema_version": config.schemaVersion = uint32(value)
+        default: throw Unexpected(message: "no station setting \(name) in Swift")
+        }
+    }
+}
+
+func producerOptions(_ options: Object, _ o: inout ProducerOptions) throws {
+    for (name, value) in options {
+        switch name {
+        case "max_batch_messages": o.maxBatchMessages = uint32(value)
+        case "max_batch_bytes": o.maxBatchBytes = uint32(value)
+        case "linger": o.linger = number(value)
+        case "max_in_flight": o.maxInFlight = uint32(value)
+        case "buffer_bytes": o.bufferBytes = uint32(value)
+        case "when_full": o.whenFull = value as? String
+        case "delivery_timeout": o.deliveryTimeout = number(value)
+        case "producer_id": o.producerId = value as? String
+        default: throw Unexpected(message: "no producer option \(name) in Swift")
+        }
+    }
+}
+
+func consumerOptions(_ options: Object, _ o: inout ConsumerOptions) throws {
+    for (name, value) in options {
+        switch name {
+        case "concurrency": o.concurrency = uint32(value)
+        case "start": o.start = value as? String
+        case "start_sequence": o.startSequence = uint64(value)
+        case "start_time": o.startTime = date(value)
+        case "ack_wait": o.ackWait = number(value)
+        case "max_ack_pending": o.maxAckPending = uint32(value)
+        case "redelivery_delay": o.redeliveryDelay = number(value)
+        case "max_redelivery_delay": o.maxRedeliveryDelay = number(value)
+        case "fetch_batch": o.fetchBatch = uint32(value)
+        case "handover_timeout": o.handoverTimeout = number(value)
+        default: throw Unexpected(message: "no consumer option \(name) in Swift")
+        }
+    }
+}
 func integer(_ value: Any?) -> Int? { (value as? NSNumber)?.intValue }
 
 /// The messages a `generate` spec stands for (same in every runner).
@@ -31,7 +96,7 @@ func generated(_ spec: Object) -> [Object] {
     }
 }
 
-func consumerOptions(_ op: Object) -> ConsumerOptions {
+func consumerOptions(_ op: Object) throws -> ConsumerOptions {
     var o = ConsumerOptions()
     o.start = op["start"] as? String
     if let start = op["start"] as? Object { o.startSequence = (start["sequence"] as? NSNumber)?.uint64Value }
@@ -39,6 +104,7 @@ func consumerOptions(_ op: Object) -> ConsumerOptions {
     o.ackWait = seconds(op["ack_wait"])
     o.handoverTimeout = seconds(op["handover_timeout"])
     o.redeliveryDelay = seconds(op["redelivery_delay"])
+    try consumerOptions(op["options"] as? Object ?? [:], &o)
     return o
 }
 
@@ -46,6 +112,9 @@ func consumerOptions(_ op: Object) -> ConsumerOptions {
 actor Progress {
     var records: [Object] = []
     var acked = 0
+    /// The error kind of acking a message twice, when a step tries it.
+    var secondSettleKind: String?
+    func secondSettle(_ kind: String) { secondSettleKind = kind }
     var until: Set<String>
     let count: Int
     let minDeliveries: Int
@@ -90,13 +159,17 @@ final class Runner {
         }
         let client = try client(op)
         switch kind {
-        case "create_station":
+        case "create_station", "update_station":
             var config = StationConfig()
             if let n = integer(op["partitions"]) { config.partitions = UInt32(n) }
             if let n = integer(op["max_deliveries"]) { config.maxDeliveries = UInt32(n) }
             if let n = integer(op["replicas"]) { config.replicas = UInt32(n) }
             config.schema = op["schema"] as? String
-            let s = try await client.createStation(name: op["name"] as! String, config: config)
+            try stationConfig(op["settings"] as? Object ?? [:], &config)
+            let name = op["name"] as! String
+            let s = kind == "create_station"
+                ? try await client.createStation(name: name, config: config)
+                : try await client.updateStation(name: name, config: config)
             return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
         case "station":
             let s = try await client.station(name: op["name"] as! String)
@@ -106,6 +179,7 @@ final class Runner {
             if let n = integer(op["buffer_bytes"]) { options.bufferBytes = UInt32(n) }
             options.deliveryTimeout = seconds(op["delivery_timeout"])
             if op["fail_when_full"] as? Bool == true { options.whenFull = "fail" }
+            try producerOptions(op["options"] as? Object ?? [:], &options)
             producers[op["as"] as! String] = try await client.producer(station: op["station"] as! String, options: options)
             return [:]
         case "close_producer":
@@ -115,7 +189,7 @@ final class Runner {
             return try await send(client, op)
         case "join":
             joined[op["as"] as! String] = try await client.consumer(
-                station: op["station"] as! String, group: op["group"] as! String, options: consumerOptions(op))
+                station: op["station"] as! String, group: op["group"] as! String, options: try consumerOptions(op))
             return [:]
         case "consume":
             return try await consume(client, op)
@@ -195,7 +269,7 @@ final class Runner {
             consumer = joinedConsumer
         } else {
             consumer = try await client.consumer(
-                station: op["station"] as! String, group: op["group"] as! String, options: consumerOptions(op))
+                station: op["station"] as! String, group: op["group"] as! String, options: try consumerOptions(op))
         }
         var rules: [String: (Int, Double)] = [:]
         for rule in op["nack"] as? [Object] ?? [] {
@@ -207,6 +281,7 @@ final class Runner {
             until: Set(op["until_payloads"] as? [String] ?? []), count: integer(op["count"]) ?? 0,
             minDeliveries: integer(op["min_deliveries"]) ?? 0)
         let crashAfter = integer(op["crash_after"])
+        let settleTwice = op["settle_twice"] as? Bool == true
         let jitter = (integer(op["concurrency"]) ?? 1) > 1
         let decode = op["decode"] as? String
         let timeout = seconds(op["timeout"]) ?? 30
@@ -243,6 +318,16 @@ final class Runner {
                 // next message of the key may be handed out and recorded first.
                 let (acked, done) = await progress.record(record, acked: text)
                 try? message.ack()
+                if settleTwice {
+                    do {
+                        try message.ack()
+                        await progress.secondSettle("none")
+                    } catch let error as JetstationError {
+                        await progress.secondSettle(error.kind)
+                    } catch {
+                        await progress.secondSettle("unexpected")
+                    }
+                }
                 finished = done
                 if let crashAfter, acked >= crashAfter {
                     answer(["ok": ["messages": await progress.records, "timed_out": false]])
@@ -270,7 +355,9 @@ final class Runner {
         }
         try await consumer.close()
         await pump.value
-        return ["messages": await progress.records, "timed_out": timedOut]
+        var result: Object = ["messages": await progress.records, "timed_out": timedOut]
+        if settleTwice { result["second_settle"] = await progress.secondSettleKind ?? NSNull() }
+        return result
     }
 }
 
