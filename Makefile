@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-core test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,7 @@ export JETSTATION_TEST_TOTALS ?= $(CURDIR)/.test-totals
 test: setup
 	@rm -f $(JETSTATION_TEST_TOTALS)
 	@status=0; \
+	$(MAKE) --no-print-directory test-contract || status=1; \
 	$(MAKE) --no-print-directory test-core || status=1; \
 	$(MAKE) --no-print-directory test-python || status=1; \
 	$(MAKE) --no-print-directory test-node || status=1; \
@@ -37,6 +38,11 @@ test: setup
 	scripts/test-summary.sh --print; \
 	rm -f $(JETSTATION_TEST_TOTALS); \
 	exit $$status
+
+## The contract (contract/jetstation.json): every binding and the gateway
+## offer every option, record field, operation and error kind it declares.
+test-contract:
+	@scripts/test-summary.sh scripts/test-contract.sh
 
 ## Rust core: unit tests and integration tests against real nats-servers
 ## (cargo-nextest, so that every test has a time limit: .config/nextest.toml).
