@@ -107,7 +107,7 @@ def node_surface() -> Surface:
         for name, members in ts_blocks(read(ROOT / file)).items():
             s.add(s.records, name, members)
             s.add(s.members, name, members)
-    s.words |= set(re.findall(r"static kind = '([a-z_]+)'", read(ROOT / "bindings/node/lib/errors.js")))
+    s.words |= set(re.findall(r"static override readonly kind: ErrorKind = '([a-z_]+)'", read(ROOT / "bindings/node/ts/errors.ts")))
     return s
 
 

@@ -1,0 +1,325 @@
+// jetstation for Node.js: every behaviour lives in the Rust core (../native);
+// this facade converts payloads, maps errors to classes, and offers async
+// iteration, AbortSignal and Symbol.asyncDispose. Compiled by `npm run
+// build:ts` into lib/ (CommonJS, declarations, and an ES module entry).
+import native = require('../native/index.js')
+import type {
+  ConnectOptions,
+  ConsumerOptions,
+  DeadLetter,
+  LogRecord,
+  PartitionHealth,
+  ProducerOptions,
+  Receipt,
+  SchemaInfo,
+  SchemaVersion,
+  Station,
+  StationConfig,
+} from '../native/index.js'
+import { InvalidArgumentError, mapError } from './errors'
+
+export * from './errors'
+export type {
+  ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo,
+  SchemaVersion, Station, StationConfig,
+}
+
+// Node 20 before 20.5 has no Symbol.asyncDispose: the registered symbol stands in.
+;(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('Symbol.asyncDispose')
+
+/** What `send` accepts: bytes, text (UTF-8), or a JSON-serialisable object. */
+export type Payload = Buffer | Uint8Array | string | object
+
+export interface SendOptions {
+  key?: string
+  headers?: Record<string, string>
+  msgId?: string
+  /** Stops waiting (the message may still be stored). */
+  signal?: AbortSignal
+}
+
+export type Compatibility = 'none' | 'backward' | 'forward' | 'full'
+export type SchemaFormat = 'json_schema' | 'protobuf' | 'avro'
+export type Handler = (message: Message) => Promise<void> | void
+
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (error) {
+    throw mapError(error)
+  }
+}
+
+function sync<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (error) {
+    throw mapError(error)
+  }
+}
+
+function toBuffer(payload: Payload): Buffer {
+  if (Buffer.isBuffer(payload)) return payload
+  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8')
+  if (payload !== null && typeof payload === 'object') return Buffer.from(JSON.stringify(payload), 'utf8')
+  throw new InvalidArgumentError(
+    `payload must be a Buffer, Uint8Array, string or JSON object, not ${payload === null ? 'null' : typeof payload}`,
+  )
+}
+
+function toHeaders(headers?: Record<string, string>): string[][] | undefined {
+  return headers ? Object.entries(headers).map(([k, v]) => [k, String(v)]) : undefined
+}
+
+function abortError(signal: AbortSignal): Error {
+  const error = new Error('the operation was aborted', { cause: signal.reason })
+  error.name = 'AbortError'
+  ;(error as Error & { code: string }).code = 'ABORT_ERR'
+  return error
+}
+
+/** Rejects as soon as `signal` aborts (the core operation may still finish). */
+function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise
+  if (signal.aborted) return Promise.reject(abortError(signal))
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal))
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
+      (e) => { signal.removeEventListener('abort', onAbort); reject(e) },
+    )
+  })
+}
+
+/** Connects and checks the server (2.12 or newer, JetStream enabled). */
+export async function connect(urls: string | string[] = 'nats://127.0.0.1:4222', options: ConnectOptions = {}): Promise<Client> {
+  const list = Array.isArray(urls) ? urls : [urls]
+  return new Client(await call(() => native.connect(list, options)))
+}
+
+export class Client {
+  /** @internal */
+  constructor(private readonly inner: native.Client) {}
+  get serverVersion(): string { return this.inner.serverVersion }
+  createStation(name: string, config?: StationConfig): Promise<Station> { return call(() => this.inner.createStation(name, config)) }
+  updateStation(name: string, config?: StationConfig): Promise<Station> { return call(() => this.inner.updateStation(name, config)) }
+  station(name: string): Promise<Station> { return call(() => this.inner.station(name)) }
+  stations(): Promise<Station[]> { return call(() => this.inner.stations()) }
+  deleteStation(name: string): Promise<void> { return call(() => this.inner.deleteStation(name)) }
+  async producer(station: string, options?: ProducerOptions): Promise<Producer> {
+    return new Producer(await call(() => this.inner.producer(station, options)))
+  }
+  async consumer(station: string, group: string, options?: ConsumerOptions): Promise<Consumer> {
+    return new Consumer(await call(() => this.inner.consumer(station, group, options)))
+  }
+  deleteGroup(station: string, group: string): Promise<void> { return call(() => this.inner.deleteGroup(station, group)) }
+  deadLetters(station: string): Promise<DeadLetter[]> { return call(() => this.inner.deadLetters(station)) }
+  replayDeadLetter(station: string, sequence: number): Promise<Receipt> {
+    return call(() => this.inner.replayDeadLetter(station, sequence))
+  }
+  /** Replays every dead letter of `station`, oldest first. */
+  replayDeadLetters(station: string): Promise<Receipt[]> { return call(() => this.inner.replayDeadLetters(station)) }
+  registerSchema(
+    name: string,
+    format: SchemaFormat,
+    source: string,
+    { messageType, compatibility }: { messageType?: string; compatibility?: Compatibility } = {},
+  ): Promise<SchemaVersion> {
+    return call(() => this.inner.registerSchema(name, format, source, messageType, compatibility))
+  }
+  schema(name: string, version?: number): Promise<SchemaVersion> { return call(() => this.inner.schema(name, version)) }
+  schemas(): Promise<SchemaInfo[]> { return call(() => this.inner.schemas()) }
+  setSchemaCompatibility(name: string, mode: Compatibility): Promise<void> {
+    return call(() => this.inner.setSchemaCompatibility(name, mode))
+  }
+  deleteSchemaVersion(name: string, version: number): Promise<void> {
+    return call(() => this.inner.deleteSchemaVersion(name, version))
+  }
+  /** Encodes a plain value with a Protobuf/Avro schema (or validates JSON). */
+  encodeWithSchema(name: string, value: unknown, version?: number): Promise<Buffer> {
+    return call(() => this.inner.encodeWithSchema(name, JSON.stringify(value), version))
+  }
+  async decodeWithSchema(name: string, payload: Payload, version?: number): Promise<unknown> {
+    return JSON.parse(await call(() => this.inner.decodeWithSchema(name, toBuffer(payload), version)))
+  }
+  close(): Promise<void> { return call(() => this.inner.close()) }
+  async [Symbol.asyncDispose](): Promise<void> { await this.close() }
+}
+
+export class SendHandle {
+  /** @internal */
+  constructor(private readonly inner: native.SendHandle) {}
+  /** Resolves with the receipt once the broker stored the message. */
+  receipt(): Promise<Receipt> {
+    const ready = sync(() => this.inner.tryReceipt())
+    return ready ? Promise.resolve(ready) : call(() => this.inner.wait())
+  }
+}
+
+export class Producer {
+  private waiting: Promise<void> | null = null
+  /** @internal */
+  constructor(private readonly inner: native.Producer) {}
+  get station(): string { return this.inner.station }
+  get producerId(): string { return this.inner.producerId }
+  /** Sends and resolves once the broker stored the message. */
+  send(payload: Payload, { key, headers, msgId, signal }: SendOptions = {}): Promise<Receipt> {
+    return abortable(call(() => this.inner.send(toBuffer(payload), key, toHeaders(headers), msgId)), signal)
+  }
+  /**
+   * Queues a message and resolves with a handle (its `receipt()` resolves
+   * once stored). Messages keep the order of the calls, also when one has to
+   * wait for room in the buffer.
+   */
+  async enqueue(payload: Payload, { key, headers, msgId }: Omit<SendOptions, 'signal'> = {}): Promise<SendHandle> {
+    const data = toBuffer(payload)
+    const hdrs = toHeaders(headers)
+    while (this.waiting) await this.waiting
+    const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId))
+    if (ready) return new SendHandle(ready)
+    const pending = call(() => this.inner.enqueue(data, key, hdrs, msgId))
+    this.waiting = pending.then(() => {}, () => {}).finally(() => { this.waiting = null })
+    return new SendHandle(await pending)
+  }
+  /** Sends many `{ payload, key }` in one call; receipts in order. */
+  sendBatch(messages: Array<{ payload: Payload; key?: string }>): Promise<Receipt[]> {
+    return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))))
+  }
+  flush(): Promise<void> { return call(() => this.inner.flush()) }
+  close(): Promise<void> { return call(() => this.inner.close()) }
+  async [Symbol.asyncDispose](): Promise<void> { await this.close() }
+}
+
+export class Message {
+  readonly payload: Buffer
+  readonly key: string | null
+  readonly headers: string[][]
+  readonly station: string
+  readonly partition: number
+  readonly sequence: number
+  readonly deliveries: number
+  readonly msgId: string | null
+  /** @internal */
+  constructor(private readonly inner: native.Message) {
+    this.payload = inner.payload
+    this.key = inner.key
+    this.headers = inner.headers
+    this.station = inner.station
+    this.partition = inner.partition
+    this.sequence = inner.sequence
+    this.deliveries = inner.deliveries
+    this.msgId = inner.msgId
+  }
+  header(name: string): string | null { return this.inner.header(name) }
+  /** The payload parsed as JSON. */
+  json<T = unknown>(): T { return JSON.parse(this.payload.toString('utf8')) as T }
+  /** Done: committed once every earlier message of its partition is done. */
+  ack(): void { sync(() => this.inner.ack()) }
+  /** Failed: redelivered after `delayMs` (or the growing default), or dead-lettered. */
+  nack({ delayMs, reason }: { delayMs?: number; reason?: string } = {}): void { sync(() => this.inner.nack(delayMs, reason)) }
+  /** Never again: dead-lettered at once. */
+  term(reason?: string): void { sync(() => this.inner.term(reason)) }
+  /** Gives the message back unprocessed, without counting a delivery. */
+  release(): void { sync(() => this.inner.release()) }
+  /** Still working: postpones the redelivery by the ack wait. */
+  inProgress(): Promise<void> { return call(() => this.inner.inProgress()) }
+}
+
+export class Consumer implements AsyncIterable<Message> {
+  /** @internal */
+  constructor(private readonly inner: native.Consumer) {}
+  get station(): string { return this.inner.station }
+  get group(): string { return this.inner.group }
+
+  /** The next message, or null once closed. Rejects with AbortError on abort. */
+  async next({ signal }: { signal?: AbortSignal } = {}): Promise<Message | null> {
+    if (signal?.aborted) throw abortError(signal)
+    const onAbort = () => this.inner.interrupt()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const message = await call(() => this.inner.next())
+      if (signal?.aborted) {
+        // Interrupted, or aborted as it arrived: give it back, uncounted.
+        if (message) message.release()
+        throw abortError(signal)
+      }
+      return message ? new Message(message) : null
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Every message until closed or aborted; leaving the loop closes the consumer. */
+  async *messages({ signal }: { signal?: AbortSignal } = {}): AsyncGenerator<Message, void, undefined> {
+    try {
+      for (;;) {
+        const message = await this.next({ signal })
+        if (message === null) return
+        yield message
+      }
+    } finally {
+      await this.close()
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return this.messages()
+  }
+
+  /** How each partition of this member is doing (owned, in sync, held, undelivered, last error). */
+  health(): Promise<PartitionHealth[]> { return call(() => this.inner.health()) }
+
+  /**
+   * Runs `handler` on every message until closed (or `signal` aborts): a
+   * resolved handler acks, a rejected one nacks with its error as reason.
+   */
+  async consume(handler: Handler, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
+    const running = new Set<Promise<void>>()
+    try {
+      for (;;) {
+        let message: Message | null
+        try {
+          message = await this.next({ signal })
+        } catch (error) {
+          if ((error as Error | undefined)?.name === 'AbortError') break
+          throw error
+        }
+        if (message === null) break
+        const current = message
+        const task: Promise<void> = Promise.resolve()
+          .then(() => handler(current))
+          .then(
+            () => current.ack(),
+            (error: unknown) => {
+              const e = error as { name?: string; message?: string } | undefined
+              current.nack({ reason: `${e?.name ?? 'Error'}: ${e?.message ?? String(error)}` })
+            },
+          )
+          .finally(() => running.delete(task))
+        running.add(task)
+      }
+    } finally {
+      await Promise.allSettled([...running])
+    }
+  }
+
+  /** Stops fetching, waits for held messages to be settled, commits. */
+  close(): Promise<void> { return call(() => this.inner.close()) }
+  async [Symbol.asyncDispose](): Promise<void> { await this.close() }
+}
+
+/**
+ * Sends core log events at or above `filter` to `logger` (`null` silences
+ * them). Silent by default; DEBUG=jetstation logs to standard error.
+ */
+export function setLogger(logger: ((record: LogRecord) => void) | null, filter = 'info'): void {
+  sync(() => native.setLogger(logger, filter))
+}
+
+function stderrLogger(record: LogRecord): void {
+  process.stderr.write(`jetstation ${record.level} ${record.target}: ${record.message}\n`)
+}
+
+if (/\bjetstation\b/.test(process.env.DEBUG ?? '')) setLogger(stderrLogger, process.env.JETSTATION_LOG ?? 'debug')
