@@ -1,4 +1,5 @@
-//! Dead letters: listing them and replaying them into their station.
+//! Dead letters: storing them, listing them and replaying them into their
+//! station.
 //!
 //! A dead letter is a copy of a message that failed `max_deliveries` times
 //! (or was terminated), stored in the station's dead-letter stream with
@@ -6,10 +7,14 @@
 //! its payload, key and application headers to the station again (as a new
 //! message at the end of its partition) and removes it from the dead letters.
 
-use async_nats::jetstream::{
-    consumer::{AckPolicy, DeliverPolicy, pull},
-    message::StreamMessage,
-    stream::RawMessageErrorKind,
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{AckPolicy, DeliverPolicy, pull},
+        message::{PublishMessage, StreamMessage},
+        stream::RawMessageErrorKind,
+    },
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -22,6 +27,89 @@ use crate::{
     producer::{Message, ProducerOptions, Receipt},
     station::unknown_station,
 };
+
+/// Where a message to dead-letter comes from, and why it failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) station: String,
+    pub(crate) partition: u32,
+    pub(crate) sequence: u64,
+    pub(crate) group: String,
+    pub(crate) deliveries: u64,
+    pub(crate) reason: String,
+}
+
+/// Stores a copy of `raw` in its station's dead-letter stream, with headers
+/// naming its origin. Its id is derived from the origin, so storing it again
+/// (a retry after an unknown outcome) keeps one copy.
+pub(crate) async fn store(
+    client: &Client,
+    origin: &Origin,
+    raw: &jetstream::Message,
+) -> Result<()> {
+    let names = &client.inner.names;
+    let subject = names.dead_letter_subject(&origin.station);
+    let origin_stream = names.partition_stream(&origin.station, origin.partition);
+    let mut h = HeaderMap::new();
+    if let Some(original) = &raw.headers {
+        for (name, values) in original.iter() {
+            let name: &str = name.as_ref();
+            if name.eq_ignore_ascii_case(headers::MSG_ID) {
+                for v in values {
+                    h.insert(headers::ORIGIN_MSG_ID, v.as_str());
+                }
+            } else if !name.to_ascii_lowercase().starts_with("nats-") {
+                for v in values {
+                    h.append(name, v.as_str());
+                }
+            }
+        }
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    h.insert(
+        headers::MSG_ID,
+        format!("dl-{origin_stream}-{}-{}", origin.group, origin.sequence).as_str(),
+    );
+    h.insert(headers::ORIGIN_STATION, origin.station.as_str());
+    h.insert(
+        headers::ORIGIN_PARTITION,
+        origin.partition.to_string().as_str(),
+    );
+    h.insert(
+        headers::ORIGIN_SEQUENCE,
+        origin.sequence.to_string().as_str(),
+    );
+    h.insert(headers::ORIGIN_GROUP, origin.group.as_str());
+    h.insert(headers::DELIVERIES, origin.deliveries.to_string().as_str());
+    h.insert(headers::LAST_ERROR, sanitize(&origin.reason).as_str());
+    h.insert(headers::DEAD_LETTERED_AT, now.as_str());
+    let publish = PublishMessage::build()
+        .payload(raw.payload.clone())
+        .headers(h);
+    // Stored, the message counts as finished and is committed with its
+    // prefix. No `Term`: under AckPolicy::All a term acknowledges every
+    // earlier message too, finished or not.
+    client
+        .inner
+        .js
+        .send_publish(subject, publish)
+        .await
+        .map_err(|e| Error::from_nats("storing a dead letter", &e))?
+        .await
+        .map_err(|e| Error::from_nats("storing a dead letter", &e))?;
+    Ok(())
+}
+
+/// Header values cannot hold line breaks; keep them readable and bounded.
+fn sanitize(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    flat.chars().take(1024).collect()
+}
 
 /// A message in a station's dead-letter stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

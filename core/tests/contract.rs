@@ -51,7 +51,10 @@ fn fields(debug: &str) -> Vec<String> {
 #[test]
 fn error_kinds_and_vocabularies_are_the_cores() {
     let c = contract();
-    let kinds: Vec<String> = ErrorKind::ALL.iter().map(|k| k.as_str().to_string()).collect();
+    let kinds: Vec<String> = ErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect();
     assert_eq!(words(&c["error_kinds"]), kinds);
     let v = &c["vocabularies"];
     assert_eq!(words(&v["storage"]), Storage::NAMES);
@@ -110,8 +113,15 @@ fn option_records_hold_the_cores_settings() {
         format!("{:?}", ConnectOptions::new("nats://127.0.0.1:4222")),
         &["urls", "auth", "tls"],
         &[
-            "token", "user", "password", "nkey_seed", "creds_file", "tls_required", "tls_ca",
-            "tls_cert", "tls_key",
+            "token",
+            "user",
+            "password",
+            "nkey_seed",
+            "creds_file",
+            "tls_required",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
         ],
     );
 }

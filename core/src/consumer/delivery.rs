@@ -19,7 +19,7 @@ use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::scheduler::{Event, Token};
+use super::{book::Token, scheduler::Event};
 use crate::error::{Error, Result};
 
 /// Reason recorded for a nack that gives none (shown on a dead letter).
@@ -80,18 +80,7 @@ pub enum Settlement {
 }
 
 /// How a delivery was settled, as the scheduler sees it.
-#[derive(Debug, Clone)]
-pub(crate) enum Outcome {
-    Ack,
-    Nack {
-        delay: Option<Duration>,
-        reason: String,
-    },
-    Term {
-        reason: String,
-    },
-    Release,
-}
+pub(crate) type Outcome = super::book::Settle;
 
 impl From<Settlement> for Outcome {
     fn from(s: Settlement) -> Self {

@@ -31,14 +31,11 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{
-    PIN_GROUP,
-    scheduler::{Event, check_schema},
-};
+use super::{PIN_GROUP, scheduler::Event};
 use crate::{
     client::Client,
     error::{Error, ErrorKind},
-    schema::SchemaBinding,
+    schema::{SCHEMA_HEADER, SCHEMA_VERSION_HEADER, SchemaBinding},
 };
 
 /// What a fetch task needs.
@@ -172,6 +169,46 @@ impl Fetch {
                         "cannot create the group's consumer yet"
                     ),
                 }
+            }
+        }
+    }
+}
+
+/// Validates a fetched message against the schema its headers name (or the
+/// station's binding, for messages from foreign producers). Returns why it
+/// does not match.
+pub(crate) async fn check_schema(
+    client: &Client,
+    binding: &SchemaBinding,
+    message: &jetstream::Message,
+) -> Option<String> {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.to_string())
+    };
+    let name = header(SCHEMA_HEADER).unwrap_or_else(|| binding.name.clone());
+    let version = header(SCHEMA_VERSION_HEADER)
+        .and_then(|v| v.parse().ok())
+        .or(binding.version);
+    loop {
+        match client.compiled_schema(&name, version).await {
+            Ok((compiled, version)) => {
+                return compiled.validate(&message.payload).err().map(|detail| {
+                    format!("schema validation failed: schema {name:?} version {version}: {detail}")
+                });
+            }
+            // Definitive: the schema or version does not exist, or is broken.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidArgument) => {
+                return Some(format!("schema validation failed: {}", e.message()));
+            }
+            // The registry is unreachable for now: the message waits.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load schema; retrying");
+                // Retry delay while the registry is unreachable; the message waits meanwhile.
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }

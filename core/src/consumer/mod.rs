@@ -29,6 +29,7 @@
 //! `ack`, `nack`, `term`, `in_progress`) and [`Consumer::consume`] (a handler
 //! whose `Ok` acks and whose `Err` nacks).
 
+mod book;
 mod committer;
 mod delivery;
 mod fetch;
@@ -219,14 +220,6 @@ impl ConsumerOptions {
             return Err(Error::invalid("handover_timeout must be at least 1 s"));
         }
         Ok(())
-    }
-
-    /// Delay before redelivery after the `deliveries`-th delivery failed.
-    pub(crate) fn redelivery_after(&self, deliveries: u64) -> Duration {
-        let exp = deliveries.saturating_sub(1).min(20) as u32;
-        self.redelivery_delay
-            .saturating_mul(1 << exp)
-            .min(self.max_redelivery_delay)
     }
 }
 

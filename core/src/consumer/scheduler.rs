@@ -1,13 +1,10 @@
-//! The heart of a consumer group member: one task that owns every piece of
-//! state, driven by events (messages fetched, deliveries settled, dead
-//! letters stored, broker info, close). No locks; nothing else mutates it.
-//!
-//! Per partition it keeps the delivered but uncommitted messages in stream
-//! order (`entries`), and per key the queue of its messages (`keys`): only a
-//! key's first message can run, so one key never runs twice at once and keys
-//! keep stream order. A message finished (acked or dead-lettered) lets the
-//! next one of its key run, and moves the commit point over the contiguous
-//! prefix of finished messages (one `AckAll` for the last of them).
+//! The I/O driver of a consumer group member: one task that owns every
+//! piece of state, driven by events (messages fetched, deliveries settled,
+//! dead letters stored, broker info, membership, close). No locks; nothing
+//! else mutates it. What is held, what may run and what may be committed is
+//! decided by the pure [`super::book::Machine`]; this module carries its
+//! decisions out (hand-outs, naks, dead letters, commits) and keeps what
+//! needs the broker: pulls, sync checks and partition ownership.
 //!
 //! # Committing only what this member knows
 //! `AckAll` on sequence `s` acknowledges every pending message up to `s`, also
@@ -21,15 +18,12 @@
 //! `ack_wait`, and the check is repeated).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
-use async_nats::{
-    HeaderMap,
-    jetstream::{self, AckKind, consumer::pull, message::PublishMessage},
-};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -37,6 +31,7 @@ use tokio::{
 
 use super::{
     ConsumerOptions, Delivery, Ledger, Outcome, PIN_GROUP, ReceivedMessage,
+    book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token, commit_prefix},
     committer::Committer,
     membership::{Membership, assignment},
 };
@@ -44,15 +39,8 @@ use crate::{
     client::Client,
     error::{Error, ErrorKind, Result},
     headers,
-    schema::{SCHEMA_HEADER, SCHEMA_VERSION_HEADER, SchemaBinding},
+    schema::SchemaBinding,
 };
-
-/// Identifies a delivery handed to the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Token {
-    partition: u32,
-    sequence: u64,
-}
 
 // Events move once through a channel; boxing the common `Fetched` variant
 // would add an allocation per message for nothing.
@@ -99,45 +87,10 @@ pub(crate) struct PartitionHandle {
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Behind an earlier message of its key.
-    Waiting,
-    /// May run; queued for the application.
-    Runnable,
-    /// Held by the application.
-    InApp,
-    /// Failed; the broker redelivers it after a delay.
-    Nacked,
-    /// Being copied to the dead-letter station.
-    DeadLettering,
-    /// Acked or dead-lettered; committed with the prefix.
-    Done,
-}
-
-struct Entry {
-    /// Shared with the delivery handed to the application and with commits.
-    raw: Arc<jetstream::Message>,
-    key: Option<String>,
-    state: State,
-    deliveries: u64,
-    /// The broker's delivery (consumer) sequence of its latest delivery.
-    delivery: u64,
-    last_error: Option<String>,
-    /// Schema mismatch: dead-lettered in its turn, never handed over.
-    invalid: Option<String>,
-}
-
 struct Partition {
     handle: PartitionHandle,
-    entries: BTreeMap<u64, Entry>,
-    /// Held entries delivered again after later ones were fetched: only
-    /// while there are some can a commit point fall short of the prefix.
-    redelivered: BTreeSet<u64>,
-    keys: HashMap<String, VecDeque<u64>>,
-    /// Highest committed stream sequence.
-    committed: u64,
-    /// The same, for the pull loop (where a recreated durable starts).
+    /// The highest committed stream sequence, for the pull loop (where a
+    /// recreated durable starts).
     committed_shared: Arc<std::sync::atomic::AtomicU64>,
     last_delivery: u64,
     in_sync: bool,
@@ -154,8 +107,6 @@ struct Partition {
     owned: bool,
     /// No longer assigned: draining before handing it over.
     revoking: bool,
-    /// Messages that may run, in the order they became runnable.
-    runnable: VecDeque<u64>,
     /// When a message last arrived (or the partition was taken).
     last_activity: Instant,
     last_delivery_at: Option<SystemTime>,
@@ -198,13 +149,11 @@ pub(crate) struct Scheduler {
     client: Client,
     station: String,
     group: String,
-    max_deliveries: u32,
     schema: Option<SchemaBinding>,
     options: ConsumerOptions,
     parts: Vec<Partition>,
-    /// Partition to look at first next time (round robin).
-    next_partition: usize,
-    in_app: HashSet<Token>,
+    /// What is held, what may run, what may be committed.
+    machine: Machine<Arc<jetstream::Message>>,
     ready: Option<mpsc::UnboundedSender<Delivery>>,
     events: mpsc::UnboundedSender<Event>,
     ledger: Arc<Ledger>,
@@ -242,10 +191,6 @@ impl Scheduler {
             .into_iter()
             .map(|handle| Partition {
                 handle,
-                entries: BTreeMap::new(),
-                redelivered: BTreeSet::new(),
-                keys: HashMap::new(),
-                committed: 0,
                 committed_shared: Arc::default(),
                 last_delivery: 0,
                 in_sync: false,
@@ -256,25 +201,31 @@ impl Scheduler {
                 fetch: None,
                 owned: false,
                 revoking: false,
-                runnable: VecDeque::new(),
                 last_activity: Instant::now(),
                 last_delivery_at: None,
                 last_error: None,
                 broker_undelivered: 0,
                 warned_silent: false,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let machine = Machine::new(
+            parts.len(),
+            options.concurrency,
+            max_deliveries,
+            RedeliveryDelays {
+                first: options.redelivery_delay,
+                max: options.max_redelivery_delay,
+            },
+        );
         let committer = Committer::start(client.inner.js.client());
         Self {
             client,
             station,
             group,
-            max_deliveries,
             schema,
             options,
             parts,
-            next_partition: 0,
-            in_app: HashSet::new(),
+            machine,
             ready: Some(ready),
             events,
             ledger,
@@ -407,9 +358,15 @@ impl Scheduler {
                 self.on_fetched(partition, message, invalid);
                 self.try_sync(partition as usize);
             }
-            Event::Settled { token, outcome } => self.on_settled(token, outcome),
+            Event::Settled { token, outcome } => {
+                let actions = self.machine.settle(token, outcome);
+                self.carry_out(actions);
+            }
             Event::DeadLettered { token, result } => match result {
-                Ok(()) => self.finish(token),
+                Ok(()) => {
+                    let actions = self.machine.dead_lettered(token);
+                    self.carry_out(actions);
+                }
                 Err(err) => {
                     tracing::warn!(
                         station = %self.station, partition = token.partition,
@@ -426,10 +383,13 @@ impl Scheduler {
             },
             Event::RetryDeadLetter { token } => {
                 let reason = self
-                    .entry(token)
+                    .machine
+                    .book(token.partition)
+                    .entry(token.sequence)
                     .and_then(|e| e.last_error.clone())
                     .unwrap_or_default();
-                self.dead_letter(token, reason);
+                let actions = self.machine.dead_letter(token, reason);
+                self.carry_out(actions);
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
@@ -448,9 +408,7 @@ impl Scheduler {
                 // Closing the channel ends the application's iteration once it
                 // has taken what is already queued for it.
                 self.ready = None;
-                for part in &mut self.parts {
-                    part.runnable.clear();
-                }
+                self.machine.close();
             }
         }
         for i in 0..self.parts.len() {
@@ -459,13 +417,6 @@ impl Scheduler {
             }
         }
         self.dispatch();
-    }
-
-    fn entry(&mut self, token: Token) -> Option<&mut Entry> {
-        self.parts
-            .get_mut(token.partition as usize)?
-            .entries
-            .get_mut(&token.sequence)
     }
 
     fn on_fetched(&mut self, partition: u32, message: jetstream::Message, invalid: Option<String>) {
@@ -496,20 +447,20 @@ impl Scheduler {
             part.gap_at = delivery;
         }
         part.last_delivery = part.last_delivery.max(delivery);
-        if let Some(entry) = part.entries.get_mut(&sequence) {
-            // A redelivery: the one awaited after a nack, or an ack-wait
-            // expiry of a message that is waiting, running or finished here.
-            entry.raw = Arc::new(message);
-            entry.deliveries = deliveries;
-            entry.delivery = delivery;
-            part.redelivered.insert(sequence);
-            if entry.state == State::Nacked {
-                entry.state = State::Runnable;
-                part.runnable.push_back(sequence);
-            }
-            return;
-        }
-        if sequence <= part.committed {
+        let key = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::KEY))
+            .map(|v| v.to_string());
+        let book = self.machine.book(partition);
+        if let Admitted::Committed(message) = book.admit(
+            sequence,
+            delivery,
+            deliveries,
+            key,
+            invalid,
+            Arc::new(message),
+        ) {
             // Committed here, but the broker forgot (a new consumer leader
             // that had not applied the commit): acknowledge it again, or it
             // would stay pending forever and keep the partition out of sync.
@@ -518,166 +469,45 @@ impl Scheduler {
             tokio::spawn(async move {
                 let _ = message.ack_with(AckKind::Ack).await;
             });
-            return;
-        }
-        let key = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(headers::KEY))
-            .map(|v| v.to_string());
-        let mut state = State::Runnable;
-        if let Some(k) = &key {
-            // A key's queue is in stream order, whatever the arrival order
-            // (redeliveries after a handover can arrive out of order).
-            let queue = part.keys.entry(k.clone()).or_default();
-            let mut pos = queue.partition_point(|s| *s < sequence);
-            let head = queue.front().copied();
-            if pos == 0
-                && let Some(head) = head
-            {
-                match part.entries.get_mut(&head) {
-                    Some(e) if e.state == State::Runnable => e.state = State::Waiting,
-                    // The head already runs: never run two of a key at once.
-                    Some(_) => pos = 1,
-                    None => {}
-                }
-            }
-            queue.insert(pos, sequence);
-            if pos > 0 {
-                state = State::Waiting;
-            }
-        }
-        part.entries.insert(
-            sequence,
-            Entry {
-                raw: Arc::new(message),
-                key,
-                state,
-                deliveries,
-                delivery,
-                last_error: None,
-                invalid,
-            },
-        );
-        if state == State::Runnable {
-            part.runnable.push_back(sequence);
         }
     }
 
-    /// The next message that may run: round robin over the partitions this
-    /// member owns and is in sync with (see the module doc: a partition
-    /// whose pending messages are not all known here runs nothing, or a key
-    /// could overtake its own message still held by a previous owner).
-    fn next_runnable(&mut self) -> Option<Token> {
-        let n = self.parts.len();
-        for offset in 0..n {
-            let index = (self.next_partition + offset) % n;
-            let part = &mut self.parts[index];
-            if !part.owned || !part.in_sync {
-                continue;
-            }
-            while let Some(sequence) = part.runnable.pop_front() {
-                if part
-                    .entries
-                    .get(&sequence)
-                    .is_some_and(|e| e.state == State::Runnable)
-                {
-                    self.next_partition = (index + 1) % n;
-                    return Some(Token {
-                        partition: part.handle.partition,
-                        sequence,
-                    });
-                }
-            }
-        }
-        None
-    }
-
-    /// Hands runnable messages to the application, up to `concurrency`.
+    /// Hands runnable messages to the application (round robin over the
+    /// partitions this member owns and is in sync with: a partition whose
+    /// pending messages are not all known here runs nothing, or a key could
+    /// overtake its own message still held by a previous owner).
     fn dispatch(&mut self) {
-        while self.in_app.len() < self.options.concurrency && self.closing.is_none() {
-            let Some(token) = self.next_runnable() else {
-                return;
-            };
-            let max = u64::from(self.max_deliveries);
-            let Some(entry) = self
-                .parts
-                .get_mut(token.partition as usize)
-                .and_then(|p| p.entries.get_mut(&token.sequence))
-            else {
-                continue;
-            };
-            if let Some(reason) = entry.invalid.clone() {
-                self.dead_letter(token, reason);
-                continue;
-            }
-            if entry.deliveries > max {
-                // Delivered too often without being settled (ack-wait
-                // expiries, crashes): do not run it again.
-                let reason = entry.last_error.clone().unwrap_or_else(|| {
-                    format!(
-                        "not acknowledged after {} deliveries (ack_wait expired)",
-                        entry.deliveries - 1
-                    )
-                });
-                self.dead_letter(token, reason);
-                continue;
-            }
-            entry.state = State::InApp;
-            let delivery: Delivery = self.ledger.hand_out(
-                token,
-                entry.raw.clone(),
-                received(&self.station, token, entry),
-            );
-            self.in_app.insert(token);
-            if let Some(ready) = &self.ready {
-                // If the application is gone, the delivery's drop reports it back.
-                let _ = ready.send(delivery);
-            }
-        }
+        let parts = &self.parts;
+        let actions = self
+            .machine
+            .dispatch(|p| parts[p as usize].owned && parts[p as usize].in_sync);
+        self.carry_out(actions);
     }
 
-    fn on_settled(&mut self, token: Token, outcome: Outcome) {
-        if !self.in_app.remove(&token) {
-            return;
-        }
-        let max = u64::from(self.max_deliveries);
-        let options = self.options.clone();
-        let closing = self.closing.is_some();
-        let Some(entry) = self.entry(token) else {
-            return;
-        };
-        match outcome {
-            Outcome::Ack => self.finish(token),
-            Outcome::Release if !closing => {
-                // Handed out again first thing, still first in its key's line,
-                // with its delivery count unchanged.
-                entry.state = State::Runnable;
-                self.parts[token.partition as usize]
-                    .runnable
-                    .push_front(token.sequence);
-            }
-            Outcome::Release => {
-                entry.state = State::Nacked;
-                let raw = entry.raw.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = raw.ack_with(AckKind::Nak(Some(Duration::ZERO))).await {
-                        tracing::debug!(error = %e, "nak not sent; ack_wait will redeliver");
-                    }
-                });
-            }
-            Outcome::Term { reason } => self.dead_letter(token, reason),
-            Outcome::Nack { delay, reason } => {
-                entry.last_error = Some(reason.clone());
-                if entry.deliveries >= max && !closing {
-                    self.dead_letter(token, reason);
-                } else {
-                    let delay = if closing {
-                        Duration::ZERO
-                    } else {
-                        delay.unwrap_or_else(|| options.redelivery_after(entry.deliveries))
+    /// Carries out what the machine decided.
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Deliver(token) => {
+                    let Some(entry) = self.machine.book(token.partition).entry(token.sequence)
+                    else {
+                        continue;
                     };
-                    entry.state = State::Nacked;
+                    let delivery: Delivery = self.ledger.hand_out(
+                        token,
+                        entry.raw.clone(),
+                        received(&self.station, token, entry),
+                    );
+                    if let Some(ready) = &self.ready {
+                        // If the application is gone, the delivery's drop reports it back.
+                        let _ = ready.send(delivery);
+                    }
+                }
+                Action::Nak { token, delay } => {
+                    let Some(entry) = self.machine.book(token.partition).entry(token.sequence)
+                    else {
+                        continue;
+                    };
                     let raw = entry.raw.clone();
                     tokio::spawn(async move {
                         if let Err(e) = raw.ack_with(AckKind::Nak(Some(delay))).await {
@@ -685,51 +515,26 @@ impl Scheduler {
                         }
                     });
                 }
+                Action::DeadLetter {
+                    token,
+                    reason,
+                    deliveries,
+                } => self.dead_letter(token, reason, deliveries),
+                Action::Commit(partition) => self.commit(partition as usize),
             }
         }
-    }
-
-    /// The message is acked or dead-lettered: let its key move on and commit.
-    fn finish(&mut self, token: Token) {
-        let part = &mut self.parts[token.partition as usize];
-        let Some(entry) = part.entries.get_mut(&token.sequence) else {
-            return;
-        };
-        entry.state = State::Done;
-        if let Some(key) = entry.key.clone()
-            && let Some(queue) = part.keys.get_mut(&key)
-        {
-            queue.retain(|s| *s != token.sequence);
-            match queue.front().copied() {
-                Some(next) => {
-                    if let Some(e) = part.entries.get_mut(&next)
-                        && e.state == State::Waiting
-                    {
-                        e.state = State::Runnable;
-                        part.runnable.push_back(next);
-                    }
-                }
-                None => {
-                    part.keys.remove(&key);
-                }
-            }
-        }
-        self.commit(token.partition as usize);
     }
 
     /// Acknowledges the contiguous prefix of finished messages, if in sync.
     fn commit(&mut self, index: usize) {
-        let part = &mut self.parts[index];
-        if !part.in_sync {
+        if !self.parts[index].in_sync {
             self.request_sync(index);
             return;
         }
-        let Some((sequence, last)) =
-            pop_commit_prefix(&mut part.entries, Some(&mut part.redelivered))
-        else {
+        let Some((sequence, last)) = self.machine.book(index as u32).commit_prefix() else {
             return;
         };
-        part.committed = sequence;
+        let part = &self.parts[index];
         part.committed_shared
             .store(sequence, std::sync::atomic::Ordering::Release);
         self.committer.commit(part.handle.partition, last);
@@ -756,7 +561,7 @@ impl Scheduler {
                         station = %self.station, group = %self.group, partition,
                         silent = ?part.last_activity.elapsed(),
                         undelivered = part.broker_undelivered,
-                        held = part.entries.len(),
+                        held = self.machine.books[i].len(),
                         in_sync = part.in_sync,
                         "partition silent for longer than ack_wait with messages pending; pulling again"
                     );
@@ -775,7 +580,7 @@ impl Scheduler {
     }
 
     fn request_sync(&mut self, index: usize) {
-        if self.parts[index].entries.is_empty() {
+        if self.machine.books[index].is_empty() {
             return;
         }
         self.force_sync(index);
@@ -823,26 +628,13 @@ impl Scheduler {
         };
         // Another member committed these while this one was not the owner.
         let floor = info.ack_floor.stream_sequence;
-        if floor > part.committed {
-            let stale: Vec<u64> = part.entries.range(..=floor).map(|(s, _)| *s).collect();
-            for s in stale {
-                part.redelivered.remove(&s);
-                if let Some(e) = part.entries.remove(&s)
-                    && let Some(k) = e.key
-                    && let Some(q) = part.keys.get_mut(&k)
-                {
-                    q.retain(|x| *x != s);
-                    if q.is_empty() {
-                        part.keys.remove(&k);
-                    }
-                }
-            }
-            part.committed = floor;
+        let book = &mut self.machine.books[index];
+        if book.forget_through(floor) {
             part.committed_shared
                 .store(floor, std::sync::atomic::Ordering::Release);
         }
         part.broker_undelivered = info.num_pending;
-        if part.in_sync || part.entries.is_empty() && info.num_ack_pending == 0 {
+        if part.in_sync || book.is_empty() && info.num_ack_pending == 0 {
             if !part.in_sync && part.owned && !part.revoking {
                 // Nothing pending anywhere: trivially in sync.
                 part.in_sync = true;
@@ -869,8 +661,8 @@ impl Scheduler {
             self.request_sync(index);
             return;
         };
-        let held = part.entries.values().map(|e| e.delivery);
-        match sync_verdict(held, part.last_delivery, part.gap_at, point) {
+        let book = &self.machine.books[index];
+        match sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point) {
             Verdict::InSync => {
                 part.in_sync = true;
                 part.sync_point = None;
@@ -883,7 +675,7 @@ impl Scheduler {
                     partition = part.handle.partition,
                     ?point,
                     received = part.last_delivery,
-                    held = part.entries.len(),
+                    held = book.len(),
                     "not in sync yet"
                 );
                 part.sync_point = None;
@@ -911,11 +703,12 @@ impl Scheduler {
     fn health(&self) -> Vec<PartitionHealth> {
         self.parts
             .iter()
-            .map(|p| PartitionHealth {
+            .zip(&self.machine.books)
+            .map(|(p, book)| PartitionHealth {
                 partition: p.handle.partition,
                 owned: p.owned,
                 in_sync: p.in_sync,
-                held: p.entries.len(),
+                held: book.len(),
                 undelivered: p.broker_undelivered,
                 last_delivery: p.last_delivery_at,
                 last_error: p.last_error.clone(),
@@ -925,8 +718,7 @@ impl Scheduler {
 
     fn on_tick(&mut self) {
         for i in 0..self.parts.len() {
-            let p = &self.parts[i];
-            if !p.in_sync && !p.entries.is_empty() {
+            if !self.parts[i].in_sync && !self.machine.books[i].is_empty() {
                 self.request_sync(i);
             }
         }
@@ -936,95 +728,43 @@ impl Scheduler {
         {
             tracing::warn!(
                 station = %self.station, group = %self.group,
-                held = self.in_app.len(),
+                held = self.machine.held_by_app(),
                 "closing without waiting further for unsettled messages"
             );
-            self.in_app.clear();
+            self.machine.abandon_app();
         }
     }
 
-    /// Copies the message to the dead-letter station, then terminates it.
-    fn dead_letter(&mut self, token: Token, reason: String) {
-        let station = self.station.clone();
-        let group = self.group.clone();
-        let names = &self.client.inner.names;
-        let subject = names.dead_letter_subject(&station);
-        let origin_stream = names.partition_stream(&station, token.partition);
-        let js = self.client.inner.js.clone();
-        let events = self.events.clone();
-        let Some(entry) = self.entry(token) else {
+    /// Copies the message to the dead-letter station (see
+    /// [`crate::dead_letter`]); reports back with `DeadLettered`.
+    fn dead_letter(&mut self, token: Token, reason: String, deliveries: u64) {
+        let Some(entry) = self.machine.book(token.partition).entry(token.sequence) else {
             return;
         };
-        entry.state = State::DeadLettering;
-        entry.last_error = Some(reason.clone());
         let raw = entry.raw.clone();
-        let deliveries = entry.deliveries;
         tracing::info!(
-            station = %station, partition = token.partition, sequence = token.sequence,
+            station = %self.station, partition = token.partition, sequence = token.sequence,
             deliveries, reason = %reason, "dead-lettering"
         );
+        let origin = crate::dead_letter::Origin {
+            station: self.station.clone(),
+            partition: token.partition,
+            sequence: token.sequence,
+            group: self.group.clone(),
+            deliveries,
+            reason,
+        };
+        let (client, events) = (self.client.clone(), self.events.clone());
         tokio::spawn(async move {
-            let mut h = HeaderMap::new();
-            if let Some(original) = &raw.headers {
-                for (name, values) in original.iter() {
-                    let name: &str = name.as_ref();
-                    if name.eq_ignore_ascii_case(headers::MSG_ID) {
-                        for v in values {
-                            h.insert(headers::ORIGIN_MSG_ID, v.as_str());
-                        }
-                    } else if !name.to_ascii_lowercase().starts_with("nats-") {
-                        for v in values {
-                            h.append(name, v.as_str());
-                        }
-                    }
-                }
-            }
-            let now = time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
-            h.insert(
-                headers::MSG_ID,
-                format!("dl-{origin_stream}-{group}-{}", token.sequence).as_str(),
-            );
-            h.insert(headers::ORIGIN_STATION, station.as_str());
-            h.insert(
-                headers::ORIGIN_PARTITION,
-                token.partition.to_string().as_str(),
-            );
-            h.insert(
-                headers::ORIGIN_SEQUENCE,
-                token.sequence.to_string().as_str(),
-            );
-            h.insert(headers::ORIGIN_GROUP, group.as_str());
-            h.insert(headers::DELIVERIES, deliveries.to_string().as_str());
-            h.insert(headers::LAST_ERROR, sanitize(&reason).as_str());
-            h.insert(headers::DEAD_LETTERED_AT, now.as_str());
-            let publish = PublishMessage::build()
-                .payload(raw.payload.clone())
-                .headers(h);
-            // Stored, the message counts as finished and is committed with
-            // its prefix. No `Term`: under AckPolicy::All a term acknowledges
-            // every earlier message too, finished or not.
-            let result = async {
-                js.send_publish(subject, publish)
-                    .await
-                    .map_err(|e| Error::from_nats("storing a dead letter", &e))?
-                    .await
-                    .map_err(|e| Error::from_nats("storing a dead letter", &e))?;
-                Ok(())
-            }
-            .await;
+            let result = crate::dead_letter::store(&client, &origin, &raw).await;
             let _ = events.send(Event::DeadLettered { token, result });
         });
     }
 
     fn close_ready(&self) -> bool {
         self.closing.is_some()
-            && self.in_app.is_empty()
-            && !self
-                .parts
-                .iter()
-                .any(|p| p.entries.values().any(|e| e.state == State::DeadLettering))
+            && self.machine.held_by_app() == 0
+            && !self.machine.books.iter().any(|b| b.dead_lettering())
     }
 
     /// Takes and gives away partitions after the live members changed.
@@ -1054,12 +794,8 @@ impl Scheduler {
 
     /// Hands a revoked partition over once the application holds nothing of it.
     fn check_revoked(&mut self, index: usize) {
-        let part = &self.parts[index];
-        let busy = part
-            .entries
-            .values()
-            .any(|e| matches!(e.state, State::InApp | State::DeadLettering));
-        if part.revoking && !busy {
+        let busy = self.machine.books[index].busy();
+        if self.parts[index].revoking && !busy {
             let release = self.take_release(index);
             tokio::spawn(release.run());
         }
@@ -1072,16 +808,11 @@ impl Scheduler {
         part.in_sync = false;
         part.syncing = false;
         part.sync_point = None;
-        part.keys.clear();
-        part.runnable.clear();
         Release {
             committer: self.committer.clone(),
             stream: part.handle.stream.clone(),
             group: self.group.clone(),
-            entries: {
-                part.redelivered.clear();
-                std::mem::take(&mut part.entries)
-            },
+            entries: self.machine.books[index].take_all(),
             in_sync: std::mem::take(&mut part.in_sync),
             last_delivery: part.last_delivery,
         }
@@ -1109,7 +840,7 @@ struct Release {
     committer: Committer,
     stream: jetstream::stream::Stream<()>,
     group: String,
-    entries: BTreeMap<u64, Entry>,
+    entries: BTreeMap<u64, Entry<Arc<jetstream::Message>>>,
     in_sync: bool,
     last_delivery: u64,
 }
@@ -1137,7 +868,7 @@ impl Release {
             }
         }
         if self.in_sync
-            && let Some((_, last)) = pop_commit_prefix(&mut self.entries, None)
+            && let Some((_, last)) = commit_prefix(&mut self.entries, None)
             && let Err(e) = last.double_ack().await
         {
             result = Err(Error::from_nats(
@@ -1209,80 +940,11 @@ fn sync_verdict(
     }
 }
 
-/// Removes the longest committable part of the finished prefix; returns its
-/// last sequence and the message whose acknowledgement commits it.
-///
-/// With `AckPolicy::All` the broker ignores an acknowledgement whose delivery
-/// sequence is not above the last acknowledged one. A message redelivered
-/// after a nack has a higher delivery sequence than later messages fetched
-/// before the redelivery; committing it first would leave those impossible to
-/// acknowledge (and, uncommitted, redelivered after `ack_wait`). So the commit
-/// point is the last finished message whose delivery sequence is below that
-/// of every message held after it; the rest waits for a later commit.
-///
-/// `redelivered` (the partition's redelivered entries, `None` when unknown):
-/// when it is empty, delivery sequences grow with stream sequences and the
-/// whole finished prefix is committed without a scan.
-fn pop_commit_prefix(
-    entries: &mut BTreeMap<u64, Entry>,
-    redelivered: Option<&mut BTreeSet<u64>>,
-) -> Option<(u64, Arc<jetstream::Message>)> {
-    let fast = redelivered.as_ref().is_some_and(|r| r.is_empty());
-    let point = if fast {
-        let mut last = None;
-        for (sequence, e) in entries.iter() {
-            if e.state != State::Done {
-                break;
-            }
-            last = Some(*sequence);
-        }
-        last?
-    } else {
-        let done = entries
-            .values()
-            .take_while(|e| e.state == State::Done)
-            .count();
-        if done == 0 {
-            return None;
-        }
-        // Iterator skip (not a skipped test): the smallest delivery sequence
-        // among the entries after the finished prefix.
-        let mut later_min = entries
-            .values()
-            .skip(done)
-            .map(|e| e.delivery)
-            .min()
-            .unwrap_or(u64::MAX);
-        let prefix: Vec<(u64, u64)> = entries
-            .iter()
-            .take(done)
-            .map(|(s, e)| (*s, e.delivery))
-            .collect();
-        let mut point = None;
-        for &(sequence, delivery) in prefix.iter().rev() {
-            if delivery < later_min {
-                point = Some(sequence);
-                break;
-            }
-            later_min = later_min.min(delivery);
-        }
-        point?
-    };
-    if let Some(r) = redelivered {
-        r.retain(|s| *s > point);
-    }
-    let mut last = None;
-    while let Some(entry) = entries.first_entry() {
-        if *entry.key() > point {
-            break;
-        }
-        let (sequence, entry) = entry.remove_entry();
-        last = Some((sequence, entry.raw));
-    }
-    last
-}
-
-fn received(station: &str, token: Token, entry: &Entry) -> ReceivedMessage {
+fn received(
+    station: &str,
+    token: Token,
+    entry: &Entry<Arc<jetstream::Message>>,
+) -> ReceivedMessage {
     let mut headers = Vec::new();
     let mut msg_id = None;
     if let Some(h) = &entry.raw.headers {
@@ -1311,55 +973,6 @@ fn received(station: &str, token: Token, entry: &Entry) -> ReceivedMessage {
         headers,
         msg_id,
         deliveries: entry.deliveries,
-    }
-}
-
-/// Header values cannot hold line breaks; keep them readable and bounded.
-fn sanitize(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-        .collect();
-    flat.chars().take(1024).collect()
-}
-
-/// Validates a fetched message against the schema its headers name (or the
-/// station's binding, for messages from foreign producers). Returns why it
-/// does not match.
-pub(crate) async fn check_schema(
-    client: &Client,
-    binding: &SchemaBinding,
-    message: &jetstream::Message,
-) -> Option<String> {
-    let header = |name: &str| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.to_string())
-    };
-    let name = header(SCHEMA_HEADER).unwrap_or_else(|| binding.name.clone());
-    let version = header(SCHEMA_VERSION_HEADER)
-        .and_then(|v| v.parse().ok())
-        .or(binding.version);
-    loop {
-        match client.compiled_schema(&name, version).await {
-            Ok((compiled, version)) => {
-                return compiled.validate(&message.payload).err().map(|detail| {
-                    format!("schema validation failed: schema {name:?} version {version}: {detail}")
-                });
-            }
-            // Definitive: the schema or version does not exist, or is broken.
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidArgument) => {
-                return Some(format!("schema validation failed: {}", e.message()));
-            }
-            // The registry is unreachable for now: the message waits.
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load schema; retrying");
-                // Retry delay while the registry is unreachable; the message waits meanwhile.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
     }
 }
 

@@ -417,7 +417,8 @@ impl Runner {
         consumer.close().await.map_err(fail)?;
         let _ = pump.await;
         let mut s = state.lock().unwrap();
-        let mut result = json!({"messages": std::mem::take(&mut s.records), "timed_out": timed_out});
+        let mut result =
+            json!({"messages": std::mem::take(&mut s.records), "timed_out": timed_out});
         if spec.settle_twice {
             result["second_settle"] = json!(s.second_settle);
         }
