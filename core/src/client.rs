@@ -199,6 +199,8 @@ pub struct Client {
 
 #[derive(Debug)]
 pub(crate) struct ClientInner {
+    /// Set by `close`: every later call is refused with `Closed`.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) names: Names,
@@ -246,12 +248,21 @@ impl Client {
         tracing::debug!(server = %info.server_name, version = %info.version, "connected");
         Ok(Client {
             inner: Arc::new(ClientInner {
+                closed: false.into(),
                 nats,
                 js,
                 schemas: crate::schema::registry::Registry::new(names.namespace()),
                 names,
             }),
         })
+    }
+
+    /// `Closed` once `close` was called on this client or any clone of it.
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::closed("client"));
+        }
+        Ok(())
     }
 
     /// Whether the server this client is connected to is part of a cluster.
@@ -302,6 +313,9 @@ impl Client {
 
     /// Flushes pending writes and closes the connection.
     pub async fn close(self) -> Result<()> {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.inner
             .nats
             .drain()

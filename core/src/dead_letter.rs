@@ -170,6 +170,7 @@ fn parse(sequence: u64, headers_map: Option<&async_nats::HeaderMap>, payload: By
 impl Client {
     /// Every dead letter of `station`, oldest first.
     pub async fn dead_letters(&self, station: &str) -> Result<Vec<DeadLetter>> {
+        self.ensure_open()?;
         validate_name("station", station)?;
         let stream_name = self.inner.names.dead_letter_stream(station);
         let Some(info) = self.stream_info(&stream_name).await? else {
@@ -213,6 +214,7 @@ impl Client {
     /// Sends dead letter `sequence` back into `station` and removes it from
     /// the dead letters.
     pub async fn replay_dead_letter(&self, station: &str, sequence: u64) -> Result<Receipt> {
+        self.ensure_open()?;
         validate_name("station", station)?;
         let stream_name = self.inner.names.dead_letter_stream(station);
         let stream = self
@@ -253,6 +255,7 @@ impl Client {
 
     /// Replays every dead letter of `station`, oldest first.
     pub async fn replay_dead_letters(&self, station: &str) -> Result<Vec<Receipt>> {
+        self.ensure_open()?;
         let mut receipts = Vec::new();
         for letter in self.dead_letters(station).await? {
             receipts.push(self.replay_dead_letter(station, letter.sequence).await?);

@@ -327,6 +327,7 @@ impl Client {
     /// every difference (use [`Client::update_station`] to change it).
     #[tracing::instrument(skip(self, config), fields(station = name))]
     pub async fn create_station(&self, name: &str, config: StationConfig) -> Result<Station> {
+        self.ensure_open()?;
         validate_name("station", name)?;
         config.validate()?;
         if let Some(binding) = &config.schema {
@@ -372,6 +373,7 @@ impl Client {
     /// the schema binding.
     #[tracing::instrument(skip(self, config), fields(station = name))]
     pub async fn update_station(&self, name: &str, config: StationConfig) -> Result<Station> {
+        self.ensure_open()?;
         validate_name("station", name)?;
         config.validate()?;
         let existing = self
@@ -412,6 +414,7 @@ impl Client {
 
     /// Reads a station (settings and counts).
     pub async fn station(&self, name: &str) -> Result<Station> {
+        self.ensure_open()?;
         validate_name("station", name)?;
         let config = self
             .read_station_config(name)
@@ -440,6 +443,7 @@ impl Client {
 
     /// Lists the stations of this client's namespace, sorted by name.
     pub async fn stations(&self) -> Result<Vec<Station>> {
+        self.ensure_open()?;
         let names = &self.inner.names;
         let prefix = names.list_prefix();
         let all: Vec<String> = self
@@ -468,6 +472,7 @@ impl Client {
     /// Deletes a station, its messages and its dead letters.
     #[tracing::instrument(skip(self), fields(station = name))]
     pub async fn delete_station(&self, name: &str) -> Result<()> {
+        self.ensure_open()?;
         validate_name("station", name)?;
         let config = self
             .read_station_config(name)

@@ -259,3 +259,22 @@ async fn replicated_station_on_a_three_node_cluster() {
         .unwrap();
     assert_eq!(s.config.replicas, 3);
 }
+
+#[tokio::test]
+async fn bad_urls_and_calls_after_close_are_typed_errors() {
+    for url in ["", "   ", "nats://127.0.0.1:notaport"] {
+        let err = Client::connect(ConnectOptions::new(url)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{url:?}: {err}");
+    }
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let other = client.clone();
+    client.close().await.unwrap();
+    let err = other.station("anything").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    let err = other
+        .create_station("s", StationConfig::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+}

@@ -247,6 +247,7 @@ impl Client {
         group: &str,
         options: ConsumerOptions,
     ) -> Result<Consumer> {
+        self.ensure_open()?;
         validate_name("station", station)?;
         validate_name("group", group)?;
         options.validate()?;
@@ -313,6 +314,7 @@ impl Client {
 
     /// Deletes consumer group `group` of `station` (its position is lost).
     pub async fn delete_group(&self, station: &str, group: &str) -> Result<()> {
+        self.ensure_open()?;
         validate_name("group", group)?;
         let config = self
             .read_station_config(station)

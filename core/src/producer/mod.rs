@@ -352,6 +352,7 @@ struct Inner {
 impl Client {
     /// A producer for `station`, which must exist.
     pub async fn producer(&self, station: &str, options: ProducerOptions) -> Result<Producer> {
+        self.ensure_open()?;
         crate::names::validate_name("station", station)?;
         options.validate()?;
         let config = self

@@ -166,6 +166,7 @@ impl Client {
         definition: SchemaDefinition,
         compatibility: Compatibility,
     ) -> Result<SchemaVersion> {
+        self.ensure_open()?;
         validate_name("schema", name)?;
         let compiled = Compiled::compile(&definition)?;
         self.inner
@@ -176,6 +177,7 @@ impl Client {
 
     /// A version of a schema (`None`: the latest).
     pub async fn schema(&self, name: &str, version: Option<u32>) -> Result<SchemaVersion> {
+        self.ensure_open()?;
         validate_name("schema", name)?;
         let registry = &self.inner.schemas;
         let version = match version {
@@ -191,6 +193,7 @@ impl Client {
 
     /// Every schema of this namespace, with its versions.
     pub async fn schemas(&self) -> Result<Vec<SchemaInfo>> {
+        self.ensure_open()?;
         let registry = &self.inner.schemas;
         let mut out = Vec::new();
         for name in registry.names(self).await? {
@@ -211,6 +214,7 @@ impl Client {
 
     /// Changes the compatibility mode checked for the next versions.
     pub async fn set_schema_compatibility(&self, name: &str, mode: Compatibility) -> Result<()> {
+        self.ensure_open()?;
         validate_name("schema", name)?;
         let registry = &self.inner.schemas;
         let (mut meta, revision) = registry
@@ -223,6 +227,7 @@ impl Client {
 
     /// Deletes one version, refused while a station binds it.
     pub async fn delete_schema_version(&self, name: &str, version: u32) -> Result<()> {
+        self.ensure_open()?;
         validate_name("schema", name)?;
         let registry = &self.inner.schemas;
         let (mut meta, revision) = registry
@@ -268,6 +273,7 @@ impl Client {
         version: Option<u32>,
         value: &Value,
     ) -> Result<Vec<u8>> {
+        self.ensure_open()?;
         let (compiled, version) = self.compiled_schema(name, version).await?;
         compiled
             .encode(value)
@@ -281,6 +287,7 @@ impl Client {
         version: Option<u32>,
         payload: &[u8],
     ) -> Result<Value> {
+        self.ensure_open()?;
         let (compiled, version) = self.compiled_schema(name, version).await?;
         compiled
             .decode(payload)

@@ -213,6 +213,9 @@ async function perform(op) {
       const station = await create.call(client, op.name, config)
       return { name: station.name, partitions: station.partitions, max_deliveries: station.maxDeliveries }
     }
+    case 'close_client':
+      await client.close()
+      return {}
     case 'station': {
       const station = await client.station(op.name)
       return { messages: station.messages, dead_letters: station.deadLetters }

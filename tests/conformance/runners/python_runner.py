@@ -232,6 +232,9 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         create = client.create_station if kind == "create_station" else client.update_station
         station = await create(op["name"], **settings)
         return {"name": station.name, "partitions": station.partitions, "max_deliveries": station.max_deliveries}
+    if kind == "close_client":
+        await client.close()
+        return {}
     if kind == "station":
         station = await client.station(op["name"])
         return {"messages": station.messages, "dead_letters": station.dead_letters}

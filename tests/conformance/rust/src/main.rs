@@ -199,6 +199,10 @@ impl Runner {
                     json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}),
                 )
             }
+            "close_client" => {
+                client.close().await.map_err(fail)?;
+                Ok(json!({}))
+            }
             "station" => {
                 let s = client.station(&text(op, "name")).await.map_err(fail)?;
                 Ok(json!({"messages": s.messages, "dead_letters": s.dead_letters}))

@@ -171,6 +171,9 @@ final class Runner {
                 ? try await client.createStation(name: name, config: config)
                 : try await client.updateStation(name: name, config: config)
             return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
+        case "close_client":
+            try await client.close()
+            return [:]
         case "station":
             let s = try await client.station(name: op["name"] as! String)
             return ["messages": s.messages, "dead_letters": s.deadLetters]
