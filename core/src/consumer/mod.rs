@@ -33,8 +33,10 @@ mod book;
 mod committer;
 mod delivery;
 mod fetch;
+mod handover;
 mod membership;
 pub(crate) mod scheduler;
+mod sync;
 
 pub use delivery::{
     DEFAULT_NACK_REASON, DEFAULT_TERM_REASON, Delivery, DeliveryId, ReceivedMessage, Settlement,

@@ -18,7 +18,6 @@
 //! `ack_wait`, and the check is repeated).
 
 use std::{
-    collections::BTreeMap,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -30,10 +29,12 @@ use tokio::{
 };
 
 use super::{
-    ConsumerOptions, Delivery, Ledger, Outcome, PIN_GROUP, ReceivedMessage,
-    book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token, commit_prefix},
+    ConsumerOptions, Delivery, Ledger, Outcome, ReceivedMessage,
+    book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
+    handover::Release,
     membership::{Membership, assignment},
+    sync::{SyncPoint, Verdict, sync_verdict},
 };
 use crate::{
     client::Client,
@@ -166,10 +167,6 @@ pub(crate) struct Scheduler {
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest wait for one consumer-info answer.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often, and how far apart, a release re-checks that the broker applied
-/// every settlement before committing.
-const RELEASE_SYNC_ATTEMPTS: u32 = 5;
-const RELEASE_SYNC_PAUSE: Duration = Duration::from_millis(50);
 
 impl Scheduler {
     #[allow(clippy::too_many_arguments)]
@@ -835,111 +832,6 @@ impl Scheduler {
     }
 }
 
-/// What a member still holds of a partition it gives away.
-struct Release {
-    committer: Committer,
-    stream: jetstream::stream::Stream<()>,
-    group: String,
-    entries: BTreeMap<u64, Entry<Arc<jetstream::Message>>>,
-    in_sync: bool,
-    last_delivery: u64,
-}
-
-impl Release {
-    /// Commits the finished prefix (after a last sync check if needed),
-    /// gives back the rest at once, and unpins so the next owner starts now.
-    async fn run(mut self) -> Result<()> {
-        let mut result = Ok(());
-        // Commits decided before the release reach the broker first.
-        self.committer.flush().await;
-        // Settlements sent just before (a dead letter's term, a nak) may not
-        // be applied by the broker yet: check a few times before giving up.
-        let mut attempts = 0;
-        while !self.in_sync && !self.entries.is_empty() && attempts < RELEASE_SYNC_ATTEMPTS {
-            if attempts > 0 {
-                // Waiting for the broker to apply acknowledgements in flight.
-                tokio::time::sleep(RELEASE_SYNC_PAUSE).await;
-            }
-            attempts += 1;
-            if let Ok(info) = self.stream.consumer_info(&self.group).await {
-                let ours = self.entries.len();
-                self.in_sync = info.delivered.consumer_sequence == self.last_delivery
-                    && info.num_ack_pending == ours;
-            }
-        }
-        if self.in_sync
-            && let Some((_, last)) = commit_prefix(&mut self.entries, None)
-            && let Err(e) = last.double_ack().await
-        {
-            result = Err(Error::from_nats(
-                "committing a released partition",
-                e.as_ref(),
-            ));
-        }
-        // Everything not committed goes back at once, finished or not: the
-        // next owner gets it now instead of after ack_wait (at least once).
-        for entry in self.entries.values() {
-            let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
-        }
-        if let Err(e) = self.stream.unpin_consumer(&self.group, PIN_GROUP).await {
-            tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
-        }
-        result
-    }
-}
-
-/// What the broker said of a partition's group consumer at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SyncPoint {
-    /// Last delivery (consumer) sequence it had sent.
-    delivered: u64,
-    /// Messages delivered and not yet acknowledged.
-    pending: usize,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    /// Every message the broker counts as pending is held here.
-    InSync,
-    /// This member has not yet received everything the broker had sent.
-    Wait,
-    /// Something pending is not held here (lost in transit, or delivered to
-    /// a previous owner), or a gap opened since: ask again later.
-    Stale,
-}
-
-/// Whether a member knows every message the broker counted as pending at
-/// `point`. `held`: the latest delivery sequence of each message it holds;
-/// `last_delivery`: the highest delivery it received; `gap_at`: where the
-/// latest gap in its deliveries was.
-///
-/// Messages keep arriving while the broker's answer travels, so the check
-/// does not need the member to be exactly where the broker was: once it
-/// received at least up to `point.delivered` without a gap after it, the
-/// messages pending at that moment are exactly those it holds with a
-/// delivery sequence up to `point.delivered` (nothing is committed while out
-/// of sync, and a message redelivered since counts as missing, which only
-/// delays the verdict). Later deliveries are covered by the gap check that
-/// runs on every delivery.
-fn sync_verdict(
-    held: impl Iterator<Item = u64>,
-    last_delivery: u64,
-    gap_at: u64,
-    point: SyncPoint,
-) -> Verdict {
-    if last_delivery < point.delivered {
-        return Verdict::Wait;
-    }
-    if gap_at > point.delivered {
-        return Verdict::Stale;
-    }
-    if held.filter(|d| *d <= point.delivered).count() == point.pending {
-        Verdict::InSync
-    } else {
-        Verdict::Stale
-    }
-}
-
 fn received(
     station: &str,
     token: Token,
@@ -973,63 +865,5 @@ fn received(
         headers,
         msg_id,
         deliveries: entry.deliveries,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{SyncPoint, Verdict, sync_verdict};
-
-    fn point(delivered: u64, pending: usize) -> SyncPoint {
-        SyncPoint { delivered, pending }
-    }
-
-    #[test]
-    fn in_sync_while_messages_keep_arriving() {
-        // The broker had sent 1..=10, all pending; the member has received
-        // up to 14 by the time the answer is read.
-        let held = 1..=14;
-        assert_eq!(sync_verdict(held, 14, 0, point(10, 10)), Verdict::InSync);
-    }
-
-    #[test]
-    fn exactly_where_the_broker_was() {
-        assert_eq!(sync_verdict(1..=10, 10, 0, point(10, 10)), Verdict::InSync);
-    }
-
-    #[test]
-    fn waits_for_deliveries_still_on_their_way() {
-        assert_eq!(sync_verdict(1..=7, 7, 0, point(10, 10)), Verdict::Wait);
-    }
-
-    #[test]
-    fn a_pending_message_held_elsewhere_is_missing() {
-        // After a takeover: deliveries 1..=4 went to the previous owner and
-        // are still pending; this member saw 5..=12 (a gap at 5).
-        let held = 5..=12;
-        assert_eq!(sync_verdict(held, 12, 5, point(10, 10)), Verdict::Stale);
-        // Once they are redelivered here (13..=16), a later answer holds.
-        assert_eq!(sync_verdict(5..=16, 16, 5, point(16, 12)), Verdict::InSync);
-    }
-
-    #[test]
-    fn a_gap_after_the_answer_is_not_trusted() {
-        // Delivery 12 was lost in transit: 13 arrived after 11.
-        let held = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13];
-        assert_eq!(
-            sync_verdict(held.into_iter(), 13, 13, point(10, 10)),
-            Verdict::Stale
-        );
-    }
-
-    #[test]
-    fn a_redelivery_since_the_answer_only_delays() {
-        // Message delivered as 3 was redelivered as 11 after the answer: it
-        // no longer counts below the point, so the verdict waits for a new one.
-        let held = [1, 2, 11, 4, 5, 6, 7, 8, 9, 10];
-        assert_eq!(
-            sync_verdict(held.into_iter(), 11, 0, point(10, 10)),
-            Verdict::Stale
-        );
     }
 }
