@@ -108,3 +108,20 @@ async fn tls_with_a_trusted_ca_and_a_clear_error_without_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_garbage_creds_file_and_tls_against_a_plain_server_are_typed_errors() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.creds");
+    std::fs::write(&garbage, "this is not a creds file\n").unwrap();
+    let mut o = opts(server.url());
+    o.auth = Auth::from_parts(None, None, None, None, Some(garbage)).unwrap();
+    let err = Client::connect(o).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+
+    let mut o = opts(server.url()).connect_timeout(Duration::from_secs(2));
+    o.tls.required = true;
+    let err = Client::connect(o).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+}

@@ -270,8 +270,14 @@ class Context:
         self.receipts: Dict[str, Dict[str, Dict[str, Any]]] = defaultdict(dict)
         self.results: Dict[str, Dict[str, Any]] = {}
         self.skipped: List[str] = []
-        # Moments marked by `{"do": "mark_time", "as": name}`, as RFC 3339 text.
-        self.times: Dict[str, str] = {}
+        # Values a step names with "$name" instead of a unique station name:
+        # moments marked by `{"do": "mark_time", "as": name}` (RFC 3339), and
+        # "$garbage_creds", a file that is not a creds file.
+        self.bound: Dict[str, str] = {}
+        garbage = os.path.join(tempfile.gettempdir(), f"jst-garbage-{suffix}.creds")
+        with open(garbage, "w") as f:
+            f.write("this is not a creds file\n")
+        self.bound["garbage_creds"] = garbage
 
     def name(self, token: str) -> str:
         # "$station" -> "station-<scenario>-<lang>-<run>", unique per run.
@@ -279,7 +285,7 @@ class Context:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str) and value.startswith("$") and len(value) > 1:
-            return self.times.get(value[1:]) or self.name(value)
+            return self.bound.get(value[1:]) or self.name(value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if isinstance(value, dict):
@@ -485,7 +491,7 @@ def do_action(step: Dict[str, Any], servers: Servers, runner: Runner, ctx: Conte
         time.sleep(step["seconds"])
     elif step["do"] == "mark_time":  # "$name" then stands for this moment (UTC, RFC 3339)
         now = datetime.datetime.now(datetime.timezone.utc)
-        ctx.times[step["as"]] = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        ctx.bound[step["as"]] = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     else:
         raise Miss(f"unknown action {step['do']}")
 

@@ -194,6 +194,9 @@ class Gateway:
             request = pb.CreateStationRequest(name=op["name"], config=config, update=kind == "update_station")
             s = self.call(stations.CreateStation, request)
             return {"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}
+        if kind == "delete_station":
+            self.call(stations.DeleteStation, pb.DeleteStationRequest(name=op["name"]))
+            return {}
         if kind == "station":
             s = self.call(stations.GetStation, pb.GetStationRequest(name=op["name"]))
             return {"messages": s.messages, "dead_letters": s.dead_letters}

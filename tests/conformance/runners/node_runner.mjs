@@ -196,6 +196,7 @@ async function perform(op) {
     const options = { namespace: op.namespace }
     for (const name of ['user', 'password', 'token']) if (name in op) options[name] = op[name]
     if ('request_timeout' in op) options.requestTimeoutMs = seconds(op.request_timeout)
+    Object.assign(options, nodeOptions('ConnectOptions', op.options))
     clients.set(op.as ?? 'main', await jetstation.connect(op.url, options))
     return {}
   }
@@ -213,6 +214,9 @@ async function perform(op) {
       const station = await create.call(client, op.name, config)
       return { name: station.name, partitions: station.partitions, max_deliveries: station.maxDeliveries }
     }
+    case 'delete_station':
+      await client.deleteStation(op.name)
+      return {}
     case 'close_client':
       await client.close()
       return {}

@@ -51,6 +51,7 @@ async def connect(op: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("user", "password", "token", "request_timeout"):
         if name in op:
             options[name] = op[name]
+    options.update(plain(op.get("options", {})))
     clients[op.get("as", "main")] = await jetstation.connect(op["url"], **options)
     return {}
 
@@ -232,6 +233,9 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         create = client.create_station if kind == "create_station" else client.update_station
         station = await create(op["name"], **settings)
         return {"name": station.name, "partitions": station.partitions, "max_deliveries": station.max_deliveries}
+    if kind == "delete_station":
+        await client.delete_station(op["name"])
+        return {}
     if kind == "close_client":
         await client.close()
         return {}

@@ -166,6 +166,15 @@ impl Runner {
             if let Some(t) = seconds(&op["request_timeout"]) {
                 options = options.request_timeout(t);
             }
+            let extra = &op["options"];
+            if let Some(path) = extra["creds_file"].as_str() {
+                options.auth =
+                    jetstation::Auth::from_parts(None, None, None, None, Some(path.into()))
+                        .map_err(fail)?;
+            }
+            if let Some(required) = extra["tls_required"].as_bool() {
+                options.tls.required = required;
+            }
             let client = Client::connect(options).await.map_err(fail)?;
             self.clients
                 .insert(op["as"].as_str().unwrap_or("main").to_string(), client);
@@ -198,6 +207,13 @@ impl Runner {
                 Ok(
                     json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}),
                 )
+            }
+            "delete_station" => {
+                client
+                    .delete_station(&text(op, "name"))
+                    .await
+                    .map_err(fail)?;
+                Ok(json!({}))
             }
             "close_client" => {
                 client.close().await.map_err(fail)?;

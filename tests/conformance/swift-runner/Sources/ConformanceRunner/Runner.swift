@@ -154,6 +154,15 @@ final class Runner {
             options.user = op["user"] as? String
             options.password = op["password"] as? String
             options.requestTimeout = seconds(op["request_timeout"])
+            for (name, value) in op["options"] as? Object ?? [:] {
+                switch name {
+                case "creds_file": options.credsFile = value as? String
+                case "tls_required": options.tlsRequired = value as? Bool
+                case "tls_ca": options.tlsCa = value as? String
+                case "connect_timeout": options.connectTimeout = number(value)
+                default: throw Unexpected(message: "no connect option \(name) in the Swift runner")
+                }
+            }
             clients[op["as"] as? String ?? "main"] = try await Client.connect(op["url"] as! String, options: options)
             return [:]
         }
@@ -171,6 +180,9 @@ final class Runner {
                 ? try await client.createStation(name: name, config: config)
                 : try await client.updateStation(name: name, config: config)
             return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
+        case "delete_station":
+            try await client.deleteStation(name: op["name"] as! String)
+            return [:]
         case "close_client":
             try await client.close()
             return [:]
