@@ -23,6 +23,7 @@ exports.setLogger = setLogger;
 // build:ts` into lib/ (CommonJS, declarations, and an ES module entry).
 const native = require("../native/index.js");
 const errors_1 = require("./errors");
+const options_1 = require("./options");
 __exportStar(require("./errors"), exports);
 Symbol.asyncDispose ??= Symbol.for('Symbol.asyncDispose');
 async function call(fn) {
@@ -76,6 +77,7 @@ function abortable(promise, signal) {
 /** Connects and checks the server (2.12 or newer, JetStream enabled). */
 async function connect(urls = 'nats://127.0.0.1:4222', options = {}) {
     const list = Array.isArray(urls) ? urls : [urls];
+    (0, options_1.checkOptions)('connect', options);
     return new Client(await call(() => native.connect(list, options)));
 }
 class Client {
@@ -85,15 +87,21 @@ class Client {
         this.inner = inner;
     }
     get serverVersion() { return this.inner.serverVersion; }
-    createStation(name, config) { return call(() => this.inner.createStation(name, config)); }
-    updateStation(name, config) { return call(() => this.inner.updateStation(name, config)); }
+    createStation(name, config) {
+        return call(async () => { (0, options_1.checkOptions)('station', config); return this.inner.createStation(name, config); });
+    }
+    updateStation(name, config) {
+        return call(async () => { (0, options_1.checkOptions)('station', config); return this.inner.updateStation(name, config); });
+    }
     station(name) { return call(() => this.inner.station(name)); }
     stations() { return call(() => this.inner.stations()); }
     deleteStation(name) { return call(() => this.inner.deleteStation(name)); }
     async producer(station, options) {
+        (0, options_1.checkOptions)('producer', options);
         return new Producer(await call(() => this.inner.producer(station, options)));
     }
     async consumer(station, group, options) {
+        (0, options_1.checkOptions)('consumer', options);
         return new Consumer(await call(() => this.inner.consumer(station, group, options)));
     }
     deleteGroup(station, group) { return call(() => this.inner.deleteGroup(station, group)); }

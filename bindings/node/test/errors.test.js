@@ -64,3 +64,15 @@ test('each error kind maps to its class and code', async (t) => {
     'invalid_argument', 'not_found', 'payload_too_large', 'schema_validation', 'server_too_old', 'timeout',
   ])
 })
+
+test('a misspelt option is refused, not ignored', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  await assert.rejects(jetstation.connect(server.url, { requestTimeOutMs: 1000 }), jetstation.InvalidArgumentError)
+  const client = await jetstation.connect(server.url)
+  t.after(() => client.close())
+  await assert.rejects(client.createStation('s', { partitons: 2 }), /unknown station setting "partitons"/)
+  await client.createStation('s')
+  await assert.rejects(client.producer('s', { whenfull: 'fail' }), jetstation.InvalidArgumentError)
+  await assert.rejects(client.consumer('s', 'g', { concurency: 2 }), (error) => error.kind === 'invalid_argument')
+})

@@ -17,6 +17,7 @@ import type {
   StationConfig,
 } from '../native/index.js'
 import { InvalidArgumentError, mapError } from './errors'
+import { checkOptions } from './options'
 
 export * from './errors'
 export type {
@@ -96,6 +97,7 @@ function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
 /** Connects and checks the server (2.12 or newer, JetStream enabled). */
 export async function connect(urls: string | string[] = 'nats://127.0.0.1:4222', options: ConnectOptions = {}): Promise<Client> {
   const list = Array.isArray(urls) ? urls : [urls]
+  checkOptions('connect', options)
   return new Client(await call(() => native.connect(list, options)))
 }
 
@@ -103,15 +105,21 @@ export class Client {
   /** @internal */
   constructor(private readonly inner: native.Client) {}
   get serverVersion(): string { return this.inner.serverVersion }
-  createStation(name: string, config?: StationConfig): Promise<Station> { return call(() => this.inner.createStation(name, config)) }
-  updateStation(name: string, config?: StationConfig): Promise<Station> { return call(() => this.inner.updateStation(name, config)) }
+  createStation(name: string, config?: StationConfig): Promise<Station> {
+    return call(async () => { checkOptions('station', config); return this.inner.createStation(name, config) })
+  }
+  updateStation(name: string, config?: StationConfig): Promise<Station> {
+    return call(async () => { checkOptions('station', config); return this.inner.updateStation(name, config) })
+  }
   station(name: string): Promise<Station> { return call(() => this.inner.station(name)) }
   stations(): Promise<Station[]> { return call(() => this.inner.stations()) }
   deleteStation(name: string): Promise<void> { return call(() => this.inner.deleteStation(name)) }
   async producer(station: string, options?: ProducerOptions): Promise<Producer> {
+    checkOptions('producer', options)
     return new Producer(await call(() => this.inner.producer(station, options)))
   }
   async consumer(station: string, group: string, options?: ConsumerOptions): Promise<Consumer> {
+    checkOptions('consumer', options)
     return new Consumer(await call(() => this.inner.consumer(station, group, options)))
   }
   deleteGroup(station: string, group: string): Promise<void> { return call(() => this.inner.deleteGroup(station, group)) }
