@@ -134,11 +134,30 @@ def swift_blocks(text: str) -> Dict[str, Set[str]]:
     return out
 
 
+def rust_blocks(text: str) -> Dict[str, Set[str]]:
+    """Fields of each `pub struct X {…}` and methods of each `impl X {…}` of
+    the uniffi glue, spelt as uniffi spells them in Swift (camelCase)."""
+    out: Dict[str, Set[str]] = {}
+    for m in re.finditer(r"^pub (?:struct|enum) (\w+)\s*\{(.*?)^\}", text, re.S | re.M):
+        names = {camel(f) for f in re.findall(r"^\s+pub(?:\(crate\))? (\w+):", m.group(2), re.M)}
+        names |= set(re.findall(r"^\s+([A-Z]\w*)\s*\{", m.group(2), re.M))  # enum cases
+        out.setdefault(m.group(1), set()).update(names)
+    for m in re.finditer(r"^impl (\w+) \{(.*?)^\}", text, re.S | re.M):
+        names = {camel(f) for f in re.findall(r"^\s+pub (?:async )?fn (\w+)", m.group(2), re.M)}
+        out.setdefault(m.group(1), set()).update(names)
+    return out
+
+
 def swift_surface() -> Surface:
+    """The uniffi glue (the generated Swift is built from it, not committed)
+    and the Swift extensions beside it."""
     s = Surface()
-    for path in sorted((ROOT / "bindings/swift/Sources/Jetstation").rglob("*.swift")):
-        for name, members in swift_blocks(read(path)).items():
+    for path in sorted((ROOT / "bindings/swift/ffi/src").glob("*.rs")):
+        for name, members in rust_blocks(read(path)).items():
             s.add(s.records, name, members)
+            s.add(s.members, name, members)
+    for path in sorted((ROOT / "bindings/swift/Sources/Jetstation").glob("*.swift")):
+        for name, members in swift_blocks(read(path)).items():
             s.add(s.members, name, members)
     s.words |= {k for k in CONTRACT["error_kinds"] if pascal(k) in s.members.get("JetstationError", set())}
     return s

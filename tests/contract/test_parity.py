@@ -15,7 +15,7 @@ import parity
 REMOVALS: Dict[str, Dict[str, tuple[str, str]]] = {
     "python": {"consumer.rs": ('"fetch_batch" =>', '"fetch_batches" =>')},
     "node": {"index.d.ts": ("fetchBatch?:", "fetchBatches?:")},
-    "swift": {"jetstation_ffi.swift": ("var fetchBatch:", "var fetchBatches:")},
+    "swift": {"types.rs": ("pub fetch_batch: Option<u32>", "pub fetch_batches: Option<u32>")},
     "gateway": {"jetstation.proto": ("uint32 fetch_batch = 13;", "uint32 fetch_batches = 13;")},
 }
 
