@@ -13,6 +13,10 @@ pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 pub const PIN_ID: &str = "Nats-Pin-Id";
 /// The message key (routing and per-key order).
 pub const KEY: &str = "Jst-Key";
+/// `delete` on a tombstone: the key was deleted (`Producer::delete`).
+pub const OP: &str = "Jst-Op";
+/// Per-message time to live (seconds, e.g. `86400s`), set on tombstones.
+pub const TTL: &str = "Nats-TTL";
 
 /// Dead letters: where the message came from and why it failed.
 pub const ORIGIN_STATION: &str = "Jst-Origin-Station";

@@ -32,6 +32,7 @@ pub mod names;
 mod nats_errors;
 pub mod producer;
 pub mod schema;
+pub mod state;
 pub mod station;
 mod vocabulary;
 
@@ -47,4 +48,5 @@ pub use schema::{
     Compatibility, SchemaBinding, SchemaDefinition, SchemaFormat, SchemaInfo, SchemaVersion,
     Validator,
 };
+pub use state::{Snapshot, StateEntry};
 pub use station::{Station, StationConfig, Storage};

@@ -111,6 +111,12 @@ impl Names {
         format!("{}__P{partition}", self.stream_base(station))
     }
 
+    /// The state view of one partition of a compacted station: the latest
+    /// message per key.
+    pub(crate) fn state_stream(&self, station: &str, partition: u32) -> String {
+        format!("{}__S{partition}", self.stream_base(station))
+    }
+
     pub(crate) fn dead_letter_stream(&self, station: &str) -> String {
         format!("{}__DLS", self.stream_base(station))
     }

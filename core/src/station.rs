@@ -70,7 +70,8 @@ pub struct StationConfig {
     pub dedup_window: Duration,
     /// Deliveries of one message before it is dead-lettered.
     pub max_deliveries: u32,
-    /// Keep only the latest message of each key; fixed at creation.
+    /// Keep, beside the history, a state view with the latest message of
+    /// every key (see [`crate::state`]); fixed at creation.
     pub compaction: bool,
     /// Schema every message must match.
     pub schema: Option<SchemaBinding>,
@@ -282,7 +283,11 @@ impl Client {
             max_age: cfg.max_age.unwrap_or_default(),
             max_bytes: per_partition(cfg.max_bytes, cfg.partitions),
             max_messages: per_partition(cfg.max_messages, cfg.partitions),
-            max_messages_per_subject: if cfg.compaction { 1 } else { -1 },
+            // With compaction the history stays whole: the state view (see
+            // `crate::state`) keeps the latest message per key.
+            max_messages_per_subject: -1,
+            // Tombstones expire (see `crate::state`).
+            allow_message_ttl: cfg.compaction,
             duplicate_window: cfg.dedup_window,
             discard: stream::DiscardPolicy::Old,
             allow_direct: true,
@@ -361,6 +366,12 @@ impl Client {
             self.ensure_stream(self.partition_stream_config(name, &config, p))
                 .await?;
         }
+        if config.compaction {
+            for p in 0..config.partitions {
+                self.ensure_stream(self.state_stream_config(name, &config, p))
+                    .await?;
+            }
+        }
         self.create_replicated(|replicas| {
             self.ensure_stream(self.dead_letter_stream_config(name, &config, replicas))
         })
@@ -400,6 +411,13 @@ impl Client {
             js.update_stream(self.partition_stream_config(name, &config, p))
                 .await
                 .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
+        }
+        if config.compaction {
+            for p in 0..config.partitions {
+                js.update_stream(self.state_stream_config(name, &config, p))
+                    .await
+                    .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
+            }
         }
         let dls = self.inner.names.dead_letter_stream(name);
         let dls_replicas = self
@@ -483,6 +501,11 @@ impl Client {
             .map(|p| names.partition_stream(name, p))
             .collect();
         streams.push(names.dead_letter_stream(name));
+        if config.compaction {
+            // First: they source the partitions.
+            let state = (0..config.partitions).map(|p| names.state_stream(name, p));
+            streams.splice(0..0, state);
+        }
         for s in streams {
             match self.inner.js.delete_stream(&s).await {
                 Ok(_) => {}

@@ -47,6 +47,11 @@ pub struct ReceivedMessage {
 }
 
 impl ReceivedMessage {
+    /// A tombstone: its key was deleted (see [`crate::Producer::delete`]).
+    pub fn is_delete(&self) -> bool {
+        self.header(crate::headers::OP) == Some("delete")
+    }
+
     /// First value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -333,6 +333,8 @@ struct Inner {
     station: String,
     partitions: u32,
     compaction: bool,
+    /// How long a tombstone lives (see [`crate::state`]).
+    tombstone_ttl: Duration,
     /// The subject of each partition (stations without compaction).
     subjects: Vec<async_nats::Subject>,
     /// The server's limit, read when the producer is created.
@@ -382,6 +384,7 @@ impl Client {
                 station: station.to_string(),
                 partitions: config.partitions,
                 compaction: config.compaction,
+                tombstone_ttl: crate::state::tombstone_ttl(&config),
                 subjects: (0..config.partitions)
                     .map(|p| {
                         self.inner
@@ -459,12 +462,38 @@ impl Producer {
     /// returns a handle that resolves once it is stored. Messages of one key
     /// are stored in the order `enqueue` was called.
     pub async fn enqueue(&self, message: Message) -> Result<SendHandle> {
+        self.enqueue_as(message, false).await
+    }
+
+    /// Deletes `key` from a compacted station: sends a tombstone (an empty
+    /// message with `Jst-Op: delete`), in order with the key's other
+    /// messages. Consumers of the history receive it as a delete; the key
+    /// leaves the state view at once (see [`crate::state`]).
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Receipt> {
+        if !self.inner.compaction {
+            return Err(Error::invalid(format!(
+                "station {:?} has no state view to delete a key from: create it with compaction",
+                self.inner.station
+            )));
+        }
+        self.enqueue_as(Message::new(Bytes::new()).key(key), true)
+            .await?
+            .await
+    }
+
+    async fn enqueue_as(&self, message: Message, tombstone: bool) -> Result<SendHandle> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed("producer"));
         }
         let (partition, mut headers, msg_id) = self.prepare(&message)?;
-        if let Some(binding) = &inner.schema {
+        if tombstone {
+            headers.insert(headers::OP, "delete");
+            headers.insert(
+                headers::TTL,
+                format!("{}s", inner.tombstone_ttl.as_secs().max(1)).as_str(),
+            );
+        } else if let Some(binding) = &inner.schema {
             // Validated before anything is queued: a refused message costs
             // nothing and reaches nobody.
             let (compiled, version) = inner
