@@ -238,6 +238,32 @@ impl Client {
         })
     }
 
+    /// The latest message of `key` in a compacted station, or `None`.
+    fn latest<'py>(
+        &self,
+        py: Python<'py>,
+        station: String,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            Ok(client
+                .latest(&station, &key)
+                .await
+                .py_err()?
+                .map(crate::types::StateEntry::from))
+        })
+    }
+
+    /// Every key's latest message in a compacted station (an async iterator).
+    fn snapshot<'py>(&self, py: Python<'py>, station: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            let snapshot = client.snapshot(&station).await.py_err()?;
+            Ok(crate::snapshot::Snapshot::new(snapshot))
+        })
+    }
+
     /// Replays every dead letter of `station`, oldest first; one receipt each.
     fn replay_dead_letters<'py>(
         &self,

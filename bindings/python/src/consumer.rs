@@ -172,6 +172,12 @@ impl Delivery {
         self.inner.header(name).map(String::from)
     }
 
+    /// A tombstone: its key was deleted.
+    #[getter]
+    fn is_delete(&self) -> bool {
+        self.inner.is_delete()
+    }
+
     fn ack(&self) -> PyResult<()> {
         self.inner.ack().py_err()
     }

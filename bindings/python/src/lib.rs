@@ -7,6 +7,7 @@ mod error;
 mod logging;
 mod producer;
 mod runtime;
+mod snapshot;
 mod types;
 
 use pyo3::prelude::*;
@@ -35,6 +36,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::SchemaVersion>()?;
     m.add_class::<types::SchemaInfo>()?;
     m.add_class::<types::PartitionHealth>()?;
+    m.add_class::<types::StateEntry>()?;
+    m.add_class::<snapshot::Snapshot>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -157,6 +157,14 @@ impl Producer {
         })
     }
 
+    /// Deletes `key` from a compacted station (a tombstone, in the key's order).
+    fn delete<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let producer = self.producer()?;
+        awaitable(py, async move {
+            Ok(Receipt::from(producer.delete(key).await.py_err()?))
+        })
+    }
+
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let producer = self.producer()?;
         awaitable(py, async move { producer.flush().await.py_err() })

@@ -268,3 +268,40 @@ impl From<jetstation::PartitionHealth> for PartitionHealth {
         }
     }
 }
+
+/// The latest message of one key, from a compacted station's state view.
+#[pyclass(module = "jetstation._native", frozen, get_all)]
+#[derive(Debug, Clone)]
+pub(crate) struct StateEntry {
+    pub(crate) station: String,
+    pub(crate) key: String,
+    pub(crate) partition: u32,
+    pub(crate) sequence: u64,
+    pub(crate) payload: Bytes,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) time: String,
+}
+
+#[pymethods]
+impl StateEntry {
+    fn __repr__(&self) -> String {
+        format!(
+            "StateEntry(station={:?}, key={:?}, partition={}, sequence={})",
+            self.station, self.key, self.partition, self.sequence
+        )
+    }
+}
+
+impl From<jetstation::StateEntry> for StateEntry {
+    fn from(e: jetstation::StateEntry) -> Self {
+        Self {
+            station: e.station,
+            key: e.key,
+            partition: e.partition,
+            sequence: e.sequence,
+            payload: Bytes(e.payload),
+            headers: e.headers,
+            time: e.time,
+        }
+    }
+}

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -226,3 +226,47 @@ async def test_unknown_and_malformed_options_are_refused(client: jetstation.Clie
         await client.consumer("strict", "g", start="middle")
     with pytest.raises(jetstation.InvalidArgumentError, match="wait or fail"):
         await client.producer("strict", when_full="explode")
+
+
+async def test_the_state_view_keeps_the_latest_value_while_the_history_expires(client: jetstation.Client) -> None:
+    await client.create_station("people", partitions=2, compaction=True, max_age=2.0, dedup_window=1.0)
+    async with await client.producer("people") as producer:
+        for version in (1, 2, 3):
+            for k in range(6):
+                await producer.send(f"k{k} v{version}", key=f"k{k}")
+        await producer.delete("k0")
+    want = [(f"k{k}", f"k{k} v3") for k in range(1, 6)]
+
+    async def view() -> List[Tuple[str, str]]:
+        return sorted([(e.key, e.payload.decode()) async for e in await client.snapshot("people")])
+
+    async def matches() -> bool:
+        return await view() == want
+
+    await wait_for(matches, "every key's latest value in the view")
+    entry = await client.latest("people", "k3")
+    assert entry is not None and entry.payload == b"k3 v3" and entry.partition == jetstation.partition_of("k3", 2)
+    assert await client.latest("people", "k0") is None, "deleted"
+
+    async def expired() -> bool:
+        return (await client.station("people")).messages == 0
+
+    await wait_for(expired, "the history to expire")
+    assert await view() == want
+
+    await client.create_station("accounts", compaction=True)
+    async with await client.producer("accounts") as producer:
+        await producer.send("open", key="a")
+        await producer.delete("a")
+    consumer = await client.consumer("accounts", "audit", concurrency=1)
+    seen = []
+    for _ in range(2):
+        message = await consumer.__anext__()
+        seen.append((message.key, message.is_delete))
+        message.ack()
+    await consumer.close()
+    assert seen == [("a", False), ("a", True)]
+
+    await client.create_station("plain")
+    with pytest.raises(jetstation.InvalidArgumentError, match="no state view"):
+        await client.latest("plain", "k")

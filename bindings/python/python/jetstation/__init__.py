@@ -38,6 +38,7 @@ from ._native import (
     SchemaInfo,
     SchemaVersion,
     SendHandle,
+    StateEntry,
     Station,
 )
 from .errors import (
@@ -190,6 +191,16 @@ class Client(_AsyncClosing):
         """Replays every dead letter of ``station``, oldest first."""
         return await self._native.replay_dead_letters(station)
 
+    async def latest(self, station: str, key: str) -> Optional[StateEntry]:
+        """The latest message of ``key`` in a compacted station, or ``None``
+        (never written, or deleted)."""
+        return await self._native.latest(station, key)
+
+    async def snapshot(self, station: str) -> AsyncIterator[StateEntry]:
+        """Every key's latest message in a compacted station:
+        ``async for entry in await client.snapshot(station)``."""
+        return await self._native.snapshot(station)
+
     async def register_schema(
         self,
         name: str,
@@ -275,6 +286,11 @@ class Producer(_AsyncClosing):
     ) -> List[Receipt]:
         """Sends many (payload, key) pairs in one call; receipts in order."""
         return await self._native.send_batch([(_payload(p), k) for p, k in messages])
+
+    async def delete(self, key: str) -> Receipt:
+        """Deletes ``key`` from a compacted station: a tombstone, stored in
+        the key's order; consumers see it with ``is_delete``."""
+        return await self._native.delete(key)
 
     async def flush(self) -> None:
         await self._native.flush()
@@ -368,6 +384,7 @@ __all__ = [
     "JetstationError",
     "NotFoundError",
     "PartitionHealth",
+    "StateEntry",
     "Payload",
     "PayloadTooLargeError",
     "Producer",
