@@ -1,6 +1,6 @@
-import type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, Station, StationConfig } from '../native/index.js';
+import type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig } from '../native/index.js';
 export * from './errors';
-export type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, Station, StationConfig, };
+export type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, };
 /** What `send` accepts: bytes, text (UTF-8), or a JSON-serialisable object. */
 export type Payload = Buffer | Uint8Array | string | object;
 export interface SendOptions {
@@ -28,6 +28,10 @@ export declare class Client {
     deleteGroup(station: string, group: string): Promise<void>;
     deadLetters(station: string): Promise<DeadLetter[]>;
     replayDeadLetter(station: string, sequence: number): Promise<Receipt>;
+    /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
+    latest(station: string, key: string): Promise<StateEntry | null>;
+    /** Every key's latest message in a compacted station: `for await (const entry of client.snapshot(station))`. */
+    snapshot(station: string): AsyncGenerator<StateEntry, void, undefined>;
     /** Replays every dead letter of `station`, oldest first. */
     replayDeadLetters(station: string): Promise<Receipt[]>;
     registerSchema(name: string, format: SchemaFormat, source: string, { messageType, compatibility }?: {
@@ -67,6 +71,8 @@ export declare class Producer {
         payload: Payload;
         key?: string;
     }>): Promise<Receipt[]>;
+    /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
+    delete(key: string): Promise<Receipt>;
     flush(): Promise<void>;
     close(): Promise<void>;
     [Symbol.asyncDispose](): Promise<void>;
@@ -81,6 +87,8 @@ export declare class Message {
     readonly sequence: number;
     readonly deliveries: number;
     readonly msgId: string | null;
+    /** A tombstone: its key was deleted. */
+    readonly isDelete: boolean;
     header(name: string): string | null;
     /** The payload parsed as JSON. */
     json<T = unknown>(): T;

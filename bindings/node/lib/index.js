@@ -109,6 +109,20 @@ class Client {
     replayDeadLetter(station, sequence) {
         return call(() => this.inner.replayDeadLetter(station, sequence));
     }
+    /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
+    latest(station, key) {
+        return call(() => this.inner.latest(station, key));
+    }
+    /** Every key's latest message in a compacted station: `for await (const entry of client.snapshot(station))`. */
+    async *snapshot(station) {
+        const snapshot = await call(() => this.inner.snapshot(station));
+        for (;;) {
+            const entry = await call(() => snapshot.next());
+            if (entry === null)
+                return;
+            yield entry;
+        }
+    }
     /** Replays every dead letter of `station`, oldest first. */
     replayDeadLetters(station) { return call(() => this.inner.replayDeadLetters(station)); }
     registerSchema(name, format, source, { messageType, compatibility } = {}) {
@@ -180,6 +194,8 @@ class Producer {
     sendBatch(messages) {
         return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))));
     }
+    /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
+    delete(key) { return call(() => this.inner.delete(key)); }
     flush() { return call(() => this.inner.flush()); }
     close() { return call(() => this.inner.close()); }
     async [Symbol.asyncDispose]() { await this.close(); }
@@ -195,6 +211,8 @@ class Message {
     sequence;
     deliveries;
     msgId;
+    /** A tombstone: its key was deleted. */
+    isDelete;
     /** @internal */
     constructor(inner) {
         this.inner = inner;
@@ -206,6 +224,7 @@ class Message {
         this.sequence = inner.sequence;
         this.deliveries = inner.deliveries;
         this.msgId = inner.msgId;
+        this.isDelete = inner.isDelete;
     }
     header(name) { return this.inner.header(name); }
     /** The payload parsed as JSON. */

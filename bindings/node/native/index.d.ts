@@ -25,6 +25,10 @@ export declare class Client {
   registerSchema(name: string, format: string, source: string, messageType?: string | undefined | null, compatibility?: string | undefined | null): Promise<SchemaVersion>
   schema(name: string, version?: number | undefined | null): Promise<SchemaVersion>
   schemas(): Promise<Array<SchemaInfo>>
+  /** The latest message of `key` in a compacted station, or null. */
+  latest(station: string, key: string): Promise<StateEntry | null>
+  /** Every key's latest message in a compacted station. */
+  snapshot(station: string): Promise<Snapshot>
   /** Replays every dead letter of `station`, oldest first. */
   replayDeadLetters(station: string): Promise<Array<Receipt>>
   /** "none", "backward", "forward" or "full". */
@@ -60,6 +64,8 @@ export declare class Message {
   get deliveries(): number
   get msgId(): string | null
   header(name: string): string | null
+  /** A tombstone: its key was deleted. */
+  get isDelete(): boolean
   ack(): void
   nack(delayMs?: number | undefined | null, reason?: string | undefined | null): void
   term(reason?: string | undefined | null): void
@@ -85,6 +91,8 @@ export declare class Producer {
    * with its handle (not its receipt).
    */
   enqueue(payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): Promise<SendHandle>
+  /** Deletes `key` from a compacted station (a tombstone, in the key's order). */
+  delete(key: string): Promise<Receipt>
   flush(): Promise<void>
   close(): Promise<void>
 }
@@ -97,6 +105,12 @@ export declare class SendHandle {
    */
   tryReceipt(): Receipt | null
   wait(): Promise<Receipt>
+}
+
+/** A compacted station's state view, key by key (`next()` until null). */
+export declare class Snapshot {
+  /** The next key's latest message; null at the end. */
+  next(): Promise<StateEntry | null>
 }
 
 /** Connects and checks the server (2.12 or newer, JetStream enabled). */
@@ -229,6 +243,19 @@ export interface SchemaVersion {
  * process alive.
  */
 export declare function setLogger(logger: ((record: LogRecord) => void) | null, filter?: string): void
+
+/** The latest message of one key, from a compacted station's state view. */
+export interface StateEntry {
+  station: string
+  key: string
+  partition: number
+  /** Sequence of the message in its partition. */
+  sequence: number
+  payload: Buffer
+  headers: Array<Array<string>>
+  /** When the broker stored it, RFC 3339. */
+  time: string
+}
 
 export interface Station {
   name: string

@@ -840,5 +840,6 @@ module.exports.Consumer = nativeBinding.Consumer
 module.exports.Message = nativeBinding.Message
 module.exports.Producer = nativeBinding.Producer
 module.exports.SendHandle = nativeBinding.SendHandle
+module.exports.Snapshot = nativeBinding.Snapshot
 module.exports.connect = nativeBinding.connect
 module.exports.setLogger = nativeBinding.setLogger

@@ -274,6 +274,24 @@ impl Client {
             .collect())
     }
 
+    /// The latest message of `key` in a compacted station, or null.
+    #[napi]
+    pub async fn latest(
+        &self,
+        station: String,
+        key: String,
+    ) -> napi::Result<Option<crate::types::StateEntry>> {
+        Ok(self.inner.latest(&station, &key).await.js()?.map(Into::into))
+    }
+
+    /// Every key's latest message in a compacted station.
+    #[napi]
+    pub async fn snapshot(&self, station: String) -> napi::Result<crate::types::Snapshot> {
+        Ok(crate::types::Snapshot::new(
+            self.inner.snapshot(&station).await.js()?,
+        ))
+    }
+
     /// Replays every dead letter of `station`, oldest first.
     #[napi]
     pub async fn replay_dead_letters(&self, station: String) -> napi::Result<Vec<Receipt>> {

@@ -180,6 +180,11 @@ impl Message {
     pub fn header(&self, name: String) -> Option<String> {
         self.inner.header(&name).map(String::from)
     }
+    /// A tombstone: its key was deleted.
+    #[napi(getter)]
+    pub fn is_delete(&self) -> bool {
+        self.inner.is_delete()
+    }
     #[napi]
     pub fn ack(&self) -> napi::Result<()> {
         self.inner.ack().js()

@@ -159,6 +159,12 @@ impl Producer {
         })
     }
 
+    /// Deletes `key` from a compacted station (a tombstone, in the key's order).
+    #[napi]
+    pub async fn delete(&self, key: String) -> napi::Result<Receipt> {
+        Ok(self.inner.delete(key).await.js()?.into())
+    }
+
     #[napi]
     pub async fn flush(&self) -> napi::Result<()> {
         self.inner.flush().await.js()

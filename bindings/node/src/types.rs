@@ -177,3 +177,58 @@ impl From<jetstation::PartitionHealth> for PartitionHealth {
         }
     }
 }
+
+/// The latest message of one key, from a compacted station's state view.
+#[napi(object)]
+pub struct StateEntry {
+    pub station: String,
+    pub key: String,
+    pub partition: u32,
+    /// Sequence of the message in its partition.
+    pub sequence: i64,
+    pub payload: Buffer,
+    pub headers: Vec<Vec<String>>,
+    /// When the broker stored it, RFC 3339.
+    pub time: String,
+}
+
+impl From<jetstation::StateEntry> for StateEntry {
+    fn from(e: jetstation::StateEntry) -> Self {
+        Self {
+            station: e.station,
+            key: e.key,
+            partition: e.partition,
+            sequence: e.sequence as i64,
+            payload: e.payload.to_vec().into(),
+            headers: e.headers.into_iter().map(|(k, v)| vec![k, v]).collect(),
+            time: e.time,
+        }
+    }
+}
+
+/// A compacted station's state view, key by key (`next()` until null).
+#[napi]
+pub struct Snapshot {
+    inner: tokio::sync::Mutex<jetstation::Snapshot>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(inner: jetstation::Snapshot) -> Self {
+        Self {
+            inner: tokio::sync::Mutex::new(inner),
+        }
+    }
+}
+
+#[napi]
+impl Snapshot {
+    /// The next key's latest message; null at the end.
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<StateEntry>> {
+        use crate::error::IntoJs;
+        match self.inner.lock().await.next().await {
+            Some(entry) => Ok(Some(entry.js()?.into())),
+            None => Ok(None),
+        }
+    }
+}

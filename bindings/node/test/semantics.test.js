@@ -184,3 +184,30 @@ test('a release costs no delivery and a message settles once', async (t) => {
   assert.equal((await client.schemas()).find((s) => s.name === 'mode').compatibility, 'none')
   await assert.rejects(client.setSchemaCompatibility('mode', 'sideways'), (error) => error.kind === 'invalid_argument')
 })
+
+test('the state view keeps the latest value of every key; a deleted key leaves it', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('people', { partitions: 2, compaction: true })
+  const producer = await client.producer('people')
+  for (const version of [1, 2, 3]) for (let k = 0; k < 5; k++) await producer.send(`k${k} v${version}`, { key: `k${k}` })
+  await producer.delete('k0')
+  await producer.close()
+  const want = [1, 2, 3, 4].map((k) => [`k${k}`, `k${k} v3`])
+  const view = async () => {
+    const out = []
+    for await (const entry of client.snapshot('people')) out.push([entry.key, entry.payload.toString()])
+    return out.sort()
+  }
+  await waitFor(async () => JSON.stringify(await view()) === JSON.stringify(want), "every key's latest value")
+  assert.equal((await client.latest('people', 'k2')).payload.toString(), 'k2 v3')
+  assert.equal(await client.latest('people', 'k0'), null)
+  const consumer = await client.consumer('people', 'audit', { concurrency: 1 })
+  let deletes = 0
+  for (let i = 0; i < 16; i++) {
+    const message = await consumer.next()
+    if (message.isDelete) deletes += 1
+    message.ack()
+  }
+  await consumer.close()
+  assert.equal(deletes, 1)
+})

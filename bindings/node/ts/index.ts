@@ -13,6 +13,7 @@ import type {
   Receipt,
   SchemaInfo,
   SchemaVersion,
+  StateEntry,
   Station,
   StationConfig,
 } from '../native/index.js'
@@ -22,7 +23,7 @@ import { checkOptions } from './options'
 export * from './errors'
 export type {
   ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo,
-  SchemaVersion, Station, StationConfig,
+  SchemaVersion, StateEntry, Station, StationConfig,
 }
 
 // Node 20 before 20.5 has no Symbol.asyncDispose: the registered symbol stands in.
@@ -127,6 +128,19 @@ export class Client {
   replayDeadLetter(station: string, sequence: number): Promise<Receipt> {
     return call(() => this.inner.replayDeadLetter(station, sequence))
   }
+  /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
+  latest(station: string, key: string): Promise<StateEntry | null> {
+    return call(() => this.inner.latest(station, key))
+  }
+  /** Every key's latest message in a compacted station: `for await (const entry of client.snapshot(station))`. */
+  async *snapshot(station: string): AsyncGenerator<StateEntry, void, undefined> {
+    const snapshot = await call(() => this.inner.snapshot(station))
+    for (;;) {
+      const entry = await call(() => snapshot.next())
+      if (entry === null) return
+      yield entry
+    }
+  }
   /** Replays every dead letter of `station`, oldest first. */
   replayDeadLetters(station: string): Promise<Receipt[]> { return call(() => this.inner.replayDeadLetters(station)) }
   registerSchema(
@@ -195,6 +209,8 @@ export class Producer {
   sendBatch(messages: Array<{ payload: Payload; key?: string }>): Promise<Receipt[]> {
     return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))))
   }
+  /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
+  delete(key: string): Promise<Receipt> { return call(() => this.inner.delete(key)) }
   flush(): Promise<void> { return call(() => this.inner.flush()) }
   close(): Promise<void> { return call(() => this.inner.close()) }
   async [Symbol.asyncDispose](): Promise<void> { await this.close() }
@@ -209,6 +225,8 @@ export class Message {
   readonly sequence: number
   readonly deliveries: number
   readonly msgId: string | null
+  /** A tombstone: its key was deleted. */
+  readonly isDelete: boolean
   /** @internal */
   constructor(private readonly inner: native.Message) {
     this.payload = inner.payload
@@ -219,6 +237,7 @@ export class Message {
     this.sequence = inner.sequence
     this.deliveries = inner.deliveries
     this.msgId = inner.msgId
+    this.isDelete = inner.isDelete
   }
   header(name: string): string | null { return this.inner.header(name) }
   /** The payload parsed as JSON. */
