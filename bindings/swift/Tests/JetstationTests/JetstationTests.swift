@@ -302,4 +302,30 @@ final class JetstationTests: XCTestCase {
         XCTAssertEqual(latest.version, 1)
         try await client.deleteStation(name: station)
     }
+
+    func testTheStateViewKeepsTheLatestValueOfEveryKey() async throws {
+        let client = try await client()
+        let station = unique("people")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 2, compaction: true))
+        let producer = try await client.producer(station: station)
+        for version in 1...3 {
+            for k in 0..<4 { _ = try await producer.send(payload: Data("k\(k) v\(version)".utf8), key: "k\(k)") }
+        }
+        _ = try await producer.delete(key: "k0")
+        let want = (1..<4).map { "k\($0)=k\($0) v3" }
+        var got: [String] = []
+        for _ in 0..<100 {  // the broker fills the view by sourcing: soon, not at once
+            got = []
+            for try await entry in client.entries(station: station) {
+                got.append("\(entry.key)=\(String(decoding: entry.payload, as: UTF8.self))")
+            }
+            if got.sorted() == want { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTAssertEqual(got.sorted(), want)
+        let latest = try await client.latest(station: station, key: "k2")
+        XCTAssertEqual(latest.map { String(decoding: $0.payload, as: UTF8.self) }, "k2 v3")
+        let deleted = try await client.latest(station: station, key: "k0")
+        XCTAssertNil(deleted)
+    }
 }

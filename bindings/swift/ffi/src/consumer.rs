@@ -109,6 +109,10 @@ impl Message {
     pub fn msg_id(&self) -> Option<String> {
         self.inner.msg_id.clone()
     }
+    /// A tombstone: its key was deleted.
+    pub fn is_delete(&self) -> bool {
+        self.inner.is_delete()
+    }
     pub fn ack(&self) -> Result<()> {
         Ok(self.inner.ack()?)
     }

@@ -8,12 +8,14 @@ mod consumer;
 mod error;
 mod producer;
 mod schema;
+mod state;
 mod types;
 
 pub use client::{Client, connect};
 pub use consumer::{Consumer, Message};
 pub use error::JetstationError;
 pub use producer::{Producer, SendHandle};
+pub use state::Snapshot;
 pub use types::*;
 
 uniffi::setup_scaffolding!();

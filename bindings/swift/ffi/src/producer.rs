@@ -65,6 +65,11 @@ impl Producer {
         receipts.into_iter().map(|r| Ok(r?.into())).collect()
     }
 
+    /// Deletes `key` from a compacted station (a tombstone, in the key's order).
+    pub async fn delete(&self, key: String) -> Result<Receipt> {
+        Ok(self.inner.delete(key).await?.into())
+    }
+
     pub async fn flush(&self) -> Result<()> {
         Ok(self.inner.flush().await?)
     }

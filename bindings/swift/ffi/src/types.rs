@@ -460,3 +460,31 @@ impl From<OutgoingMessage> for jetstation::Message {
         }
     }
 }
+
+/// The latest message of one key, from a compacted station's state view.
+#[derive(uniffi::Record)]
+pub struct StateEntry {
+    pub station: String,
+    pub key: String,
+    pub partition: u32,
+    /// Sequence of the message in its partition.
+    pub sequence: u64,
+    pub payload: Vec<u8>,
+    pub headers: Vec<Header>,
+    /// When the broker stored it, RFC 3339.
+    pub time: String,
+}
+
+impl From<jetstation::StateEntry> for StateEntry {
+    fn from(e: jetstation::StateEntry) -> Self {
+        Self {
+            station: e.station,
+            key: e.key,
+            partition: e.partition,
+            sequence: e.sequence,
+            payload: e.payload.to_vec(),
+            headers: headers(e.headers),
+            time: e.time,
+        }
+    }
+}
