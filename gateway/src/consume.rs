@@ -185,6 +185,7 @@ async fn settle(
 }
 
 fn incoming(id: u64, d: jetstation::ReceivedMessage) -> pb::IncomingMessage {
+    let is_delete = d.is_delete();
     pb::IncomingMessage {
         delivery_id: id,
         station: d.station,
@@ -193,6 +194,7 @@ fn incoming(id: u64, d: jetstation::ReceivedMessage) -> pb::IncomingMessage {
         key: d.key.unwrap_or_default(),
         payload: d.payload.to_vec(),
         headers: d.headers.into_iter().collect(),
+        is_delete,
         msg_id: d.msg_id.unwrap_or_default(),
         deliveries: d.deliveries,
     }

@@ -285,3 +285,22 @@ pub(crate) fn member_health(parts: Vec<jetstation::PartitionHealth>) -> pb::Memb
             .collect(),
     }
 }
+
+/// The latest message of a key, for GetLatest and Snapshot.
+pub(crate) fn state_entry(e: jetstation::StateEntry) -> pb::StateEntry {
+    let time = time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| prost_types::Timestamp {
+            seconds: t.unix_timestamp(),
+            nanos: t.nanosecond() as i32,
+        });
+    pb::StateEntry {
+        station: e.station,
+        key: e.key,
+        partition: e.partition,
+        sequence: e.sequence,
+        payload: e.payload.to_vec(),
+        headers: e.headers.into_iter().collect(),
+        time,
+    }
+}

@@ -244,6 +244,39 @@ impl stations_server::Stations for Gateway {
             .map_err(status)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
+
+    async fn get_latest(
+        &self,
+        request: Request<pb::GetLatestRequest>,
+    ) -> Result<Response<pb::GetLatestResponse>, Status> {
+        let client = self.client(&request).await?;
+        let r = request.into_inner();
+        let entry = client.latest(&r.station, &r.key).await.map_err(status)?;
+        Ok(Response::new(pb::GetLatestResponse {
+            entry: entry.map(convert::state_entry),
+        }))
+    }
+
+    type SnapshotStream = BoxStream<pb::StateEntry>;
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let client = self.client(&request).await?;
+        let mut snapshot = client
+            .snapshot(&request.into_inner().station)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(async_stream(move |tx| async move {
+            while let Some(entry) = snapshot.next().await {
+                let item = entry.map(convert::state_entry).map_err(status);
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        })))
+    }
 }
 
 #[tonic::async_trait]
@@ -333,6 +366,18 @@ impl producer_server::Producer for Gateway {
         let m = convert::message(r.message.unwrap_or_default());
         Ok(Response::new(receipt(
             producer.send(m).await.map_err(status)?,
+        )))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<Receipt>, Status> {
+        let client = self.client(&request).await?;
+        let r = request.into_inner();
+        let producer = self.producer(&client, &r.station, true).await?;
+        Ok(Response::new(receipt(
+            producer.delete(r.key).await.map_err(status)?,
         )))
     }
 

@@ -433,6 +433,13 @@ def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: S
                 op["sequence"] = ctx.results["_dead_letters"][op["station"]][op.pop("index", 0)]["sequence"]
             answer = runner.call(op)
             expect = raw.get("expect", {})
+            if "entries" in expect:
+                # The broker fills a state view by itself, soon after the
+                # writes: ask again until it holds or the step's time is up.
+                deadline = time.monotonic() + op.get("timeout", 0)
+                while answer.get("ok", {}).get("entries") != expect["entries"] and time.monotonic() < deadline:
+                    time.sleep(0.1)  # between two reads of the view
+                    answer = runner.call(op)
             if "error" in expect:
                 got = answer.get("error", {}).get("kind")
                 if got != expect["error"]:
@@ -455,6 +462,9 @@ def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: S
                     raise Miss(f"{label}: duplicate flags {[r['duplicate'] for r in receipts]}")
             elif op["op"] == "consume":
                 check_consume(ctx, op, result, expect)
+            elif op["op"] == "snapshot" and "entries" in expect:
+                if result["entries"] != expect["entries"]:
+                    raise Miss(f"{label}: the state view holds {result['entries']}, expected {expect['entries']}")
             elif op["op"] == "dead_letters":
                 check_dead_letters(ctx, op, result, expect)
             for field, want in expect.get("fields", {}).items():

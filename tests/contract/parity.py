@@ -229,6 +229,7 @@ GATEWAY_OPS = {
     "Client.stations": ("rpc", "ListStations"),
     "Client.delete_station": ("rpc", "DeleteStation"),
     "Client.delete_group": ("rpc", "DeleteGroup"),
+    "Client.latest": ("rpc", "GetLatest"),
     "Client.dead_letters": ("rpc", "ListDeadLetters"),
     "Client.replay_dead_letter": ("rpc", "ReplayDeadLetter"),
     "Client.replay_dead_letters": ("rpc", "ReplayDeadLetters"),

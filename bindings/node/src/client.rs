@@ -281,7 +281,12 @@ impl Client {
         station: String,
         key: String,
     ) -> napi::Result<Option<crate::types::StateEntry>> {
-        Ok(self.inner.latest(&station, &key).await.js()?.map(Into::into))
+        Ok(self
+            .inner
+            .latest(&station, &key)
+            .await
+            .js()?
+            .map(Into::into))
     }
 
     /// Every key's latest message in a compacted station.

@@ -194,6 +194,18 @@ class Gateway:
             request = pb.CreateStationRequest(name=op["name"], config=config, update=kind == "update_station")
             s = self.call(stations.CreateStation, request)
             return {"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}
+        if kind == "delete_key":
+            self.call(rpc.ProducerStub(self.channel).Delete, pb.DeleteRequest(station=op["station"], key=op["key"]))
+            return {}
+        if kind == "latest":
+            r = self.call(stations.GetLatest, pb.GetLatestRequest(station=op["station"], key=op["key"]))
+            return {"payload": r.entry.payload.decode() if r.HasField("entry") else None}
+        if kind == "snapshot":
+            try:
+                stream = stations.Snapshot(pb.SnapshotRequest(station=op["station"]), metadata=self.metadata, timeout=60)
+                return {"entries": {e.key: e.payload.decode() for e in stream}}
+            except grpc.RpcError as error:
+                raise Failure(kind_of(error), error.details() or "")
         if kind == "delete_station":
             self.call(stations.DeleteStation, pb.DeleteStationRequest(name=op["name"]))
             return {}

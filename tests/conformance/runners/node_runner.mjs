@@ -214,6 +214,21 @@ async function perform(op) {
       const station = await create.call(client, op.name, config)
       return { name: station.name, partitions: station.partitions, max_deliveries: station.maxDeliveries }
     }
+    case 'delete_key': {
+      const name = `${op.client ?? 'main'}/${op.station}`
+      if (!producers.has(name)) producers.set(name, await client.producer(op.station))
+      await producers.get(name).delete(op.key)
+      return {}
+    }
+    case 'latest': {
+      const entry = await client.latest(op.station, op.key)
+      return { payload: entry ? entry.payload.toString() : null }
+    }
+    case 'snapshot': {
+      const entries = {}
+      for await (const e of client.snapshot(op.station)) entries[e.key] = e.payload.toString()
+      return { entries }
+    }
     case 'delete_station':
       await client.deleteStation(op.name)
       return {}

@@ -233,6 +233,17 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         create = client.create_station if kind == "create_station" else client.update_station
         station = await create(op["name"], **settings)
         return {"name": station.name, "partitions": station.partitions, "max_deliveries": station.max_deliveries}
+    if kind == "delete_key":
+        name = f"{op.get('client', 'main')}/{op['station']}"
+        if name not in producers:
+            producers[name] = await client.producer(op["station"])
+        await producers[name].delete(op["key"])
+        return {}
+    if kind == "latest":
+        entry = await client.latest(op["station"], op["key"])
+        return {"payload": entry.payload.decode() if entry else None}
+    if kind == "snapshot":
+        return {"entries": {e.key: e.payload.decode() async for e in await client.snapshot(op["station"])}}
     if kind == "delete_station":
         await client.delete_station(op["name"])
         return {}

@@ -208,6 +208,43 @@ impl Runner {
                     json!({"name": s.name, "partitions": s.config.partitions, "max_deliveries": s.config.max_deliveries}),
                 )
             }
+            "delete_key" => {
+                let name = format!(
+                    "{}/{}",
+                    op["client"].as_str().unwrap_or("main"),
+                    text(op, "station")
+                );
+                if !self.producers.contains_key(&name) {
+                    let p = client
+                        .producer(&text(op, "station"), ProducerOptions::default())
+                        .await
+                        .map_err(fail)?;
+                    self.producers.insert(name.clone(), p);
+                }
+                self.producers[&name]
+                    .delete(text(op, "key"))
+                    .await
+                    .map_err(fail)?;
+                Ok(json!({}))
+            }
+            "latest" => {
+                let entry = client
+                    .latest(&text(op, "station"), &text(op, "key"))
+                    .await
+                    .map_err(fail)?;
+                Ok(
+                    json!({"payload": entry.map(|e| String::from_utf8_lossy(&e.payload).into_owned())}),
+                )
+            }
+            "snapshot" => {
+                let mut snapshot = client.snapshot(&text(op, "station")).await.map_err(fail)?;
+                let mut entries = serde_json::Map::new();
+                while let Some(e) = snapshot.next().await {
+                    let e = e.map_err(fail)?;
+                    entries.insert(e.key, json!(String::from_utf8_lossy(&e.payload)));
+                }
+                Ok(json!({"entries": entries}))
+            }
             "delete_station" => {
                 client
                     .delete_station(&text(op, "name"))

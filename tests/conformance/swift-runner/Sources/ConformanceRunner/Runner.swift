@@ -180,6 +180,22 @@ final class Runner {
                 ? try await client.createStation(name: name, config: config)
                 : try await client.updateStation(name: name, config: config)
             return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
+        case "delete_key":
+            let name = "\(op["client"] as? String ?? "main")/\(op["station"] as! String)"
+            if producers[name] == nil {
+                producers[name] = try await client.producer(station: op["station"] as! String)
+            }
+            _ = try await producers[name]!.delete(key: op["key"] as! String)
+            return [:]
+        case "latest":
+            let entry = try await client.latest(station: op["station"] as! String, key: op["key"] as! String)
+            return ["payload": entry.map { String(decoding: $0.payload, as: UTF8.self) } ?? NSNull()]
+        case "snapshot":
+            var entries: Object = [:]
+            for try await e in client.entries(station: op["station"] as! String) {
+                entries[e.key] = String(decoding: e.payload, as: UTF8.self)
+            }
+            return ["entries": entries]
         case "delete_station":
             try await client.deleteStation(name: op["name"] as! String)
             return [:]
