@@ -20,7 +20,9 @@ nats_port=$(free_port)
 grpc_port=$(free_port)
 "${NATS_SERVER_BIN:-$CACHE/bin/nats-server}" -js -a 127.0.0.1 -p "$nats_port" -sd "$work/store" -l "$work/nats.log" &
 nats=$!
-trap 'kill $nats $gateway 2>/dev/null; rm -rf "$work"' EXIT
+# Stopped and waited for before their files go: a server still writing would
+# make the removal fail.
+trap 'kill ${nats:-} ${gateway:-} 2>/dev/null; wait ${nats:-} ${gateway:-} 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.05; done
 "$CARGO_TARGET_DIR/debug/jetstation-gateway" --nats-url "nats://127.0.0.1:$nats_port" \
   --listen "127.0.0.1:$grpc_port" --token token-a=tenant-a --token token-b=tenant-b --log warn &

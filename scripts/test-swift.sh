@@ -27,6 +27,8 @@ start() { # name, extra config, binary
 source scripts/swift-root.sh
 cleanup() {
   for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Waited for before their files go: a server still writing would make the removal fail.
+  for pid in "${servers[@]}"; do wait "$pid" 2>/dev/null || true; done
   for d in "${dirs[@]}"; do rm -rf "$d"; done
   swift_root_unmount
 }
