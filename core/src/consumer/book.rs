@@ -258,16 +258,29 @@ impl<M: Clone> Book<M> {
     /// sequence and the message whose acknowledgement commits it.
     pub(crate) fn commit_prefix(&mut self) -> Option<(u64, M)> {
         let (sequence, raw) = commit_prefix(&mut self.entries, Some(&mut self.redelivered))?;
+        if sequence <= self.committed {
+            // Finished here after another member committed past it: gone,
+            // and nothing new to commit.
+            return None;
+        }
         self.committed = sequence;
         Some((sequence, raw))
     }
 
     /// Another member committed up to `floor`: forget what is below it.
+    /// A message the application still holds (or that is being
+    /// dead-lettered) stays until it is settled, so the next message of its
+    /// key keeps waiting for it; the next message of a forgotten head may run.
     pub(crate) fn forget_through(&mut self, floor: u64) -> bool {
         if floor <= self.committed {
             return false;
         }
-        let stale: Vec<u64> = self.entries.range(..=floor).map(|(s, _)| *s).collect();
+        let stale: Vec<u64> = self
+            .entries
+            .range(..=floor)
+            .filter(|(_, e)| !matches!(e.state, State::InApp | State::DeadLettering))
+            .map(|(s, _)| *s)
+            .collect();
         for s in stale {
             self.redelivered.remove(&s);
             self.runnable.retain(|x| *x != s);
@@ -275,12 +288,13 @@ impl<M: Clone> Book<M> {
                 && let Some(k) = e.key
                 && let Some(line) = self.keys.get_mut(&k)
             {
+                let was_head = line.front() == Some(&s);
                 line.retain(|x| *x != s);
                 match line.front().copied() {
                     None => {
                         self.keys.remove(&k);
                     }
-                    Some(next) => {
+                    Some(next) if was_head => {
                         if let Some(e) = self.entries.get_mut(&next)
                             && e.state == State::Waiting
                         {
@@ -288,6 +302,7 @@ impl<M: Clone> Book<M> {
                             self.runnable.push_back(next);
                         }
                     }
+                    Some(_) => {}
                 }
             }
         }
@@ -623,6 +638,8 @@ mod tests {
         /// A dead letter is stored.
         Stored(usize),
         Commit,
+        /// Another member committed up to a point (a fraction of the stream).
+        Forget(u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -632,6 +649,7 @@ mod tests {
             4 => (any::<usize>(), 0u8..5).prop_map(|(i, s)| Step::Settle(i, s)),
             1 => any::<usize>().prop_map(Step::Stored),
             2 => Just(Step::Commit),
+            1 => (0u8..=100).prop_map(Step::Forget),
         ]
     }
 
@@ -785,6 +803,21 @@ mod tests {
                             &key_of,
                             &finished,
                         )?;
+                    }
+                }
+                Step::Forget(percent) => {
+                    let floor = next_seq * u64::from(percent) / 100;
+                    if floor > committed {
+                        // Finished elsewhere: they count as done for their keys.
+                        let held: Vec<u64> = in_app.iter().map(|t| t.sequence).collect();
+                        for s in 1..=floor {
+                            if !held.contains(&s) && !dead_lettering.iter().any(|t| t.sequence == s)
+                            {
+                                finished.insert(s);
+                            }
+                        }
+                        m.book(0).forget_through(floor);
+                        committed = floor;
                     }
                 }
                 Step::Commit => {
