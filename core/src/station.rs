@@ -413,8 +413,10 @@ impl Client {
                 .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
         }
         if config.compaction {
+            // Created when missing: a compacted station from before the state
+            // view gets one on its first update.
             for p in 0..config.partitions {
-                js.update_stream(self.state_stream_config(name, &config, p))
+                js.create_or_update_stream(self.state_stream_config(name, &config, p))
                     .await
                     .map_err(|e| Error::from_nats(&format!("updating station {name:?}"), &e))?;
             }

@@ -105,7 +105,12 @@ async fn a_deleted_key_leaves_the_view_and_consumers_see_the_delete() {
         .compaction(true)
         .max_age(Duration::from_secs(3))
         .dedup_window(Duration::from_secs(1));
-    client.create_station("accounts", config).await.unwrap();
+    client
+        .create_station("accounts", config.clone())
+        .await
+        .unwrap();
+    // An update reaches the state view too (created if it were missing).
+    client.update_station("accounts", config).await.unwrap();
     let producer = client
         .producer("accounts", ProducerOptions::default())
         .await
