@@ -232,15 +232,24 @@ impl<M: Clone> Book<M> {
         let Some(entry) = self.set(sequence, State::Done) else {
             return;
         };
-        let Some(key) = entry.key.clone() else {
+        if let Some(key) = entry.key.clone() {
+            self.leave_line(&key, sequence);
+        }
+    }
+
+    /// Takes `sequence` out of `key`'s line; when it was first, the next
+    /// message of the key may run.
+    fn leave_line(&mut self, key: &str, sequence: u64) {
+        let Some(line) = self.keys.get_mut(key) else {
             return;
         };
-        let Some(line) = self.keys.get_mut(&key) else {
-            return;
-        };
+        let was_head = line.front() == Some(&sequence);
         line.retain(|s| *s != sequence);
         match line.front().copied() {
-            Some(next) => {
+            None => {
+                self.keys.remove(key);
+            }
+            Some(next) if was_head => {
                 if let Some(e) = self.entries.get_mut(&next)
                     && e.state == State::Waiting
                 {
@@ -248,9 +257,7 @@ impl<M: Clone> Book<M> {
                     self.runnable.push_back(next);
                 }
             }
-            None => {
-                self.keys.remove(&key);
-            }
+            Some(_) => {}
         }
     }
 
@@ -286,24 +293,8 @@ impl<M: Clone> Book<M> {
             self.runnable.retain(|x| *x != s);
             if let Some(e) = self.entries.remove(&s)
                 && let Some(k) = e.key
-                && let Some(line) = self.keys.get_mut(&k)
             {
-                let was_head = line.front() == Some(&s);
-                line.retain(|x| *x != s);
-                match line.front().copied() {
-                    None => {
-                        self.keys.remove(&k);
-                    }
-                    Some(next) if was_head => {
-                        if let Some(e) = self.entries.get_mut(&next)
-                            && e.state == State::Waiting
-                        {
-                            e.state = State::Runnable;
-                            self.runnable.push_back(next);
-                        }
-                    }
-                    Some(_) => {}
-                }
+                self.leave_line(&k, s);
             }
         }
         self.committed = floor;

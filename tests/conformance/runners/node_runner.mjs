@@ -56,15 +56,15 @@ function consumerOptions(op) {
   return { ...options, ...nodeOptions('ConsumerOptions', op.options) }
 }
 
+/** The producer a step's client keeps for its station (created once). */
+async function stationProducer(client, op) {
+  const name = `${op.client ?? 'main'}/${op.station}`
+  if (!producers.has(name)) producers.set(name, await client.producer(op.station))
+  return producers.get(name)
+}
+
 async function send(client, op) {
-  let producer
-  if (op.producer) {
-    producer = producers.get(op.producer)
-  } else {
-    const name = `${op.client ?? 'main'}/${op.station}`
-    if (!producers.has(name)) producers.set(name, await client.producer(op.station))
-    producer = producers.get(name)
-  }
+  const producer = op.producer ? producers.get(op.producer) : await stationProducer(client, op)
   const messages = [...(op.messages ?? []), ...(op.generate ? generated(op.generate) : [])]
   const handles = []
   for (const m of messages) {
@@ -214,12 +214,9 @@ async function perform(op) {
       const station = await create.call(client, op.name, config)
       return { name: station.name, partitions: station.partitions, max_deliveries: station.maxDeliveries }
     }
-    case 'delete_key': {
-      const name = `${op.client ?? 'main'}/${op.station}`
-      if (!producers.has(name)) producers.set(name, await client.producer(op.station))
-      await producers.get(name).delete(op.key)
+    case 'delete_key':
+      await (await stationProducer(client, op)).delete(op.key)
       return {}
-    }
     case 'latest': {
       const entry = await client.latest(op.station, op.key)
       return { payload: entry ? entry.payload.toString() : null }

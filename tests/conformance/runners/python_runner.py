@@ -56,14 +56,16 @@ async def connect(op: Dict[str, Any]) -> Dict[str, Any]:
     return {}
 
 
+async def station_producer(client: jetstation.Client, op: Dict[str, Any]) -> jetstation.Producer:
+    """The producer a step's client keeps for its station (created once)."""
+    name = f"{op.get('client', 'main')}/{op['station']}"
+    if name not in producers:
+        producers[name] = await client.producer(op["station"])
+    return producers[name]
+
+
 async def send(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, Any]:
-    if "producer" in op:
-        producer = producers[op["producer"]]
-    else:
-        name = f"{op.get('client', 'main')}/{op['station']}"
-        if name not in producers:
-            producers[name] = await client.producer(op["station"])
-        producer = producers[name]
+    producer = producers[op["producer"]] if "producer" in op else await station_producer(client, op)
     messages = list(op.get("messages", [])) + (generated(op["generate"]) if "generate" in op else [])
     handles = []
     for m in messages:
@@ -234,10 +236,7 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         station = await create(op["name"], **settings)
         return {"name": station.name, "partitions": station.partitions, "max_deliveries": station.max_deliveries}
     if kind == "delete_key":
-        name = f"{op.get('client', 'main')}/{op['station']}"
-        if name not in producers:
-            producers[name] = await client.producer(op["station"])
-        await producers[name].delete(op["key"])
+        await (await station_producer(client, op)).delete(op["key"])
         return {}
     if kind == "latest":
         entry = await client.latest(op["station"], op["key"])

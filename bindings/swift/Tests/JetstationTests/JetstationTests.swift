@@ -320,6 +320,7 @@ final class JetstationTests: XCTestCase {
                 got.append("\(entry.key)=\(String(decoding: entry.payload, as: UTF8.self))")
             }
             if got.sorted() == want { break }
+            // Poll interval; the loop's 100 rounds bound the wait to about 10 s.
             try await Task.sleep(nanoseconds: 100_000_000)
         }
         XCTAssertEqual(got.sorted(), want)

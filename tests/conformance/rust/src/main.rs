@@ -209,19 +209,8 @@ impl Runner {
                 )
             }
             "delete_key" => {
-                let name = format!(
-                    "{}/{}",
-                    op["client"].as_str().unwrap_or("main"),
-                    text(op, "station")
-                );
-                if !self.producers.contains_key(&name) {
-                    let p = client
-                        .producer(&text(op, "station"), ProducerOptions::default())
-                        .await
-                        .map_err(fail)?;
-                    self.producers.insert(name.clone(), p);
-                }
-                self.producers[&name]
+                self.station_producer(&client, op)
+                    .await?
                     .delete(text(op, "key"))
                     .await
                     .map_err(fail)?;
@@ -362,6 +351,27 @@ impl Runner {
         }
     }
 
+    /// The producer a step's client keeps for its station (created once).
+    async fn station_producer(
+        &mut self,
+        client: &Client,
+        op: &Value,
+    ) -> Result<Producer, (String, String)> {
+        let name = format!(
+            "{}/{}",
+            op["client"].as_str().unwrap_or("main"),
+            text(op, "station")
+        );
+        if !self.producers.contains_key(&name) {
+            let p = client
+                .producer(&text(op, "station"), ProducerOptions::default())
+                .await
+                .map_err(fail)?;
+            self.producers.insert(name.clone(), p);
+        }
+        Ok(self.producers[&name].clone())
+    }
+
     async fn send(&mut self, client: &Client, op: &Value) -> Outcome {
         let producer = match op["producer"].as_str() {
             Some(name) => self
@@ -369,21 +379,7 @@ impl Runner {
                 .get(name)
                 .cloned()
                 .ok_or_else(|| unexpected("no such producer"))?,
-            None => {
-                let name = format!(
-                    "{}/{}",
-                    op["client"].as_str().unwrap_or("main"),
-                    text(op, "station")
-                );
-                if !self.producers.contains_key(&name) {
-                    let p = client
-                        .producer(&text(op, "station"), ProducerOptions::default())
-                        .await
-                        .map_err(fail)?;
-                    self.producers.insert(name.clone(), p);
-                }
-                self.producers[&name].clone()
-            }
+            None => self.station_producer(client, op).await?,
         };
         let mut messages: Vec<Value> = op["messages"].as_array().cloned().unwrap_or_default();
         if !op["generate"].is_null() {

@@ -181,11 +181,7 @@ final class Runner {
                 : try await client.updateStation(name: name, config: config)
             return ["name": s.name, "partitions": s.partitions, "max_deliveries": s.maxDeliveries]
         case "delete_key":
-            let name = "\(op["client"] as? String ?? "main")/\(op["station"] as! String)"
-            if producers[name] == nil {
-                producers[name] = try await client.producer(station: op["station"] as! String)
-            }
-            _ = try await producers[name]!.delete(key: op["key"] as! String)
+            _ = try await stationProducer(client, op).delete(key: op["key"] as! String)
             return [:]
         case "latest":
             let entry = try await client.latest(station: op["station"] as! String, key: op["key"] as! String)
@@ -258,16 +254,21 @@ final class Runner {
         }
     }
 
+    /// The producer a step's client keeps for its station (created once).
+    func stationProducer(_ client: Client, _ op: Object) async throws -> Producer {
+        let name = "\(op["client"] as? String ?? "main")/\(op["station"] as! String)"
+        if producers[name] == nil {
+            producers[name] = try await client.producer(station: op["station"] as! String)
+        }
+        return producers[name]!
+    }
+
     func send(_ client: Client, _ op: Object) async throws -> Object {
         let producer: Producer
         if let name = op["producer"] as? String {
             producer = producers[name]!
         } else {
-            let name = "\(op["client"] as? String ?? "main")/\(op["station"] as! String)"
-            if producers[name] == nil {
-                producers[name] = try await client.producer(station: op["station"] as! String)
-            }
-            producer = producers[name]!
+            producer = try await stationProducer(client, op)
         }
         var messages = op["messages"] as? [Object] ?? []
         if let spec = op["generate"] as? Object { messages += generated(spec) }
