@@ -87,20 +87,41 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
     use futures::StreamExt;
     let nats = async_nats::connect(url).await.expect("raw connect");
     let js = async_nats::jetstream::new(nats);
-    let mut s = js.get_stream(stream).await.expect("stream exists");
-    let last = s.info().await.unwrap().state.last_sequence;
-    let total = s.info().await.unwrap().state.messages;
-    let consumer = s
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // Right after a node of a cluster came back, the meta leader may still
+    // be settling and a request can time out: try again for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        match js.get_stream(stream).await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading {stream}: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("no info on {stream} within 30 s: {e}"),
+        }
+    };
+    let state = s.cached_info().state.clone();
+    let (last, total) = (state.last_sequence, state.messages);
     let mut out = Vec::new();
     if total == 0 {
         return out;
     }
+    let consumer = loop {
+        match s
+            .create_consumer(pull::Config {
+                ack_policy: AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(consumer) => break consumer,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading {stream}: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("no consumer on {stream} within 30 s: {e}"),
+        }
+    };
     let mut messages = consumer.messages().await.unwrap();
     while let Some(m) = messages.next().await {
         let m = m.unwrap();
