@@ -45,6 +45,8 @@ pub(crate) struct Fetch {
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
     /// The group's consumer configuration, to recreate the durable with.
     pub(crate) config: pull::Config,
+    /// Reading the snapshot lane (whose consumer goes when the lane is over).
+    pub(crate) phase: Option<super::snapshot::Phase>,
     /// The partition's committed stream sequence, as the scheduler knows it:
     /// a recreated durable starts right after it.
     pub(crate) committed: Arc<AtomicU64>,
@@ -83,7 +85,9 @@ impl Fetch {
             }
             // The pause between two pulls while the broker recovers.
             tokio::time::sleep(RETRY_PAUSE).await;
-            self.ensure_durable().await;
+            if self.ensure_durable().await.is_break() {
+                return;
+            }
         }
     }
 
@@ -139,7 +143,8 @@ impl Fetch {
 
     /// Makes sure the group's durable consumer exists; recreates it with the
     /// same configuration when the broker says it does not.
-    async fn ensure_durable(&mut self) {
+    /// Breaks when the snapshot lane is over (the scheduler was told).
+    async fn ensure_durable(&mut self) -> std::ops::ControlFlow<()> {
         let name = self.config.durable_name.clone().unwrap_or_default();
         // Bounded: without a consumer leader the question times out, and
         // pulling again soon is what brings the partition back.
@@ -149,6 +154,16 @@ impl Fetch {
             Err(_) | Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() != ConsumerInfoErrorKind::NotFound => {}
             Ok(Err(_)) => {
+                if let Some(phase) = &self.phase
+                    && let Some(follow) = super::snapshot::followed(phase, &name).await
+                {
+                    // Another member ended the snapshot lane.
+                    let _ = self.events.send(Event::SnapshotOver {
+                        partition: self.partition,
+                        follow: Ok(follow),
+                    });
+                    return std::ops::ControlFlow::Break(());
+                }
                 tracing::warn!(
                     partition = self.partition,
                     group = %name,
@@ -171,6 +186,7 @@ impl Fetch {
                 }
             }
         }
+        std::ops::ControlFlow::Continue(())
     }
 }
 

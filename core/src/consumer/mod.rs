@@ -36,6 +36,7 @@ mod fetch;
 mod handover;
 mod membership;
 pub(crate) mod scheduler;
+mod snapshot;
 mod sync;
 
 pub use delivery::{
@@ -74,12 +75,16 @@ pub enum StartPosition {
     Sequence(u64),
     /// From the first message stored at or after this time.
     Time(OffsetDateTime),
+    /// The latest message of every key first (the station's state view),
+    /// then the history from where that snapshot ended, per partition, with
+    /// no gap and no duplicate. Needs a station with compaction.
+    Snapshot,
 }
 
 impl StartPosition {
     /// The named positions (`StartPosition::from_str` also takes a sequence
     /// number and an RFC 3339 time).
-    pub const NAMES: &'static [&'static str] = &["earliest", "latest"];
+    pub const NAMES: &'static [&'static str] = &["earliest", "latest", "snapshot"];
 }
 
 impl fmt::Display for StartPosition {
@@ -87,6 +92,7 @@ impl fmt::Display for StartPosition {
         match self {
             Self::Earliest => f.write_str("earliest"),
             Self::Latest => f.write_str("latest"),
+            Self::Snapshot => f.write_str("snapshot"),
             Self::Sequence(s) => write!(f, "{s}"),
             Self::Time(t) => f.write_str(
                 &t.format(&time::format_description::well_known::Rfc3339)
@@ -98,12 +104,13 @@ impl fmt::Display for StartPosition {
 
 impl std::str::FromStr for StartPosition {
     type Err = Error;
-    /// `"earliest"`, `"latest"`, a sequence (`"42"`) or an RFC 3339 time
+    /// `"earliest"`, `"latest"`, `"snapshot"`, a sequence (`"42"`) or an RFC 3339 time
     /// (`"2026-11-30T09:00:00Z"`).
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "earliest" => return Ok(Self::Earliest),
             "latest" => return Ok(Self::Latest),
+            "snapshot" => return Ok(Self::Snapshot),
             _ => {}
         }
         if let Ok(seq) = s.parse::<u64>() {
@@ -113,7 +120,7 @@ impl std::str::FromStr for StartPosition {
             .map(Self::Time)
             .map_err(|_| {
                 Error::invalid(format!(
-                    "unknown start {s:?}; use earliest, latest, a sequence (1 or more) or an \
+                    "unknown start {s:?}; use earliest, latest, snapshot, a sequence (1 or more) or an \
                      RFC 3339 time such as 2026-11-30T09:00:00Z"
                 ))
             })
@@ -257,6 +264,12 @@ impl Client {
             .read_station_config(station)
             .await?
             .ok_or_else(|| unknown_station(station))?;
+        if options.start == StartPosition::Snapshot && !config.compaction {
+            return Err(Error::invalid(format!(
+                "start=snapshot needs a station with compaction; station {station:?} keeps no \
+                 state view"
+            )));
+        }
         let names = &self.inner.names;
         let mut partitions = Vec::new();
         for p in 0..config.partitions {
@@ -267,6 +280,29 @@ impl Client {
                 .get_stream_no_info(&stream_name)
                 .await
                 .map_err(|e| Error::from_nats(&format!("opening {stream_name}"), &e))?;
+            if options.start == StartPosition::Snapshot {
+                partitions.push(
+                    match snapshot::open(self, station, p, group, &options, &stream).await? {
+                        snapshot::Lane::Follow(consumer) => scheduler::PartitionHandle {
+                            partition: p,
+                            stream,
+                            consumer,
+                            phase: None,
+                        },
+                        snapshot::Lane::Snapshot {
+                            state_stream,
+                            consumer,
+                            phase,
+                        } => scheduler::PartitionHandle {
+                            partition: p,
+                            stream: state_stream,
+                            consumer,
+                            phase: Some(phase),
+                        },
+                    },
+                );
+                continue;
+            }
             let consumer = match stream.get_consumer::<pull::Config>(group).await {
                 Ok(c) => c,
                 Err(_) => stream
@@ -280,6 +316,7 @@ impl Client {
                 partition: p,
                 stream,
                 consumer,
+                phase: None,
             });
         }
         let membership =
@@ -335,6 +372,15 @@ impl Client {
                     return Err(err);
                 }
             }
+            if config.compaction {
+                // A snapshot lane the group had not finished.
+                let state = self.inner.names.state_stream(station, p);
+                let _ = self
+                    .inner
+                    .js
+                    .delete_consumer_from_stream(group, &state)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -350,7 +396,7 @@ pub(crate) fn group_config(group: &str, options: &ConsumerOptions) -> pull::Conf
         max_deliver: -1,
         max_ack_pending: options.max_ack_pending as i64,
         deliver_policy: match options.start {
-            StartPosition::Earliest => DeliverPolicy::All,
+            StartPosition::Earliest | StartPosition::Snapshot => DeliverPolicy::All,
             StartPosition::Latest => DeliverPolicy::New,
             StartPosition::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s },
             StartPosition::Time(t) => DeliverPolicy::ByStartTime { start_time: t },

@@ -34,6 +34,7 @@ use super::{
     committer::Committer,
     handover::Release,
     membership::{Membership, assignment},
+    snapshot::{self, Phase},
     sync::{SyncPoint, Verdict, sync_verdict},
 };
 use crate::{
@@ -69,6 +70,11 @@ pub(crate) enum Event {
         info: Box<Result<jetstream::consumer::Info>>,
     },
     Members(Vec<String>),
+    /// A partition's snapshot lane is over: its follow consumer.
+    SnapshotOver {
+        partition: u32,
+        follow: Result<jetstream::consumer::Consumer<pull::Config>>,
+    },
     /// A partition's pull failed (and is being opened again).
     FetchFailed {
         partition: u32,
@@ -86,10 +92,17 @@ pub(crate) struct PartitionHandle {
     pub(crate) partition: u32,
     pub(crate) stream: jetstream::stream::Stream<()>,
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Reading the snapshot first: `stream` is the partition's state stream
+    /// and `consumer` the snapshot lane (see [`super::snapshot`]).
+    pub(crate) phase: Option<Phase>,
 }
 
 struct Partition {
     handle: PartitionHandle,
+    /// The configuration of the durable consumer pulled now.
+    config: pull::Config,
+    /// The snapshot lane is over; the follow consumer is being set up.
+    switching: bool,
     /// The highest committed stream sequence, for the pull loop (where a
     /// recreated durable starts).
     committed_shared: Arc<std::sync::atomic::AtomicU64>,
@@ -165,6 +178,8 @@ pub(crate) struct Scheduler {
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// How often an idle snapshot lane asks whether it is over.
+const LANE_CHECK: Duration = Duration::from_millis(300);
 /// Longest wait for one consumer-info answer.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -187,6 +202,11 @@ impl Scheduler {
         let parts = handles
             .into_iter()
             .map(|handle| Partition {
+                config: match &handle.phase {
+                    Some(phase) => phase.config.clone(),
+                    None => super::group_config(&group, &options),
+                },
+                switching: false,
                 handle,
                 committed_shared: Arc::default(),
                 last_delivery: 0,
@@ -314,7 +334,8 @@ impl Scheduler {
             partition: part.handle.partition,
             stream: part.handle.stream.clone(),
             consumer: part.handle.consumer.clone(),
-            config: super::group_config(&self.group, &self.options),
+            config: part.config.clone(),
+            phase: part.handle.phase.clone(),
             committed: part.committed_shared.clone(),
             batch: self.options.fetch_batch,
             expires,
@@ -390,6 +411,7 @@ impl Scheduler {
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
+            Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, follow),
             Event::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -449,15 +471,27 @@ impl Scheduler {
             .as_ref()
             .and_then(|h| h.get(headers::KEY))
             .map(|v| v.to_string());
+        // A snapshot lane hands out the latest message of each key up to its
+        // bound; the rest is committed unseen.
+        let unseen = part.handle.phase.as_ref().is_some_and(|phase| {
+            sequence > phase.bound
+                || key.is_none()
+                || crate::state::is_tombstone(message.headers.as_ref())
+        });
         let book = self.machine.book(partition);
-        if let Admitted::Committed(message) = book.admit(
+        let admitted = book.admit(
             sequence,
             delivery,
             deliveries,
             key,
             invalid,
             Arc::new(message),
-        ) {
+        );
+        if unseen && matches!(admitted, Admitted::Held) {
+            book.finish(sequence);
+            self.commit(partition as usize);
+        }
+        if let Admitted::Committed(message) = admitted {
             // Committed here, but the broker forgot (a new consumer leader
             // that had not applied the commit): acknowledge it again, or it
             // would stay pending forever and keep the partition out of sync.
@@ -490,11 +524,16 @@ impl Scheduler {
                     else {
                         continue;
                     };
-                    let delivery: Delivery = self.ledger.hand_out(
-                        token,
-                        entry.raw.clone(),
-                        received(&self.station, token, entry),
-                    );
+                    let mut message = received(&self.station, token, entry);
+                    if self.parts[token.partition as usize].handle.phase.is_some() {
+                        // From the snapshot: where the message is in the history.
+                        message.sequence = snapshot::origin(&entry.raw).unwrap_or(0);
+                        message
+                            .headers
+                            .retain(|(n, _)| !n.eq_ignore_ascii_case(snapshot::STREAM_SOURCE));
+                    }
+                    let delivery: Delivery =
+                        self.ledger.hand_out(token, entry.raw.clone(), message);
                     if let Some(ready) = &self.ready {
                         // If the application is gone, the delivery's drop reports it back.
                         let _ = ready.send(delivery);
@@ -535,6 +574,88 @@ impl Scheduler {
         part.committed_shared
             .store(sequence, std::sync::atomic::Ordering::Release);
         self.committer.commit(part.handle.partition, last);
+        if part
+            .handle
+            .phase
+            .as_ref()
+            .is_some_and(|p| sequence >= p.bound)
+        {
+            self.switch_lane(index);
+        }
+    }
+
+    /// Ends a partition's snapshot lane (everything up to its bound is
+    /// committed): sets up the follow consumer, reported by `SnapshotOver`.
+    fn switch_lane(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        let Some(phase) = part.handle.phase.clone() else {
+            return;
+        };
+        if part.switching || !part.owned || part.revoking {
+            return;
+        }
+        part.switching = true;
+        if let Some(task) = part.fetch.take() {
+            task.abort();
+        }
+        let (committer, state_stream, group, events, partition) = (
+            self.committer.clone(),
+            part.handle.stream.clone(),
+            self.group.clone(),
+            self.events.clone(),
+            part.handle.partition,
+        );
+        tracing::debug!(station = %self.station, group = %self.group, partition, "snapshot read; following the history");
+        tokio::spawn(async move {
+            // The lane's last commit reaches the broker before it goes.
+            committer.flush().await;
+            let follow = snapshot::switch(&state_stream, &phase, &group).await;
+            let _ = events.send(Event::SnapshotOver { partition, follow });
+        });
+    }
+
+    /// The partition follows the history from now on.
+    fn on_snapshot_over(
+        &mut self,
+        partition: u32,
+        follow: Result<jetstream::consumer::Consumer<pull::Config>>,
+    ) {
+        let index = partition as usize;
+        let part = &mut self.parts[index];
+        part.switching = false;
+        let Some(phase) = part.handle.phase.clone() else {
+            return;
+        };
+        let consumer = match follow {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "cannot follow the history yet; retrying");
+                part.last_error = Some(e.to_string());
+                if part.owned {
+                    self.restart_fetch(index);
+                }
+                return;
+            }
+        };
+        if let Some(task) = part.fetch.take() {
+            task.abort();
+        }
+        part.handle.stream = phase.partition_stream.clone();
+        part.handle.consumer = consumer;
+        part.handle.phase = None;
+        part.config = phase.follow.clone();
+        part.in_sync = false;
+        part.syncing = false;
+        part.sync_point = None;
+        part.last_delivery = 0;
+        part.gap_at = 0;
+        part.committed_shared
+            .store(0, std::sync::atomic::Ordering::Release);
+        // What is left of the lane (messages past its bound) is not the history.
+        self.machine.books[index] = Default::default();
+        if self.parts[index].owned && !self.parts[index].revoking && self.closing.is_none() {
+            self.start_fetch(index);
+        }
     }
 
     /// A partition that has been silent for `ack_wait` is asked where it
@@ -631,6 +752,16 @@ impl Scheduler {
                 .store(floor, std::sync::atomic::Ordering::Release);
         }
         part.broker_undelivered = info.num_pending;
+        if part.handle.phase.is_some()
+            && book.is_empty()
+            && info.num_pending == 0
+            && info.num_ack_pending == 0
+        {
+            // The lane delivered everything there is, and all of it is committed.
+            part.in_sync = true;
+            self.switch_lane(index);
+            return;
+        }
         if part.in_sync || book.is_empty() && info.num_ack_pending == 0 {
             if !part.in_sync && part.owned && !part.revoking {
                 // Nothing pending anywhere: trivially in sync.
@@ -718,6 +849,16 @@ impl Scheduler {
             if !self.parts[i].in_sync && !self.machine.books[i].is_empty() {
                 self.request_sync(i);
             }
+            let part = &self.parts[i];
+            if part.handle.phase.is_some()
+                && part.owned
+                && !part.switching
+                && self.machine.books[i].is_empty()
+                && part.last_sync.is_none_or(|t| t.elapsed() >= LANE_CHECK)
+            {
+                // A snapshot lane with nothing held may be over.
+                self.force_sync(i);
+            }
         }
         self.watch_silences();
         if let Some((_, deadline)) = &self.closing
@@ -743,10 +884,14 @@ impl Scheduler {
             station = %self.station, partition = token.partition, sequence = token.sequence,
             deliveries, reason = %reason, "dead-lettering"
         );
+        let sequence = match &self.parts[token.partition as usize].handle.phase {
+            Some(_) => snapshot::origin(&raw).unwrap_or(token.sequence),
+            None => token.sequence,
+        };
         let origin = crate::dead_letter::Origin {
             station: self.station.clone(),
             partition: token.partition,
-            sequence: token.sequence,
+            sequence,
             group: self.group.clone(),
             deliveries,
             reason,
