@@ -251,6 +251,7 @@ pub(crate) fn dead_letter(d: jetstation::DeadLetter) -> pb::DeadLetter {
 pub(crate) fn start(join: &pb::Join) -> Result<jetstation::StartPosition, Status> {
     Ok(match join.start() {
         pb::StartPosition::Latest => jetstation::StartPosition::Latest,
+        pb::StartPosition::Snapshot => jetstation::StartPosition::Snapshot,
         pb::StartPosition::Sequence => {
             jetstation::StartPosition::sequence(join.start_sequence).map_err(status)?
         }

@@ -138,7 +138,11 @@ export interface ConnectOptions {
 /** Consumer settings. Durations are milliseconds. */
 export interface ConsumerOptions {
   concurrency?: number
-  /** "earliest" (default for a new group) or "latest". */
+  /**
+   * "earliest" (default for a new group), "latest" or "snapshot" (the
+   * latest message of every key, then the history after it; compacted
+   * stations).
+   */
   start?: string
   startSequence?: number
   /** Milliseconds since the epoch. */

@@ -13,7 +13,9 @@ use crate::error::{IntoJs, invalid};
 #[derive(Default)]
 pub struct ConsumerOptions {
     pub concurrency: Option<u32>,
-    /// "earliest" (default for a new group) or "latest".
+    /// "earliest" (default for a new group), "latest" or "snapshot" (the
+    /// latest message of every key, then the history after it; compacted
+    /// stations).
     pub start: Option<String>,
     pub start_sequence: Option<i64>,
     /// Milliseconds since the epoch.

@@ -41,7 +41,7 @@ pub(crate) fn consumer_options(
     Ok(o)
 }
 
-/// `"earliest"`, `"latest"`, a sequence (int) or a timezone-aware datetime.
+/// `"earliest"`, `"latest"`, `"snapshot"`, a sequence (int) or a timezone-aware datetime.
 fn start_position(v: &Bound<'_, PyAny>) -> PyResult<jetstation::StartPosition> {
     use jetstation::StartPosition;
     if let Ok(s) = v.extract::<String>() {
@@ -53,7 +53,7 @@ fn start_position(v: &Bound<'_, PyAny>) -> PyResult<jetstation::StartPosition> {
     match v.call_method0("timestamp").and_then(|t| t.extract::<f64>()) {
         Ok(ts) => StartPosition::unix_seconds(ts).py_err(),
         Err(_) => Err(invalid(format!(
-            "start must be \"earliest\", \"latest\", a sequence (int) or a datetime, got {v}"
+            "start must be \"earliest\", \"latest\", \"snapshot\", a sequence (int) or a datetime, got {v}"
         ))),
     }
 }

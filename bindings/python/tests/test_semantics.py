@@ -270,3 +270,65 @@ async def test_the_state_view_keeps_the_latest_value_while_the_history_expires(c
     await client.create_station("plain")
     with pytest.raises(jetstation.InvalidArgumentError, match="no state view"):
         await client.latest("plain", "k")
+
+
+async def test_a_new_group_reads_the_snapshot_then_follows_while_writers_go_on(client: jetstation.Client) -> None:
+    keys = [f"e{k}" for k in range(50)]
+    await client.create_station("staff", partitions=2, compaction=True)
+    producer = await client.producer("staff")
+    for version in range(4):
+        for key in keys:
+            await producer.enqueue(f"{key}:{version}", key=key)
+    await producer.flush()
+
+    async def caught_up() -> bool:
+        view = [e.payload.decode() async for e in await client.snapshot("staff")]
+        return sorted(view) == sorted(f"{key}:3" for key in keys)
+
+    await wait_for(caught_up, "the view to hold every key's last version")
+    stop = asyncio.Event()
+
+    async def write() -> int:
+        version = 4
+        while not stop.is_set():
+            for key in keys:
+                await producer.enqueue(f"{key}:{version}", key=key)
+            version += 1
+            await asyncio.sleep(0.02)
+        await producer.flush()
+        return version
+
+    writer = asyncio.create_task(write())
+    consumer = await client.consumer("staff", "new-service", start="snapshot", concurrency=4)
+    seen: Dict[str, List[Tuple[int, int]]] = {}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        try:
+            message = await asyncio.wait_for(consumer.__anext__(), timeout=5)
+        except asyncio.TimeoutError:
+            break  # quiet after the writers stopped
+        key, version = message.payload.decode().split(":")
+        seen.setdefault(key, []).append((int(version), message.deliveries))
+        message.ack()
+        if loop.time() - started > 2:
+            stop.set()
+    stop.set()
+    versions = await writer
+    await consumer.close()
+    await producer.close()
+    assert sorted(seen) == sorted(keys)
+    for key, got in seen.items():
+        first = got[0][0]
+        assert first >= 3, f"{key} starts from the snapshot, not the history: {got[:3]}"
+        expected = first
+        for version, deliveries in got[1:]:
+            if version == expected and deliveries > 1:
+                continue  # a redelivery, flagged
+            assert version == expected + 1, f"{key}: {got}"
+            expected = version
+        assert expected == versions - 1, f"{key} reaches its last version"
+
+    await client.create_station("plain-staff")
+    with pytest.raises(jetstation.InvalidArgumentError, match="compaction"):
+        await client.consumer("plain-staff", "g", start="snapshot")

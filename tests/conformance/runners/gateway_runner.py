@@ -62,7 +62,11 @@ def generated(spec: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 STORAGE = {"file": pb.STORAGE_FILE, "memory": pb.STORAGE_MEMORY}
-STARTS = {"earliest": pb.START_POSITION_EARLIEST, "latest": pb.START_POSITION_LATEST}
+STARTS = {
+    "earliest": pb.START_POSITION_EARLIEST,
+    "latest": pb.START_POSITION_LATEST,
+    "snapshot": pb.START_POSITION_SNAPSHOT,
+}
 CONTRACT = json.loads(
     open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "contract", "jetstation.json")).read()
 )
@@ -102,10 +106,8 @@ class Session:
     def __init__(self, gateway: "Gateway", op: Dict[str, Any]) -> None:
         join = pb.Join(station=op["station"], group=op["group"], credit=max(64, op.get("concurrency", 1)))
         start = op.get("start")
-        if start == "latest":
-            join.start = pb.START_POSITION_LATEST
-        elif start == "earliest":
-            join.start = pb.START_POSITION_EARLIEST
+        if isinstance(start, str):
+            join.start = STARTS[start]
         elif isinstance(start, dict):
             join.start = pb.START_POSITION_SEQUENCE
             join.start_sequence = start["sequence"]

@@ -173,7 +173,7 @@ class Client(_AsyncClosing):
 
     async def consumer(self, station: str, group: str, **options: Any) -> "Consumer":
         """Joins consumer group ``group``. Options: ``concurrency``, ``start``
-        ("earliest", "latest", a sequence, or an aware datetime), ``ack_wait``,
+        ("earliest", "latest", "snapshot", a sequence, or an aware datetime), ``ack_wait``,
         ``max_ack_pending``, ``redelivery_delay``, ``max_redelivery_delay``,
         ``fetch_batch``, ``handover_timeout`` (seconds)."""
         return Consumer(await self._native.consumer(station, group, **options))

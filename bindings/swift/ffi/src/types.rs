@@ -185,7 +185,9 @@ pub(crate) fn producer_options(o: ProducerOptions) -> Result<jetstation::Produce
 pub struct ConsumerOptions {
     #[uniffi(default = None)]
     pub concurrency: Option<u32>,
-    /// "earliest" (default for a new group) or "latest".
+    /// "earliest" (default for a new group), "latest" or "snapshot" (the
+    /// latest message of every key, then the history after it; compacted
+    /// stations).
     #[uniffi(default = None)]
     pub start: Option<String>,
     /// A new group starts at this sequence in every partition.
