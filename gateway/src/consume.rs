@@ -146,6 +146,11 @@ async fn open(
         max_redelivery_delay: crate::or_default(join.max_redelivery_delay, d.max_redelivery_delay)?,
         fetch_batch: count(join.fetch_batch, d.fetch_batch),
         handover_timeout: crate::or_default(join.handover_timeout, d.handover_timeout)?,
+        exactly_once: join.exactly_once,
+        exactly_once_retention: crate::or_default(
+            join.exactly_once_retention,
+            d.exactly_once_retention,
+        )?,
     };
     client
         .consumer(&join.station, &join.group, options)

@@ -26,6 +26,11 @@ pub struct ConsumerOptions {
     pub max_redelivery_delay_ms: Option<f64>,
     pub fetch_batch: Option<u32>,
     pub handover_timeout_ms: Option<f64>,
+    /// Record every handled message before its acknowledgement and skip a
+    /// redelivered one found in the record.
+    pub exactly_once: Option<bool>,
+    /// How long the record keeps a handled message (default one day).
+    pub exactly_once_retention_ms: Option<f64>,
 }
 
 pub(crate) fn consumer_options(o: ConsumerOptions) -> napi::Result<jetstation::ConsumerOptions> {
@@ -65,6 +70,12 @@ pub(crate) fn consumer_options(o: ConsumerOptions) -> napi::Result<jetstation::C
     }
     if let Some(ms) = o.handover_timeout_ms {
         c.handover_timeout = millis("handoverTimeoutMs", ms)?;
+    }
+    if let Some(on) = o.exactly_once {
+        c.exactly_once = on;
+    }
+    if let Some(ms) = o.exactly_once_retention_ms {
+        c.exactly_once_retention = millis("exactlyOnceRetentionMs", ms)?;
     }
     Ok(c)
 }

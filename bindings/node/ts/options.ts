@@ -23,7 +23,7 @@ const producer = [
 ] as const satisfies Names<ProducerOptions>
 const consumer = [
   'concurrency', 'start', 'startSequence', 'startTimeMs', 'ackWaitMs', 'maxAckPending', 'redeliveryDelayMs',
-  'maxRedeliveryDelayMs', 'fetchBatch', 'handoverTimeoutMs',
+  'maxRedeliveryDelayMs', 'fetchBatch', 'handoverTimeoutMs', 'exactlyOnce', 'exactlyOnceRetentionMs',
 ] as const satisfies Names<ConsumerOptions>
 
 // Compile-time: every option of the native types is listed.

@@ -35,6 +35,11 @@ pub(crate) fn consumer_options(
             "handover_timeout" => {
                 o.handover_timeout = seconds("handover_timeout", v.extract()?).py_err()?
             }
+            "exactly_once" => o.exactly_once = v.extract()?,
+            "exactly_once_retention" => {
+                o.exactly_once_retention =
+                    seconds("exactly_once_retention", v.extract()?).py_err()?
+            }
             other => return Err(invalid(format!("unknown consumer option {other:?}"))),
         }
     }

@@ -29,9 +29,11 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(client: async_nats::Client) -> Self {
+    /// `confirmed`: each commit waits for the broker's confirmation (a
+    /// double ack) before the next is sent.
+    pub(crate) fn start(client: async_nats::Client, confirmed: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, client));
+        tokio::spawn(run(rx, client, confirmed));
         Self { tx }
     }
 
@@ -49,7 +51,11 @@ impl Committer {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Command>, client: async_nats::Client) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    client: async_nats::Client,
+    confirmed: bool,
+) {
     let mut latest: BTreeMap<u32, Arc<jetstream::Message>> = BTreeMap::new();
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -64,8 +70,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Command>, client: async_nats::Clien
             next = rx.try_recv().ok();
         }
         for (_, message) in std::mem::take(&mut latest) {
-            if let Err(e) = message.ack_with(AckKind::Ack).await {
-                tracing::debug!(error = %e, "commit not sent; a later one covers it");
+            let sent = match confirmed {
+                true => message.double_ack().await,
+                false => message.ack_with(AckKind::Ack).await,
+            };
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "commit not confirmed; a later one or a redelivery covers it");
             }
         }
         if !flushes.is_empty() {

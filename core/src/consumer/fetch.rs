@@ -177,7 +177,13 @@ impl Fetch {
                     };
                 }
                 match self.stream.create_consumer(config).await {
-                    Ok(consumer) => self.consumer = consumer,
+                    Ok(consumer) => {
+                        self.consumer = consumer;
+                        // Its delivery counts start again at 1.
+                        let _ = self.events.send(Event::Recreated {
+                            partition: self.partition,
+                        });
+                    }
                     Err(e) => tracing::warn!(
                         partition = self.partition,
                         error = %e,

@@ -32,6 +32,7 @@
 mod book;
 mod committer;
 mod delivery;
+mod exactly_once;
 mod fetch;
 mod handover;
 mod membership;
@@ -168,6 +169,13 @@ pub struct ConsumerOptions {
     pub fetch_batch: usize,
     /// A member that stops pulling for this long loses its partitions.
     pub handover_timeout: Duration,
+    /// Record every handled message in the group's record before its
+    /// acknowledgement, and skip a redelivered message found there (see
+    /// [`exactly_once`](self::exactly_once) for what is promised).
+    pub exactly_once: bool,
+    /// How long the record keeps a handled message (a redelivery later than
+    /// this runs the handler again).
+    pub exactly_once_retention: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -181,6 +189,8 @@ impl Default for ConsumerOptions {
             max_redelivery_delay: Duration::from_secs(60),
             fetch_batch: 256,
             handover_timeout: Duration::from_secs(10),
+            exactly_once: false,
+            exactly_once_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -216,6 +226,15 @@ impl ConsumerOptions {
         self
     }
 
+    pub fn exactly_once(mut self, on: bool) -> Self {
+        self.exactly_once = on;
+        self
+    }
+    pub fn exactly_once_retention(mut self, d: Duration) -> Self {
+        self.exactly_once_retention = d;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if self.concurrency == 0 || self.fetch_batch == 0 || self.max_ack_pending == 0 {
             return Err(Error::invalid(
@@ -227,6 +246,12 @@ impl ConsumerOptions {
         }
         if self.handover_timeout < Duration::from_secs(1) {
             return Err(Error::invalid("handover_timeout must be at least 1 s"));
+        }
+        if self.exactly_once_retention < self.ack_wait {
+            return Err(Error::invalid(
+                "exactly_once_retention must be at least ack_wait (a record must outlive a \
+                 redelivery)",
+            ));
         }
         Ok(())
     }
@@ -319,6 +344,20 @@ impl Client {
                 phase: None,
             });
         }
+        let records = match options.exactly_once {
+            true => Some(Arc::new(
+                exactly_once::Records::open(
+                    self,
+                    station,
+                    group,
+                    config.storage,
+                    config.replicas,
+                    options.exactly_once_retention,
+                )
+                .await?,
+            )),
+            false => None,
+        };
         let membership =
             membership::Membership::join(self, station, group, options.handover_timeout).await?;
         let members = membership.live().await?;
@@ -338,6 +377,7 @@ impl Client {
             ledger.clone(),
             membership,
             members,
+            records,
         );
         tokio::spawn(sched.run(events_rx));
         Ok(Consumer {
@@ -382,6 +422,7 @@ impl Client {
                     .await;
             }
         }
+        exactly_once::delete(self, station, group).await;
         Ok(())
     }
 }

@@ -32,6 +32,7 @@ use super::{
     ConsumerOptions, Delivery, Ledger, Outcome, ReceivedMessage,
     book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
+    exactly_once::{Records, record_key},
     handover::Release,
     membership::{Membership, assignment},
     snapshot::{self, Phase},
@@ -58,6 +59,16 @@ pub(crate) enum Event {
         token: Token,
         outcome: Outcome,
     },
+    /// Exactly once: an acknowledged message is in the group's record.
+    Recorded {
+        token: Token,
+        result: Result<()>,
+    },
+    /// Exactly once: whether a redelivered message is in the record.
+    Looked {
+        token: Token,
+        found: Result<bool>,
+    },
     DeadLettered {
         token: Token,
         result: Result<()>,
@@ -74,6 +85,10 @@ pub(crate) enum Event {
     SnapshotOver {
         partition: u32,
         follow: Result<jetstream::consumer::Consumer<pull::Config>>,
+    },
+    /// A partition's durable consumer was lost and created again.
+    Recreated {
+        partition: u32,
     },
     /// A partition's pull failed (and is being opened again).
     FetchFailed {
@@ -103,6 +118,9 @@ struct Partition {
     config: pull::Config,
     /// The snapshot lane is over; the follow consumer is being set up.
     switching: bool,
+    /// Exactly once: the durable was created again, so a first delivery may
+    /// have been handled already; every message is looked up.
+    look_up_all: bool,
     /// The highest committed stream sequence, for the pull loop (where a
     /// recreated durable starts).
     committed_shared: Arc<std::sync::atomic::AtomicU64>,
@@ -175,9 +193,13 @@ pub(crate) struct Scheduler {
     membership: Membership,
     members: Vec<String>,
     committer: Committer,
+    /// Exactly once: the group's record of handled messages.
+    records: Option<Arc<Records>>,
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause before a record of handled messages is written or read again.
+const RECORD_RETRY: Duration = Duration::from_millis(500);
 /// How often an idle snapshot lane asks whether it is over.
 const LANE_CHECK: Duration = Duration::from_millis(300);
 /// Longest wait for one consumer-info answer.
@@ -198,6 +220,7 @@ impl Scheduler {
         ledger: Arc<Ledger>,
         membership: Membership,
         members: Vec<String>,
+        records: Option<Arc<Records>>,
     ) -> Self {
         let parts = handles
             .into_iter()
@@ -207,6 +230,7 @@ impl Scheduler {
                     None => super::group_config(&group, &options),
                 },
                 switching: false,
+                look_up_all: false,
                 handle,
                 committed_shared: Arc::default(),
                 last_delivery: 0,
@@ -234,7 +258,8 @@ impl Scheduler {
                 max: options.max_redelivery_delay,
             },
         );
-        let committer = Committer::start(client.inner.js.client());
+        // Exactly once: a commit waits for the broker's confirmation.
+        let committer = Committer::start(client.inner.js.client(), records.is_some());
         Self {
             client,
             station,
@@ -250,6 +275,7 @@ impl Scheduler {
             membership,
             members,
             committer,
+            records,
         }
     }
 
@@ -377,9 +403,41 @@ impl Scheduler {
                 self.try_sync(partition as usize);
             }
             Event::Settled { token, outcome } => {
-                let actions = self.machine.settle(token, outcome);
-                self.carry_out(actions);
+                if self.records.is_some() && matches!(outcome, Outcome::Ack) {
+                    self.record(token);
+                } else {
+                    let actions = self.machine.settle(token, outcome);
+                    self.carry_out(actions);
+                }
             }
+            Event::Recorded { token, result } => match result {
+                Ok(()) => {
+                    let actions = self.machine.settle(token, Outcome::Ack);
+                    self.carry_out(actions);
+                }
+                Err(e) => {
+                    // The message stays held (its key waits) until recorded.
+                    tracing::warn!(error = %e, partition = token.partition, "cannot record a handled message; retrying");
+                    self.record(token);
+                }
+            },
+            Event::Looked { token, found } => match found {
+                Ok(true) => {
+                    // Handled before: committed without running again.
+                    tracing::debug!(
+                        partition = token.partition,
+                        sequence = token.sequence,
+                        "redelivery of a handled message skipped"
+                    );
+                    let actions = self.machine.settle(token, Outcome::Ack);
+                    self.carry_out(actions);
+                }
+                Ok(false) => self.hand_out(token),
+                Err(e) => {
+                    tracing::warn!(error = %e, partition = token.partition, "cannot read the record of handled messages; retrying");
+                    self.look_up(token);
+                }
+            },
             Event::DeadLettered { token, result } => match result {
                 Ok(()) => {
                     let actions = self.machine.dead_lettered(token);
@@ -412,6 +470,7 @@ impl Scheduler {
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
             Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, follow),
+            Event::Recreated { partition } => self.parts[partition as usize].look_up_all = true,
             Event::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -524,20 +583,15 @@ impl Scheduler {
                     else {
                         continue;
                     };
-                    let mut message = received(&self.station, token, entry);
-                    if self.parts[token.partition as usize].handle.phase.is_some() {
-                        // From the snapshot: where the message is in the history.
-                        message.sequence = snapshot::origin(&entry.raw).unwrap_or(0);
-                        message
-                            .headers
-                            .retain(|(n, _)| !n.eq_ignore_ascii_case(snapshot::STREAM_SOURCE));
+                    if self.records.is_some()
+                        && (entry.deliveries > 1
+                            || self.parts[token.partition as usize].look_up_all)
+                    {
+                        // Exactly once: a redelivery may have been handled.
+                        self.look_up(token);
+                        continue;
                     }
-                    let delivery: Delivery =
-                        self.ledger.hand_out(token, entry.raw.clone(), message);
-                    if let Some(ready) = &self.ready {
-                        // If the application is gone, the delivery's drop reports it back.
-                        let _ = ready.send(delivery);
-                    }
+                    self.hand_out(token);
                 }
                 Action::Nak { token, delay } => {
                     let Some(entry) = self.machine.book(token.partition).entry(token.sequence)
@@ -559,6 +613,73 @@ impl Scheduler {
                 Action::Commit(partition) => self.commit(partition as usize),
             }
         }
+    }
+
+    /// Gives a message to the application.
+    fn hand_out(&mut self, token: Token) {
+        let Some(entry) = self.machine.book(token.partition).entry(token.sequence) else {
+            return;
+        };
+        let mut message = received(&self.station, token, entry);
+        if self.parts[token.partition as usize].handle.phase.is_some() {
+            // From the snapshot: where the message is in the history.
+            message.sequence = snapshot::origin(&entry.raw).unwrap_or(0);
+            message
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(snapshot::STREAM_SOURCE));
+        }
+        let delivery: Delivery = self.ledger.hand_out(token, entry.raw.clone(), message);
+        if let Some(ready) = &self.ready {
+            // If the application is gone, the delivery's drop reports it back.
+            let _ = ready.send(delivery);
+        }
+    }
+
+    /// Exactly once: the record's key of a held message.
+    fn record_key(&mut self, token: Token) -> Option<String> {
+        let phase = self.parts[token.partition as usize].handle.phase.is_some();
+        let entry = self.machine.book(token.partition).entry(token.sequence)?;
+        let sequence = match phase {
+            true => snapshot::origin(&entry.raw).unwrap_or(token.sequence),
+            false => token.sequence,
+        };
+        Some(record_key(&entry.raw, token.partition, sequence))
+    }
+
+    /// Exactly once: writes an acknowledged message to the record; reports
+    /// back with `Recorded` once the broker stored it. A retry waits a little.
+    fn record(&mut self, token: Token) {
+        let (Some(records), Some(key)) = (self.records.clone(), self.record_key(token)) else {
+            let actions = self.machine.settle(token, Outcome::Ack);
+            self.carry_out(actions);
+            return;
+        };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut result = records.record(&key).await;
+            if result.is_err() {
+                tokio::time::sleep(RECORD_RETRY).await;
+                result = records.record(&key).await;
+            }
+            let _ = events.send(Event::Recorded { token, result });
+        });
+    }
+
+    /// Exactly once: looks a redelivered message up in the record; reports
+    /// back with `Looked`.
+    fn look_up(&mut self, token: Token) {
+        let (Some(records), Some(key)) = (self.records.clone(), self.record_key(token)) else {
+            return;
+        };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut found = records.contains(&key).await;
+            if found.is_err() {
+                tokio::time::sleep(RECORD_RETRY).await;
+                found = records.contains(&key).await;
+            }
+            let _ = events.send(Event::Looked { token, found });
+        });
     }
 
     /// Acknowledges the contiguous prefix of finished messages, if in sync.

@@ -175,7 +175,9 @@ class Client(_AsyncClosing):
         """Joins consumer group ``group``. Options: ``concurrency``, ``start``
         ("earliest", "latest", "snapshot", a sequence, or an aware datetime), ``ack_wait``,
         ``max_ack_pending``, ``redelivery_delay``, ``max_redelivery_delay``,
-        ``fetch_batch``, ``handover_timeout`` (seconds)."""
+        ``fetch_batch``, ``handover_timeout`` (seconds), ``exactly_once``
+        (record every handled message and skip a redelivered one found in the
+        record) and ``exactly_once_retention`` (seconds the record keeps it)."""
         return Consumer(await self._native.consumer(station, group, **options))
 
     async def delete_group(self, station: str, group: str) -> None:

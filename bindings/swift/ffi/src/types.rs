@@ -208,6 +208,13 @@ pub struct ConsumerOptions {
     pub fetch_batch: Option<u32>,
     #[uniffi(default = None)]
     pub handover_timeout: Option<f64>,
+    /// Record every handled message before its acknowledgement and skip a
+    /// redelivered one found in the record.
+    #[uniffi(default = None)]
+    pub exactly_once: Option<bool>,
+    /// Seconds the record keeps a handled message (default one day).
+    #[uniffi(default = None)]
+    pub exactly_once_retention: Option<f64>,
 }
 
 pub(crate) fn consumer_options(o: ConsumerOptions) -> Result<jetstation::ConsumerOptions> {
@@ -244,6 +251,12 @@ pub(crate) fn consumer_options(o: ConsumerOptions) -> Result<jetstation::Consume
     }
     if let Some(s) = o.handover_timeout {
         c.handover_timeout = seconds("handoverTimeout", s)?;
+    }
+    if let Some(on) = o.exactly_once {
+        c.exactly_once = on;
+    }
+    if let Some(s) = o.exactly_once_retention {
+        c.exactly_once_retention = seconds("exactlyOnceRetention", s)?;
     }
     Ok(c)
 }

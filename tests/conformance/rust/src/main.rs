@@ -104,6 +104,8 @@ fn consumer_option(o: &mut ConsumerOptions, name: &str, v: &Value) -> jetstation
         "max_redelivery_delay" => o.max_redelivery_delay = secs(name, v)?,
         "fetch_batch" => o.fetch_batch = v.as_u64().unwrap_or(0) as usize,
         "handover_timeout" => o.handover_timeout = secs(name, v)?,
+        "exactly_once" => o.exactly_once = v.as_bool().unwrap_or(false),
+        "exactly_once_retention" => o.exactly_once_retention = secs(name, v)?,
         _ => return Ok(false),
     }
     Ok(true)

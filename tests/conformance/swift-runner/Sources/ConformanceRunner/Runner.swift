@@ -75,6 +75,8 @@ func consumerOptions(_ options: Object, _ o: inout ConsumerOptions) throws {
         case "max_redelivery_delay": o.maxRedeliveryDelay = number(value)
         case "fetch_batch": o.fetchBatch = uint32(value)
         case "handover_timeout": o.handoverTimeout = number(value)
+        case "exactly_once": o.exactlyOnce = value as? Bool
+        case "exactly_once_retention": o.exactlyOnceRetention = number(value)
         default: throw Unexpected(message: "no consumer option \(name) in Swift")
         }
     }

@@ -1,0 +1,90 @@
+//! Exactly-once processing against a real nats-server: a message handled
+//! by a member that then crashed, before its commit, is not handled again
+//! by the member that takes over.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jetstation::{ConsumerOptions, Message, ProducerOptions, StationConfig};
+
+fn options(exactly_once: bool) -> ConsumerOptions {
+    ConsumerOptions::default()
+        .concurrency(4)
+        .ack_wait(Duration::from_secs(1))
+        .handover_timeout(Duration::from_secs(1))
+        .exactly_once(exactly_once)
+}
+
+/// Member A holds message 0 (so nothing after it can be committed), handles
+/// messages 1 to 10, then crashes. Returns the payloads member B handles.
+async fn crash_after_handling(exactly_once: bool, group: &str) -> Vec<(String, u64)> {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("ledger", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = client
+        .producer("ledger", ProducerOptions::default())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        producer
+            .send(Message::new(format!("m{i}")).key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    let crashed = connect(&server).await;
+    let a = crashed
+        .consumer("ledger", group, options(exactly_once))
+        .await
+        .unwrap();
+    let held = a.next().await.unwrap().unwrap();
+    assert_eq!(held.payload.as_ref(), b"m0");
+    for i in 1..=10 {
+        let d = tokio::time::timeout(Duration::from_secs(10), a.next())
+            .await
+            .expect("member A receives")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.payload.as_ref(), format!("m{i}").as_bytes());
+        d.ack().unwrap();
+    }
+    // The acknowledgements are recorded (not committed: m0 is unfinished).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crashed.close().await.unwrap();
+    drop(held);
+
+    let b = client
+        .consumer("ledger", group, options(exactly_once))
+        .await
+        .unwrap();
+    let mut handled = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(4), b.next()).await {
+        let d = d.unwrap();
+        handled.push((String::from_utf8(d.payload.to_vec()).unwrap(), d.deliveries));
+        d.ack().unwrap();
+    }
+    b.close().await.unwrap();
+    handled.sort_by_key(|(p, _)| p[1..].parse::<u32>().unwrap());
+    handled
+}
+
+#[tokio::test]
+async fn a_handled_message_is_not_handled_again_after_a_crash() {
+    let handled = crash_after_handling(true, "payments").await;
+    let payloads: Vec<&str> = handled.iter().map(|(p, _)| p.as_str()).collect();
+    let mut want = vec!["m0".to_string()];
+    want.extend((11..20).map(|i| format!("m{i}")));
+    assert_eq!(payloads, want, "m1..m10 were handled before the crash");
+    assert!(handled[0].1 > 1, "m0 comes again as a redelivery");
+}
+
+#[tokio::test]
+async fn without_the_option_the_same_crash_handles_them_again() {
+    // The control: at-least-once redelivers what was handled, uncommitted.
+    let handled = crash_after_handling(false, "payments").await;
+    assert_eq!(handled.len(), 20, "{handled:?}");
+}
