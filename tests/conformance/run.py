@@ -337,6 +337,11 @@ def check_consume(ctx: Context, op: Dict[str, Any], result: Dict[str, Any], expe
         missing = sorted({m["payload"] for m in sent} - before - now)
         if missing:
             raise Miss(f"{len(missing)} messages never acked across the crash, e.g. {missing[:5]}")
+    if "disjoint_with" in expect:  # exactly once: nothing acked there is handled again here
+        before = {m["payload"] for m in ctx.acked(expect["disjoint_with"])}
+        again = sorted(before & {m["payload"] for m in messages})
+        if again:
+            raise Miss(f"{len(again)} messages acked before the crash were handled again, e.g. {again[:5]}")
     if expect.get("per_key_order"):
         order = {m["payload"]: i for i, m in enumerate(sent)}
         by_key: Dict[str, List[int]] = defaultdict(list)

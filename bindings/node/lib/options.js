@@ -16,7 +16,7 @@ const producer = [
 ];
 const consumer = [
     'concurrency', 'start', 'startSequence', 'startTimeMs', 'ackWaitMs', 'maxAckPending', 'redeliveryDelayMs',
-    'maxRedeliveryDelayMs', 'fetchBatch', 'handoverTimeoutMs',
+    'maxRedeliveryDelayMs', 'fetchBatch', 'handoverTimeoutMs', 'exactlyOnce', 'exactlyOnceRetentionMs',
 ];
 // Compile-time: every option of the native types is listed.
 const complete = [true, true, true, true];

@@ -153,6 +153,13 @@ export interface ConsumerOptions {
   maxRedeliveryDelayMs?: number
   fetchBatch?: number
   handoverTimeoutMs?: number
+  /**
+   * Record every handled message before its acknowledgement and skip a
+   * redelivered one found in the record.
+   */
+  exactlyOnce?: boolean
+  /** How long the record keeps a handled message (default one day). */
+  exactlyOnceRetentionMs?: number
 }
 
 export interface DeadLetter {

@@ -359,6 +359,7 @@ class Gateway:
                 acked += 1
                 until.discard(text)
                 if crash_after is not None and acked >= crash_after:
+                    time.sleep(op.get("crash_wait", 0))  # the last acks reach the gateway
                     answer({"ok": {"messages": records, "timed_out": False}})
                     os._exit(0)  # a crash: the stream breaks, nothing is closed
             if op.get("concurrency", 1) > 1:

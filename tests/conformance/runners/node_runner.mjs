@@ -99,8 +99,14 @@ async function consume(client, op) {
   let done
   const allDone = new Promise((resolve) => { done = resolve })
   const running = new Set()
+  let crashing = false
+  const held = [] // taken while crashing: never settled
 
   async function handle(message) {
+    if (crashing) {
+      held.push(message)
+      return
+    }
     const text = message.payload.toString('utf8')
     const record = {
       payload_b64: b64(message.payload),
@@ -140,7 +146,9 @@ async function consume(client, op) {
       }
       acked += 1
       until.delete(text)
-      if (op.crash_after !== undefined && acked >= op.crash_after) {
+      if (op.crash_after !== undefined && acked >= op.crash_after && !crashing) {
+        crashing = true
+        await sleep((op.crash_wait ?? 0) * 1000) // seconds between the last ack and the crash
         await answer({ ok: { messages: records, timed_out: false } })
         process.exit(0) // a crash: nothing is closed, nothing more is committed
       }

@@ -116,6 +116,9 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
     count: int = op.get("count", 0)
     min_deliveries: int = op.get("min_deliveries", 0)
     crash_after: Optional[int] = op.get("crash_after")
+    crash_wait: float = op.get("crash_wait", 0)  # seconds between the last ack and the crash
+    crashing = False
+    held: List[jetstation.Delivery] = []  # taken while crashing: never settled
     jitter = op.get("concurrency", 1) > 1
     records: List[Dict[str, Any]] = []
     second_settle: Optional[str] = None  # the error kind of acking a message twice
@@ -127,7 +130,10 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
         return acked >= count and not until and len(records) >= min_deliveries
 
     async def handle(d: jetstation.Delivery) -> None:
-        nonlocal acked, second_settle
+        nonlocal acked, second_settle, crashing
+        if crashing:
+            held.append(d)
+            return
         text = d.payload.decode("utf-8", "replace")
         record: Dict[str, Any] = {
             "payload_b64": base64.b64encode(d.payload).decode(),
@@ -167,7 +173,9 @@ async def consume(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, An
                     second_settle = error.kind
             acked += 1
             until.discard(text)
-            if crash_after is not None and acked >= crash_after:
+            if crash_after is not None and acked >= crash_after and not crashing:
+                crashing = True
+                await asyncio.sleep(crash_wait)
                 answer({"ok": {"messages": records, "timed_out": False}})
                 os._exit(0)  # a crash: nothing is closed, nothing more is committed
         if finished():

@@ -516,6 +516,8 @@ struct Spec {
     count: usize,
     min_deliveries: usize,
     crash_after: Option<usize>,
+    /// Between the last ack and the crash.
+    crash_wait: Duration,
     settle_twice: bool,
     jitter: bool,
     timeout: Duration,
@@ -553,6 +555,7 @@ impl From<&Value> for Spec {
             count: op["count"].as_u64().unwrap_or(0) as usize,
             min_deliveries: op["min_deliveries"].as_u64().unwrap_or(0) as usize,
             crash_after: op["crash_after"].as_u64().map(|n| n as usize),
+            crash_wait: seconds(&op["crash_wait"]).unwrap_or_default(),
             settle_twice: op["settle_twice"].as_bool().unwrap_or(false),
             jitter: op["concurrency"].as_u64().unwrap_or(1) > 1,
             timeout: seconds(&op["timeout"]).unwrap_or(Duration::from_secs(30)),
@@ -567,6 +570,9 @@ struct State {
     second_settle: Option<String>,
     acked: usize,
     until: HashSet<String>,
+    /// Between the last ack and a crash: deliveries taken then are never settled.
+    crashing: bool,
+    held: Vec<Delivery>,
 }
 
 impl State {
@@ -585,6 +591,13 @@ async fn handle(
     decoder: Option<(Client, String)>,
     started: Instant,
 ) {
+    {
+        let mut s = state.lock().unwrap();
+        if s.crashing {
+            s.held.push(delivery);
+            return;
+        }
+    }
     let payload_text = String::from_utf8_lossy(&delivery.payload).to_string();
     let mut record = json!({
         "payload_b64": B64.encode(&delivery.payload),
@@ -640,16 +653,21 @@ async fn handle(
             }
             s.acked += 1;
             s.until.remove(&payload_text);
-            crash = spec.crash_after.is_some_and(|n| s.acked >= n);
+            crash = spec.crash_after.is_some_and(|n| s.acked >= n) && !s.crashing;
         }
         if crash {
-            answer(&json!({"ok": {"messages": s.records, "timed_out": false}}));
-            // A crash: nothing is closed, nothing more is committed.
-            std::process::exit(0);
+            s.crashing = true;
         }
-        if s.finished(&spec) {
+        if !crash && s.finished(&spec) {
             let _ = done.send(true);
         }
+    }
+    if crash {
+        tokio::time::sleep(spec.crash_wait).await;
+        let s = state.lock().unwrap();
+        answer(&json!({"ok": {"messages": s.records, "timed_out": false}}));
+        // A crash: nothing is closed, nothing more is committed.
+        std::process::exit(0);
     }
 }
 

@@ -126,6 +126,17 @@ actor Progress {
         self.minDeliveries = minDeliveries
     }
     var finished: Bool { acked >= count && until.isEmpty && records.count >= minDeliveries }
+    /// Between the last ack and a crash: messages taken then are never settled.
+    var crashing = false
+    var held: [Message] = []
+    func hold(_ message: Message) -> Bool {
+        if crashing { held.append(message) }
+        return crashing
+    }
+    func startCrash() -> Bool {
+        defer { crashing = true }
+        return !crashing
+    }
     func record(_ r: Object, acked payload: String?) -> (Int, Bool) {
         records.append(r)
         if let payload {
@@ -315,6 +326,7 @@ final class Runner {
             until: Set(op["until_payloads"] as? [String] ?? []), count: integer(op["count"]) ?? 0,
             minDeliveries: integer(op["min_deliveries"]) ?? 0)
         let crashAfter = integer(op["crash_after"])
+        let crashWait = seconds(op["crash_wait"]) ?? 0
         let settleTwice = op["settle_twice"] as? Bool == true
         let jitter = (integer(op["concurrency"]) ?? 1) > 1
         let decode = op["decode"] as? String
@@ -322,6 +334,7 @@ final class Runner {
         let started = Date()
 
         @Sendable func handle(_ message: Message) async {
+            if await progress.hold(message) { return }
             let payload = message.payload()
             let text = String(decoding: payload, as: UTF8.self)
             var record: Object = [
@@ -363,7 +376,8 @@ final class Runner {
                     }
                 }
                 finished = done
-                if let crashAfter, acked >= crashAfter {
+                if let crashAfter, acked >= crashAfter, await progress.startCrash() {
+                    try? await Task.sleep(nanoseconds: UInt64(crashWait * 1_000_000_000))
                     answer(["ok": ["messages": await progress.records, "timed_out": false]])
                     exit(0)  // a crash: nothing is closed, nothing more is committed
                 }
