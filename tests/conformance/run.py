@@ -314,7 +314,13 @@ def check_consume(ctx: Context, op: Dict[str, Any], result: Dict[str, Any], expe
     station = op["station"]
     sent = ctx.sent[station]
     if result.get("timed_out") and not expect.get("may_time_out"):
-        raise Miss(f"consume timed out after {len(acked)} acks, {len(messages)} deliveries")
+        waiting = sorted(set(op.get("until_payloads", [])) - {m["payload"] for m in acked})
+        raise Miss(
+            f"consume timed out after {len(acked)} acks, {len(messages)} deliveries"
+            + (f"; never acked: {waiting[:8]} ({len(waiting)})" if waiting else "")
+        )
+    if op.get("crash_after") and len(acked) < op["crash_after"]:
+        raise Miss(f"the member crashed after {len(acked)} acks, expected {op['crash_after']}")
     if "second_settle" in expect and result.get("second_settle") != expect["second_settle"]:
         raise Miss(f"a second settle of one message gave {result.get('second_settle')!r}, expected {expect['second_settle']!r}")
     if "acked_count" in expect and len(acked) != expect["acked_count"]:
@@ -434,6 +440,10 @@ def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: S
                 op = connect_op(op, lang, servers)
             if op["op"] == "send":
                 expanded = expand_send(ctx, op)
+            if op["op"] == "consume" and op.get("crash_after") is not None:
+                # A crash step ends by crashing: without a count a runner
+                # would have nothing to wait for and answer at once.
+                op.setdefault("count", 10**9)
             if op["op"] == "replay_dead_letter":
                 op["sequence"] = ctx.results["_dead_letters"][op["station"]][op.pop("index", 0)]["sequence"]
             answer = runner.call(op)

@@ -137,7 +137,10 @@ actor Progress {
         defer { crashing = true }
         return !crashing
     }
-    func record(_ r: Object, acked payload: String?) -> (Int, Bool) {
+    /// `nil` once crashing: the message is not recorded and must not be settled
+    /// (handlers run in parallel; what is acked must be in the answered records).
+    func record(_ r: Object, acked payload: String?) -> (Int, Bool)? {
+        if crashing { return nil }
         records.append(r)
         if let payload {
             acked += 1
@@ -333,6 +336,8 @@ final class Runner {
         let timeout = seconds(op["timeout"]) ?? 30
         let started = Date()
 
+        @Sendable func hold(_ message: Message) async { _ = await progress.hold(message) }
+
         @Sendable func handle(_ message: Message) async {
             if await progress.hold(message) { return }
             let payload = message.payload()
@@ -353,17 +358,21 @@ final class Runner {
             let finished: Bool
             if fail.contains(text) {
                 record["action"] = "nack"
-                finished = await progress.record(record, acked: nil).1
+                guard case let (_, done)? = await progress.record(record, acked: nil) else { return await hold(message) }
+                finished = done
                 try? message.nack(reason: "rejected by handler: \(text)", delay: nil)
             } else if let (times, delay) = nack[text], message.deliveries() <= UInt64(times) {
                 record["action"] = "nack"
-                finished = await progress.record(record, acked: nil).1
+                guard case let (_, done)? = await progress.record(record, acked: nil) else { return await hold(message) }
+                finished = done
                 try? message.nack(reason: "asked to fail", delay: delay)
             } else {
                 record["action"] = "ack"
                 // Recorded before settling, as every runner does: once settled, the
                 // next message of the key may be handed out and recorded first.
-                let (acked, done) = await progress.record(record, acked: text)
+                guard case let (acked, done)? = await progress.record(record, acked: text) else {
+                    return await hold(message)
+                }
                 try? message.ack()
                 if settleTwice {
                     do {
