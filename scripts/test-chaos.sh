@@ -2,8 +2,10 @@
 # The chaos suite: a 3-node cluster, an R3 station, a producer and two group
 # members as processes, and faults under load (SIGKILL each node in turn,
 # SIGSTOP a node for longer than ack_wait, cut client connections, SIGKILL a
-# member). Run once with Rust workers and once with Python workers; each run
-# ends with tests/chaos/check.py's verdict on the histories. The short form
+# member). Run once with Rust workers and once with Python workers; then
+# exactly-once processing under member and server kills, on the cluster
+# (Rust workers) and on one server (Python workers). Each run ends with
+# tests/chaos/check.py's verdict on the histories. The short form
 # (about a minute per language) runs in `make test`; CHAOS_LONG=1 runs the
 # long form (four rounds of faults). Histories stay in $CHAOS_OUT.
 set -euo pipefail
@@ -18,11 +20,18 @@ python=$(scripts/build-python.sh)
 limit=240
 [ "${CHAOS_LONG:-0}" = 1 ] && limit=600
 status=0
-for lang in ${CHAOS_LANGS:-rust python}; do
-  if CHAOS_PYTHON="$python" timeout "$limit" "$bin" run --lang "$lang" --out "$out/$lang"; then
-    echo "test result: ok. 1 passed; 0 failed (chaos $lang)"
+# Each run: the workers' language, then the mode.
+runs=("rust" "python" "rust --exactly-once" "python --exactly-once --single")
+[ -n "${CHAOS_LANGS:-}" ] && read -r -a runs <<< "$CHAOS_LANGS"
+for run in "${runs[@]}"; do
+  read -r lang mode <<< "$run"
+  name="$lang${mode:+ $mode}"
+  dir="$out/$lang$(echo "$mode" | tr -d ' ')"
+  # shellcheck disable=SC2086 # the mode is flags
+  if CHAOS_PYTHON="$python" timeout "$limit" "$bin" run --lang "$lang" $mode --out "$dir"; then
+    echo "test result: ok. 1 passed; 0 failed (chaos $name)"
   else
-    echo "test result: FAILED. 0 passed; 1 failed (chaos $lang; histories in $out/$lang)"
+    echo "test result: FAILED. 0 passed; 1 failed (chaos $name; histories in $dir)"
     status=1
   fi
 done

@@ -17,8 +17,8 @@
 //! Consumers of the history see it as a delete; in the state view it
 //! replaces the key's last value at once, and the broker removes it when its
 //! time to live ends (sourcing keeps the header, nats-server 2.11+). The time
-//! to live is the station's `max_age`, or one day without one, so a consumer
-//! that reads the history within that time sees every delete.
+//! to live is the station's `delete_grace`, else its `max_age`, else one day:
+//! a consumer that reads the history within that time sees every delete.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -61,7 +61,10 @@ pub struct StateEntry {
 
 /// How long a tombstone lives (in the history and in the state view).
 pub(crate) fn tombstone_ttl(config: &StationConfig) -> Duration {
-    config.max_age.unwrap_or(TOMBSTONE_TTL_WITHOUT_MAX_AGE)
+    config
+        .delete_grace
+        .or(config.max_age)
+        .unwrap_or(TOMBSTONE_TTL_WITHOUT_MAX_AGE)
 }
 
 /// Whether a message is a tombstone.

@@ -32,6 +32,7 @@ const META_COMPACTION: &str = "jetstation.compaction";
 const META_MAX_BYTES: &str = "jetstation.max_bytes";
 const META_MAX_MESSAGES: &str = "jetstation.max_messages";
 const META_SCHEMA: &str = "jetstation.schema";
+const META_DELETE_GRACE: &str = "jetstation.delete_grace";
 const META_SCHEMA_VERSION: &str = "jetstation.schema_version";
 
 /// Most partitions a station may have.
@@ -73,6 +74,10 @@ pub struct StationConfig {
     /// Keep, beside the history, a state view with the latest message of
     /// every key (see [`crate::state`]); fixed at creation.
     pub compaction: bool,
+    /// How long a deleted key's tombstone stays, in the history and in the
+    /// state view, before the key is gone from both (compacted stations;
+    /// default: `max_age`, or one day without one). Whole seconds.
+    pub delete_grace: Option<Duration>,
     /// Schema every message must match.
     pub schema: Option<SchemaBinding>,
 }
@@ -89,6 +94,7 @@ impl Default for StationConfig {
             dedup_window: Duration::from_secs(120),
             max_deliveries: 5,
             compaction: false,
+            delete_grace: None,
             schema: None,
         }
     }
@@ -129,6 +135,10 @@ impl StationConfig {
     }
     pub fn compaction(mut self, on: bool) -> Self {
         self.compaction = on;
+        self
+    }
+    pub fn delete_grace(mut self, grace: Duration) -> Self {
+        self.delete_grace = Some(grace);
         self
     }
     /// Binds the latest version of schema `name`.
@@ -179,6 +189,19 @@ impl StationConfig {
                 self.dedup_window
             )));
         }
+        if let Some(grace) = self.delete_grace {
+            if !self.compaction {
+                return Err(Error::invalid(
+                    "delete_grace applies to stations with compaction (a deleted key leaves \
+                     their state view)",
+                ));
+            }
+            if grace < Duration::from_secs(1) {
+                return Err(Error::invalid(
+                    "delete_grace must be at least 1 s (a tombstone lives whole seconds)",
+                ));
+            }
+        }
         if self.max_bytes == Some(0) || self.max_messages == Some(0) {
             return Err(Error::invalid(
                 "max_bytes and max_messages must be positive when set",
@@ -211,6 +234,7 @@ impl StationConfig {
         cmp!(dedup_window);
         cmp!(max_deliveries);
         cmp!(compaction);
+        cmp!(delete_grace);
         cmp!(schema);
         out
     }
@@ -253,6 +277,12 @@ impl Client {
             ),
             (META_COMPACTION.to_string(), cfg.compaction.to_string()),
         ]);
+        if let Some(grace) = cfg.delete_grace {
+            metadata.insert(
+                META_DELETE_GRACE.to_string(),
+                grace.as_secs().max(1).to_string(),
+            );
+        }
         if let Some(b) = cfg.max_bytes {
             metadata.insert(META_MAX_BYTES.to_string(), b.to_string());
         }
@@ -551,6 +581,7 @@ impl Client {
             dedup_window: c.duplicate_window,
             max_deliveries: parse(META_MAX_DELIVERIES).unwrap_or(5) as u32,
             compaction: meta(META_COMPACTION).as_deref() == Some("true"),
+            delete_grace: parse(META_DELETE_GRACE).map(Duration::from_secs),
             schema: meta(META_SCHEMA).map(|name| SchemaBinding {
                 name,
                 version: meta(META_SCHEMA_VERSION).and_then(|v| v.parse().ok()),

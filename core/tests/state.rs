@@ -188,3 +188,61 @@ async fn a_station_without_compaction_has_no_state_view() {
     let err = client.latest("missing", "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test]
+async fn a_tombstone_lives_for_the_grace_period_while_the_history_stays() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let config = StationConfig::default()
+        .compaction(true)
+        .max_age(Duration::from_secs(3600))
+        .delete_grace(Duration::from_secs(2))
+        .dedup_window(Duration::from_secs(1));
+    client
+        .create_station("contracts", config.clone())
+        .await
+        .unwrap();
+    let read = client.station("contracts").await.unwrap();
+    assert_eq!(read.config.delete_grace, Some(Duration::from_secs(2)));
+    let producer = client
+        .producer("contracts", ProducerOptions::default())
+        .await
+        .unwrap();
+    producer
+        .send(Message::new("signed").key("c1"))
+        .await
+        .unwrap();
+    producer
+        .send(Message::new("signed").key("c2"))
+        .await
+        .unwrap();
+    producer.delete("c1").await.unwrap();
+    // The tombstone is in the history, then gone after 2 s; the history
+    // (max_age one hour) keeps the rest.
+    assert_eq!(client.station("contracts").await.unwrap().messages, 3);
+    wait_until(
+        Duration::from_secs(15),
+        "the tombstone to expire",
+        || async { client.station("contracts").await.unwrap().messages == 2 },
+    )
+    .await;
+    assert_eq!(client.latest("contracts", "c1").await.unwrap(), None);
+    assert!(client.latest("contracts", "c2").await.unwrap().is_some());
+
+    // A grace period needs a state view, and lasts whole seconds.
+    for (bad, what) in [
+        (
+            StationConfig::default().delete_grace(Duration::from_secs(5)),
+            "without compaction",
+        ),
+        (
+            StationConfig::default()
+                .compaction(true)
+                .delete_grace(Duration::from_millis(300)),
+            "under a second",
+        ),
+    ] {
+        let err = client.create_station("bad-grace", bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{what}: {err}");
+    }
+}

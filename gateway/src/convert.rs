@@ -107,6 +107,7 @@ pub(crate) fn station_config(c: pb::StationConfig) -> Result<jetstation::Station
             c.max_deliveries
         },
         compaction: c.compaction,
+        delete_grace: c.delete_grace.map(duration).transpose()?,
         schema: (!c.schema.is_empty()).then(|| jetstation::SchemaBinding {
             name: c.schema,
             version: (c.schema_version > 0).then_some(c.schema_version),
@@ -131,6 +132,7 @@ pub(crate) fn station(s: jetstation::Station) -> pb::Station {
             dedup_window: Some(proto_duration(c.dedup_window)),
             max_deliveries: c.max_deliveries,
             compaction: c.compaction,
+            delete_grace: c.delete_grace.map(proto_duration),
             schema: c
                 .schema
                 .as_ref()

@@ -18,7 +18,12 @@ when the message was confirmed):
   redelivery;
 - stored twice: one sent message delivered under two stream sequences;
 - failed then confirmed: a send that failed, followed (in send order) by a
-  confirmed send to the same partition.
+  confirmed send to the same partition;
+- with --exactly-once, handled twice: a message whose handler ran more than
+  once. One repeat is excused, and counted apart as "cut by a kill": the
+  first run was by a member SIGKILLed within KILL_WINDOW seconds after it,
+  before the run could be recorded (a handler's effect and the record are
+  not one transaction; see the exactly_once module of the core).
 It also prints, per fault, the time from the fault's start to the first
 new delivery on every partition (median and max over partitions), and
 writes everything to DIR/summary.json. Exits 1 on any violation.
@@ -29,6 +34,11 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+
+# A handler run this close before its member was SIGKILLed may not be in the
+# group's record yet (the record is written once the handler returns).
+KILL_WINDOW = 2.0
 
 
 def read(path):
@@ -48,6 +58,7 @@ def main():
     ap.add_argument("dir", type=Path)
     ap.add_argument("--deadline-after", type=float, required=True)
     ap.add_argument("--label", default="")
+    ap.add_argument("--exactly-once", action="store_true")
     args = ap.parse_args()
     d = args.dir
 
@@ -144,9 +155,28 @@ def main():
         })
 
     rules = ["lost", "stalled", "inversions", "unflagged repeats", "stored twice", "failed then confirmed"]
+    cut_by_kill = 0
+    if args.exactly_once:
+        rules.append("handled twice")
+        kills = defaultdict(list)  # member -> times it was SIGKILLed
+        for f in faults:
+            if f["fault"].startswith("sigkill member "):
+                kills[f["fault"].split()[-1]].append(f["start"])
+        runs = defaultdict(list)
+        for r in handled:
+            runs[r.get("msg_id")].append(r)
+        for mid, rs in runs.items():
+            for earlier, later in zip(rs, rs[1:]):
+                excused = any(earlier["t"] <= k <= later["t"] and k - earlier["t"] <= KILL_WINDOW
+                              for k in kills.get(earlier.get("member"), []))
+                if excused:
+                    cut_by_kill += 1
+                else:
+                    counts[fault_at(later["t"])]["handled twice"] += 1
     print(f"chaos check ({args.label}): {len(sends)} sent, {len(confirmed)} confirmed, "
           f"{len(handled)} deliveries handled, {len(first)} distinct")
-    header = f"  {'fault':<26} {'confirmed':>9} " + " ".join(f"{r:>9}" for r in ["lost", "stalled", "invers.", "unflagged", "twice", "fail>ok"]) + "  first new delivery (median/max)"
+    columns = ["lost", "stalled", "invers.", "unflagged", "twice", "fail>ok"] + (["ran twice"] if args.exactly_once else [])
+    header = f"  {'fault':<26} {'confirmed':>9} " + " ".join(f"{r:>9}" for r in columns) + "  first new delivery (median/max)"
     print(header)
     for i, name in enumerate(names):
         c = counts[i]
@@ -157,6 +187,9 @@ def main():
         print(f"  {name:<26} {c['confirmed']:>9} " + " ".join(f"{c[r]:>9}" for r in rules) + rec)
     totals = {r: sum(c[r] for c in counts) for r in rules}
     print("  total: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
+    if args.exactly_once:
+        print(f"  exactly once: {len(handled) - len(first)} repeated runs, {cut_by_kill} of them cut by a "
+              f"member kill (ran within {KILL_WINDOW} s before it, not yet recorded)")
     bad = sum(totals.values())
     if consumers:
         print(f"  consumers on the cluster: at most {consumers['max']} (bound {consumers['bound']})")
@@ -168,7 +201,7 @@ def main():
         bad += 1
     (d / "summary.json").write_text(json.dumps({
         "label": args.label, "sent": len(sends), "confirmed": len(confirmed),
-        "totals": totals, "recovery": recovery, "consumers": consumers,
+        "totals": totals, "recovery": recovery, "consumers": consumers, "cut_by_kill": cut_by_kill,
     }, indent=1))
     print("chaos check: " + ("passed" if bad == 0 else "FAILED"))
     return 0 if bad == 0 else 1

@@ -97,7 +97,8 @@ async def consume() -> int:
             consumer = await client.consumer(
                 var("CHAOS_STATION"), var("CHAOS_GROUP"), concurrency=16,
                 ack_wait=int(var("CHAOS_ACK_WAIT_MS")) / 1000,
-                handover_timeout=int(var("CHAOS_HANDOVER_MS")) / 1000)
+                handover_timeout=int(var("CHAOS_HANDOVER_MS")) / 1000,
+                exactly_once=os.environ.get("CHAOS_EXACTLY_ONCE") == "1")
             break
         except jetstation.JetstationError as e:
             print(f"chaos member: cannot join yet: {e}", file=sys.stderr)

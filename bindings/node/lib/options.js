@@ -8,7 +8,7 @@ const connect = [
 ];
 const station = [
     'partitions', 'replicas', 'storage', 'maxAgeMs', 'maxBytes', 'maxMessages', 'dedupWindowMs', 'maxDeliveries',
-    'compaction', 'schema', 'schemaVersion',
+    'compaction', 'deleteGraceMs', 'schema', 'schemaVersion',
 ];
 const producer = [
     'maxBatchMessages', 'maxBatchBytes', 'lingerMs', 'maxInFlight', 'bufferBytes', 'whenFull', 'deliveryTimeoutMs',

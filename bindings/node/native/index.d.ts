@@ -281,6 +281,7 @@ export interface Station {
   dedupWindowMs: number
   maxDeliveries: number
   compaction: boolean
+  deleteGraceMs?: number
   schema?: string
   schemaVersion?: number
   messages: number
@@ -299,6 +300,11 @@ export interface StationConfig {
   dedupWindowMs?: number
   maxDeliveries?: number
   compaction?: boolean
+  /**
+   * How long a deleted key's tombstone stays (compacted stations; default
+   * maxAgeMs, or one day).
+   */
+  deleteGraceMs?: number
   /** Name of the schema every message must match. */
   schema?: string
   /** A pinned schema version (default: follow the latest). */

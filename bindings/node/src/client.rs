@@ -45,6 +45,9 @@ pub struct StationConfig {
     pub dedup_window_ms: Option<f64>,
     pub max_deliveries: Option<u32>,
     pub compaction: Option<bool>,
+    /// How long a deleted key's tombstone stays (compacted stations; default
+    /// maxAgeMs, or one day).
+    pub delete_grace_ms: Option<f64>,
     /// Name of the schema every message must match.
     pub schema: Option<String>,
     /// A pinned schema version (default: follow the latest).
@@ -75,6 +78,11 @@ fn station_config(c: StationConfig) -> napi::Result<jetstation::StationConfig> {
             .js()?,
         max_deliveries: c.max_deliveries.unwrap_or(d.max_deliveries),
         compaction: c.compaction.unwrap_or(d.compaction),
+        delete_grace: c
+            .delete_grace_ms
+            .map(|m| millis("deleteGraceMs", m))
+            .transpose()
+            .js()?,
         schema: c.schema.map(|name| jetstation::SchemaBinding {
             name,
             version: c.schema_version,

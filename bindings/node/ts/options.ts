@@ -15,7 +15,7 @@ const connect = [
 ] as const satisfies Names<ConnectOptions>
 const station = [
   'partitions', 'replicas', 'storage', 'maxAgeMs', 'maxBytes', 'maxMessages', 'dedupWindowMs', 'maxDeliveries',
-  'compaction', 'schema', 'schemaVersion',
+  'compaction', 'deleteGraceMs', 'schema', 'schemaVersion',
 ] as const satisfies Names<StationConfig>
 const producer = [
   'maxBatchMessages', 'maxBatchBytes', 'lingerMs', 'maxInFlight', 'bufferBytes', 'whenFull', 'deliveryTimeoutMs',

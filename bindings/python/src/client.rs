@@ -102,6 +102,13 @@ fn station_config(
                     .transpose()
                     .py_err()?
             }
+            "delete_grace" => {
+                c.delete_grace = v
+                    .extract::<Option<f64>>()?
+                    .map(|s| seconds("delete_grace", s))
+                    .transpose()
+                    .py_err()?
+            }
             "max_bytes" => c.max_bytes = v.extract()?,
             "max_messages" => c.max_messages = v.extract()?,
             "dedup_window" => c.dedup_window = seconds("dedup_window", v.extract()?).py_err()?,

@@ -81,6 +81,35 @@ impl Plan {
         }
     }
 
+    /// Exactly once: 50,000 messages while members are killed and the
+    /// server (or every node in turn) is killed and started again.
+    fn exactly_once(single: bool) -> Self {
+        let faults = if single {
+            vec![
+                (6.0, Fault::KillMember(1), 2.0),
+                (14.0, Fault::KillNode(0), 3.0),
+                (24.0, Fault::KillMember(0), 2.0),
+                (32.0, Fault::KillNode(0), 3.0),
+                (42.0, Fault::KillMember(1), 2.0),
+            ]
+        } else {
+            vec![
+                (4.0, Fault::KillNode(0), 3.5),
+                (12.0, Fault::KillMember(1), 2.0),
+                (18.0, Fault::KillNode(1), 3.5),
+                (28.0, Fault::KillNode(2), 3.5),
+                (38.0, Fault::KillMember(0), 2.0),
+                (44.0, Fault::CutConnections, 0.0),
+            ]
+        };
+        Self {
+            duration: 50,
+            rate: 1000,
+            keys: 100,
+            faults,
+        }
+    }
+
     fn long() -> Self {
         let mut faults = Vec::new();
         for c in 0..4 {
@@ -157,12 +186,15 @@ impl Workers {
 pub(crate) async fn run(args: &[String]) -> i32 {
     let mut lang = "rust".to_string();
     let mut long = std::env::var("CHAOS_LONG").is_ok_and(|v| v == "1");
+    let (mut exactly_once, mut single) = (false, false);
     let mut out: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--lang" => lang = it.next().cloned().unwrap_or_default(),
             "--long" => long = true,
+            "--exactly-once" => exactly_once = true,
+            "--single" => single = true,
             "--out" => out = it.next().map(PathBuf::from),
             other => {
                 eprintln!("chaos run: unknown argument {other:?}");
@@ -170,21 +202,42 @@ pub(crate) async fn run(args: &[String]) -> i32 {
             }
         }
     }
-    let plan = if long { Plan::long() } else { Plan::short() };
+    let plan = match (exactly_once, long) {
+        (true, _) => Plan::exactly_once(single),
+        (false, true) => Plan::long(),
+        (false, false) => Plan::short(),
+    };
+    let mode = match (exactly_once, single) {
+        (true, true) => "exactly once, one server",
+        (true, false) => "exactly once, 3-node cluster",
+        (false, _) if long => "long",
+        (false, _) => "short",
+    };
+    let label = format!("{lang}, {mode}");
     let out = out.unwrap_or_else(|| std::env::temp_dir().join(format!("jetstation-chaos-{lang}")));
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).expect("output directory");
+    let replicas = if single { 1 } else { 3 };
     println!(
-        "chaos ({lang}, {}): 3-node cluster, R3 station of {PARTITIONS} partitions, {} msg/s for \
-         {} s, {} faults; histories in {}",
-        if long { "long" } else { "short" },
+        "chaos ({label}): {}, R{replicas} station of {PARTITIONS} partitions, {} msg/s for {} s, \
+         {} faults; histories in {}",
+        if single {
+            "one server"
+        } else {
+            "3-node cluster"
+        },
         plan.rate,
         plan.duration,
         plan.faults.len(),
         out.display()
     );
 
-    let mut cluster = Cluster::start(3);
+    let mut cluster = match single {
+        true => Cluster {
+            nodes: vec![jetstation_harness::NatsServer::start()],
+        },
+        false => Cluster::start(3),
+    };
     let relays: Vec<Relay> = cluster
         .nodes
         .iter()
@@ -196,7 +249,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         .create_station(
             STATION,
             StationConfig::default()
-                .replicas(3)
+                .replicas(replicas)
                 .partitions(PARTITIONS)
                 .max_deliveries(1000)
                 .dedup_window(Duration::from_secs(120)),
@@ -209,6 +262,10 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         out: out.clone(),
         relay_urls: relays.iter().map(Relay::url).collect::<Vec<_>>().join(","),
         plan_env: vec![
+            (
+                "CHAOS_EXACTLY_ONCE".into(),
+                if exactly_once { "1" } else { "0" }.into(),
+            ),
             ("CHAOS_RATE".into(), plan.rate.to_string()),
             ("CHAOS_KEYS".into(), plan.keys.to_string()),
             ("CHAOS_DURATION".into(), plan.duration.to_string()),
@@ -320,7 +377,8 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         .arg("--deadline-after")
         .arg(deadline_after.to_string())
         .arg("--label")
-        .arg(&lang)
+        .arg(&label)
+        .args(exactly_once.then_some("--exactly-once"))
         .status()
         .expect("run check.py");
     status.code().unwrap_or(1)

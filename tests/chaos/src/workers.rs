@@ -160,7 +160,8 @@ pub(crate) async fn consume() -> i32 {
     let options = ConsumerOptions::default()
         .concurrency(16)
         .ack_wait(Duration::from_millis(var_u64("CHAOS_ACK_WAIT_MS")))
-        .handover_timeout(Duration::from_millis(var_u64("CHAOS_HANDOVER_MS")));
+        .handover_timeout(Duration::from_millis(var_u64("CHAOS_HANDOVER_MS")))
+        .exactly_once(std::env::var("CHAOS_EXACTLY_ONCE").is_ok_and(|v| v == "1"));
     let consumer = loop {
         match client
             .consumer(&var("CHAOS_STATION"), &var("CHAOS_GROUP"), options.clone())

@@ -149,7 +149,8 @@ class Client(_AsyncClosing):
 
         Settings: ``partitions``, ``replicas``, ``storage`` ("file"/"memory"),
         ``max_age`` (s), ``max_bytes``, ``max_messages``, ``dedup_window`` (s),
-        ``max_deliveries``, ``compaction``, ``schema``, ``schema_version``.
+        ``max_deliveries``, ``compaction``, ``delete_grace`` (s), ``schema``,
+        ``schema_version``.
         """
         return await self._native.create_station(name, **settings)
 

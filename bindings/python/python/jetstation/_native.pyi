@@ -43,6 +43,7 @@ class Client:
         dedup_window: float = ...,
         max_deliveries: int = ...,
         compaction: bool = ...,
+        delete_grace: Optional[float] = ...,
         schema: Optional[str] = ...,
         schema_version: Optional[int] = ...,
         update: bool = ...,
@@ -234,6 +235,8 @@ class Station:
     def max_deliveries(self) -> int: ...
     @property
     def compaction(self) -> bool: ...
+    @property
+    def delete_grace(self) -> Optional[float]: ...
     @property
     def schema(self) -> Optional[str]: ...
     @property

@@ -104,6 +104,10 @@ pub struct StationConfig {
     pub max_deliveries: Option<u32>,
     #[uniffi(default = None)]
     pub compaction: Option<bool>,
+    /// Seconds a deleted key's tombstone stays (compacted stations; default
+    /// maxAge, or one day).
+    #[uniffi(default = None)]
+    pub delete_grace: Option<f64>,
     #[uniffi(default = None)]
     pub schema: Option<String>,
     /// A pinned schema version (default: follow the latest).
@@ -125,6 +129,10 @@ pub(crate) fn station_config(o: StationConfig) -> Result<jetstation::StationConf
             .map_or(Ok(d.dedup_window), |s| seconds("dedupWindow", s))?,
         max_deliveries: o.max_deliveries.unwrap_or(d.max_deliveries),
         compaction: o.compaction.unwrap_or(d.compaction),
+        delete_grace: o
+            .delete_grace
+            .map(|s| seconds("deleteGrace", s))
+            .transpose()?,
         schema: o.schema.map(|name| jetstation::SchemaBinding {
             name,
             version: o.schema_version,
@@ -274,6 +282,7 @@ pub struct Station {
     pub dedup_window: f64,
     pub max_deliveries: u32,
     pub compaction: bool,
+    pub delete_grace: Option<f64>,
     pub schema: Option<String>,
     pub schema_version: Option<u32>,
     pub messages: u64,
@@ -294,6 +303,7 @@ impl From<jetstation::Station> for Station {
             dedup_window: c.dedup_window.as_secs_f64(),
             max_deliveries: c.max_deliveries,
             compaction: c.compaction,
+            delete_grace: c.delete_grace.map(|d| d.as_secs_f64()),
             schema: c.schema.as_ref().map(|b| b.name.clone()),
             schema_version: c.schema.and_then(|b| b.version),
             messages: s.messages,

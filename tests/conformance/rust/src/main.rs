@@ -66,6 +66,7 @@ fn station_setting(c: &mut StationConfig, name: &str, v: &Value) -> jetstation::
         "replicas" => c.replicas = v.as_u64().unwrap_or(0) as usize,
         "storage" => c.storage = word(v)?,
         "max_age" => c.max_age = Some(secs(name, v)?),
+        "delete_grace" => c.delete_grace = Some(secs(name, v)?),
         "max_bytes" => c.max_bytes = v.as_u64(),
         "max_messages" => c.max_messages = v.as_u64(),
         "dedup_window" => c.dedup_window = secs(name, v)?,

@@ -34,6 +34,7 @@ func stationConfig(_ options: Object, _ config: inout StationConfig) throws {
         case "replicas": config.replicas = uint32(value)
         case "storage": config.storage = value as? String
         case "max_age": config.maxAge = number(value)
+        case "delete_grace": config.deleteGrace = number(value)
         case "max_bytes": config.maxBytes = uint64(value)
         case "max_messages": config.maxMessages = uint64(value)
         case "dedup_window": config.dedupWindow = number(value)
