@@ -332,3 +332,39 @@ async def test_a_new_group_reads_the_snapshot_then_follows_while_writers_go_on(c
     await client.create_station("plain-staff")
     with pytest.raises(jetstation.InvalidArgumentError, match="compaction"):
         await client.consumer("plain-staff", "g", start="snapshot")
+
+
+async def test_exactly_once_a_member_crash_after_handling_leaves_nothing_to_handle_again(server: Server) -> None:
+    async def crash_and_take_over(exactly_once: bool, station: str) -> List[str]:
+        client = await jetstation.connect(server.url)
+        await client.create_station(station)
+        async with await client.producer(station) as producer:
+            for i in range(20):
+                await producer.send(f"m{i}", key=f"k{i}")
+        options = dict(concurrency=4, ack_wait=1.0, handover_timeout=1.0, exactly_once=exactly_once)
+        crashed = await jetstation.connect(server.url)
+        a = await crashed.consumer(station, "payments", **options)
+        held = await a.__anext__()  # m0 stays unfinished: nothing after it is committed
+        assert held.payload == b"m0"
+        for i in range(1, 11):
+            message = await asyncio.wait_for(a.__anext__(), timeout=10)
+            assert message.payload == f"m{i}".encode()
+            message.ack()
+        await asyncio.sleep(0.5)  # the acknowledgements are recorded, not committed
+        await crashed.close()
+        b = await client.consumer(station, "payments", **options)
+        handled = []
+        while True:
+            try:
+                message = await asyncio.wait_for(b.__anext__(), timeout=4)
+            except asyncio.TimeoutError:
+                break
+            handled.append(message.payload.decode())
+            message.ack()
+        await b.close()
+        await client.close()
+        return sorted(handled, key=lambda p: int(p[1:]))
+
+    assert await crash_and_take_over(True, "ledger") == ["m0"] + [f"m{i}" for i in range(11, 20)]
+    # Without the option the same crash hands m1..m10 out again (at least once).
+    assert len(await crash_and_take_over(False, "ledger-plain")) == 20

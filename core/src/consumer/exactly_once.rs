@@ -20,9 +20,10 @@
 //! - The record and the handler's own effects are not one transaction: a
 //!   member that dies after the handler ran but before the record was
 //!   written runs the handler again on redelivery. Effects outside NATS (a
-//!   database row, an e-mail) therefore still need idempotence, or an outbox
-//!   written in the same database transaction as the effect (see
-//!   `examples/rust/examples/outbox.rs`).
+//!   database row, an e-mail) therefore still need idempotence: the effect
+//!   and the message id written in one transaction, a message whose id is
+//!   there changing nothing (`examples/rust/payments.rs`, which also
+//!   describes the outbox, the same idea on the producing side).
 //! - Only redeliveries are looked up (the broker counts deliveries): a first
 //!   delivery cannot have been handled before, unless the group's durable
 //!   consumer was lost and created again; from then on the member looks up

@@ -28,3 +28,19 @@ fn quickstart_runs_end_to_end() {
         );
     }
 }
+
+#[test]
+fn the_payments_ledger_applies_each_payment_once_across_a_crash() {
+    let out = Command::new(env!("CARGO_BIN_EXE_payments"))
+        .env_remove("NATS_URL")
+        .output()
+        .expect("run the payments example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "payments failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("300 payments applied once each"), "{stdout}");
+    assert!(stdout.contains("payments OK"), "{stdout}");
+}
