@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Consume throughput, end-to-end latency and producer peak memory, each side
-# by side with raw async-nats against one nats-server in one run (release
-# builds). Writes the tables to BENCHMARKS.md.
+# Consume throughput (with and without exactly-once processing), end-to-end
+# latency and producer peak memory, each side by side with raw async-nats,
+# and the snapshot bootstrap of 100,000 keys, against one nats-server in one
+# run (release builds). Writes the tables to BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 COUNT="${BENCH_COUNT:-100000}"
-cargo build -q --release -p jetstation-bench --bin consume --bin latency --bin produce_memory
+cargo build -q --release -p jetstation-bench --bin consume --bin latency --bin produce_memory --bin snapshot
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 dir=$(mktemp -d)
@@ -21,4 +22,5 @@ url="nats://127.0.0.1:$port"
 "$bin/consume" "$url" "$COUNT" 256 > "$dir/consume.jsonl"
 for round in 1 2 3; do "$bin/latency" "$url" 5 >> "$dir/latency.jsonl"; done
 "$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
+"$bin/snapshot" "$url" 100000 > "$dir/snapshot.jsonl"
 python3 scripts/bench-consume-table.py "$dir" "make bench-consume"

@@ -419,6 +419,10 @@ pub(crate) enum Action {
 pub(crate) struct Machine<M> {
     pub(crate) books: Vec<Book<M>>,
     in_app: HashSet<Token>,
+    /// Acknowledged by the application, being written to the group's record
+    /// (exactly once): their keys still wait, their places in `concurrency`
+    /// are free.
+    recording: HashSet<Token>,
     next_partition: usize,
     concurrency: usize,
     max_deliveries: u64,
@@ -452,6 +456,7 @@ impl<M: Clone> Machine<M> {
         Self {
             books: (0..partitions).map(|_| Book::default()).collect(),
             in_app: HashSet::new(),
+            recording: HashSet::new(),
             next_partition: 0,
             concurrency,
             max_deliveries: u64::from(max_deliveries),
@@ -465,7 +470,7 @@ impl<M: Clone> Machine<M> {
     }
 
     pub(crate) fn held_by_app(&self) -> usize {
-        self.in_app.len()
+        self.in_app.len() + self.recording.len()
     }
 
     /// Closing: nothing more runs; held messages stay until settled.
@@ -479,6 +484,7 @@ impl<M: Clone> Machine<M> {
     /// Stops waiting for the application (a close that timed out).
     pub(crate) fn abandon_app(&mut self) {
         self.in_app.clear();
+        self.recording.clear();
     }
 
     /// Hands runnable messages out (up to `concurrency` held at once), round
@@ -533,9 +539,21 @@ impl<M: Clone> Machine<M> {
         actions
     }
 
+    /// Exactly once: the application acknowledged `token`, whose record is
+    /// being written. Its key keeps waiting (it still counts as held), but it
+    /// no longer takes a place in `concurrency`. Settled with `settle` once
+    /// recorded. False when the application did not hold it.
+    pub(crate) fn start_recording(&mut self, token: Token) -> bool {
+        if !self.in_app.remove(&token) {
+            return false;
+        }
+        self.recording.insert(token);
+        true
+    }
+
     /// The application settled a message it held (others are ignored).
     pub(crate) fn settle(&mut self, token: Token, settle: Settle) -> Vec<Action> {
-        if !self.in_app.remove(&token) {
+        if !self.in_app.remove(&token) && !self.recording.remove(&token) {
             return Vec::new();
         }
         let (max, closing, delays) = (self.max_deliveries, self.closing, self.delays);

@@ -404,7 +404,9 @@ impl Scheduler {
             }
             Event::Settled { token, outcome } => {
                 if self.records.is_some() && matches!(outcome, Outcome::Ack) {
-                    self.record(token);
+                    if self.machine.start_recording(token) {
+                        self.record(token);
+                    }
                 } else {
                     let actions = self.machine.settle(token, outcome);
                     self.carry_out(actions);

@@ -41,6 +41,9 @@ fn the_payments_ledger_applies_each_payment_once_across_a_crash() {
         "payments failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("300 payments applied once each"), "{stdout}");
+    assert!(
+        stdout.contains("300 payments applied once each"),
+        "{stdout}"
+    );
     assert!(stdout.contains("payments OK"), "{stdout}");
 }

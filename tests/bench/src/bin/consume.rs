@@ -2,7 +2,8 @@
 //! `consume <url> <count> <size>` fills one station (1 partition, 100 keys),
 //! then reads it all twice: with a raw async-nats pull consumer acking each
 //! message explicitly (the floor cost: no order, no ordered commits), and with
-//! a jetstation consumer group (per-key order, commits in stream order).
+//! a jetstation consumer group (per-key order, commits in stream order), and
+//! with a group that processes exactly once.
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
 use std::{
@@ -79,11 +80,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         stream.delete_consumer(&name).await?;
 
-        // jetstation: a consumer group, per-key order, ordered commits.
-        let group = format!("group-{round}");
-        let consumer = client
-            .consumer(station, &group, ConsumerOptions::default())
-            .await?;
+        // jetstation: a consumer group, per-key order, ordered commits; then
+        // the same with exactly-once processing.
+        for (mode, options, label) in [
+            (
+                "consumer group, concurrency 16, ordered commits",
+                ConsumerOptions::default(),
+                "jetstation (Rust)",
+            ),
+            (
+                "the same, exactly once (record per message, confirmed commits)",
+                ConsumerOptions::default().exactly_once(true),
+                "jetstation (Rust), exactly once",
+            ),
+        ] {
+            read_group(&client, station, round, count, size, mode, options, label).await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_group(
+    client: &Client,
+    station: &str,
+    round: usize,
+    count: usize,
+    size: usize,
+    mode: &str,
+    options: ConsumerOptions,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    {
+        let group = format!("group-{round}-{}", options.exactly_once);
+        let consumer = client.consumer(station, &group, options).await?;
         let started = Instant::now();
         let cpu = cpu_seconds();
         // Counted like the raw loop counts: no wake-up per message, one
@@ -109,14 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cpu = cpu_seconds() - cpu;
         consumer.close().await?;
         worker.await??;
-        report(
-            "jetstation (Rust)",
-            "consumer group, concurrency 16, ordered commits",
-            count,
-            size,
-            elapsed,
-            cpu,
-        );
+        report(label, mode, count, size, elapsed, cpu);
         client.delete_group(station, &group).await?;
     }
     Ok(())
