@@ -146,7 +146,7 @@ async fn a_new_group_reads_the_snapshot_then_follows_with_no_gap_and_no_duplicat
         seen.entry(key).or_default().push((i, delivery.deliveries));
         delivery.ack().unwrap();
         received += 1;
-        if received % 50 == 0 {
+        if received.is_multiple_of(50) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if started.elapsed() > Duration::from_secs(3) {
