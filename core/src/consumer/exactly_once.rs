@@ -32,6 +32,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::sync::mpsc;
+
+use super::{book::Token, scheduler::Event};
 
 use crate::{
     client::Client,
@@ -43,6 +48,7 @@ use crate::{
 /// The record of handled messages of one group.
 pub(crate) struct Records {
     store: kv::Store,
+    bucket: String,
 }
 
 impl std::fmt::Debug for Records {
@@ -65,7 +71,7 @@ impl Records {
         let bucket = bucket(client, station, group);
         let js = &client.inner.js;
         if let Ok(store) = js.get_key_value(&bucket).await {
-            return Ok(Self { store });
+            return Ok(Self { store, bucket });
         }
         let created = js
             .create_key_value(kv::Config {
@@ -84,12 +90,15 @@ impl Records {
             })
             .await;
         match created {
-            Ok(store) => Ok(Self { store }),
+            Ok(store) => Ok(Self { store, bucket }),
             // Another member created it first.
             Err(create) => js
                 .get_key_value(&bucket)
                 .await
-                .map(|store| Self { store })
+                .map(|store| Self {
+                    store,
+                    bucket: bucket.clone(),
+                })
                 .map_err(|_| {
                     Error::from_nats("creating the group's record of handled messages", &create)
                 }),
@@ -105,13 +114,62 @@ impl Records {
             .map_err(|e| Error::from_nats("reading the record of handled messages", &e))
     }
 
-    /// Records the message; returns once the broker stored it.
-    pub(crate) async fn record(&self, key: &str) -> Result<()> {
-        self.store
-            .put(key, bytes::Bytes::new())
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::from_nats("recording a handled message", &e))
+    /// Starts the task that writes records for a member, reporting each
+    /// with `Recorded` once the broker stored it.
+    pub(crate) fn recorder(
+        &self,
+        js: jetstream::Context,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Recorder {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_records(rx, js, self.bucket.clone(), events));
+        Recorder { tx }
+    }
+}
+
+/// Writes the records of a member from one task: each record is published
+/// as soon as it comes, and its confirmation awaited beside the others (a
+/// window of publishes), with no task per message.
+pub(crate) struct Recorder {
+    tx: mpsc::UnboundedSender<(Token, String)>,
+}
+
+impl Recorder {
+    pub(crate) fn record(&self, token: Token, key: String) {
+        let _ = self.tx.send((token, key));
+    }
+}
+
+async fn write_records(
+    mut rx: mpsc::UnboundedReceiver<(Token, String)>,
+    js: jetstream::Context,
+    bucket: String,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut confirming = FuturesUnordered::new();
+    let failed =
+        |e: &(dyn std::error::Error + 'static)| Error::from_nats("recording a handled message", e);
+    loop {
+        tokio::select! {
+            next = rx.recv() => {
+                let Some((token, key)) = next else { break };
+                // What `kv::Store::put` publishes, for a bucket of this account.
+                let subject = format!("$KV.{bucket}.{key}");
+                match js.publish(subject, Bytes::new()).await {
+                    Ok(ack) => confirming.push(async move { (token, ack.await) }),
+                    Err(e) => {
+                        let result = Err(failed(&e));
+                        let _ = events.send(Event::Recorded { token, result });
+                    }
+                }
+            }
+            Some((token, answer)) = confirming.next(), if !confirming.is_empty() => {
+                let result = answer.map(|_| ()).map_err(|e| failed(&e));
+                if events.send(Event::Recorded { token, result }).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use super::{
     ConsumerOptions, Delivery, Ledger, Outcome, ReceivedMessage,
     book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
-    exactly_once::{Records, record_key},
+    exactly_once::{Recorder, Records, record_key},
     handover::Release,
     membership::{Membership, assignment},
     snapshot::{self, Phase},
@@ -63,6 +63,10 @@ pub(crate) enum Event {
     Recorded {
         token: Token,
         result: Result<()>,
+    },
+    /// Exactly once: write the record of an acknowledged message again.
+    RetryRecord {
+        token: Token,
     },
     /// Exactly once: whether a redelivered message is in the record.
     Looked {
@@ -193,8 +197,10 @@ pub(crate) struct Scheduler {
     membership: Membership,
     members: Vec<String>,
     committer: Committer,
-    /// Exactly once: the group's record of handled messages.
+    /// Exactly once: the group's record of handled messages, and the task
+    /// that writes to it.
     records: Option<Arc<Records>>,
+    recorder: Option<Recorder>,
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -260,6 +266,9 @@ impl Scheduler {
         );
         // Exactly once: a commit waits for the broker's confirmation.
         let committer = Committer::start(client.inner.js.client(), records.is_some());
+        let recorder = records
+            .as_ref()
+            .map(|r| r.recorder(client.inner.js.clone(), events.clone()));
         Self {
             client,
             station,
@@ -275,6 +284,7 @@ impl Scheduler {
             membership,
             members,
             committer,
+            recorder,
             records,
         }
     }
@@ -420,9 +430,14 @@ impl Scheduler {
                 Err(e) => {
                     // The message stays held (its key waits) until recorded.
                     tracing::warn!(error = %e, partition = token.partition, "cannot record a handled message; retrying");
-                    self.record(token);
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RECORD_RETRY).await;
+                        let _ = events.send(Event::RetryRecord { token });
+                    });
                 }
             },
+            Event::RetryRecord { token } => self.record(token),
             Event::Looked { token, found } => match found {
                 Ok(true) => {
                     // Handled before: committed without running again.
@@ -648,23 +663,16 @@ impl Scheduler {
         Some(record_key(&entry.raw, token.partition, sequence))
     }
 
-    /// Exactly once: writes an acknowledged message to the record; reports
-    /// back with `Recorded` once the broker stored it. A retry waits a little.
+    /// Exactly once: writes an acknowledged message to the record; reported
+    /// back with `Recorded` once the broker stored it.
     fn record(&mut self, token: Token) {
-        let (Some(records), Some(key)) = (self.records.clone(), self.record_key(token)) else {
+        let key = self.record_key(token);
+        let (Some(recorder), Some(key)) = (&self.recorder, key) else {
             let actions = self.machine.settle(token, Outcome::Ack);
             self.carry_out(actions);
             return;
         };
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let mut result = records.record(&key).await;
-            if result.is_err() {
-                tokio::time::sleep(RECORD_RETRY).await;
-                result = records.record(&key).await;
-            }
-            let _ = events.send(Event::Recorded { token, result });
-        });
+        recorder.record(token, key);
     }
 
     /// Exactly once: looks a redelivered message up in the record; reports
