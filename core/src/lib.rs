@@ -34,6 +34,7 @@ pub mod producer;
 pub mod schema;
 pub mod state;
 pub mod station;
+pub mod stats;
 mod vocabulary;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};
@@ -50,3 +51,6 @@ pub use schema::{
 };
 pub use state::{Snapshot, StateEntry};
 pub use station::{Station, StationConfig, Storage};
+pub use stats::{
+    GroupPartitionStats, GroupStats, MemberStats, PartitionStats, Placement, Replica, StationStats,
+};

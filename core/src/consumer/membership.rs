@@ -84,8 +84,11 @@ impl Membership {
     }
 
     pub(crate) async fn announce(&self) -> Result<()> {
+        // The value says how long the announcement counts (for observers:
+        // the members themselves use their own handover timeout).
+        let value = format!("live ttl_ms={}", self.ttl.as_millis());
         self.store
-            .put(format!("{}{}", self.prefix, self.member), "live".into())
+            .put(format!("{}{}", self.prefix, self.member), value.into())
             .await
             .map(|_| ())
             .map_err(|e| Error::from_nats("announcing a group member", &e))
@@ -143,6 +146,15 @@ impl Membership {
             .delete(format!("{}{}", self.prefix, self.member))
             .await;
     }
+}
+
+/// How long an announcement counts, from its value (`live ttl_ms=<n>`);
+/// ten seconds (the default handover timeout) when it does not say.
+pub(crate) fn member_ttl(value: &[u8]) -> Duration {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.split_once("ttl_ms=")?.1.trim().parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// Which member takes each partition: rendezvous hashing with a cap, so the

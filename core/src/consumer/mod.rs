@@ -35,7 +35,7 @@ mod delivery;
 mod exactly_once;
 mod fetch;
 mod handover;
-mod membership;
+pub(crate) mod membership;
 pub(crate) mod scheduler;
 mod snapshot;
 mod sync;
