@@ -262,6 +262,28 @@ impl Client {
         })
     }
 
+    /// A station's partitions, dead letters and schema.
+    fn station_stats<'py>(&self, py: Python<'py>, station: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            Ok(crate::stats::StationStats::from(
+                client.station_stats(&station).await.py_err()?,
+            ))
+        })
+    }
+
+    /// A station's consumer groups: members, owners and lag per partition.
+    fn groups<'py>(&self, py: Python<'py>, station: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            let groups = client.groups(&station).await.py_err()?;
+            Ok(groups
+                .into_iter()
+                .map(crate::stats::GroupStats::from)
+                .collect::<Vec<_>>())
+        })
+    }
+
     /// Every key's latest message in a compacted station (an async iterator).
     fn snapshot<'py>(&self, py: Python<'py>, station: String) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client()?;

@@ -8,6 +8,7 @@ mod logging;
 mod producer;
 mod runtime;
 mod snapshot;
+mod stats;
 mod types;
 
 use pyo3::prelude::*;
@@ -36,6 +37,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::SchemaVersion>()?;
     m.add_class::<types::SchemaInfo>()?;
     m.add_class::<types::PartitionHealth>()?;
+    m.add_class::<stats::StationStats>()?;
+    m.add_class::<stats::PartitionStats>()?;
+    m.add_class::<stats::Placement>()?;
+    m.add_class::<stats::Replica>()?;
+    m.add_class::<stats::GroupStats>()?;
+    m.add_class::<stats::MemberStats>()?;
+    m.add_class::<stats::GroupPartitionStats>()?;
     m.add_class::<types::StateEntry>()?;
     m.add_class::<snapshot::Snapshot>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

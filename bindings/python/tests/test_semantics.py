@@ -368,3 +368,32 @@ async def test_exactly_once_a_member_crash_after_handling_leaves_nothing_to_hand
     assert await crash_and_take_over(True, "ledger") == ["m0"] + [f"m{i}" for i in range(11, 20)]
     # Without the option the same crash hands m1..m10 out again (at least once).
     assert len(await crash_and_take_over(False, "ledger-plain")) == 20
+
+
+async def test_stats_show_partitions_and_a_groups_lag(client: jetstation.Client) -> None:
+    await client.create_station("hires", partitions=2)
+    async with await client.producer("hires") as producer:
+        for i in range(10):
+            await producer.send(f"h{i}", key=f"k{i}")
+    stats = await client.station_stats("hires")
+    assert [p.partition for p in stats.partitions] == [0, 1]
+    assert sum(p.messages for p in stats.partitions) == 10
+    assert all(p.placement is None and p.last_time is not None for p in stats.partitions)
+    assert (stats.dead_letters, stats.state_keys) == (0, None)
+    assert await client.groups("hires") == []
+    consumer = await client.consumer("hires", "onboarding")
+    for _ in range(4):
+        (await consumer.__anext__()).ack()
+
+    async def lag_of_six() -> bool:
+        groups = await client.groups("hires")
+        return len(groups) == 1 and sum(p.lag for p in groups[0].partitions) == 6
+
+    await wait_for(lag_of_six, "the group's lag to fall to 6")
+    group = (await client.groups("hires"))[0]
+    assert group.group == "onboarding" and len(group.members) == 1
+    assert group.members[0].partitions == [0, 1]
+    assert {p.owner for p in group.partitions} == {group.members[0].member}
+    await consumer.close()
+    with pytest.raises(jetstation.NotFoundError):
+        await client.station_stats("nowhere")

@@ -33,13 +33,20 @@ from . import _native
 from ._native import (
     DeadLetter,
     Delivery,
+    GroupPartitionStats,
+    GroupStats,
+    MemberStats,
     PartitionHealth,
+    PartitionStats,
+    Placement,
+    Replica,
     Receipt,
     SchemaInfo,
     SchemaVersion,
     SendHandle,
     StateEntry,
     Station,
+    StationStats,
 )
 from .errors import (
     AlreadyExistsError,
@@ -193,6 +200,17 @@ class Client(_AsyncClosing):
     async def replay_dead_letters(self, station: str) -> List[Receipt]:
         """Replays every dead letter of ``station``, oldest first."""
         return await self._native.replay_dead_letters(station)
+
+    async def station_stats(self, station: str) -> StationStats:
+        """The station's partitions (messages, bytes, first and last sequence
+        and time, cluster placement), dead letters, schema and state keys."""
+        return await self._native.station_stats(station)
+
+    async def groups(self, station: str) -> List[GroupStats]:
+        """The station's consumer groups: live members and the partitions
+        each owns, and per partition what is pending, unacknowledged,
+        redelivered and the lag behind the last message."""
+        return await self._native.groups(station)
 
     async def latest(self, station: str, key: str) -> Optional[StateEntry]:
         """The latest message of ``key`` in a compacted station, or ``None``
@@ -388,6 +406,13 @@ __all__ = [
     "NotFoundError",
     "PartitionHealth",
     "StateEntry",
+    "StationStats",
+    "PartitionStats",
+    "Placement",
+    "Replica",
+    "GroupStats",
+    "MemberStats",
+    "GroupPartitionStats",
     "Payload",
     "PayloadTooLargeError",
     "Producer",
