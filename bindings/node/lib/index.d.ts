@@ -1,6 +1,6 @@
-import type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig } from '../native/index.js';
+import type { ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth, PartitionStats, Placement, ProducerOptions, Replica, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, StationStats } from '../native/index.js';
 export * from './errors';
-export type { ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, };
+export type { ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth, PartitionStats, Placement, ProducerOptions, Receipt, Replica, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, StationStats, };
 /** What `send` accepts: bytes, text (UTF-8), or a JSON-serialisable object. */
 export type Payload = Buffer | Uint8Array | string | object;
 export interface SendOptions {
@@ -28,6 +28,10 @@ export declare class Client {
     deleteGroup(station: string, group: string): Promise<void>;
     deadLetters(station: string): Promise<DeadLetter[]>;
     replayDeadLetter(station: string, sequence: number): Promise<Receipt>;
+    /** The station's partitions (messages, bytes, sequences, times, cluster placement), dead letters and schema. */
+    stationStats(station: string): Promise<StationStats>;
+    /** The station's consumer groups: live members and the partitions each owns, and the lag per partition. */
+    groups(station: string): Promise<GroupStats[]>;
     /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
     latest(station: string, key: string): Promise<StateEntry | null>;
     /** Every key's latest message in a compacted station: `for await (const entry of client.snapshot(station))`. */

@@ -109,6 +109,10 @@ class Client {
     replayDeadLetter(station, sequence) {
         return call(() => this.inner.replayDeadLetter(station, sequence));
     }
+    /** The station's partitions (messages, bytes, sequences, times, cluster placement), dead letters and schema. */
+    stationStats(station) { return call(() => this.inner.stationStats(station)); }
+    /** The station's consumer groups: live members and the partitions each owns, and the lag per partition. */
+    groups(station) { return call(() => this.inner.groups(station)); }
     /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
     latest(station, key) {
         return call(() => this.inner.latest(station, key));

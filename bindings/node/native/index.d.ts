@@ -25,6 +25,10 @@ export declare class Client {
   registerSchema(name: string, format: string, source: string, messageType?: string | undefined | null, compatibility?: string | undefined | null): Promise<SchemaVersion>
   schema(name: string, version?: number | undefined | null): Promise<SchemaVersion>
   schemas(): Promise<Array<SchemaInfo>>
+  /** A station's partitions, dead letters and schema. */
+  stationStats(station: string): Promise<StationStats>
+  /** A station's consumer groups: members, owners and lag per partition. */
+  groups(station: string): Promise<Array<GroupStats>>
   /** The latest message of `key` in a compacted station, or null. */
   latest(station: string, key: string): Promise<StateEntry | null>
   /** Every key's latest message in a compacted station. */
@@ -177,6 +181,27 @@ export interface DeadLetter {
   headers: Array<Array<string>>
 }
 
+/** One partition as a group sees it. */
+export interface GroupPartitionStats {
+  partition: number
+  /** "history", or "snapshot" while the group still reads its snapshot. */
+  reading: string
+  pending: number
+  unacknowledged: number
+  redelivered: number
+  ackFloor: number
+  lag: number
+  lastActiveMs?: number
+  owner?: string
+}
+
+/** A consumer group of a station. */
+export interface GroupStats {
+  group: string
+  members: Array<MemberStats>
+  partitions: Array<GroupPartitionStats>
+}
+
 /** One log event of the core. */
 export interface LogRecord {
   /** "error", "warn", "info", "debug" or "trace". */
@@ -184,6 +209,14 @@ export interface LogRecord {
   /** The core module (e.g. "jetstation::producer::partition"). */
   target: string
   message: string
+}
+
+/** A live member of a group and the partitions it owns. */
+export interface MemberStats {
+  member: string
+  /** Since its last announcement. */
+  lastSeenMs: number
+  partitions: Array<number>
 }
 
 /** One message for `sendBatch`. */
@@ -209,6 +242,26 @@ export interface PartitionHealth {
   lastError?: string
 }
 
+/** One partition of a station. */
+export interface PartitionStats {
+  partition: number
+  messages: number
+  bytes: number
+  firstSequence: number
+  firstTimeMs?: number
+  lastSequence: number
+  lastTimeMs?: number
+  /** Where the partition lives on a cluster (null on a single server). */
+  placement?: Placement
+}
+
+/** The copies of a partition on a cluster. */
+export interface Placement {
+  cluster?: string
+  leader?: string
+  replicas: Array<Replica>
+}
+
 /** Producer settings. Durations are milliseconds. */
 export interface ProducerOptions {
   maxBatchMessages?: number
@@ -228,6 +281,16 @@ export interface Receipt {
   sequence: number
   duplicate: boolean
   msgId: string
+}
+
+/** A copy of a partition that is not the leader. */
+export interface Replica {
+  server: string
+  current: boolean
+  offline: boolean
+  lag: number
+  /** Since the leader last heard from it. */
+  lastSeenMs: number
 }
 
 export interface SchemaInfo {
@@ -309,4 +372,15 @@ export interface StationConfig {
   schema?: string
   /** A pinned schema version (default: follow the latest). */
   schemaVersion?: number
+}
+
+/** A station: its partitions, dead letters and schema. */
+export interface StationStats {
+  station: string
+  partitions: Array<PartitionStats>
+  deadLetters: number
+  schema?: string
+  schemaVersion?: number
+  /** Keys in the state view (compacted stations). */
+  stateKeys?: number
 }

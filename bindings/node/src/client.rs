@@ -282,6 +282,25 @@ impl Client {
             .collect())
     }
 
+    /// A station's partitions, dead letters and schema.
+    #[napi]
+    pub async fn station_stats(&self, station: String) -> napi::Result<crate::stats::StationStats> {
+        Ok(self.inner.station_stats(&station).await.js()?.into())
+    }
+
+    /// A station's consumer groups: members, owners and lag per partition.
+    #[napi]
+    pub async fn groups(&self, station: String) -> napi::Result<Vec<crate::stats::GroupStats>> {
+        Ok(self
+            .inner
+            .groups(&station)
+            .await
+            .js()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// The latest message of `key` in a compacted station, or null.
     #[napi]
     pub async fn latest(

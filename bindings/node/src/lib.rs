@@ -11,4 +11,5 @@ mod consumer;
 mod error;
 mod logging;
 mod producer;
+mod stats;
 mod types;

@@ -211,3 +211,34 @@ test('the state view keeps the latest value of every key; a deleted key leaves i
   await consumer.close()
   assert.equal(deletes, 1)
 })
+
+test('stats show partitions and a group lag that falls as the member commits', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('hires', { partitions: 2 })
+  const producer = await client.producer('hires')
+  for (let i = 0; i < 10; i++) await producer.send(`h${i}`, { key: `k${i}` })
+  await producer.close()
+  const stats = await client.stationStats('hires')
+  assert.deepEqual(stats.partitions.map((p) => p.partition), [0, 1])
+  assert.equal(stats.partitions.reduce((n, p) => n + p.messages, 0), 10)
+  assert.ok(stats.partitions.every((p) => p.placement == null && p.lastTimeMs > 0))
+  assert.deepEqual(await client.groups('hires'), [])
+  const consumer = await client.consumer('hires', 'onboarding')
+  const iterator = consumer[Symbol.asyncIterator]()
+  for (let i = 0; i < 4; i++) (await iterator.next()).value.ack()
+  const lag = async () => {
+    const groups = await client.groups('hires')
+    return groups.length === 1 && groups[0].partitions.reduce((n, p) => n + p.lag, 0) === 6
+  }
+  const deadline = Date.now() + 10000
+  while (!(await lag())) {
+    assert.ok(Date.now() < deadline, 'the group lag never fell to 6')
+    await sleep(100)
+  }
+  const [group] = await client.groups('hires')
+  assert.equal(group.group, 'onboarding')
+  assert.deepEqual(group.members.map((m) => m.partitions), [[0, 1]])
+  assert.ok(group.partitions.every((p) => p.owner === group.members[0].member))
+  await consumer.close()
+  await assert.rejects(client.stationStats('nowhere'), (error) => error.kind === 'not_found')
+})

@@ -7,23 +7,31 @@ import type {
   ConnectOptions,
   ConsumerOptions,
   DeadLetter,
+  GroupPartitionStats,
+  GroupStats,
   LogRecord,
+  MemberStats,
   PartitionHealth,
+  PartitionStats,
+  Placement,
   ProducerOptions,
+  Replica,
   Receipt,
   SchemaInfo,
   SchemaVersion,
   StateEntry,
   Station,
   StationConfig,
+  StationStats,
 } from '../native/index.js'
 import { InvalidArgumentError, mapError } from './errors'
 import { checkOptions } from './options'
 
 export * from './errors'
 export type {
-  ConnectOptions, ConsumerOptions, DeadLetter, LogRecord, PartitionHealth, ProducerOptions, Receipt, SchemaInfo,
-  SchemaVersion, StateEntry, Station, StationConfig,
+  ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth,
+  PartitionStats, Placement, ProducerOptions, Receipt, Replica, SchemaInfo, SchemaVersion, StateEntry, Station,
+  StationConfig, StationStats,
 }
 
 // Node 20 before 20.5 has no Symbol.asyncDispose: the registered symbol stands in.
@@ -128,6 +136,10 @@ export class Client {
   replayDeadLetter(station: string, sequence: number): Promise<Receipt> {
     return call(() => this.inner.replayDeadLetter(station, sequence))
   }
+  /** The station's partitions (messages, bytes, sequences, times, cluster placement), dead letters and schema. */
+  stationStats(station: string): Promise<StationStats> { return call(() => this.inner.stationStats(station)) }
+  /** The station's consumer groups: live members and the partitions each owns, and the lag per partition. */
+  groups(station: string): Promise<GroupStats[]> { return call(() => this.inner.groups(station)) }
   /** The latest message of `key` in a compacted station, or null (never written, or deleted). */
   latest(station: string, key: string): Promise<StateEntry | null> {
     return call(() => this.inner.latest(station, key))
