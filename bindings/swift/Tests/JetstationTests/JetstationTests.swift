@@ -329,4 +329,39 @@ final class JetstationTests: XCTestCase {
         let deleted = try await client.latest(station: station, key: "k0")
         XCTAssertNil(deleted)
     }
+
+    func testStatsShowPartitionsAndAGroupsLag() async throws {
+        let client = try await client()
+        let station = unique("hires")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 2))
+        let producer = try await client.producer(station: station)
+        for i in 0..<10 { _ = try await producer.send(payload: Data("h\(i)".utf8), key: "k\(i)") }
+        let stats = try await client.stationStats(station: station)
+        XCTAssertEqual(stats.partitions.map(\.partition), [0, 1])
+        XCTAssertEqual(stats.partitions.map(\.messages).reduce(0, +), 10)
+        XCTAssertTrue(stats.partitions.allSatisfy { $0.placement == nil && $0.lastTime != nil })
+        let none = try await client.groups(station: station)
+        XCTAssertTrue(none.isEmpty)
+        let consumer = try await client.consumer(station: station, group: "onboarding", options: ConsumerOptions())
+        var acked = 0
+        for try await message in consumer.messages {
+            try message.ack()
+            acked += 1
+            if acked == 4 { break }
+        }
+        var lag: UInt64 = 0
+        for _ in 0..<100 {  // commits reach the broker soon, not at once; 100 rounds bound the wait to about 10 s
+            let groups = try await client.groups(station: station)
+            lag = groups.first.map { $0.partitions.map(\.lag).reduce(0, +) } ?? 0
+            if groups.count == 1 && lag == 6 { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTAssertEqual(lag, 6)
+        let group = try await client.groups(station: station)[0]
+        XCTAssertEqual(group.group, "onboarding")
+        XCTAssertEqual(group.members.map(\.partitions), [[0, 1]])
+        XCTAssertTrue(group.partitions.allSatisfy { $0.owner == group.members[0].member })
+        try await consumer.close()
+        try await client.deleteStation(name: station)
+    }
 }

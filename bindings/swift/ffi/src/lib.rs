@@ -9,6 +9,7 @@ mod error;
 mod producer;
 mod schema;
 mod state;
+mod stats;
 mod types;
 
 pub use client::{Client, connect};
