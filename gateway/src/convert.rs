@@ -307,3 +307,75 @@ pub(crate) fn state_entry(e: jetstation::StateEntry) -> pb::StateEntry {
         time,
     }
 }
+
+pub(crate) fn station_stats(s: jetstation::StationStats) -> pb::StationStats {
+    pb::StationStats {
+        station: s.station,
+        partitions: s
+            .partitions
+            .into_iter()
+            .map(|p| pb::PartitionStats {
+                partition: p.partition,
+                messages: p.messages,
+                bytes: p.bytes,
+                first_sequence: p.first_sequence,
+                first_time: p.first_time.map(prost_types::Timestamp::from),
+                last_sequence: p.last_sequence,
+                last_time: p.last_time.map(prost_types::Timestamp::from),
+                placement: p.placement.map(|c| pb::Placement {
+                    cluster: c.cluster.unwrap_or_default(),
+                    leader: c.leader.unwrap_or_default(),
+                    replicas: c
+                        .replicas
+                        .into_iter()
+                        .map(|r| pb::Replica {
+                            server: r.server,
+                            current: r.current,
+                            offline: r.offline,
+                            lag: r.lag,
+                            last_seen: Some(proto_duration(r.last_seen)),
+                        })
+                        .collect(),
+                }),
+            })
+            .collect(),
+        dead_letters: s.dead_letters,
+        schema: s
+            .schema
+            .as_ref()
+            .map(|b| b.name.clone())
+            .unwrap_or_default(),
+        schema_version: s.schema.and_then(|b| b.version).unwrap_or(0),
+        state_keys: s.state_keys,
+    }
+}
+
+pub(crate) fn group_stats(g: jetstation::GroupStats) -> pb::GroupStats {
+    pb::GroupStats {
+        group: g.group,
+        members: g
+            .members
+            .into_iter()
+            .map(|m| pb::MemberStats {
+                member: m.member,
+                last_seen: Some(proto_duration(m.last_seen)),
+                partitions: m.partitions,
+            })
+            .collect(),
+        partitions: g
+            .partitions
+            .into_iter()
+            .map(|p| pb::GroupPartitionStats {
+                partition: p.partition,
+                reading: p.reading.to_string(),
+                pending: p.pending,
+                unacknowledged: p.unacknowledged,
+                redelivered: p.redelivered,
+                ack_floor: p.ack_floor,
+                lag: p.lag,
+                last_active: p.last_active.map(prost_types::Timestamp::from),
+                owner: p.owner.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}

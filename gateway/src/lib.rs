@@ -257,6 +257,32 @@ impl stations_server::Stations for Gateway {
         }))
     }
 
+    async fn get_station_stats(
+        &self,
+        request: Request<pb::GetStationStatsRequest>,
+    ) -> Result<Response<pb::StationStats>, Status> {
+        let client = self.client(&request).await?;
+        let stats = client
+            .station_stats(&request.into_inner().station)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::station_stats(stats)))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let client = self.client(&request).await?;
+        let groups = client
+            .groups(&request.into_inner().station)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: groups.into_iter().map(convert::group_stats).collect(),
+        }))
+    }
+
     type SnapshotStream = BoxStream<pb::StateEntry>;
 
     async fn snapshot(

@@ -718,3 +718,64 @@ async fn serves_over_tls() {
         .into_inner();
     assert!(list.stations.is_empty());
 }
+
+#[tokio::test]
+async fn station_stats_and_groups_over_grpc() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "watched".into(),
+            config: Some(pb::StationConfig {
+                partitions: 2,
+                ..Default::default()
+            }),
+            update: false,
+        },
+    )
+    .await;
+    produce(&g.addr, "watched", 5, 2).await;
+    let stats = stations
+        .get_station_stats(authed(
+            "ta",
+            pb::GetStationStatsRequest {
+                station: "watched".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.partitions.len(), 2);
+    assert_eq!(stats.partitions.iter().map(|p| p.messages).sum::<u64>(), 10);
+    assert!(stats.partitions.iter().all(|p| p.placement.is_none()));
+    assert_eq!(stats.state_keys, None);
+
+    let (_tx, _stream) = join(&g.addr, "watched", 4).await;
+    let groups = stations
+        .list_groups(authed(
+            "ta",
+            pb::ListGroupsRequest {
+                station: "watched".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].group, "workers");
+    assert_eq!(groups[0].members.len(), 1);
+    assert_eq!(groups[0].partitions.iter().map(|p| p.lag).sum::<u64>(), 10);
+
+    let missing = stations
+        .get_station_stats(authed(
+            "ta",
+            pb::GetStationStatsRequest {
+                station: "nowhere".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}

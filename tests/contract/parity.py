@@ -230,6 +230,8 @@ GATEWAY_OPS = {
     "Client.delete_station": ("rpc", "DeleteStation"),
     "Client.delete_group": ("rpc", "DeleteGroup"),
     "Client.latest": ("rpc", "GetLatest"),
+    "Client.station_stats": ("rpc", "GetStationStats"),
+    "Client.groups": ("rpc", "ListGroups"),
     "Client.dead_letters": ("rpc", "ListDeadLetters"),
     "Client.replay_dead_letter": ("rpc", "ReplayDeadLetter"),
     "Client.replay_dead_letters": ("rpc", "ReplayDeadLetters"),
