@@ -448,6 +448,15 @@ def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: S
                 op["sequence"] = ctx.results["_dead_letters"][op["station"]][op.pop("index", 0)]["sequence"]
             answer = runner.call(op)
             expect = raw.get("expect", {})
+            if op["op"] in ("station_stats", "groups") and "fields" in expect:
+                # Commits and member announcements reach the broker soon,
+                # not at once: ask again until it holds or the time is up.
+                deadline = time.monotonic() + op.get("timeout", 0)
+                while time.monotonic() < deadline and any(
+                    answer.get("ok", {}).get(f) != ctx.resolve(w) for f, w in expect["fields"].items()
+                ):
+                    time.sleep(0.1)  # between two reads of the stats
+                    answer = runner.call(op)
             if "entries" in expect:
                 # The broker fills a state view by itself, soon after the
                 # writes: ask again until it holds or the step's time is up.

@@ -199,6 +199,14 @@ class Gateway:
         if kind == "delete_key":
             self.call(rpc.ProducerStub(self.channel).Delete, pb.DeleteRequest(station=op["station"], key=op["key"]))
             return {}
+        if kind == "station_stats":
+            s = self.call(stations.GetStationStats, pb.GetStationStatsRequest(station=op["station"]))
+            return {"partitions": len(s.partitions), "messages": sum(p.messages for p in s.partitions),
+                    "dead_letters": s.dead_letters, "state_keys": s.state_keys if s.HasField("state_keys") else None}
+        if kind == "groups":
+            groups = self.call(stations.ListGroups, pb.ListGroupsRequest(station=op["station"])).groups
+            return {"names": [g.group for g in groups], "members": sum(len(g.members) for g in groups),
+                    "lag": sum(p.lag for g in groups for p in g.partitions)}
         if kind == "latest":
             r = self.call(stations.GetLatest, pb.GetLatestRequest(station=op["station"], key=op["key"]))
             return {"payload": r.entry.payload.decode() if r.HasField("entry") else None}

@@ -225,6 +225,23 @@ async function perform(op) {
     case 'delete_key':
       await (await stationProducer(client, op)).delete(op.key)
       return {}
+    case 'station_stats': {
+      const s = await client.stationStats(op.station)
+      return {
+        partitions: s.partitions.length,
+        messages: s.partitions.reduce((n, p) => n + p.messages, 0),
+        dead_letters: s.deadLetters,
+        state_keys: s.stateKeys ?? null,
+      }
+    }
+    case 'groups': {
+      const groups = await client.groups(op.station)
+      return {
+        names: groups.map((g) => g.group),
+        members: groups.reduce((n, g) => n + g.members.length, 0),
+        lag: groups.flatMap((g) => g.partitions).reduce((n, p) => n + p.lag, 0),
+      }
+    }
     case 'latest': {
       const entry = await client.latest(op.station, op.key)
       return { payload: entry ? entry.payload.toString() : null }

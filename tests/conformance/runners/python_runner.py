@@ -246,6 +246,14 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
     if kind == "delete_key":
         await (await station_producer(client, op)).delete(op["key"])
         return {}
+    if kind == "station_stats":
+        stats = await client.station_stats(op["station"])
+        return {"partitions": len(stats.partitions), "messages": sum(p.messages for p in stats.partitions),
+                "dead_letters": stats.dead_letters, "state_keys": stats.state_keys}
+    if kind == "groups":
+        groups = await client.groups(op["station"])
+        return {"names": [g.group for g in groups], "members": sum(len(g.members) for g in groups),
+                "lag": sum(p.lag for g in groups for p in g.partitions)}
     if kind == "latest":
         entry = await client.latest(op["station"], op["key"])
         return {"payload": entry.payload.decode() if entry else None}

@@ -219,6 +219,26 @@ impl Runner {
                     .map_err(fail)?;
                 Ok(json!({}))
             }
+            "station_stats" => {
+                let s = client
+                    .station_stats(&text(op, "station"))
+                    .await
+                    .map_err(fail)?;
+                Ok(json!({
+                    "partitions": s.partitions.len(),
+                    "messages": s.partitions.iter().map(|p| p.messages).sum::<u64>(),
+                    "dead_letters": s.dead_letters,
+                    "state_keys": s.state_keys,
+                }))
+            }
+            "groups" => {
+                let groups = client.groups(&text(op, "station")).await.map_err(fail)?;
+                Ok(json!({
+                    "names": groups.iter().map(|g| g.group.clone()).collect::<Vec<_>>(),
+                    "members": groups.iter().map(|g| g.members.len()).sum::<usize>(),
+                    "lag": groups.iter().flat_map(|g| &g.partitions).map(|p| p.lag).sum::<u64>(),
+                }))
+            }
             "latest" => {
                 let entry = client
                     .latest(&text(op, "station"), &text(op, "key"))

@@ -200,6 +200,18 @@ final class Runner {
         case "delete_key":
             _ = try await stationProducer(client, op).delete(key: op["key"] as! String)
             return [:]
+        case "station_stats":
+            let s = try await client.stationStats(station: op["station"] as! String)
+            return [
+                "partitions": s.partitions.count, "messages": s.partitions.map(\.messages).reduce(0, +),
+                "dead_letters": s.deadLetters, "state_keys": s.stateKeys.map { $0 as Any } ?? NSNull(),
+            ]
+        case "groups":
+            let groups = try await client.groups(station: op["station"] as! String)
+            return [
+                "names": groups.map(\.group), "members": groups.map(\.members.count).reduce(0, +),
+                "lag": groups.flatMap(\.partitions).map(\.lag).reduce(0, +),
+            ]
         case "latest":
             let entry = try await client.latest(station: op["station"] as! String, key: op["key"] as! String)
             return ["payload": entry.map { String(decoding: $0.payload, as: UTF8.self) } ?? NSNull()]
