@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
 
 setup:
 	@scripts/setup.sh
@@ -48,6 +48,11 @@ test-contract:
 ## (cargo-nextest, so that every test has a time limit: .config/nextest.toml).
 test-core: setup
 	@scripts/test-summary.sh $(CARGO) nextest run --workspace --exclude jetstation-gateway --no-fail-fast
+
+## The `jetstation` command-line tool against a real nats-server (also run
+## by test-core, which runs the whole workspace).
+test-cli: setup
+	@scripts/test-summary.sh $(CARGO) nextest run -p jetstation-cli --no-fail-fast
 
 ## Python package: builds the wheel into a fresh virtual environment, runs
 ## pytest against real nats-servers, mypy --strict on the examples, stubtest.
