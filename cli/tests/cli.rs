@@ -200,6 +200,44 @@ async fn schemas_and_errors() {
     assert_eq!(schemas[0]["format"], "json_schema");
     let shown = json(&server, &["schemas", "show", "employee"]);
     assert_eq!(shown["version"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("v2.json");
+    std::fs::write(
+        &v2,
+        r#"{"type":"object","required":["id"],"properties":{"name":{"type":"string"}}}"#,
+    )
+    .unwrap();
+    let registered = json(
+        &server,
+        &["schemas", "register", "employee", v2.to_str().unwrap()],
+    );
+    assert_eq!(registered["version"], 2);
+    let diff = json(&server, &["schemas", "diff", "employee", "1", "2"]);
+    assert!(
+        diff["diff"].as_str().unwrap().contains("+{\"type\""),
+        "{diff}"
+    );
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"id":"e-1","name":"Ada"}"#).unwrap();
+    assert_eq!(
+        json(
+            &server,
+            &["schemas", "check", "employee", good.to_str().unwrap()]
+        )["valid"],
+        true
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"name":"no id"}"#).unwrap();
+    let refused = run(
+        &server,
+        &["schemas", "check", "employee", bad.to_str().unwrap()],
+    );
+    assert_eq!(refused.status, 1);
+    assert!(
+        refused.stderr.contains("error (schema_validation)"),
+        "{}",
+        refused.stderr
+    );
 
     let missing = run(&server, &["stations", "show", "nowhere"]);
     assert_eq!(missing.status, 1);

@@ -1,7 +1,9 @@
 //! `jetstation schemas …`
 
+use std::path::PathBuf;
+
 use clap::Subcommand;
-use jetstation::{Client, Result};
+use jetstation::{Client, Compatibility, Result, SchemaDefinition, SchemaFormat, Validator};
 use serde_json::json;
 
 use crate::output::Output;
@@ -16,6 +18,39 @@ pub(crate) enum Schemas {
         #[arg(long)]
         version: Option<u32>,
     },
+    /// Register a new version from a file (refused, with each breaking
+    /// change, when it breaks the schema's compatibility mode).
+    Register {
+        name: String,
+        file: PathBuf,
+        /// json_schema, protobuf or avro.
+        #[arg(long, default_value = "json_schema")]
+        format: String,
+        /// Protobuf: the fully qualified message type.
+        #[arg(long)]
+        message_type: Option<String>,
+        /// For a new schema: none, backward, forward or full.
+        #[arg(long, default_value = "backward")]
+        compatibility: String,
+    },
+    /// Check a message (a file) against a version (the latest by default).
+    Check {
+        name: String,
+        file: PathBuf,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// The changes between two versions' sources.
+    Diff { name: String, from: u32, to: u32 },
+}
+
+fn read(file: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(file).map_err(|e| {
+        jetstation::Error::new(
+            jetstation::ErrorKind::InvalidArgument,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })
 }
 
 impl Schemas {
@@ -74,6 +109,59 @@ impl Schemas {
                     );
                     println!("{}", v.source);
                 }
+            }
+            Schemas::Register {
+                name,
+                file,
+                format,
+                message_type,
+                compatibility,
+            } => {
+                let source = String::from_utf8_lossy(&read(&file)?).into_owned();
+                let definition = SchemaDefinition {
+                    format: format.parse::<SchemaFormat>()?,
+                    source,
+                    message_type,
+                };
+                let mode: Compatibility = compatibility.parse()?;
+                let v = client.register_schema_with(&name, definition, mode).await?;
+                out.done(
+                    &json!({"name": v.name, "version": v.version}),
+                    &format!("registered {} version {}", v.name, v.version),
+                );
+            }
+            Schemas::Check {
+                name,
+                file,
+                version,
+            } => {
+                let v = client.schema(&name, version).await?;
+                let payload = read(&file)?;
+                Validator::compile(&v.definition())?.validate(&payload)?;
+                out.done(
+                    &json!({"name": v.name, "version": v.version, "valid": true}),
+                    &format!(
+                        "{} matches {} version {}",
+                        file.display(),
+                        v.name,
+                        v.version
+                    ),
+                );
+            }
+            Schemas::Diff { name, from, to } => {
+                let (old, new) = (
+                    client.schema(&name, Some(from)).await?,
+                    client.schema(&name, Some(to)).await?,
+                );
+                let diff = similar::TextDiff::from_lines(&old.source, &new.source);
+                let text = diff
+                    .unified_diff()
+                    .header(&format!("{name} v{from}"), &format!("{name} v{to}"))
+                    .to_string();
+                out.done(
+                    &json!({"name": name, "from": from, "to": to, "diff": text}),
+                    &text,
+                );
             }
         }
         Ok(())
