@@ -47,6 +47,8 @@ enum Command {
     Send(commands::messages::Send),
     /// Follow a station live.
     Tail(commands::messages::Tail),
+    /// Produce then consume throughput, on a station of its own.
+    Bench(commands::bench::Bench),
 }
 
 #[tokio::main]
@@ -62,6 +64,7 @@ async fn main() {
             Command::Schemas(c) => c.run(&client, out).await,
             Command::Send(c) => c.run(&client, out).await,
             Command::Tail(c) => c.run(&client, out).await,
+            Command::Bench(c) => c.run(&client, out).await,
         };
         let _ = client.close().await;
         result

@@ -135,6 +135,21 @@ async fn stations_send_tail_and_groups() {
     assert_eq!(group["partitions"].as_array().unwrap().len(), 2);
     consumer.close().await.unwrap();
 
+    let bench = json(&server, &["bench", "--messages", "2000", "--size", "64"]);
+    assert!(
+        bench["produce_per_second"].as_f64().unwrap() > 0.0,
+        "{bench}"
+    );
+    assert!(
+        bench["consume_per_second"].as_f64().unwrap() > 0.0,
+        "{bench}"
+    );
+    // Its station is gone afterwards.
+    assert_eq!(
+        json(&server, &["stations", "ls"]).as_array().unwrap().len(),
+        1
+    );
+
     let deleted = run(&server, &["stations", "delete", "hires"]);
     assert!(deleted.stdout.contains("deleted"), "{}", deleted.stdout);
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
+pub(crate) mod bench;
 pub(crate) mod dead_letters;
 pub(crate) mod groups;
 pub(crate) mod messages;
