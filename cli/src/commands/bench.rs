@@ -84,7 +84,7 @@ impl Bench {
         for i in 0..self.messages {
             let message = Message::new(payload.clone()).key(format!("k{}", i % self.keys.max(1)));
             producer.enqueue(message).await?;
-            if i % 1000 == 0 {
+            if i.is_multiple_of(1000) {
                 progress.set_position(i);
             }
         }
@@ -105,7 +105,7 @@ impl Bench {
             };
             delivery?.ack()?;
             handled += 1;
-            if handled % 1000 == 0 {
+            if handled.is_multiple_of(1000) {
                 progress.set_position(handled);
             }
         }
