@@ -195,7 +195,22 @@ async fn dead_letters_are_listed_shown_and_replayed() {
     );
     let again = consumer.next().await.unwrap().unwrap();
     assert_eq!(again.payload.as_ref(), b"bad");
-    again.ack().unwrap();
+    again.nack_with_reason("still no account", None).unwrap();
+    for _ in 0..50 {
+        if json(&server, &["dead-letters", "ls", "poison"])
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let purged = json(&server, &["dead-letters", "purge", "poison"]);
+    assert_eq!(purged["purged"], 1);
+    assert_eq!(
+        json(&server, &["dead-letters", "ls", "poison"]),
+        Value::Array(vec![])
+    );
     consumer.close().await.unwrap();
 }
 

@@ -168,6 +168,28 @@ fn parse(sequence: u64, headers_map: Option<&async_nats::HeaderMap>, payload: By
 }
 
 impl Client {
+    /// Removes every dead letter of `station` (they are gone for good);
+    /// returns how many there were.
+    pub async fn purge_dead_letters(&self, station: &str) -> Result<u64> {
+        self.ensure_open()?;
+        validate_name("station", station)?;
+        let stream_name = self.inner.names.dead_letter_stream(station);
+        if self.stream_info(&stream_name).await?.is_none() {
+            return Err(unknown_station(station));
+        }
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(&stream_name)
+            .await
+            .map_err(|e| Error::from_nats("opening dead letters", &e))?;
+        let purged = stream
+            .purge()
+            .await
+            .map_err(|e| Error::from_nats("purging dead letters", &e))?;
+        Ok(purged.purged)
+    }
+
     /// Every dead letter of `station`, oldest first.
     pub async fn dead_letters(&self, station: &str) -> Result<Vec<DeadLetter>> {
         self.ensure_open()?;

@@ -520,6 +520,18 @@ impl dead_letters_server::DeadLetters for Gateway {
             receipts: receipts.into_iter().map(convert::receipt).collect(),
         }))
     }
+
+    async fn purge_dead_letters(
+        &self,
+        request: Request<pb::PurgeDeadLettersRequest>,
+    ) -> Result<Response<pb::PurgeDeadLettersResponse>, Status> {
+        let client = self.client(&request).await?;
+        let purged = client
+            .purge_dead_letters(&request.into_inner().station)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PurgeDeadLettersResponse { purged }))
+    }
 }
 
 /// A response stream fed by a task: `body` sends items on the channel.

@@ -750,6 +750,17 @@ async fn station_stats_and_groups_over_grpc() {
     assert_eq!(stats.partitions.iter().map(|p| p.messages).sum::<u64>(), 10);
     assert!(stats.partitions.iter().all(|p| p.placement.is_none()));
     assert_eq!(stats.state_keys, None);
+    let purged = pb::dead_letters_client::DeadLettersClient::new(channel(&g.addr).await)
+        .purge_dead_letters(authed(
+            "ta",
+            pb::PurgeDeadLettersRequest {
+                station: "watched".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(purged.purged, 0);
 
     let (_tx, _stream) = join(&g.addr, "watched", 4).await;
     let groups = stations

@@ -38,6 +38,8 @@ export declare class Client {
     snapshot(station: string): AsyncGenerator<StateEntry, void, undefined>;
     /** Replays every dead letter of `station`, oldest first. */
     replayDeadLetters(station: string): Promise<Receipt[]>;
+    /** Removes every dead letter of `station` for good; returns how many there were. */
+    purgeDeadLetters(station: string): Promise<number>;
     registerSchema(name: string, format: SchemaFormat, source: string, { messageType, compatibility }?: {
         messageType?: string;
         compatibility?: Compatibility;

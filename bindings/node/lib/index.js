@@ -129,6 +129,8 @@ class Client {
     }
     /** Replays every dead letter of `station`, oldest first. */
     replayDeadLetters(station) { return call(() => this.inner.replayDeadLetters(station)); }
+    /** Removes every dead letter of `station` for good; returns how many there were. */
+    purgeDeadLetters(station) { return call(() => this.inner.purgeDeadLetters(station)); }
     registerSchema(name, format, source, { messageType, compatibility } = {}) {
         return call(() => this.inner.registerSchema(name, format, source, messageType, compatibility));
     }

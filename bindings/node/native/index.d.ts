@@ -33,6 +33,8 @@ export declare class Client {
   latest(station: string, key: string): Promise<StateEntry | null>
   /** Every key's latest message in a compacted station. */
   snapshot(station: string): Promise<Snapshot>
+  /** Removes every dead letter of `station` for good; returns how many. */
+  purgeDeadLetters(station: string): Promise<number>
   /** Replays every dead letter of `station`, oldest first. */
   replayDeadLetters(station: string): Promise<Array<Receipt>>
   /** "none", "backward", "forward" or "full". */

@@ -324,6 +324,12 @@ impl Client {
         ))
     }
 
+    /// Removes every dead letter of `station` for good; returns how many.
+    #[napi]
+    pub async fn purge_dead_letters(&self, station: String) -> napi::Result<i64> {
+        Ok(self.inner.purge_dead_letters(&station).await.js()? as i64)
+    }
+
     /// Replays every dead letter of `station`, oldest first.
     #[napi]
     pub async fn replay_dead_letters(&self, station: String) -> napi::Result<Vec<Receipt>> {

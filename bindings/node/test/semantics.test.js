@@ -223,6 +223,7 @@ test('stats show partitions and a group lag that falls as the member commits', a
   assert.equal(stats.partitions.reduce((n, p) => n + p.messages, 0), 10)
   assert.ok(stats.partitions.every((p) => p.placement == null && p.lastTimeMs > 0))
   assert.deepEqual(await client.groups('hires'), [])
+  assert.equal(await client.purgeDeadLetters('hires'), 0)
   const consumer = await client.consumer('hires', 'onboarding')
   const iterator = consumer[Symbol.asyncIterator]()
   for (let i = 0; i < 4; i++) (await iterator.next()).value.ack()

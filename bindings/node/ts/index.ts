@@ -155,6 +155,8 @@ export class Client {
   }
   /** Replays every dead letter of `station`, oldest first. */
   replayDeadLetters(station: string): Promise<Receipt[]> { return call(() => this.inner.replayDeadLetters(station)) }
+  /** Removes every dead letter of `station` for good; returns how many there were. */
+  purgeDeadLetters(station: string): Promise<number> { return call(() => this.inner.purgeDeadLetters(station)) }
   registerSchema(
     name: string,
     format: SchemaFormat,

@@ -294,6 +294,17 @@ impl Client {
     }
 
     /// Replays every dead letter of `station`, oldest first; one receipt each.
+    fn purge_dead_letters<'py>(
+        &self,
+        py: Python<'py>,
+        station: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client()?;
+        awaitable(py, async move {
+            client.purge_dead_letters(&station).await.py_err()
+        })
+    }
+
     fn replay_dead_letters<'py>(
         &self,
         py: Python<'py>,

@@ -380,6 +380,7 @@ async def test_stats_show_partitions_and_a_groups_lag(client: jetstation.Client)
     assert sum(p.messages for p in stats.partitions) == 10
     assert all(p.placement is None and p.last_time is not None for p in stats.partitions)
     assert (stats.dead_letters, stats.state_keys) == (0, None)
+    assert await client.purge_dead_letters("hires") == 0
     assert await client.groups("hires") == []
     consumer = await client.consumer("hires", "onboarding")
     for _ in range(4):

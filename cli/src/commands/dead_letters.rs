@@ -18,6 +18,8 @@ pub(crate) enum DeadLetters {
     Replay { station: String, sequence: u64 },
     /// Send every dead letter back to its station.
     ReplayAll { station: String },
+    /// Remove every dead letter for good.
+    Purge { station: String },
 }
 
 fn letter_json(d: &DeadLetter) -> serde_json::Value {
@@ -134,6 +136,20 @@ impl DeadLetters {
                 out.done(
                     &json!({"replayed": replayed}),
                     &format!("replayed {replayed} dead letters to {station:?}"),
+                );
+            }
+            DeadLetters::Purge { station } => {
+                let spinner = if out.json {
+                    ProgressBar::hidden()
+                } else {
+                    ProgressBar::new_spinner().with_message(format!("purging {station:?}"))
+                };
+                spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+                let purged = client.purge_dead_letters(&station).await?;
+                spinner.finish_and_clear();
+                out.done(
+                    &json!({"purged": purged}),
+                    &format!("removed {purged} dead letters of {station:?}"),
                 );
             }
         }

@@ -203,6 +203,9 @@ class Gateway:
             s = self.call(stations.GetStationStats, pb.GetStationStatsRequest(station=op["station"]))
             return {"partitions": len(s.partitions), "messages": sum(p.messages for p in s.partitions),
                     "dead_letters": s.dead_letters, "state_keys": s.state_keys if s.HasField("state_keys") else None}
+        if kind == "purge_dead_letters":
+            r = self.call(rpc.DeadLettersStub(self.channel).PurgeDeadLetters, pb.PurgeDeadLettersRequest(station=op["station"]))
+            return {"purged": r.purged}
         if kind == "groups":
             groups = self.call(stations.ListGroups, pb.ListGroupsRequest(station=op["station"])).groups
             return {"names": [g.group for g in groups], "members": sum(len(g.members) for g in groups),

@@ -234,6 +234,8 @@ async function perform(op) {
         state_keys: s.stateKeys ?? null,
       }
     }
+    case 'purge_dead_letters':
+      return { purged: await client.purgeDeadLetters(op.station) }
     case 'groups': {
       const groups = await client.groups(op.station)
       return {

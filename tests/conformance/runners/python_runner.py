@@ -250,6 +250,8 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
         stats = await client.station_stats(op["station"])
         return {"partitions": len(stats.partitions), "messages": sum(p.messages for p in stats.partitions),
                 "dead_letters": stats.dead_letters, "state_keys": stats.state_keys}
+    if kind == "purge_dead_letters":
+        return {"purged": await client.purge_dead_letters(op["station"])}
     if kind == "groups":
         groups = await client.groups(op["station"])
         return {"names": [g.group for g in groups], "members": sum(len(g.members) for g in groups),

@@ -197,6 +197,10 @@ class Client(_AsyncClosing):
     async def replay_dead_letter(self, station: str, sequence: int) -> Receipt:
         return await self._native.replay_dead_letter(station, sequence)
 
+    async def purge_dead_letters(self, station: str) -> int:
+        """Removes every dead letter of ``station`` for good; returns how many."""
+        return await self._native.purge_dead_letters(station)
+
     async def replay_dead_letters(self, station: str) -> List[Receipt]:
         """Replays every dead letter of ``station``, oldest first."""
         return await self._native.replay_dead_letters(station)

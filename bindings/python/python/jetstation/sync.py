@@ -111,6 +111,15 @@ class Client(_Closing):
     def replay_dead_letters(self, station: str) -> List[Receipt]:
         return _run(self._client.replay_dead_letters(station))
 
+    def purge_dead_letters(self, station: str) -> int:
+        return _run(self._client.purge_dead_letters(station))
+
+    def station_stats(self, station: str) -> jetstation.StationStats:
+        return _run(self._client.station_stats(station))
+
+    def groups(self, station: str) -> List[jetstation.GroupStats]:
+        return _run(self._client.groups(station))
+
     def register_schema(self, name: str, format: str, source: str, **options: Any) -> SchemaVersion:
         return _run(self._client.register_schema(name, format, source, **options))
 

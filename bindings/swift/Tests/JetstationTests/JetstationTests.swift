@@ -340,6 +340,8 @@ final class JetstationTests: XCTestCase {
         XCTAssertEqual(stats.partitions.map(\.partition), [0, 1])
         XCTAssertEqual(stats.partitions.map(\.messages).reduce(0, +), 10)
         XCTAssertTrue(stats.partitions.allSatisfy { $0.placement == nil && $0.lastTime != nil })
+        let purged = try await client.purgeDeadLetters(station: station)
+        XCTAssertEqual(purged, 0)
         let none = try await client.groups(station: station)
         XCTAssertTrue(none.isEmpty)
         let consumer = try await client.consumer(station: station, group: "onboarding", options: ConsumerOptions())

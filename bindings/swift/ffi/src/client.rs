@@ -107,6 +107,11 @@ impl Client {
             .into())
     }
 
+    /// Removes every dead letter of the station for good; returns how many.
+    pub async fn purge_dead_letters(&self, station: String) -> Result<u64> {
+        Ok(self.inner.purge_dead_letters(&station).await?)
+    }
+
     /// Replays every dead letter of the station, oldest first.
     pub async fn replay_dead_letters(&self, station: String) -> Result<Vec<Receipt>> {
         Ok(self

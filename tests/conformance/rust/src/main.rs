@@ -231,6 +231,13 @@ impl Runner {
                     "state_keys": s.state_keys,
                 }))
             }
+            "purge_dead_letters" => {
+                let purged = client
+                    .purge_dead_letters(&text(op, "station"))
+                    .await
+                    .map_err(fail)?;
+                Ok(json!({ "purged": purged }))
+            }
             "groups" => {
                 let groups = client.groups(&text(op, "station")).await.map_err(fail)?;
                 Ok(json!({

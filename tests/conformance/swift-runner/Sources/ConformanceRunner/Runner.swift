@@ -206,6 +206,8 @@ final class Runner {
                 "partitions": s.partitions.count, "messages": s.partitions.map(\.messages).reduce(0, +),
                 "dead_letters": s.deadLetters, "state_keys": s.stateKeys.map { $0 as Any } ?? NSNull(),
             ]
+        case "purge_dead_letters":
+            return ["purged": try await client.purgeDeadLetters(station: op["station"] as! String)]
         case "groups":
             let groups = try await client.groups(station: op["station"] as! String)
             return [
