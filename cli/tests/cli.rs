@@ -128,6 +128,7 @@ async fn stations_send_tail_and_groups() {
             lag = Some(0);
             break;
         }
+        // Poll interval while the commit and the announcement land; 50 rounds bound the wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(lag, Some(0), "the group's lag never fell to 0");
@@ -181,6 +182,7 @@ async fn dead_letters_are_listed_shown_and_replayed() {
         if letters.as_array().is_some_and(|l| l.len() == 1) {
             break;
         }
+        // Poll interval while the dead letter is written; 50 rounds bound the wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(letters[0]["last_error"], "no such account");
@@ -203,6 +205,7 @@ async fn dead_letters_are_listed_shown_and_replayed() {
         {
             break;
         }
+        // Poll interval while the dead letter is written; 50 rounds bound the wait.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let purged = json(&server, &["dead-letters", "purge", "poison"]);

@@ -72,6 +72,7 @@ fn keep_writing(
                     .unwrap();
             }
             i += 1;
+            // Paces the writer: a new version of every key every 20 ms.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         producer.flush().await.unwrap();
@@ -119,6 +120,7 @@ async fn a_new_group_reads_the_snapshot_then_follows_with_no_gap_and_no_duplicat
     let producer = prefill(&client, "employees").await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = keep_writing(producer, stop.clone());
+    // The writer runs a little before the group is created, and on during its bootstrap.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let consumer = client
@@ -147,6 +149,7 @@ async fn a_new_group_reads_the_snapshot_then_follows_with_no_gap_and_no_duplicat
         delivery.ack().unwrap();
         received += 1;
         if received.is_multiple_of(50) {
+            // Slow handling keeps the bootstrap running while writes go on.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if started.elapsed() > Duration::from_secs(3) {
@@ -210,6 +213,7 @@ async fn a_member_taking_over_mid_snapshot_loses_nothing() {
         .consumer("payroll", "billing", options)
         .await
         .unwrap();
+    // Writes go on while the second member works through the rest of the snapshot.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     let versions = writer.await.unwrap();

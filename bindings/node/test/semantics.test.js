@@ -234,6 +234,7 @@ test('stats show partitions and a group lag that falls as the member commits', a
   const deadline = Date.now() + 10000
   while (!(await lag())) {
     assert.ok(Date.now() < deadline, 'the group lag never fell to 6')
+    // Poll interval while commits reach the broker; the deadline above bounds the wait.
     await sleep(100)
   }
   const [group] = await client.groups('hires')

@@ -294,6 +294,7 @@ async def test_a_new_group_reads_the_snapshot_then_follows_while_writers_go_on(c
             for key in keys:
                 await producer.enqueue(f"{key}:{version}", key=key)
             version += 1
+            # Paces the writer so that it keeps writing through the bootstrap.
             await asyncio.sleep(0.02)
         await producer.flush()
         return version

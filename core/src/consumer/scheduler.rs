@@ -432,6 +432,7 @@ impl Scheduler {
                     tracing::warn!(error = %e, partition = token.partition, "cannot record a handled message; retrying");
                     let events = self.events.clone();
                     tokio::spawn(async move {
+                        // A failed record write is tried again after a pause; the message stays held meanwhile.
                         tokio::time::sleep(RECORD_RETRY).await;
                         let _ = events.send(Event::RetryRecord { token });
                     });
@@ -685,6 +686,7 @@ impl Scheduler {
         tokio::spawn(async move {
             let mut found = records.contains(&key).await;
             if found.is_err() {
+                // A failed read of the record is tried again after a pause.
                 tokio::time::sleep(RECORD_RETRY).await;
                 found = records.contains(&key).await;
             }

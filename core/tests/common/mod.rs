@@ -95,6 +95,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             Ok(s) => break s,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("reading {stream}: {e}; trying again");
+                // Pause between two attempts; the 30 s deadline bounds them.
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => panic!("no info on {stream} within 30 s: {e}"),
@@ -117,6 +118,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             Ok(consumer) => break consumer,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("reading {stream}: {e}; trying again");
+                // Pause between two attempts; the 30 s deadline bounds them.
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => panic!("no consumer on {stream} within 30 s: {e}"),

@@ -356,6 +356,7 @@ final class JetstationTests: XCTestCase {
             let groups = try await client.groups(station: station)
             lag = groups.first.map { $0.partitions.map(\.lag).reduce(0, +) } ?? 0
             if groups.count == 1 && lag == 6 { break }
+            // Poll interval; the loop's 100 rounds bound the wait to about 10 s.
             try await Task.sleep(nanoseconds: 100_000_000)
         }
         XCTAssertEqual(lag, 6)
