@@ -129,7 +129,7 @@ async fn stations_send_tail_and_groups() {
             break;
         }
         // Poll interval while the commit and the announcement land; 50 rounds bound the wait.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval; 50 rounds bound the wait
     }
     assert_eq!(lag, Some(0), "the group's lag never fell to 0");
     let group = json(&server, &["groups", "show", "hires", "payroll"]);
@@ -183,7 +183,7 @@ async fn dead_letters_are_listed_shown_and_replayed() {
             break;
         }
         // Poll interval while the dead letter is written; 50 rounds bound the wait.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval; 50 rounds bound the wait
     }
     assert_eq!(letters[0]["last_error"], "no such account");
     let sequence = letters[0]["sequence"].as_u64().unwrap().to_string();
@@ -206,7 +206,7 @@ async fn dead_letters_are_listed_shown_and_replayed() {
             break;
         }
         // Poll interval while the dead letter is written; 50 rounds bound the wait.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval; 50 rounds bound the wait
     }
     let purged = json(&server, &["dead-letters", "purge", "poison"]);
     assert_eq!(purged["purged"], 1);

@@ -53,7 +53,7 @@ async fn crash_after_handling(exactly_once: bool, group: &str) -> Vec<(String, u
         d.ack().unwrap();
     }
     // The acknowledgements are recorded (not committed: m0 is unfinished).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the records' writes land; no API shows a record
     crashed.close().await.unwrap();
     drop(held);
 

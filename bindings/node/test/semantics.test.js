@@ -235,7 +235,7 @@ test('stats show partitions and a group lag that falls as the member commits', a
   while (!(await lag())) {
     assert.ok(Date.now() < deadline, 'the group lag never fell to 6')
     // Poll interval while commits reach the broker; the deadline above bounds the wait.
-    await sleep(100)
+    await sleep(100) // poll interval; the 10 s deadline above bounds the wait
   }
   const [group] = await client.groups('hires')
   assert.equal(group.group, 'onboarding')

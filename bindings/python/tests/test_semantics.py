@@ -295,7 +295,7 @@ async def test_a_new_group_reads_the_snapshot_then_follows_while_writers_go_on(c
                 await producer.enqueue(f"{key}:{version}", key=key)
             version += 1
             # Paces the writer so that it keeps writing through the bootstrap.
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # paces the writer through the bootstrap
         await producer.flush()
         return version
 
@@ -351,7 +351,7 @@ async def test_exactly_once_a_member_crash_after_handling_leaves_nothing_to_hand
             message = await asyncio.wait_for(a.__anext__(), timeout=10)
             assert message.payload == f"m{i}".encode()
             message.ack()
-        await asyncio.sleep(0.5)  # the acknowledgements are recorded, not committed
+        await asyncio.sleep(0.5)  # lets the records of m1..m10 be written (m0 keeps them uncommitted); no API shows a record
         await crashed.close()
         b = await client.consumer(station, "payments", **options)
         handled = []

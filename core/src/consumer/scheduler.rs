@@ -433,7 +433,7 @@ impl Scheduler {
                     let events = self.events.clone();
                     tokio::spawn(async move {
                         // A failed record write is tried again after a pause; the message stays held meanwhile.
-                        tokio::time::sleep(RECORD_RETRY).await;
+                        tokio::time::sleep(RECORD_RETRY).await; // back-off before trying the record again
                         let _ = events.send(Event::RetryRecord { token });
                     });
                 }
@@ -687,7 +687,7 @@ impl Scheduler {
             let mut found = records.contains(&key).await;
             if found.is_err() {
                 // A failed read of the record is tried again after a pause.
-                tokio::time::sleep(RECORD_RETRY).await;
+                tokio::time::sleep(RECORD_RETRY).await; // back-off before trying the record again
                 found = records.contains(&key).await;
             }
             let _ = events.send(Event::Looked { token, found });

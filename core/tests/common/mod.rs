@@ -96,7 +96,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             Err(e) if Instant::now() < deadline => {
                 eprintln!("reading {stream}: {e}; trying again");
                 // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(250)).await; // between attempts; the 30 s deadline bounds them
             }
             Err(e) => panic!("no info on {stream} within 30 s: {e}"),
         }
@@ -119,7 +119,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             Err(e) if Instant::now() < deadline => {
                 eprintln!("reading {stream}: {e}; trying again");
                 // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(250)).await; // between attempts; the 30 s deadline bounds them
             }
             Err(e) => panic!("no consumer on {stream} within 30 s: {e}"),
         }

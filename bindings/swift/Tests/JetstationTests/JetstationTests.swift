@@ -357,7 +357,7 @@ final class JetstationTests: XCTestCase {
             lag = groups.first.map { $0.partitions.map(\.lag).reduce(0, +) } ?? 0
             if groups.count == 1 && lag == 6 { break }
             // Poll interval; the loop's 100 rounds bound the wait to about 10 s.
-            try await Task.sleep(nanoseconds: 100_000_000)
+            try await Task.sleep(nanoseconds: 100_000_000)  // poll interval; 100 rounds bound the wait
         }
         XCTAssertEqual(lag, 6)
         let group = try await client.groups(station: station)[0]
