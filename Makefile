@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,7 @@ test: setup
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
+	$(MAKE) --no-print-directory test-ui || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
 	$(MAKE) --no-print-directory test-chaos || status=1; \
 	$(MAKE) --no-print-directory test-demo || status=1; \
@@ -53,6 +54,17 @@ test-core: setup
 ## by test-core, which runs the whole workspace).
 test-cli: setup
 	@scripts/test-summary.sh $(CARGO) nextest run -p jetstation-cli --no-fail-fast
+
+## The web dashboard (`jetstation ui`) in Debian's Chromium, driven by
+## Playwright against real nats-servers; screenshots go to
+## $(JETSTATION_CACHE)/screenshots.
+test-ui: setup
+	@scripts/test-summary.sh scripts/test-ui.sh
+
+## The dashboard's screenshots in docs/screenshots (shown by the README),
+## taken by the browser tests.
+screenshots: setup
+	JETSTATION_SCREENSHOTS=$(CURDIR)/docs/screenshots scripts/test-ui.sh
 
 ## Python package: builds the wheel into a fresh virtual environment, runs
 ## pytest against real nats-servers, mypy --strict on the examples, stubtest.

@@ -63,4 +63,8 @@ fi
 #    what the "server too old" test needs. Installing it does not start it.
 apt_install nats-server
 
+# 4. Chromium, for the dashboard's browser tests (Playwright drives Debian's
+#    build: Playwright's own browser download is not needed).
+apt_install chromium
+
 say "ready: $("${NATS_SERVER_BIN:-$bin}" --version)"

@@ -8,6 +8,8 @@
 mod commands;
 mod connect;
 mod output;
+mod ui;
+mod views;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +51,8 @@ enum Command {
     Tail(commands::messages::Tail),
     /// Produce then consume throughput, on a station of its own.
     Bench(commands::bench::Bench),
+    /// Serve the web dashboard.
+    Ui(ui::Ui),
 }
 
 #[tokio::main]
@@ -65,6 +69,7 @@ async fn main() {
             Command::Send(c) => c.run(&client, out).await,
             Command::Tail(c) => c.run(&client, out).await,
             Command::Bench(c) => c.run(&client, out).await,
+            Command::Ui(c) => c.run(&client, out).await,
         };
         let _ = client.close().await;
         result

@@ -2,10 +2,13 @@
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use jetstation::{Client, DeadLetter, Result};
+use jetstation::{Client, Result};
 use serde_json::json;
 
-use crate::output::{Output, opt, payload_text};
+use crate::{
+    output::{Output, opt, payload_text},
+    views,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeadLetters {
@@ -22,28 +25,12 @@ pub(crate) enum DeadLetters {
     Purge { station: String },
 }
 
-fn letter_json(d: &DeadLetter) -> serde_json::Value {
-    json!({
-        "sequence": d.sequence,
-        "origin_station": d.origin_station,
-        "origin_partition": d.origin_partition,
-        "origin_sequence": d.origin_sequence,
-        "group": d.group,
-        "deliveries": d.deliveries,
-        "last_error": d.last_error,
-        "dead_lettered_at": d.dead_lettered_at,
-        "key": d.key,
-        "payload": payload_text(&d.payload),
-        "headers": d.headers,
-    })
-}
-
 impl DeadLetters {
     pub(crate) async fn run(self, client: &Client, out: Output) -> Result<()> {
         match self {
             DeadLetters::Ls { station } => {
                 let letters = client.dead_letters(&station).await?;
-                let value = json!(letters.iter().map(letter_json).collect::<Vec<_>>());
+                let value = json!(letters.iter().map(views::dead_letter).collect::<Vec<_>>());
                 let rows = letters
                     .iter()
                     .map(|d| {
@@ -71,7 +58,7 @@ impl DeadLetters {
                         format!("station {station:?} has no dead letter {sequence}"),
                     ));
                 };
-                let mut value = letter_json(d);
+                let mut value = views::dead_letter(d);
                 let schema = client.station(&station).await?.config.schema;
                 if let Some(binding) = schema {
                     value["decoded"] = match client

@@ -1,11 +1,13 @@
 //! `jetstation groups …`
 
 use clap::Subcommand;
-use jetstation::{Client, GroupStats, Result};
+use jetstation::{Client, Result};
 use serde_json::json;
 
-use super::rfc3339;
-use crate::output::{Output, opt};
+use crate::{
+    output::{Output, opt},
+    views,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Groups {
@@ -15,35 +17,12 @@ pub(crate) enum Groups {
     Show { station: String, group: String },
 }
 
-fn group_json(g: &GroupStats) -> serde_json::Value {
-    json!({
-        "group": g.group,
-        "lag": g.partitions.iter().map(|p| p.lag).sum::<u64>(),
-        "members": g.members.iter().map(|m| json!({
-            "member": m.member,
-            "last_seen": m.last_seen.as_secs_f64(),
-            "partitions": m.partitions,
-        })).collect::<Vec<_>>(),
-        "partitions": g.partitions.iter().map(|p| json!({
-            "partition": p.partition,
-            "reading": p.reading,
-            "pending": p.pending,
-            "unacknowledged": p.unacknowledged,
-            "redelivered": p.redelivered,
-            "ack_floor": p.ack_floor,
-            "lag": p.lag,
-            "last_active": rfc3339(p.last_active),
-            "owner": p.owner,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 impl Groups {
     pub(crate) async fn run(self, client: &Client, out: Output) -> Result<()> {
         match self {
             Groups::Ls { station } => {
                 let groups = client.groups(&station).await?;
-                let value = json!(groups.iter().map(group_json).collect::<Vec<_>>());
+                let value = json!(groups.iter().map(views::group).collect::<Vec<_>>());
                 let rows = groups
                     .iter()
                     .map(|g| {
@@ -85,7 +64,7 @@ impl Groups {
                     })
                     .collect();
                 out.table(
-                    &group_json(g),
+                    &views::group(g),
                     &[
                         "partition",
                         "reading",

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use jetstation::{Client, Compatibility, Result, SchemaDefinition, SchemaFormat, Validator};
 use serde_json::json;
 
-use crate::output::Output;
+use crate::{output::Output, views};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Schemas {
@@ -58,18 +58,7 @@ impl Schemas {
         match self {
             Schemas::Ls => {
                 let schemas = client.schemas().await?;
-                let value = json!(
-                    schemas
-                        .iter()
-                        .map(|s| json!({
-                            "name": s.name,
-                            "format": s.format.as_str(),
-                            "compatibility": s.compatibility.as_str(),
-                            "versions": s.versions,
-                            "latest": s.latest,
-                        }))
-                        .collect::<Vec<_>>()
-                );
+                let value = json!(schemas.iter().map(views::schema_info).collect::<Vec<_>>());
                 let rows = schemas
                     .iter()
                     .map(|s| {
@@ -153,11 +142,7 @@ impl Schemas {
                     client.schema(&name, Some(from)).await?,
                     client.schema(&name, Some(to)).await?,
                 );
-                let diff = similar::TextDiff::from_lines(&old.source, &new.source);
-                let text = diff
-                    .unified_diff()
-                    .header(&format!("{name} v{from}"), &format!("{name} v{to}"))
-                    .to_string();
+                let text = views::diff(&name, from, &old.source, to, &new.source);
                 out.done(
                     &json!({"name": name, "from": from, "to": to, "diff": text}),
                     &text,

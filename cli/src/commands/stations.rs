@@ -1,11 +1,14 @@
 //! `jetstation stations …`
 
 use clap::{Args, Subcommand};
-use jetstation::{Client, Result, SchemaBinding, Station, StationConfig};
+use jetstation::{Client, Result, SchemaBinding, StationConfig};
 use serde_json::json;
 
-use super::{rfc3339, secs};
-use crate::output::{Output, opt};
+use super::secs;
+use crate::{
+    output::{Output, opt},
+    views,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Stations {
@@ -106,33 +109,12 @@ impl Settings {
     }
 }
 
-fn station_json(s: &Station) -> serde_json::Value {
-    let c = &s.config;
-    json!({
-        "name": s.name,
-        "partitions": c.partitions,
-        "replicas": c.replicas,
-        "storage": c.storage.as_str(),
-        "max_age": c.max_age.map(|d| d.as_secs_f64()),
-        "max_bytes": c.max_bytes,
-        "max_messages": c.max_messages,
-        "dedup_window": c.dedup_window.as_secs_f64(),
-        "max_deliveries": c.max_deliveries,
-        "compaction": c.compaction,
-        "delete_grace": c.delete_grace.map(|d| d.as_secs_f64()),
-        "schema": c.schema.as_ref().map(|b| b.name.clone()),
-        "schema_version": c.schema.as_ref().and_then(|b| b.version),
-        "messages": s.messages,
-        "dead_letters": s.dead_letters,
-    })
-}
-
 impl Stations {
     pub(crate) async fn run(self, client: &Client, out: Output) -> Result<()> {
         match self {
             Stations::Ls => {
                 let stations = client.stations().await?;
-                let value = json!(stations.iter().map(station_json).collect::<Vec<_>>());
+                let value = json!(stations.iter().map(views::station).collect::<Vec<_>>());
                 let rows = stations
                     .iter()
                     .map(|s| {
@@ -165,23 +147,9 @@ impl Stations {
             Stations::Show { name } => {
                 let station = client.station(&name).await?;
                 let stats = client.station_stats(&name).await?;
-                let mut value = station_json(&station);
-                value["partitions_detail"] = json!(stats
-                    .partitions
-                    .iter()
-                    .map(|p| json!({
-                        "partition": p.partition,
-                        "messages": p.messages,
-                        "bytes": p.bytes,
-                        "first_sequence": p.first_sequence,
-                        "last_sequence": p.last_sequence,
-                        "last_time": rfc3339(p.last_time),
-                        "leader": p.placement.as_ref().and_then(|c| c.leader.clone()),
-                        "replicas": p.placement.as_ref().map(|c| c.replicas.iter().map(|r| json!({
-                            "server": r.server, "current": r.current, "offline": r.offline, "lag": r.lag,
-                        })).collect::<Vec<_>>()),
-                    }))
-                    .collect::<Vec<_>>());
+                let mut value = views::station(&station);
+                value["partitions_detail"] = views::partitions(&stats);
+                value["health"] = json!(views::health(&stats));
                 value["state_keys"] = json!(stats.state_keys);
                 if out.json {
                     println!("{value}");
@@ -251,7 +219,10 @@ impl Stations {
                 let station = client
                     .create_station(&name, settings.apply(StationConfig::default())?)
                     .await?;
-                out.done(&station_json(&station), &format!("station {name:?} ready"));
+                out.done(
+                    &views::station(&station),
+                    &format!("station {name:?} ready"),
+                );
             }
             Stations::Update { name, settings } => {
                 let current = client.station(&name).await?.config;
@@ -259,7 +230,7 @@ impl Stations {
                     .update_station(&name, settings.apply(current)?)
                     .await?;
                 out.done(
-                    &station_json(&station),
+                    &views::station(&station),
                     &format!("station {name:?} updated"),
                 );
             }
