@@ -67,4 +67,8 @@ apt_install nats-server
 #    build: Playwright's own browser download is not needed).
 apt_install chromium
 
+# 5. PostgreSQL 15, for the CDC tests (the harness runs its own servers with
+#    initdb in temporary directories; the packaged cluster is not used).
+apt_install postgresql-15
+
 say "ready: $("${NATS_SERVER_BIN:-$bin}" --version)"

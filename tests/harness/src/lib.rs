@@ -20,6 +20,9 @@ use std::{
 
 use tempfile::TempDir;
 
+pub mod postgres;
+pub use postgres::Postgres;
+
 /// Path of the nats-server binary used by tests.
 ///
 /// Panics with the command to run when no binary is found, because a test
