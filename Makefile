@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
 
 setup:
 	@scripts/setup.sh
@@ -113,7 +113,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas bench-produce bench-consume bench-chaos
+bench: bench-schemas bench-produce bench-consume bench-chaos bench-cdc
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
@@ -130,3 +130,8 @@ bench-chaos: setup
 ## Consume throughput, latency p50/p99 and producer peak memory vs raw async-nats.
 bench-consume: setup
 	scripts/bench-consume.sh
+
+## CDC: PostgreSQL commit to confirmed in a station, and station to the
+## sink's table, each beside its ceiling.
+bench-cdc: setup
+	scripts/bench-cdc.sh

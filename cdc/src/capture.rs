@@ -67,7 +67,11 @@ impl CaptureOptions {
 /// Runs the capture until `stop` completes or an error that a retry cannot
 /// fix (a breaking schema change, a table without a key). A lost
 /// connection to PostgreSQL or the broker is retried every second.
-pub async fn run(client: &Client, options: &CaptureOptions, stop: impl Future<Output = ()>) -> Result<()> {
+pub async fn run(
+    client: &Client,
+    options: &CaptureOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<()> {
     tokio::pin!(stop);
     loop {
         let result = tokio::select! {
@@ -199,7 +203,9 @@ async fn prepare_tables(
             layout: Vec::new(),
         };
         if let Some(wanted) = &mapping.columns
-            && let Some(missing) = wanted.iter().find(|w| !columns.iter().any(|c| &c.name == *w))
+            && let Some(missing) = wanted
+                .iter()
+                .find(|w| !columns.iter().any(|c| &c.name == *w))
         {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -331,7 +337,10 @@ impl Sender {
 /// Awaits every message's confirmation in order; publishes the highest LSN
 /// whose messages are all confirmed. A message the broker refused ends the
 /// capture: nothing after it is reported, so a restart sends it again.
-async fn confirm(mut pending: mpsc::Receiver<Pending>, confirmed: watch::Sender<Lsn>) -> Result<()> {
+async fn confirm(
+    mut pending: mpsc::Receiver<Pending>,
+    confirmed: watch::Sender<Lsn>,
+) -> Result<()> {
     while let Some(p) = pending.recv().await {
         match p {
             Pending::Sent(handle) => {
@@ -377,8 +386,11 @@ impl Envelope<'_> {
             "after": self.after,
             "unchanged": self.unchanged,
         });
-        let mut m = Message::new(serde_json::to_vec(&payload).expect("JSON"))
-            .msg_id(format!("{slot}:{id_prefix}:{}:{}", self.lsn.as_u64(), self.index));
+        let mut m = Message::new(serde_json::to_vec(&payload).expect("JSON")).msg_id(format!(
+            "{slot}:{id_prefix}:{}:{}",
+            self.lsn.as_u64(),
+            self.index
+        ));
         if let Some(key) = key {
             m = m.key(key);
         }
@@ -393,7 +405,8 @@ fn pg_time(micros: i64) -> Option<String> {
         (i128::from(UNIX_2000) * 1_000_000 + i128::from(micros)) * 1000,
     )
     .ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 async fn session(client: &Client, options: &CaptureOptions) -> Result<()> {
@@ -421,8 +434,8 @@ async fn session(client: &Client, options: &CaptureOptions) -> Result<()> {
     };
 
     let saved = checkpoint::load(client, &options.state_station, &options.slot).await?;
-    let resumable = slot_exists(&pg, &options.slot).await?
-        && saved.as_ref().is_some_and(|c| c.snapshot_done);
+    let resumable =
+        slot_exists(&pg, &options.slot).await? && saved.as_ref().is_some_and(|c| c.snapshot_done);
     let config = replication_config(options)?;
     let mut repl = if resumable {
         let repl = ReplicationClient::connect(config)
@@ -519,8 +532,17 @@ async fn session(client: &Client, options: &CaptureOptions) -> Result<()> {
                     Ok(c) => c,
                     Err(e) => break Err(Error::new(ErrorKind::Broker, e.to_string())),
                 };
-                if let Err(e) =
-                    apply(client, &pg, options, &mut tables, by_oid, &sender, &mut tx, change).await
+                if let Err(e) = apply(
+                    client,
+                    &pg,
+                    options,
+                    &mut tables,
+                    by_oid,
+                    &sender,
+                    &mut tx,
+                    change,
+                )
+                .await
                 {
                     break Err(e);
                 }
@@ -534,7 +556,10 @@ async fn session(client: &Client, options: &CaptureOptions) -> Result<()> {
     result?;
     match confirmed_all {
         Ok(r) => r,
-        Err(e) => Err(Error::new(ErrorKind::Closed, format!("confirmation task failed: {e}"))),
+        Err(e) => Err(Error::new(
+            ErrorKind::Closed,
+            format!("confirmation task failed: {e}"),
+        )),
     }
 }
 
@@ -617,7 +642,11 @@ async fn apply(
     let t = &tables[i];
     let mut unchanged = Vec::new();
     let (op, before, after) = match &change {
-        Change::Insert { new, .. } => ("insert", Value::Null, t.row(new, None, false, &mut unchanged)),
+        Change::Insert { new, .. } => (
+            "insert",
+            Value::Null,
+            t.row(new, None, false, &mut unchanged),
+        ),
         Change::Update { old, new, .. } => {
             let full = tables_identity_full(t, old.as_deref());
             let before = old
@@ -631,7 +660,11 @@ async fn apply(
         }
         Change::Delete { old, .. } => {
             let full = tables_identity_full(t, Some(old));
-            ("delete", t.row(old, None, !full, &mut Vec::new()), Value::Null)
+            (
+                "delete",
+                t.row(old, None, !full, &mut Vec::new()),
+                Value::Null,
+            )
         }
         _ => return Ok(()),
     };
@@ -655,9 +688,10 @@ async fn apply(
 /// the key alone (the server sends nulls for the other columns then).
 fn tables_identity_full(t: &Table, old: Option<&[pgoutput::Value]>) -> bool {
     let Some(old) = old else { return false };
-    t.layout.iter().zip(old).any(|(c, v)| {
-        !t.key.contains(&c.name) && !matches!(v, pgoutput::Value::Null)
-    })
+    t.layout
+        .iter()
+        .zip(old)
+        .any(|(c, v)| !t.key.contains(&c.name) && !matches!(v, pgoutput::Value::Null))
 }
 
 /// Sends every row of every table as seen by the slot's snapshot.
@@ -697,7 +731,8 @@ async fn snapshot(
         tokio::pin!(rows);
         let mut n = 0u64;
         while let Some(row) = rows.next().await {
-            let row = row.map_err(|e| table::pg_error(&format!("cannot read {}", t.mapping.table), &e))?;
+            let row =
+                row.map_err(|e| table::pg_error(&format!("cannot read {}", t.mapping.table), &e))?;
             let mut after = serde_json::Map::new();
             for (i, c) in t.columns.iter().enumerate() {
                 let text: Option<String> = row.get(i);
@@ -720,7 +755,8 @@ async fn snapshot(
             };
             // Snapshot rows share the consistent point and index 0: the id
             // tells them apart by table and row number.
-            let message = envelope.message(&options.slot, &format!("s:{}:{n}", t.mapping.station))?;
+            let message =
+                envelope.message(&options.slot, &format!("s:{}:{n}", t.mapping.station))?;
             sender.send(&t.mapping.station, message).await?;
         }
     }

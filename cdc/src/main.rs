@@ -5,10 +5,20 @@ use jetstation::{Client, ConnectOptions};
 use jetstation_cdc::cli::Cdc;
 
 #[derive(Debug, Parser)]
-#[command(name = "jetstation-cdc", version, about = "PostgreSQL change data capture into jetstation stations")]
+#[command(
+    name = "jetstation-cdc",
+    version,
+    about = "PostgreSQL change data capture into jetstation stations"
+)]
 struct Cli {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "url", env = "NATS_URL", value_delimiter = ',', default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long = "url",
+        env = "NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     urls: Vec<String>,
     /// Namespace (tenant) of the stations.
     #[arg(long, env = "JETSTATION_NAMESPACE", global = true)]
@@ -21,8 +31,7 @@ struct Cli {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

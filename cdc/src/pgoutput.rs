@@ -259,7 +259,10 @@ mod tests {
         let Change::Relation(rel) = decode(&m).unwrap() else {
             panic!("not a relation")
         };
-        assert_eq!((rel.namespace.as_str(), rel.name.as_str()), ("public", "employees"));
+        assert_eq!(
+            (rel.namespace.as_str(), rel.name.as_str()),
+            ("public", "employees")
+        );
         assert!(rel.columns[0].identity && !rel.columns[1].identity);
 
         let mut u = vec![b'U'];

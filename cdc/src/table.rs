@@ -58,7 +58,10 @@ impl std::str::FromStr for TableMapping {
             } else {
                 format!("{schema}-{name}")
             };
-            base.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "-")
+            base.replace(
+                |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "-",
+            )
         });
         jetstation::names::validate_name("station", &station)?;
         Ok(Self {
@@ -287,14 +290,17 @@ pub fn ident(name: &str) -> String {
 
 /// A PostgreSQL error as a typed error that says what failed.
 pub fn pg_error(what: &str, e: &tokio_postgres::Error) -> Error {
-    let kind = if e.as_db_error().is_some() {
-        ErrorKind::Broker
-    } else {
-        ErrorKind::Connection
+    // Connection exceptions (08) and operator intervention (57: shutting
+    // down, starting up) pass with a restart of the server: retryable.
+    let kind = match e.as_db_error().map(|d| d.code().code()) {
+        Some(code) if code.starts_with("08") || code.starts_with("57") => ErrorKind::Connection,
+        Some(_) => ErrorKind::Broker,
+        None => ErrorKind::Connection,
     };
-    let detail = e
-        .as_db_error()
-        .map_or_else(|| e.to_string(), |d| format!("{} ({})", d.message(), d.code().code()));
+    let detail = e.as_db_error().map_or_else(
+        || e.to_string(),
+        |d| format!("{} ({})", d.message(), d.code().code()),
+    );
     Error::new(kind, format!("PostgreSQL: {what}: {detail}"))
 }
 

@@ -16,7 +16,10 @@ const EMPLOYEES: &str = "CREATE TABLE employees (\
     ALTER TABLE employees REPLICA IDENTITY FULL;";
 
 fn options(world: &World, slot: &str) -> CaptureOptions {
-    let mut o = CaptureOptions::new(world.source_url(), vec!["public.employees".parse().unwrap()]);
+    let mut o = CaptureOptions::new(
+        world.source_url(),
+        vec!["public.employees".parse().unwrap()],
+    );
     o.slot = slot.into();
     o.publication = slot.into();
     o.partitions = 3;
@@ -70,14 +73,22 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
     }
     let all = read_changes(&world.client, "employees", 2 + 8, Duration::from_secs(60)).await;
     let keys = by_key(&all);
-    let ops = |k: &str| keys[k].iter().map(|c| c["op"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ops = |k: &str| {
+        keys[k]
+            .iter()
+            .map(|c| c["op"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ops("1"), ["read", "update", "update"]);
     assert_eq!(ops("2"), ["read", "delete"]);
     assert_eq!(ops("3"), ["insert", "update", "update"]);
     assert_eq!(ops("4"), ["insert", "update"]);
     for changes in keys.values() {
         let positions: Vec<_> = changes.iter().map(position).collect();
-        assert!(positions.windows(2).all(|w| w[0] < w[1]), "order: {positions:?}");
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "order: {positions:?}"
+        );
     }
     // Before and after images (replica identity full).
     let k1 = &keys["1"];
@@ -85,9 +96,15 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
     assert_eq!(k1[1]["after"]["salary"], json!("5100.00"));
     assert_eq!(k1[2]["before"]["salary"], json!("5100.00"));
     assert_eq!(k1[1]["lsn"], k1[2]["lsn"], "one transaction");
-    assert_eq!(k1[1]["index"].as_u64().unwrap() + 1, k1[2]["index"].as_u64().unwrap());
+    assert_eq!(
+        k1[1]["index"].as_u64().unwrap() + 1,
+        k1[2]["index"].as_u64().unwrap()
+    );
     assert!(k1[1]["xid"].is_u64() && k1[1]["commit_time"].is_string());
-    assert_eq!(k1[0]["after"], json!({"id": 1, "name": "Ada", "salary": "5000.00", "active": true, "bio": "short"}));
+    assert_eq!(
+        k1[0]["after"],
+        json!({"id": 1, "name": "Ada", "salary": "5000.00", "active": true, "bio": "short"})
+    );
     let delete = &keys["2"][1];
     assert_eq!(delete["after"], json!(null));
     assert_eq!(delete["before"]["name"], json!("Grace"));
@@ -105,7 +122,12 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         .await
         .unwrap();
     let client = world.client.clone();
-    let sink_options = SinkOptions::new(world.target_url(), "employees", "staff-sync", "public.staff");
+    let sink_options = SinkOptions::new(
+        world.target_url(),
+        "employees",
+        "staff-sync",
+        "public.staff",
+    );
     let (sink_stop_tx, sink_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sinking = tokio::spawn(async move {
         sink::run(&client, &sink_options, async {
@@ -113,17 +135,35 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         })
         .await
     });
-    let expected = rows(&source, "SELECT id::text, name, salary::text FROM employees ORDER BY id").await;
+    let expected = rows(
+        &source,
+        "SELECT id::text, name, salary::text FROM employees ORDER BY id",
+    )
+    .await;
     eventually("the sink to converge", Duration::from_secs(60), || async {
-        rows(&target, "SELECT id::text, name, salary::text FROM staff ORDER BY id").await == expected
+        rows(
+            &target,
+            "SELECT id::text, name, salary::text FROM staff ORDER BY id",
+        )
+        .await
+            == expected
     })
     .await;
     // Replaying every change again changes nothing: positions already applied are skipped.
-    world.client.delete_group("employees", "staff-sync").await.ok();
+    world
+        .client
+        .delete_group("employees", "staff-sync")
+        .await
+        .ok();
     let _ = sink_stop_tx.send(());
     sinking.await.unwrap().unwrap();
     let client = world.client.clone();
-    let sink_options = SinkOptions::new(world.target_url(), "employees", "staff-sync-2", "public.staff");
+    let sink_options = SinkOptions::new(
+        world.target_url(),
+        "employees",
+        "staff-sync-2",
+        "public.staff",
+    );
     let (sink_stop_tx, sink_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let again = tokio::spawn(async move {
         sink::run(&client, &sink_options, async {
@@ -131,18 +171,31 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         })
         .await
     });
-    eventually("the replay to be consumed", Duration::from_secs(60), || async {
-        world
-            .client
-            .groups("employees")
-            .await
-            .unwrap()
-            .iter()
-            .any(|g| g.group == "staff-sync-2" && g.partitions.iter().all(|p| p.lag == 0 && p.unacknowledged == 0))
-    })
+    eventually(
+        "the replay to be consumed",
+        Duration::from_secs(60),
+        || async {
+            world
+                .client
+                .groups("employees")
+                .await
+                .unwrap()
+                .iter()
+                .any(|g| {
+                    g.group == "staff-sync-2"
+                        && g.partitions
+                            .iter()
+                            .all(|p| p.lag == 0 && p.unacknowledged == 0)
+                })
+        },
+    )
     .await;
     assert_eq!(
-        rows(&target, "SELECT id::text, name, salary::text FROM staff ORDER BY id").await,
+        rows(
+            &target,
+            "SELECT id::text, name, salary::text FROM staff ORDER BY id"
+        )
+        .await,
         expected
     );
     let _ = sink_stop_tx.send(());
@@ -158,15 +211,29 @@ async fn add_column_is_a_new_schema_version_and_a_breaking_change_stops_the_stre
     source.batch_execute(EMPLOYEES).await.unwrap();
     let client = world.client.clone();
     let opts = options(&world, "ddl");
-    let capturing = tokio::spawn(async move { capture::run(&client, &opts, std::future::pending()).await });
+    let capturing =
+        tokio::spawn(async move { capture::run(&client, &opts, std::future::pending()).await });
     eventually("the capture to start", Duration::from_secs(60), || async {
         world.client.schema("employees", None).await.is_ok()
     })
     .await;
-    assert_eq!(world.client.schema("employees", None).await.unwrap().version, 1);
+    assert_eq!(
+        world
+            .client
+            .schema("employees", None)
+            .await
+            .unwrap()
+            .version,
+        1
+    );
     // Give the slot time to exist before writing (the snapshot is empty).
     eventually("the slot", Duration::from_secs(60), || async {
-        !rows(&source, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'ddl'").await.is_empty()
+        !rows(
+            &source,
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'ddl'",
+        )
+        .await
+        .is_empty()
     })
     .await;
 
@@ -198,8 +265,24 @@ async fn add_column_is_a_new_schema_version_and_a_breaking_change_stops_the_stre
         .unwrap()
         .expect_err("a breaking change is an error");
     assert_eq!(err.kind(), ErrorKind::IncompatibleSchema);
-    assert!(err.message().contains("table public.employees changed"), "{}", err.message());
+    assert!(
+        err.message().contains("table public.employees changed"),
+        "{}",
+        err.message()
+    );
     assert!(err.message().contains("salary"), "{}", err.message());
-    assert_eq!(world.client.station("employees").await.unwrap().messages, 2, "nothing of the new shape was sent");
-    assert_eq!(world.client.schema("employees", None).await.unwrap().version, 2);
+    assert_eq!(
+        world.client.station("employees").await.unwrap().messages,
+        2,
+        "nothing of the new shape was sent"
+    );
+    assert_eq!(
+        world
+            .client
+            .schema("employees", None)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
 }

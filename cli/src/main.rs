@@ -53,6 +53,9 @@ enum Command {
     Bench(commands::bench::Bench),
     /// Serve the web dashboard.
     Ui(ui::Ui),
+    /// PostgreSQL change data capture into stations, and the sink back into a table.
+    #[command(subcommand)]
+    Cdc(jetstation_cdc::cli::Cdc),
 }
 
 #[tokio::main]
@@ -70,6 +73,7 @@ async fn main() {
             Command::Tail(c) => c.run(&client, out).await,
             Command::Bench(c) => c.run(&client, out).await,
             Command::Ui(c) => c.run(&client, out).await,
+            Command::Cdc(c) => c.run(&client).await,
         };
         let _ = client.close().await;
         result

@@ -248,7 +248,10 @@ async fn schemas_and_errors() {
     // JSON sources are compared pretty-printed: the diff names the field.
     let diff = json(&server, &["schemas", "diff", "employee", "1", "2"]);
     assert!(
-        diff["diff"].as_str().unwrap().contains("+  \"properties\": {"),
+        diff["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+  \"properties\": {"),
         "{diff}"
     );
     let good = dir.path().join("good.json");

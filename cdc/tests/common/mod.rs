@@ -67,7 +67,12 @@ pub async fn sql(url: &str) -> tokio_postgres::Client {
 
 /// Every change that reached `station`, in arrival order per key, read by a
 /// group of its own until `count` arrived (or panics with what is missing).
-pub async fn read_changes(client: &Client, station: &str, count: usize, within: Duration) -> Vec<Value> {
+pub async fn read_changes(
+    client: &Client,
+    station: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<Value> {
     let group = format!("reader-{}", nuid_like());
     eventually(&format!("station {station}"), within, || async {
         client.station(station).await.is_ok()
@@ -160,6 +165,10 @@ pub async fn rows(pg: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<St
         .await
         .expect("query")
         .iter()
-        .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect())
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
         .collect()
 }

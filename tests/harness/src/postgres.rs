@@ -160,10 +160,7 @@ impl Postgres {
 
     /// A libpq connection string for a database (`postgres` exists).
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{database}",
-            self.port
-        )
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     pub fn log(&self) -> String {
