@@ -45,6 +45,10 @@ pub struct CaptureOptions {
     pub state_station: String,
     /// Producer buffer per station: bounds memory on large transactions.
     pub buffer_bytes: usize,
+    /// How often the confirmed position is reported to PostgreSQL at most.
+    /// What a crash resends is what was confirmed by the broker but not yet
+    /// reported: about this long of changes.
+    pub status_interval: Duration,
 }
 
 impl CaptureOptions {
@@ -60,6 +64,7 @@ impl CaptureOptions {
             compatibility: Compatibility::Backward,
             state_station: "jetstation-cdc".into(),
             buffer_bytes: 16 << 20,
+            status_interval: Duration::from_millis(200),
         }
     }
 }
@@ -123,7 +128,7 @@ fn replication_config(options: &CaptureOptions) -> Result<ReplicationConfig> {
     )
     .with_port(c.get_ports().first().copied().unwrap_or(5432))
     .with_application_name(format!("jetstation-cdc-{}", options.slot))
-    .with_status_interval(Duration::from_millis(200)))
+    .with_status_interval(options.status_interval))
 }
 
 fn repl_error(what: &str, e: pgwire_replication::PgWireError) -> Error {
@@ -341,12 +346,22 @@ async fn confirm(
     mut pending: mpsc::Receiver<Pending>,
     confirmed: watch::Sender<Lsn>,
 ) -> Result<()> {
+    let mut repeated = 0u64;
     while let Some(p) = pending.recv().await {
         match p {
             Pending::Sent(handle) => {
-                handle.await?;
+                if handle.await?.duplicate {
+                    repeated += 1;
+                }
             }
             Pending::Upto(lsn) => {
+                if repeated > 0 {
+                    tracing::info!(
+                        repeated,
+                        "changes sent again after a restart were already in their station: deduplicated"
+                    );
+                    repeated = 0;
+                }
                 confirmed.send_replace(lsn);
             }
         }

@@ -42,6 +42,9 @@ pub struct Capture {
     /// The station that keeps the capture's checkpoints.
     #[arg(long, default_value = "jetstation-cdc")]
     state_station: String,
+    /// Milliseconds between reports of the confirmed position to PostgreSQL.
+    #[arg(long, default_value_t = 200)]
+    status_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +87,7 @@ impl Cdc {
                 options.dedup_window = Duration::from_secs(c.dedup_window);
                 options.compatibility = c.compatibility.parse()?;
                 options.state_station = c.state_station;
+                options.status_interval = Duration::from_millis(c.status_interval_ms.max(1));
                 crate::capture::run(client, &options, interrupted()).await
             }
             Cdc::Sink(s) => {

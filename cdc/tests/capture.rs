@@ -286,3 +286,68 @@ async fn add_column_is_a_new_schema_version_and_a_breaking_change_stops_the_stre
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unchanged_toast_value_without_the_old_row_is_named_and_kept_by_the_sink() {
+    let world = World::start().await;
+    let source = sql(&world.source_url()).await;
+    source
+        .batch_execute("CREATE TABLE documents (id int PRIMARY KEY, title text, body text)")
+        .await
+        .unwrap();
+    let mut opts = CaptureOptions::new(world.source_url(), vec!["documents".parse().unwrap()]);
+    opts.slot = "docs".into();
+    opts.publication = "docs".into();
+    let client = world.client.clone();
+    let capturing =
+        tokio::spawn(async move { capture::run(&client, &opts, std::future::pending()).await });
+    eventually("the slot", Duration::from_secs(60), || async {
+        !rows(
+            &source,
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'docs'",
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    // Random text does not compress, so the body is stored out of line.
+    source
+        .batch_execute(
+            "INSERT INTO documents SELECT 1, 'draft', string_agg(md5(g::text), '') FROM generate_series(1, 2000) g",
+        )
+        .await
+        .unwrap();
+    source
+        .batch_execute("UPDATE documents SET title = 'final' WHERE id = 1")
+        .await
+        .unwrap();
+    let changes = read_changes(&world.client, "documents", 2, Duration::from_secs(60)).await;
+    let keys = by_key(&changes);
+    let update = &keys["1"][1];
+    assert_eq!(update["op"], json!("update"));
+    assert_eq!(update["after"], json!({"id": 1, "title": "final"}));
+    assert_eq!(update["unchanged"], json!(["body"]));
+    assert_eq!(
+        update["before"],
+        json!(null),
+        "the key did not change: no old row"
+    );
+
+    let target = sql(&world.target_url()).await;
+    target
+        .batch_execute("CREATE TABLE documents (id int PRIMARY KEY, title text, body text)")
+        .await
+        .unwrap();
+    let client = world.client.clone();
+    let options = SinkOptions::new(world.target_url(), "documents", "mirror", "documents");
+    let sinking =
+        tokio::spawn(async move { sink::run(&client, &options, std::future::pending()).await });
+    let query = "SELECT id::text, title, md5(body) FROM documents";
+    let expected = rows(&source, query).await;
+    eventually("the sink to converge", Duration::from_secs(60), || async {
+        rows(&target, query).await == expected
+    })
+    .await;
+    sinking.abort();
+    capturing.abort();
+}

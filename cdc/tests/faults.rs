@@ -12,7 +12,10 @@ use std::{
 use common::{World, by_key, eventually, position, read_changes, rows, sql};
 use jetstation_cdc::{SinkOptions, sink};
 
-fn capture(world: &World, slot: &str) -> Child {
+fn capture(world: &World, slot: &str, extra: &[&str], log: Option<&std::path::Path>) -> Child {
+    let stderr = log.map_or_else(Stdio::inherit, |p| {
+        std::fs::File::create(p).expect("log").into()
+    });
     Command::new(env!("CARGO_BIN_EXE_jetstation-cdc"))
         .args([
             "--url",
@@ -29,11 +32,16 @@ fn capture(world: &World, slot: &str) -> Child {
             "--publication",
             slot,
         ])
-        .env("RUST_LOG", "warn")
+        .args(extra)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("start jetstation-cdc")
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("jetstation-{}-{name}", std::process::id()))
 }
 
 fn kill(child: &mut Child) {
@@ -74,7 +82,10 @@ async fn sigkill_and_a_postgres_restart_lose_nothing_and_repeat_nothing() {
         )
         .await
         .unwrap();
-    let mut cdc = capture(&world, "faults");
+    // The first process reports nothing to PostgreSQL before it is killed
+    // (30 s between reports), so its successor certainly sends changes the
+    // station already has.
+    let mut cdc = capture(&world, "faults", &["--status-interval-ms", "30000"], None);
     eventually("the slot", Duration::from_secs(60), || async {
         !rows(
             &source,
@@ -94,7 +105,8 @@ async fn sigkill_and_a_postgres_restart_lose_nothing_and_repeat_nothing() {
     .await;
     kill(&mut cdc);
     writer.await.unwrap();
-    cdc = capture(&world, "faults");
+    let log = tempfile_path("cdc-restart.log");
+    cdc = capture(&world, "faults", &[], Some(&log));
     eventually(
         "the first 3,000 changes",
         Duration::from_secs(120),
@@ -208,7 +220,7 @@ async fn a_100k_row_transaction_streams_with_bounded_memory() {
         )
         .await
         .unwrap();
-    let mut cdc = capture(&world, "big");
+    let mut cdc = capture(&world, "big", &[], None);
     eventually("the slot", Duration::from_secs(60), || async {
         !rows(
             &source,
