@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
 
 setup:
 	@scripts/setup.sh
@@ -32,6 +32,7 @@ test: setup
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
 	$(MAKE) --no-print-directory test-ui || status=1; \
+	$(MAKE) --no-print-directory test-install || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
 	$(MAKE) --no-print-directory test-chaos || status=1; \
 	$(MAKE) --no-print-directory test-demo || status=1; \
@@ -60,6 +61,18 @@ test-cli: setup
 ## $(JETSTATION_CACHE)/screenshots.
 test-ui: setup
 	@scripts/test-summary.sh scripts/test-ui.sh
+
+## Release artifacts in dist/: the Python wheel (abi3, manylinux2014) and
+## sdist, the Node package and its prebuilt addon package, the Swift package,
+## the `jetstation` tool and the gateway; stripped, debug info in dist/debug.
+dist: setup
+	@scripts/dist.sh
+
+## The artifacts of `make dist` installed outside the repository: Python 3.9
+## to 3.13, Node (ESM, CommonJS, TypeScript), a separate Swift package; each
+## runs the quickstart.
+test-install: setup
+	@scripts/test-summary.sh scripts/test-install.sh
 
 ## The dashboard's screenshots in docs/screenshots (shown by the README),
 ## taken by the browser tests.

@@ -1,0 +1,1 @@
+../../../../../examples/swift/quickstart/Sources/Quickstart/main.swift
