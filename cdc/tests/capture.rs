@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{World, by_key, eventually, position, read_changes, rows, sql};
+use common::{Task, World, by_key, eventually, position, read_changes, rows, sql};
 use jetstation::ErrorKind;
 use jetstation_cdc::{CaptureOptions, SinkOptions, capture, sink};
 use serde_json::json;
@@ -38,15 +38,7 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         .await
         .unwrap();
 
-    let client = world.client.clone();
-    let opts = options(&world, "hr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let capturing = tokio::spawn(async move {
-        capture::run(&client, &opts, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let capturing = Task::capture(&world.client, options(&world, "hr"));
     // The snapshot's two rows arrive first.
     let snapshot = read_changes(&world.client, "employees", 2, Duration::from_secs(60)).await;
     assert!(snapshot.iter().all(|c| c["op"] == "read"), "{snapshot:?}");
@@ -121,20 +113,15 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         .batch_execute("CREATE TABLE staff (id int PRIMARY KEY, name text, salary numeric(12,2));")
         .await
         .unwrap();
-    let client = world.client.clone();
-    let sink_options = SinkOptions::new(
-        world.target_url(),
-        "employees",
-        "staff-sync",
-        "public.staff",
+    let sinking = Task::sink(
+        &world.client,
+        SinkOptions::new(
+            world.target_url(),
+            "employees",
+            "staff-sync",
+            "public.staff",
+        ),
     );
-    let (sink_stop_tx, sink_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sinking = tokio::spawn(async move {
-        sink::run(&client, &sink_options, async {
-            let _ = sink_stop_rx.await;
-        })
-        .await
-    });
     let expected = rows(
         &source,
         "SELECT id::text, name, salary::text FROM employees ORDER BY id",
@@ -155,22 +142,16 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         .delete_group("employees", "staff-sync")
         .await
         .ok();
-    let _ = sink_stop_tx.send(());
-    sinking.await.unwrap().unwrap();
-    let client = world.client.clone();
-    let sink_options = SinkOptions::new(
-        world.target_url(),
-        "employees",
-        "staff-sync-2",
-        "public.staff",
+    sinking.stop().await.unwrap();
+    let again = Task::sink(
+        &world.client,
+        SinkOptions::new(
+            world.target_url(),
+            "employees",
+            "staff-sync-2",
+            "public.staff",
+        ),
     );
-    let (sink_stop_tx, sink_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let again = tokio::spawn(async move {
-        sink::run(&client, &sink_options, async {
-            let _ = sink_stop_rx.await;
-        })
-        .await
-    });
     eventually(
         "the replay to be consumed",
         Duration::from_secs(60),
@@ -198,10 +179,8 @@ async fn snapshot_then_changes_in_order_per_key_and_the_sink_converges() {
         .await,
         expected
     );
-    let _ = sink_stop_tx.send(());
-    again.await.unwrap().unwrap();
-    let _ = stop_tx.send(());
-    capturing.await.unwrap().unwrap();
+    again.stop().await.unwrap();
+    capturing.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -248,3 +248,103 @@ async fn a_100k_row_transaction_streams_with_bounded_memory() {
     // the transaction's rows (about 33 MB as messages) are never all held.
     assert!(peak > 0.0 && peak < 96.0, "peak RSS {peak:.1} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_node_killed_mid_stream_on_a_cluster_loses_and_repeats_nothing() {
+    let pg = jetstation_harness::Postgres::start();
+    let mut cluster = jetstation_harness::Cluster::start(3);
+    let urls = cluster.urls();
+    // A fresh cluster answers JetStream requests once its meta leader is elected.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        let options = jetstation::ConnectOptions::with_urls(urls.clone())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250));
+        match jetstation::Client::connect(options).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "cluster never ready: {e}"
+                );
+                // Retry interval until the meta leader is elected; bounded by the deadline.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let admin = sql(&pg.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE source").await.unwrap();
+    let source_url = pg.url("source");
+    let source = sql(&source_url).await;
+    source
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, note text)",
+        )
+        .await
+        .unwrap();
+    let mut cdc = Command::new(env!("CARGO_BIN_EXE_jetstation-cdc"))
+        .args([
+            "--url",
+            &urls.join(","),
+            "capture",
+            "--postgres",
+            &source_url,
+        ])
+        .args([
+            "--table",
+            "public.accounts",
+            "--replicas",
+            "3",
+            "--slot",
+            "r3",
+            "--publication",
+            "r3",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start jetstation-cdc");
+    eventually("the slot", Duration::from_secs(60), || async {
+        !rows(
+            &source,
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'r3'",
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    let messages = || async {
+        client
+            .station("accounts")
+            .await
+            .map(|s| s.messages)
+            .unwrap_or(0)
+    };
+    let writer = tokio::spawn(async move { write(&source_url, 0, 3000, 200).await });
+    eventually("changes to flow", Duration::from_secs(60), || async {
+        messages().await > 300
+    })
+    .await;
+    // A node dies with SIGKILL while the changes stream, and comes back.
+    cluster.nodes[0].kill();
+    tokio::time::sleep(Duration::from_secs(3)).await; // the node stays down while writes go on
+    cluster.nodes[0].start_again();
+    writer.await.unwrap();
+    eventually("every change", Duration::from_secs(180), || async {
+        messages().await >= 3000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // a bounded settle wait: repeats would land within it
+    assert_eq!(messages().await, 3000, "each change stored exactly once");
+    kill(&mut cdc);
+    let changes = read_changes(&client, "accounts", 3000, Duration::from_secs(120)).await;
+    let mut positions: Vec<_> = changes.iter().map(position).collect();
+    positions.sort();
+    positions.dedup();
+    assert_eq!(positions.len(), 3000, "no change twice");
+    for (key, list) in by_key(&changes) {
+        let p: Vec<_> = list.iter().map(position).collect();
+        assert!(p.windows(2).all(|w| w[0] < w[1]), "key {key} out of order");
+    }
+}

@@ -172,3 +172,41 @@ pub async fn rows(pg: &tokio_postgres::Client, query: &str) -> Vec<Vec<Option<St
         })
         .collect()
 }
+
+/// A capture or a sink running in the background until `stop`.
+pub struct Task {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<jetstation::Result<()>>,
+}
+
+impl Task {
+    pub fn sink(client: &Client, options: jetstation_cdc::SinkOptions) -> Self {
+        let client = client.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            jetstation_cdc::sink::run(&client, &options, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, handle }
+    }
+
+    pub fn capture(client: &Client, options: jetstation_cdc::CaptureOptions) -> Self {
+        let client = client.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            jetstation_cdc::capture::run(&client, &options, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops it and returns how it ended.
+    pub async fn stop(self) -> jetstation::Result<()> {
+        let _ = self.stop.send(());
+        self.handle.await.expect("the task panicked")
+    }
+}

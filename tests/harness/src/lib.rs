@@ -51,6 +51,25 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/jetstation")
 }
 
+/// Sends `signal` to a child process and waits for it to exit; kills it
+/// when it is still running after `within`.
+pub(crate) fn stop_child(child: &mut Child, signal: &str, within: Duration) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        // Poll interval while the process exits; bounded by the deadline.
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -232,20 +251,7 @@ impl NatsServer {
     /// Graceful stop (SIGTERM), waiting for the process to exit. The store is kept.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                // Poll interval while the server exits; bounded by the deadline.
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child, "TERM", Duration::from_secs(10));
         }
     }
 

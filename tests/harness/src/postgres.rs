@@ -170,20 +170,7 @@ impl Postgres {
     /// Fast shutdown (SIGINT): open sessions are ended, nothing committed is lost.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-INT")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                // Poll interval while the server shuts down; bounded by the deadline.
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::stop_child(&mut child, "INT", Duration::from_secs(30));
         }
     }
 
