@@ -88,8 +88,7 @@ pub async fn run(
             Err(e) if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) => {
                 tracing::warn!(error = %e.message(), "capture interrupted; starting again in 1 s");
                 tokio::select! {
-                    // Retry delay after a lost connection.
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {} // retry delay after a lost connection; `stop` ends it early
                     () = &mut stop => return Ok(()),
                 }
             }

@@ -118,8 +118,7 @@ pub async fn run(
             Err(e) if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) => {
                 tracing::warn!(error = %e.message(), "sink interrupted; starting again in 1 s");
                 tokio::select! {
-                    // Retry delay after a lost connection.
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {} // retry delay after a lost connection; `stop` ends it early
                     () = &mut stop => break Ok(()),
                 }
             }
@@ -221,8 +220,12 @@ async fn apply(pg: &mut tokio_postgres::Client, target: &Target, batch: &[Delive
     if set_based {
         apply_set(&txn, target, &parsed).await?;
     } else {
-        for p in parsed {
-            apply_one(&txn, target, p.key, p.change).await?;
+        for p in &parsed {
+            if p.op == "truncate" {
+                truncate(&txn, target, p.position).await?;
+            } else {
+                apply_set(&txn, target, std::slice::from_ref(p)).await?;
+            }
         }
     }
     txn.commit()
@@ -381,141 +384,25 @@ async fn apply_set(
     Ok(())
 }
 
-async fn apply_one(
+/// A truncate, applied only when nothing newer was applied to the table.
+async fn truncate(
     txn: &tokio_postgres::Transaction<'_>,
     target: &Target,
-    key: Option<String>,
-    change: Value,
+    position: (i64, i64),
 ) -> Result<()> {
-    let op = change.get("op").and_then(Value::as_str).unwrap_or("");
-    let Some((lsn, idx)) = position(&change) else {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "a change without lsn and index",
-        ));
-    };
-    if op == "truncate" {
-        let newest: Option<(i64, i64)> = txn
-            .query_opt(
-                "SELECT lsn, idx FROM jetstation_sink_positions WHERE target = $1 \
-                 ORDER BY lsn DESC, idx DESC LIMIT 1",
-                &[&target.table],
-            )
-            .await
-            .map_err(|e| table::pg_error("cannot read positions", &e))?
-            .map(|r| (r.get(0), r.get(1)));
-        if newest.is_none_or(|n| n < (lsn, idx)) {
-            txn.batch_execute(&format!("TRUNCATE {}", quoted(&target.table)))
-                .await
-                .map_err(|e| table::pg_error("cannot truncate", &e))?;
-        }
-        return Ok(());
-    }
-    let Some(key) = key else {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "a row change without a key",
-        ));
-    };
-    // Applied only when newer than what this key last received.
-    let newer = txn
+    let newest: Option<(i64, i64)> = txn
         .query_opt(
-            "INSERT INTO jetstation_sink_positions AS p (target, key, lsn, idx) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (target, key) DO UPDATE SET lsn = EXCLUDED.lsn, idx = EXCLUDED.idx \
-             WHERE (p.lsn, p.idx) < (EXCLUDED.lsn, EXCLUDED.idx) RETURNING 1",
-            &[&target.table, &key, &lsn, &idx],
+            "SELECT lsn, idx FROM jetstation_sink_positions WHERE target = $1 \
+             ORDER BY lsn DESC, idx DESC LIMIT 1",
+            &[&target.table],
         )
         .await
-        .map_err(|e| table::pg_error("cannot record the position", &e))?
-        .is_some();
-    if !newer {
-        return Ok(());
-    }
-    match op {
-        "read" | "insert" | "update" => {
-            let Some(after) = change.get("after").and_then(Value::as_object) else {
-                return Ok(());
-            };
-            let cols: Vec<&(String, String)> = target
-                .columns
-                .iter()
-                .filter(|(name, _)| after.contains_key(name))
-                .collect();
-            let values: Vec<Option<String>> = cols
-                .iter()
-                .map(|(n, _)| table::to_text(&after[n]))
-                .collect();
-            let names = cols.iter().map(|(n, _)| ident(n)).collect::<Vec<_>>();
-            let params = cols
-                .iter()
-                .enumerate()
-                .map(|(i, (_, ty))| format!("${}::text::{ty}", i + 1))
-                .collect::<Vec<_>>();
-            let updates = cols
-                .iter()
-                .filter(|(n, _)| !target.key.contains(n))
-                .map(|(n, _)| format!("{0} = EXCLUDED.{0}", ident(n)))
-                .collect::<Vec<_>>();
-            let on_conflict = if updates.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                format!("DO UPDATE SET {}", updates.join(", "))
-            };
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {on_conflict}",
-                quoted(&target.table),
-                names.join(", "),
-                params.join(", "),
-                target
-                    .key
-                    .iter()
-                    .map(|k| ident(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                .iter()
-                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            txn.execute(&sql, &refs)
-                .await
-                .map_err(|e| table::pg_error(&format!("cannot write to {}", target.table), &e))?;
-        }
-        "delete" => {
-            let Some(before) = change.get("before").and_then(Value::as_object) else {
-                return Ok(());
-            };
-            let mut conditions = Vec::new();
-            let mut values: Vec<Option<String>> = Vec::new();
-            for (i, k) in target.key.iter().enumerate() {
-                let ty = &target
-                    .columns
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or("text", |(_, t)| t.as_str())
-                    .to_string();
-                conditions.push(format!("{} = ${}::text::{ty}", ident(k), i + 1));
-                values.push(before.get(k).and_then(table::to_text));
-            }
-            let sql = format!(
-                "DELETE FROM {} WHERE {}",
-                quoted(&target.table),
-                conditions.join(" AND ")
-            );
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                .iter()
-                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            txn.execute(&sql, &refs).await.map_err(|e| {
-                table::pg_error(&format!("cannot delete from {}", target.table), &e)
-            })?;
-        }
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("unknown change op {other:?}"),
-            ));
-        }
+        .map_err(|e| table::pg_error("cannot read positions", &e))?
+        .map(|r| (r.get(0), r.get(1)));
+    if newest.is_none_or(|n| n < position) {
+        txn.batch_execute(&format!("TRUNCATE {}", quoted(&target.table)))
+            .await
+            .map_err(|e| table::pg_error("cannot truncate", &e))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Task, World, by_key, eventually, position, read_changes, rows, sql};
+use common::{Task, World, by_key, eventually, position, read_changes, rows, slot_created, sql};
 use jetstation::ErrorKind;
 use jetstation_cdc::{CaptureOptions, SinkOptions, capture, sink};
 use serde_json::json;
@@ -206,15 +206,7 @@ async fn add_column_is_a_new_schema_version_and_a_breaking_change_stops_the_stre
         1
     );
     // Give the slot time to exist before writing (the snapshot is empty).
-    eventually("the slot", Duration::from_secs(60), || async {
-        !rows(
-            &source,
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'ddl'",
-        )
-        .await
-        .is_empty()
-    })
-    .await;
+    slot_created(&source, "ddl").await;
 
     for statement in [
         "INSERT INTO employees VALUES (1, 'Ada', 5000, true, NULL)",
@@ -280,15 +272,7 @@ async fn an_unchanged_toast_value_without_the_old_row_is_named_and_kept_by_the_s
     let client = world.client.clone();
     let capturing =
         tokio::spawn(async move { capture::run(&client, &opts, std::future::pending()).await });
-    eventually("the slot", Duration::from_secs(60), || async {
-        !rows(
-            &source,
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'docs'",
-        )
-        .await
-        .is_empty()
-    })
-    .await;
+    slot_created(&source, "docs").await;
     // Random text does not compress, so the body is stored out of line.
     source
         .batch_execute(

@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use common::{World, by_key, eventually, position, read_changes, rows, sql};
+use common::{
+    World, all_reported, by_key, eventually, position, read_changes, rows, slot_created, sql,
+};
 use jetstation_cdc::{SinkOptions, sink};
 
 fn capture(world: &World, slot: &str, extra: &[&str], log: Option<&std::path::Path>) -> Child {
@@ -86,15 +88,7 @@ async fn sigkill_and_a_postgres_restart_lose_nothing_and_repeat_nothing() {
     // (30 s between reports), so its successor certainly sends changes the
     // station already has.
     let mut cdc = capture(&world, "faults", &["--status-interval-ms", "30000"], None);
-    eventually("the slot", Duration::from_secs(60), || async {
-        !rows(
-            &source,
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'faults'",
-        )
-        .await
-        .is_empty()
-    })
-    .await;
+    slot_created(&source, "faults").await;
 
     // 1. SIGKILL while changes stream, and start again.
     let url = world.source_url();
@@ -146,8 +140,8 @@ async fn sigkill_and_a_postgres_restart_lose_nothing_and_repeat_nothing() {
         station_messages(&world).await >= total
     })
     .await;
-    // Give a late repeat the time to arrive: none must.
-    tokio::time::sleep(Duration::from_secs(2)).await; // a bounded settle wait: repeats would land within it
+    // Once every change is reported to PostgreSQL, nothing more is resent.
+    all_reported(&source, "faults").await;
     assert_eq!(
         station_messages(&world).await,
         total,
@@ -221,15 +215,7 @@ async fn a_100k_row_transaction_streams_with_bounded_memory() {
         .await
         .unwrap();
     let mut cdc = capture(&world, "big", &[], None);
-    eventually("the slot", Duration::from_secs(60), || async {
-        !rows(
-            &source,
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'big'",
-        )
-        .await
-        .is_empty()
-    })
-    .await;
+    slot_created(&source, "big").await;
     source
         .batch_execute(
             "INSERT INTO accounts SELECT g, g, repeat('x', 200) FROM generate_series(1, 100000) g",
@@ -267,8 +253,7 @@ async fn a_nats_node_killed_mid_stream_on_a_cluster_loses_and_repeats_nothing() 
                     std::time::Instant::now() < deadline,
                     "cluster never ready: {e}"
                 );
-                // Retry interval until the meta leader is elected; bounded by the deadline.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await; // retry interval until the meta leader is elected; the deadline bounds it
             }
         }
     };
@@ -305,15 +290,7 @@ async fn a_nats_node_killed_mid_stream_on_a_cluster_loses_and_repeats_nothing() 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start jetstation-cdc");
-    eventually("the slot", Duration::from_secs(60), || async {
-        !rows(
-            &source,
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = 'r3'",
-        )
-        .await
-        .is_empty()
-    })
-    .await;
+    slot_created(&source, "r3").await;
     let messages = || async {
         client
             .station("accounts")
@@ -335,7 +312,7 @@ async fn a_nats_node_killed_mid_stream_on_a_cluster_loses_and_repeats_nothing() 
         messages().await >= 3000
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // a bounded settle wait: repeats would land within it
+    all_reported(&source, "r3").await;
     assert_eq!(messages().await, 3000, "each change stored exactly once");
     kill(&mut cdc);
     let changes = read_changes(&client, "accounts", 3000, Duration::from_secs(120)).await;

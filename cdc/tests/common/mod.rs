@@ -57,8 +57,7 @@ pub async fn sql(url: &str) -> tokio_postgres::Client {
             }
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
-                // Retry interval while PostgreSQL (re)starts; bounded by the deadline.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await; // retry interval while PostgreSQL (re)starts; the deadline bounds it
             }
             Err(e) => panic!("cannot connect to {url}: {e}"),
         }
@@ -154,8 +153,7 @@ where
     let deadline = Instant::now() + within;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        // Poll interval; bounded by the deadline above.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval; the deadline above bounds the wait
     }
 }
 
@@ -209,4 +207,39 @@ impl Task {
         let _ = self.stop.send(());
         self.handle.await.expect("the task panicked")
     }
+}
+
+/// Waits until replication slot `slot` exists.
+pub async fn slot_created(pg: &tokio_postgres::Client, slot: &str) {
+    eventually(&format!("slot {slot}"), Duration::from_secs(60), || async {
+        pg.query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .expect("query")
+        .is_some()
+    })
+    .await;
+}
+
+/// Waits until the capture reported to PostgreSQL every change written so
+/// far (the slot's confirmed position reached the current WAL position): from
+/// then on a restart resends nothing, so no repeat can still arrive.
+pub async fn all_reported(pg: &tokio_postgres::Client, slot: &str) {
+    let now: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .expect("query")
+        .get(0);
+    eventually(&format!("slot {slot} to confirm {now}"), Duration::from_secs(60), || async {
+        pg.query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::text::pg_lsn",
+            &[&slot, &now],
+        )
+        .await
+        .expect("query")
+        .is_some()
+    })
+    .await;
 }

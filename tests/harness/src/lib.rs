@@ -63,8 +63,7 @@ pub(crate) fn stop_child(child: &mut Child, signal: &str, within: Duration) {
         if let Ok(Some(_)) = child.try_wait() {
             return;
         }
-        // Poll interval while the process exits; bounded by the deadline.
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20)); // poll interval while the process exits; the deadline bounds it
     }
     let _ = child.kill();
     let _ = child.wait();

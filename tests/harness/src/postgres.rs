@@ -139,8 +139,7 @@ impl Postgres {
                 "PostgreSQL did not start: {}",
                 self.log()
             );
-            // Poll interval while the server starts; bounded by the deadline.
-            thread::sleep(Duration::from_millis(50));
+            thread::sleep(Duration::from_millis(50)); // poll interval while the server starts; the deadline bounds it
         }
     }
 

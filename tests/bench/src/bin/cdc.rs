@@ -30,8 +30,7 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        // Poll interval of the measurement (5 ms of resolution).
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval: the measurement's 5 ms resolution; the deadline bounds it
     }
 }
 
