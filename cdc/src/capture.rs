@@ -382,7 +382,7 @@ struct Envelope<'a> {
 }
 
 impl Envelope<'_> {
-    fn message(self, slot: &str, id_prefix: &str) -> Result<Message> {
+    fn message(self, slot: &str, id_prefix: &str) -> Message {
         let row = if self.after.is_null() {
             &self.before
         } else {
@@ -408,7 +408,7 @@ impl Envelope<'_> {
         if let Some(key) = key {
             m = m.key(key);
         }
-        Ok(m)
+        m
     }
 }
 
@@ -639,7 +639,7 @@ async fn apply(
                     unchanged: Vec::new(),
                 };
                 sender
-                    .send(&t.mapping.station, envelope.message(&options.slot, "c")?)
+                    .send(&t.mapping.station, envelope.message(&options.slot, "c"))
                     .await?;
             }
             return Ok(());
@@ -694,7 +694,7 @@ async fn apply(
         unchanged,
     };
     sender
-        .send(&t.mapping.station, envelope.message(&options.slot, "c")?)
+        .send(&t.mapping.station, envelope.message(&options.slot, "c"))
         .await
 }
 
@@ -769,8 +769,7 @@ async fn snapshot(
             };
             // Snapshot rows share the consistent point and index 0: the id
             // tells them apart by table and row number.
-            let message =
-                envelope.message(&options.slot, &format!("s:{}:{n}", t.mapping.station))?;
+            let message = envelope.message(&options.slot, &format!("s:{}:{n}", t.mapping.station));
             sender.send(&t.mapping.station, message).await?;
         }
     }

@@ -1,7 +1,7 @@
 //! What the capture knows about each captured table: its station, the
 //! columns it forwards, its key, and the JSON Schema of its messages.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use jetstation::{Error, ErrorKind, Result};
 use serde_json::{Map, Value, json};
@@ -310,8 +310,4 @@ pub fn shape(columns: &[ColumnInfo]) -> BTreeMap<String, (u32, bool)> {
         .iter()
         .map(|c| (c.name.clone(), (c.type_oid, c.not_null)))
         .collect()
-}
-
-pub fn names(columns: &[pgoutput::Column]) -> HashSet<String> {
-    columns.iter().map(|c| c.name.clone()).collect()
 }
