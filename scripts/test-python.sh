@@ -16,7 +16,7 @@ rm -rf "$wheels"
 venv="$CACHE/python-test-venv"
 rm -rf "$venv"
 python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "$wheels"/jetstation-*.whl pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1
+"$venv/bin/pip" install -q --disable-pip-version-check "$wheels"/jetstation-*.whl pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2
 
 cd bindings/python
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

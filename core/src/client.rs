@@ -205,6 +205,7 @@ pub(crate) struct ClientInner {
     pub(crate) js: jetstream::Context,
     pub(crate) names: Names,
     pub(crate) schemas: crate::schema::registry::Registry,
+    pub(crate) telemetry: Arc<crate::telemetry::Recorder>,
 }
 
 impl Client {
@@ -253,6 +254,7 @@ impl Client {
                 js,
                 schemas: crate::schema::registry::Registry::new(names.namespace()),
                 names,
+                telemetry: Default::default(),
             }),
         })
     }

@@ -35,6 +35,7 @@ pub mod schema;
 pub mod state;
 pub mod station;
 pub mod stats;
+pub mod telemetry;
 mod vocabulary;
 
 pub use client::{Auth, Client, ConnectOptions, Tls};

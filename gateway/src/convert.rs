@@ -155,8 +155,29 @@ pub(crate) fn receipt(r: jetstation::Receipt) -> pb::Receipt {
     }
 }
 
-pub(crate) fn message(m: pb::OutgoingMessage) -> jetstation::Message {
+/// The W3C trace context of a call (`traceparent`, `tracestate` gRPC
+/// metadata), which every message of the call carries unless it has its own.
+pub(crate) fn trace_context(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+    [
+        jetstation::telemetry::TRACEPARENT,
+        jetstation::telemetry::TRACESTATE,
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        let value = metadata.get(name)?.to_str().ok()?;
+        Some((name.to_string(), value.to_string()))
+    })
+    .collect()
+}
+
+pub(crate) fn message(m: pb::OutgoingMessage, trace: &[(String, String)]) -> jetstation::Message {
     let mut headers: Vec<(String, String)> = m.headers.into_iter().collect();
+    let own = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(jetstation::telemetry::TRACEPARENT));
+    if !own {
+        headers.extend(trace.iter().cloned());
+    }
     headers.sort();
     jetstation::Message {
         payload: m.payload.into(),

@@ -387,9 +387,10 @@ impl schemas_server::Schemas for Gateway {
 impl producer_server::Producer for Gateway {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<Receipt>, Status> {
         let client = self.client(&request).await?;
+        let trace = convert::trace_context(request.metadata());
         let r = request.into_inner();
         let producer = self.producer(&client, &r.station, true).await?;
-        let m = convert::message(r.message.unwrap_or_default());
+        let m = convert::message(r.message.unwrap_or_default(), &trace);
         Ok(Response::new(receipt(
             producer.send(m).await.map_err(status)?,
         )))
@@ -414,6 +415,7 @@ impl producer_server::Producer for Gateway {
         request: Request<Streaming<SendRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let client = self.client(&request).await?;
+        let trace = convert::trace_context(request.metadata());
         let mut requests = request.into_inner();
         let (handles_tx, mut handles_rx) = tokio::sync::mpsc::channel(4096);
         let gateway = self.clone();
@@ -422,7 +424,7 @@ impl producer_server::Producer for Gateway {
             while let Ok(Some(r)) = requests.message().await {
                 let queued = match gateway.producer(&client, &r.station, false).await {
                     Ok(p) => p
-                        .enqueue(convert::message(r.message.unwrap_or_default()))
+                        .enqueue(convert::message(r.message.unwrap_or_default(), &trace))
                         .await
                         .map_err(status),
                     Err(e) => Err(e),

@@ -147,6 +147,46 @@ impl Client {
         self.inner.namespace().map(String::from)
     }
 
+    /// Starts keeping send durations and consumed counts for
+    /// `drain_telemetry` (used by `jetstation.telemetry`).
+    fn enable_telemetry(&self) {
+        self.inner.enable_telemetry();
+    }
+
+    /// `(sends, consumed, dropped)`: each send as `(station, partition,
+    /// seconds, error kind or None)`, consumed counts as `(station, group,
+    /// partition, count)`, and the send samples dropped for want of a drain.
+    #[allow(clippy::type_complexity)]
+    fn drain_telemetry(
+        &self,
+    ) -> (
+        Vec<(String, u32, f64, Option<&'static str>)>,
+        Vec<(String, String, u32, u64)>,
+        u64,
+    ) {
+        let drained = self.inner.drain_telemetry();
+        (
+            drained
+                .sends
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.station.to_string(),
+                        s.partition,
+                        s.seconds,
+                        s.error.map(|k| k.as_str()),
+                    )
+                })
+                .collect(),
+            drained
+                .consumed
+                .into_iter()
+                .map(|c| (c.station, c.group, c.partition, c.count))
+                .collect(),
+            drained.dropped,
+        )
+    }
+
     #[pyo3(signature = (name, **settings))]
     fn create_station<'py>(
         &self,

@@ -92,6 +92,12 @@ impl Consumer {
         self.inner.group().to_string()
     }
 
+    /// Messages of this member's partitions the broker has not delivered yet.
+    #[getter]
+    fn lag(&self) -> u64 {
+        self.inner.lag()
+    }
+
     fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

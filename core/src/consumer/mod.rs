@@ -270,6 +270,7 @@ struct Shared {
     ready: Mutex<mpsc::UnboundedReceiver<Delivery>>,
     events: mpsc::UnboundedSender<scheduler::Event>,
     ledger: Arc<Ledger>,
+    lag: Arc<crate::telemetry::Lag>,
 }
 
 impl Client {
@@ -364,6 +365,9 @@ impl Client {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ledger = Ledger::new(events_tx.clone());
+        let lag = Arc::new(crate::telemetry::Lag::new(config.partitions as usize));
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::observe_lag(&lag, station, group);
         let sched = scheduler::Scheduler::new(
             self.clone(),
             station.to_string(),
@@ -378,6 +382,7 @@ impl Client {
             membership,
             members,
             records,
+            lag.clone(),
         );
         tokio::spawn(sched.run(events_rx));
         Ok(Consumer {
@@ -387,6 +392,7 @@ impl Client {
                 ready: Mutex::new(ready_rx),
                 events: events_tx,
                 ledger,
+                lag,
             }),
         })
     }
@@ -483,15 +489,34 @@ impl Consumer {
         while let Some(delivery) = self.next().await {
             let mut delivery = delivery?;
             let handler = handler.clone();
+            let group = self.shared.group.clone();
             tasks.spawn(async move {
+                #[cfg(feature = "otel")]
+                let (span, started) = (
+                    crate::telemetry::otel::process_span(&delivery, &group),
+                    std::time::Instant::now(),
+                );
+                #[cfg(not(feature = "otel"))]
                 let span = tracing::debug_span!(
-                    "handler",
+                    "process",
                     station = %delivery.station,
+                    group = %group,
                     partition = delivery.partition,
                     sequence = delivery.sequence,
                     deliveries = delivery.deliveries
                 );
-                match handler(delivery.take_message()).instrument(span).await {
+                #[cfg(feature = "otel")]
+                let (station, partition) = (delivery.station.clone(), delivery.partition);
+                let outcome = handler(delivery.take_message()).instrument(span).await;
+                #[cfg(feature = "otel")]
+                crate::telemetry::otel::processed(
+                    &station,
+                    partition,
+                    &group,
+                    started.elapsed(),
+                    outcome.is_err(),
+                );
+                match outcome {
                     Ok(()) => delivery.ack(),
                     Err(e) => delivery.nack_with_reason(e.to_string(), None),
                 }
@@ -524,6 +549,12 @@ impl Consumer {
             .send(scheduler::Event::Health { reply })
             .map_err(|_| Error::closed("consumer"))?;
         answer.await.map_err(|_| Error::closed("consumer"))
+    }
+
+    /// Messages of this member's partitions that the broker has not
+    /// delivered yet, as of its last message or answer (the lag gauge).
+    pub fn lag(&self) -> u64 {
+        self.shared.lag.total()
     }
 
     /// Stops fetching, waits for the application to settle what it holds,

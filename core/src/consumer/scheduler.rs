@@ -43,6 +43,7 @@ use crate::{
     error::{Error, ErrorKind, Result},
     headers,
     schema::SchemaBinding,
+    telemetry::Lag,
 };
 
 // Events move once through a channel; boxing the common `Fetched` variant
@@ -201,6 +202,11 @@ pub(crate) struct Scheduler {
     /// that writes to it.
     records: Option<Arc<Records>>,
     recorder: Option<Recorder>,
+    /// Telemetry: the names every sample shares, and the broker's
+    /// undelivered count per partition.
+    station_name: Arc<str>,
+    group_name: Arc<str>,
+    lag: Arc<Lag>,
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -227,6 +233,7 @@ impl Scheduler {
         membership: Membership,
         members: Vec<String>,
         records: Option<Arc<Records>>,
+        lag: Arc<Lag>,
     ) -> Self {
         let parts = handles
             .into_iter()
@@ -271,6 +278,9 @@ impl Scheduler {
             .map(|r| r.recorder(client.inner.js.clone(), events.clone()));
         Self {
             client,
+            station_name: station.as_str().into(),
+            group_name: group.as_str().into(),
+            lag,
             station,
             group,
             schema,
@@ -530,6 +540,9 @@ impl Scheduler {
         let part = &mut self.parts[partition as usize];
         part.last_activity = Instant::now();
         part.last_delivery_at = Some(SystemTime::now());
+        if part.owned {
+            self.lag.set(part.handle.partition, info.pending);
+        }
         part.warned_silent = false;
         if !part.owned {
             // A late message of a partition being handed over: give it back.
@@ -647,6 +660,11 @@ impl Scheduler {
                 .retain(|(n, _)| !n.eq_ignore_ascii_case(snapshot::STREAM_SOURCE));
         }
         let delivery: Delivery = self.ledger.hand_out(token, entry.raw.clone(), message);
+        self.client.inner.telemetry.consumed(
+            &self.station_name,
+            &self.group_name,
+            delivery.partition,
+        );
         if let Some(ready) = &self.ready {
             // If the application is gone, the delivery's drop reports it back.
             let _ = ready.send(delivery);
@@ -885,6 +903,7 @@ impl Scheduler {
                 .store(floor, std::sync::atomic::Ordering::Release);
         }
         part.broker_undelivered = info.num_pending;
+        self.lag.set(part.handle.partition, info.num_pending);
         if part.handle.phase.is_some()
             && book.is_empty()
             && info.num_pending == 0
@@ -1058,6 +1077,7 @@ impl Scheduler {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "handing partition over");
                 part.owned = false;
                 part.revoking = true;
+                self.lag.set(partition, 0);
                 if let Some(task) = part.fetch.take() {
                     task.abort();
                 }

@@ -376,6 +376,7 @@ impl Client {
                 p,
                 options.clone(),
                 rx,
+                self.inner.telemetry.clone(),
             );
             tokio::spawn(worker.run());
         }
@@ -627,6 +628,8 @@ impl Producer {
         if let Some(key) = &message.key {
             headers.insert(headers::KEY, key.as_str());
         }
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::create_span(&mut headers, &inner.station, partition, &msg_id);
         Ok((partition, headers, msg_id))
     }
 

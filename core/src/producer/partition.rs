@@ -11,7 +11,7 @@
 //! pinned on the message that caused it, and that message and everything
 //! behind it fail.
 
-use std::{collections::VecDeque, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use async_nats::{
     HeaderMap,
@@ -30,6 +30,7 @@ use super::{Pending, ProducerOptions, Receipt};
 use crate::{
     error::{Error, ErrorKind},
     headers,
+    telemetry::Recorder,
 };
 
 /// The server's largest atomic batch (nats-server's default
@@ -63,6 +64,8 @@ enum Failure {
 pub(super) struct Worker {
     js: jetstream::Context,
     station: String,
+    /// The station's name shared by every telemetry sample.
+    station_name: Arc<str>,
     stream: String,
     partition: u32,
     options: ProducerOptions,
@@ -75,6 +78,7 @@ pub(super) struct Worker {
     /// unit is a single message from now on.
     no_batches: bool,
     backoff: ExponentialBackoff,
+    telemetry: Arc<Recorder>,
 }
 
 impl Worker {
@@ -85,6 +89,7 @@ impl Worker {
         partition: u32,
         options: ProducerOptions,
         rx: mpsc::UnboundedReceiver<Pending>,
+        telemetry: Arc<Recorder>,
     ) -> Self {
         let backoff = ExponentialBackoffBuilder::new()
             .with_initial_interval(options.retry_initial)
@@ -95,6 +100,7 @@ impl Worker {
             .build();
         Self {
             js,
+            station_name: station.as_str().into(),
             station,
             stream,
             partition,
@@ -104,6 +110,7 @@ impl Worker {
             singly: false,
             no_batches: false,
             backoff,
+            telemetry,
         }
     }
 
@@ -237,6 +244,7 @@ impl Worker {
 
     fn confirmed(&mut self, pending: Pending, sequence: u64, duplicate: bool) {
         self.backoff.reset();
+        self.record(&pending, None);
         let receipt = Receipt {
             station: self.station.clone(),
             partition: self.partition,
@@ -245,6 +253,18 @@ impl Worker {
             msg_id: pending.msg_id,
         };
         let _ = pending.reply.send(Ok(receipt));
+    }
+
+    /// A send's duration: its deadline is its enqueue time plus the
+    /// delivery timeout.
+    fn record(&self, pending: &Pending, error: Option<ErrorKind>) {
+        let enqueued = pending.deadline - self.options.delivery_timeout;
+        self.telemetry.sent(
+            &self.station_name,
+            self.partition,
+            enqueued.elapsed(),
+            error,
+        );
     }
 
     async fn on_failure(&mut self, failure: Failure) {
@@ -356,8 +376,10 @@ impl Worker {
                 cause.message()
             ),
         );
+        self.record(&first, Some(cause.kind()));
         let _ = first.reply.send(Err(cause));
         for p in tail {
+            self.record(&p, Some(behind.kind()));
             let _ = p.reply.send(Err(behind.clone()));
         }
         self.singly = self.no_batches;

@@ -29,7 +29,7 @@ from typing import (
 _Self = TypeVar("_Self")
 from types import TracebackType
 
-from . import _native
+from . import _native, telemetry
 from ._native import (
     DeadLetter,
     Delivery,
@@ -92,7 +92,9 @@ def _payload(payload: Payload) -> bytes:
     )
 
 
-def _headers(headers: Headers) -> Optional[List[Tuple[str, str]]]:
+def _headers(headers: Headers, station: str) -> Optional[List[Tuple[str, str]]]:
+    if telemetry._state is not None:  # the message carries the trace context
+        headers = telemetry._headers_for(station, None if headers is None else dict(headers))
     return None if headers is None else [(str(k), str(v)) for k, v in headers.items()]
 
 
@@ -107,7 +109,9 @@ async def connect(
     (seconds).
     """
     url_list = [urls] if isinstance(urls, str) else list(urls)
-    return Client(await _native.connect(url_list, **options))
+    client = Client(await _native.connect(url_list, **options))
+    telemetry._attach_client(client)
+    return client
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -150,6 +154,7 @@ class Client(_AsyncClosing):
 
     async def close(self) -> None:
         await self._native.close()
+        telemetry.flush()
 
     async def create_station(self, name: str, **settings: Any) -> Station:
         """Creates a station; a no-op when it exists with the same settings.
@@ -186,7 +191,9 @@ class Client(_AsyncClosing):
         ``fetch_batch``, ``handover_timeout`` (seconds), ``exactly_once``
         (record every handled message and skip a redelivered one found in the
         record) and ``exactly_once_retention`` (seconds the record keeps it)."""
-        return Consumer(await self._native.consumer(station, group, **options))
+        consumer = Consumer(await self._native.consumer(station, group, **options))
+        telemetry._attach_consumer(consumer)
+        return consumer
 
     async def delete_group(self, station: str, group: str) -> None:
         await self._native.delete_group(station, group)
@@ -288,7 +295,7 @@ class Producer(_AsyncClosing):
     ) -> Receipt:
         """Sends and waits until the broker stored the message."""
         return await self._native.send(
-            _payload(payload), key=key, headers=_headers(headers), msg_id=msg_id
+            _payload(payload), key=key, headers=_headers(headers, self.station), msg_id=msg_id
         )
 
     async def enqueue(
@@ -300,7 +307,7 @@ class Producer(_AsyncClosing):
         msg_id: Optional[str] = None,
     ) -> SendHandle:
         """Queues a message; await the returned handle for its receipt."""
-        data, hdrs = _payload(payload), _headers(headers)
+        data, hdrs = _payload(payload), _headers(headers, self.station)
         handle = self._native.try_enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
         if handle is None:  # the producer must wait (buffer full...)
             handle = await self._native.enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
@@ -310,6 +317,9 @@ class Producer(_AsyncClosing):
         self, messages: Sequence[Tuple[Payload, Optional[str]]]
     ) -> List[Receipt]:
         """Sends many (payload, key) pairs in one call; receipts in order."""
+        if telemetry._state is not None:  # each message carries its trace context
+            handles = [await self.enqueue(p, key=k) for p, k in messages]
+            return [await h for h in handles]
         return await self._native.send_batch([(_payload(p), k) for p, k in messages])
 
     async def delete(self, key: str) -> Receipt:
@@ -373,7 +383,8 @@ class Consumer(_AsyncClosing):
 
         async def run(message: Delivery) -> None:
             try:
-                await handler(message)
+                with telemetry.process(message, self.group):
+                    await handler(message)
             except asyncio.CancelledError:
                 message.release()  # not processed, not failed: no delivery counted
                 raise
