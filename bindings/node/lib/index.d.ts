@@ -1,5 +1,7 @@
 import type { ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth, PartitionStats, Placement, ProducerOptions, Replica, Receipt, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, StationStats } from '../native/index.js';
+import * as telemetry from './telemetry';
 export * from './errors';
+export { telemetry };
 export type { ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth, PartitionStats, Placement, ProducerOptions, Receipt, Replica, SchemaInfo, SchemaVersion, StateEntry, Station, StationConfig, StationStats, };
 /** What `send` accepts: bytes, text (UTF-8), or a JSON-serialisable object. */
 export type Payload = Buffer | Uint8Array | string | object;
@@ -116,6 +118,8 @@ export declare class Consumer implements AsyncIterable<Message> {
     private readonly inner;
     get station(): string;
     get group(): string;
+    /** Messages of this member's partitions the broker has not delivered yet. */
+    get lag(): number;
     /** The next message, or null once closed. Rejects with AbortError on abort. */
     next({ signal }?: {
         signal?: AbortSignal;

@@ -14,7 +14,7 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
     for (var p in m) if (p !== "default" && !Object.prototype.hasOwnProperty.call(exports, p)) __createBinding(exports, m, p);
 };
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Consumer = exports.Message = exports.Producer = exports.SendHandle = exports.Client = void 0;
+exports.Consumer = exports.Message = exports.Producer = exports.SendHandle = exports.Client = exports.telemetry = void 0;
 exports.connect = connect;
 exports.setLogger = setLogger;
 // jetstation for Node.js: every behaviour lives in the Rust core (../native);
@@ -24,6 +24,8 @@ exports.setLogger = setLogger;
 const native = require("../native/index.js");
 const errors_1 = require("./errors");
 const options_1 = require("./options");
+const telemetry = require("./telemetry");
+exports.telemetry = telemetry;
 __exportStar(require("./errors"), exports);
 Symbol.asyncDispose ??= Symbol.for('Symbol.asyncDispose');
 async function call(fn) {
@@ -78,7 +80,9 @@ function abortable(promise, signal) {
 async function connect(urls = 'nats://127.0.0.1:4222', options = {}) {
     const list = Array.isArray(urls) ? urls : [urls];
     (0, options_1.checkOptions)('connect', options);
-    return new Client(await call(() => native.connect(list, options)));
+    const inner = await call(() => native.connect(list, options));
+    telemetry.attachClient(inner);
+    return new Client(inner);
 }
 class Client {
     inner;
@@ -102,7 +106,9 @@ class Client {
     }
     async consumer(station, group, options) {
         (0, options_1.checkOptions)('consumer', options);
-        return new Consumer(await call(() => this.inner.consumer(station, group, options)));
+        const consumer = new Consumer(await call(() => this.inner.consumer(station, group, options)));
+        telemetry.attachMember(consumer);
+        return consumer;
     }
     deleteGroup(station, group) { return call(() => this.inner.deleteGroup(station, group)); }
     deadLetters(station) { return call(() => this.inner.deadLetters(station)); }
@@ -177,7 +183,8 @@ class Producer {
     get producerId() { return this.inner.producerId; }
     /** Sends and resolves once the broker stored the message. */
     send(payload, { key, headers, msgId, signal } = {}) {
-        return abortable(call(() => this.inner.send(toBuffer(payload), key, toHeaders(headers), msgId)), signal);
+        const hdrs = toHeaders(telemetry.headersFor(this.station, headers));
+        return abortable(call(() => this.inner.send(toBuffer(payload), key, hdrs, msgId)), signal);
     }
     /**
      * Queues a message and resolves with a handle (its `receipt()` resolves
@@ -186,7 +193,7 @@ class Producer {
      */
     async enqueue(payload, { key, headers, msgId } = {}) {
         const data = toBuffer(payload);
-        const hdrs = toHeaders(headers);
+        const hdrs = toHeaders(telemetry.headersFor(this.station, headers));
         while (this.waiting)
             await this.waiting;
         const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId));
@@ -197,7 +204,14 @@ class Producer {
         return new SendHandle(await pending);
     }
     /** Sends many `{ payload, key }` in one call; receipts in order. */
-    sendBatch(messages) {
+    async sendBatch(messages) {
+        if (telemetry.active()) {
+            // Each message carries its own trace context, so each is queued on its own.
+            const handles = [];
+            for (const m of messages)
+                handles.push(await this.enqueue(m.payload, { key: m.key }));
+            return Promise.all(handles.map((h) => h.receipt()));
+        }
         return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))));
     }
     /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
@@ -255,6 +269,8 @@ class Consumer {
     }
     get station() { return this.inner.station; }
     get group() { return this.inner.group; }
+    /** Messages of this member's partitions the broker has not delivered yet. */
+    get lag() { return this.inner.lag; }
     /** The next message, or null once closed. Rejects with AbortError on abort. */
     async next({ signal } = {}) {
         if (signal?.aborted)
@@ -315,7 +331,7 @@ class Consumer {
                     break;
                 const current = message;
                 const task = Promise.resolve()
-                    .then(() => handler(current))
+                    .then(() => telemetry.processMessage(current, this.group, () => handler(current)))
                     .then(() => current.ack(), (error) => {
                     const e = error;
                     current.nack({ reason: `${e?.name ?? 'Error'}: ${e?.message ?? String(error)}` });

@@ -25,5 +25,6 @@ export const {
   kinds,
   mapError,
   setLogger,
+  telemetry,
 } = jetstation
 export default jetstation

@@ -11,6 +11,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 export declare class Client {
   get serverVersion(): string
+  /** Starts keeping send durations and consumed counts for `drainTelemetry`. */
+  enableTelemetry(): void
+  /** The measurements kept since the last call. */
+  drainTelemetry(): Telemetry
   createStation(name: string, config?: StationConfig | undefined | null): Promise<Station>
   updateStation(name: string, config?: StationConfig | undefined | null): Promise<Station>
   station(name: string): Promise<Station>
@@ -50,6 +54,8 @@ export declare class Client {
 export declare class Consumer {
   get station(): string
   get group(): string
+  /** Messages of this member's partitions the broker has not delivered yet. */
+  get lag(): number
   /** The next message; null once closed or when `interrupt()` was called. */
   next(): Promise<Message | null>
   /** Ends the waits of `next()` in progress (used for AbortSignal). */
@@ -139,6 +145,14 @@ export interface ConnectOptions {
   connectTimeoutMs?: number
   requestTimeoutMs?: number
   maxReconnectDelayMs?: number
+}
+
+/** Messages handed to the application since the last drain. */
+export interface ConsumedCount {
+  station: string
+  group: string
+  partition: number
+  count: number
 }
 
 /** Consumer settings. Durations are milliseconds. */
@@ -313,6 +327,15 @@ export interface SchemaVersion {
   created: string
 }
 
+/** One send, from enqueue to the broker's answer. */
+export interface SendSample {
+  station: string
+  partition: number
+  seconds: number
+  /** The error kind when the send failed. */
+  error?: string
+}
+
 /**
  * Sends core log events at or above `filter` ("info", "jetstation=debug"…)
  * to `logger`; `null` silences them again. The logger never keeps the
@@ -385,4 +408,12 @@ export interface StationStats {
   schemaVersion?: number
   /** Keys in the state view (compacted stations). */
   stateKeys?: number
+}
+
+/** What the core measured since the last drain. */
+export interface Telemetry {
+  sends: Array<SendSample>
+  consumed: Array<ConsumedCount>
+  /** Send samples dropped because nobody drained them in time. */
+  dropped: number
 }

@@ -136,6 +136,18 @@ impl Client {
         self.inner.server_version()
     }
 
+    /// Starts keeping send durations and consumed counts for `drainTelemetry`.
+    #[napi]
+    pub fn enable_telemetry(&self) {
+        self.inner.enable_telemetry();
+    }
+
+    /// The measurements kept since the last call.
+    #[napi]
+    pub fn drain_telemetry(&self) -> crate::types::Telemetry {
+        self.inner.drain_telemetry().into()
+    }
+
     #[napi]
     pub async fn create_station(
         &self,

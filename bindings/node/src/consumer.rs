@@ -107,6 +107,12 @@ impl Consumer {
         self.inner.group().to_string()
     }
 
+    /// Messages of this member's partitions the broker has not delivered yet.
+    #[napi(getter)]
+    pub fn lag(&self) -> f64 {
+        self.inner.lag() as f64
+    }
+
     /// The next message; null once closed or when `interrupt()` was called.
     #[napi]
     pub async fn next(&self) -> napi::Result<Option<Message>> {

@@ -234,3 +234,59 @@ impl Snapshot {
         }
     }
 }
+
+/// One send, from enqueue to the broker's answer.
+#[napi(object)]
+pub struct SendSample {
+    pub station: String,
+    pub partition: u32,
+    pub seconds: f64,
+    /// The error kind when the send failed.
+    pub error: Option<String>,
+}
+
+/// Messages handed to the application since the last drain.
+#[napi(object)]
+pub struct ConsumedCount {
+    pub station: String,
+    pub group: String,
+    pub partition: u32,
+    pub count: f64,
+}
+
+/// What the core measured since the last drain.
+#[napi(object)]
+pub struct Telemetry {
+    pub sends: Vec<SendSample>,
+    pub consumed: Vec<ConsumedCount>,
+    /// Send samples dropped because nobody drained them in time.
+    pub dropped: f64,
+}
+
+impl From<jetstation::telemetry::Drained> for Telemetry {
+    fn from(d: jetstation::telemetry::Drained) -> Self {
+        Telemetry {
+            sends: d
+                .sends
+                .into_iter()
+                .map(|s| SendSample {
+                    station: s.station.to_string(),
+                    partition: s.partition,
+                    seconds: s.seconds,
+                    error: s.error.map(|k| k.as_str().to_string()),
+                })
+                .collect(),
+            consumed: d
+                .consumed
+                .into_iter()
+                .map(|c| ConsumedCount {
+                    station: c.station,
+                    group: c.group,
+                    partition: c.partition,
+                    count: c.count as f64,
+                })
+                .collect(),
+            dropped: d.dropped as f64,
+        }
+    }
+}

@@ -26,8 +26,10 @@ import type {
 } from '../native/index.js'
 import { InvalidArgumentError, mapError } from './errors'
 import { checkOptions } from './options'
+import * as telemetry from './telemetry'
 
 export * from './errors'
+export { telemetry }
 export type {
   ConnectOptions, ConsumerOptions, DeadLetter, GroupPartitionStats, GroupStats, LogRecord, MemberStats, PartitionHealth,
   PartitionStats, Placement, ProducerOptions, Receipt, Replica, SchemaInfo, SchemaVersion, StateEntry, Station,
@@ -107,7 +109,9 @@ function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
 export async function connect(urls: string | string[] = 'nats://127.0.0.1:4222', options: ConnectOptions = {}): Promise<Client> {
   const list = Array.isArray(urls) ? urls : [urls]
   checkOptions('connect', options)
-  return new Client(await call(() => native.connect(list, options)))
+  const inner = await call(() => native.connect(list, options))
+  telemetry.attachClient(inner)
+  return new Client(inner)
 }
 
 export class Client {
@@ -129,7 +133,9 @@ export class Client {
   }
   async consumer(station: string, group: string, options?: ConsumerOptions): Promise<Consumer> {
     checkOptions('consumer', options)
-    return new Consumer(await call(() => this.inner.consumer(station, group, options)))
+    const consumer = new Consumer(await call(() => this.inner.consumer(station, group, options)))
+    telemetry.attachMember(consumer)
+    return consumer
   }
   deleteGroup(station: string, group: string): Promise<void> { return call(() => this.inner.deleteGroup(station, group)) }
   deadLetters(station: string): Promise<DeadLetter[]> { return call(() => this.inner.deadLetters(station)) }
@@ -202,7 +208,8 @@ export class Producer {
   get producerId(): string { return this.inner.producerId }
   /** Sends and resolves once the broker stored the message. */
   send(payload: Payload, { key, headers, msgId, signal }: SendOptions = {}): Promise<Receipt> {
-    return abortable(call(() => this.inner.send(toBuffer(payload), key, toHeaders(headers), msgId)), signal)
+    const hdrs = toHeaders(telemetry.headersFor(this.station, headers))
+    return abortable(call(() => this.inner.send(toBuffer(payload), key, hdrs, msgId)), signal)
   }
   /**
    * Queues a message and resolves with a handle (its `receipt()` resolves
@@ -211,7 +218,7 @@ export class Producer {
    */
   async enqueue(payload: Payload, { key, headers, msgId }: Omit<SendOptions, 'signal'> = {}): Promise<SendHandle> {
     const data = toBuffer(payload)
-    const hdrs = toHeaders(headers)
+    const hdrs = toHeaders(telemetry.headersFor(this.station, headers))
     while (this.waiting) await this.waiting
     const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId))
     if (ready) return new SendHandle(ready)
@@ -220,7 +227,13 @@ export class Producer {
     return new SendHandle(await pending)
   }
   /** Sends many `{ payload, key }` in one call; receipts in order. */
-  sendBatch(messages: Array<{ payload: Payload; key?: string }>): Promise<Receipt[]> {
+  async sendBatch(messages: Array<{ payload: Payload; key?: string }>): Promise<Receipt[]> {
+    if (telemetry.active()) {
+      // Each message carries its own trace context, so each is queued on its own.
+      const handles: SendHandle[] = []
+      for (const m of messages) handles.push(await this.enqueue(m.payload, { key: m.key }))
+      return Promise.all(handles.map((h) => h.receipt()))
+    }
     return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))))
   }
   /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
@@ -273,6 +286,8 @@ export class Consumer implements AsyncIterable<Message> {
   constructor(private readonly inner: native.Consumer) {}
   get station(): string { return this.inner.station }
   get group(): string { return this.inner.group }
+  /** Messages of this member's partitions the broker has not delivered yet. */
+  get lag(): number { return this.inner.lag }
 
   /** The next message, or null once closed. Rejects with AbortError on abort. */
   async next({ signal }: { signal?: AbortSignal } = {}): Promise<Message | null> {
@@ -330,7 +345,7 @@ export class Consumer implements AsyncIterable<Message> {
         if (message === null) break
         const current = message
         const task: Promise<void> = Promise.resolve()
-          .then(() => handler(current))
+          .then(() => telemetry.processMessage(current, this.group, () => handler(current)))
           .then(
             () => current.ack(),
             (error: unknown) => {
