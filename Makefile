@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-telemetry test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,7 @@ test: setup
 	$(MAKE) --no-print-directory test-node || status=1; \
 	$(MAKE) --no-print-directory test-swift || status=1; \
 	$(MAKE) --no-print-directory test-gateway || status=1; \
+	$(MAKE) --no-print-directory test-telemetry || status=1; \
 	$(MAKE) --no-print-directory test-ui || status=1; \
 	$(MAKE) --no-print-directory test-install || status=1; \
 	$(MAKE) --no-print-directory conformance || status=1; \
@@ -49,7 +50,7 @@ test-contract:
 ## Rust core: unit tests and integration tests against real nats-servers
 ## (cargo-nextest, so that every test has a time limit: .config/nextest.toml).
 test-core: setup
-	@scripts/test-summary.sh $(CARGO) nextest run --workspace --exclude jetstation-gateway --no-fail-fast
+	@scripts/test-summary.sh $(CARGO) nextest run --workspace --exclude jetstation-gateway --exclude jetstation-telemetry-tests --no-fail-fast
 
 ## The `jetstation` command-line tool against a real nats-server (also run
 ## by test-core, which runs the whole workspace).
@@ -98,6 +99,11 @@ test-swift: setup
 ## Python grpcio with stubs generated from proto/ at test time.
 test-gateway: setup
 	@scripts/test-summary.sh scripts/test-gateway.sh
+
+## OpenTelemetry: the core's `otel` feature, and one trace followed from a
+## Python producer through a Rust service to a Node consumer.
+test-telemetry: setup
+	@scripts/test-summary.sh scripts/test-telemetry.sh
 
 ## The chaos suite on a 3-node cluster (short form; CHAOS_LONG=1 for the
 ## long one), with Rust and with Python workers, judged by tests/chaos/check.py.

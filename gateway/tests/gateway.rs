@@ -790,3 +790,85 @@ async fn station_stats_and_groups_over_grpc() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn the_calls_trace_context_reaches_its_messages() {
+    let g = start().await;
+    let mut stations = pb::stations_client::StationsClient::new(channel(&g.addr).await);
+    create(
+        &mut stations,
+        pb::CreateStationRequest {
+            name: "traced".into(),
+            config: None,
+            update: false,
+        },
+    )
+    .await;
+    let call = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut producer = pb::producer_client::ProducerClient::new(channel(&g.addr).await);
+    for (key, headers) in [
+        ("from-call", HashMap::new()),
+        (
+            "own",
+            HashMap::from([("traceparent".to_string(), own.to_string())]),
+        ),
+    ] {
+        let mut request = authed(
+            "ta",
+            pb::SendRequest {
+                station: "traced".into(),
+                message: Some(pb::OutgoingMessage {
+                    payload: b"x".to_vec(),
+                    key: key.into(),
+                    headers,
+                    ..Default::default()
+                }),
+            },
+        );
+        request
+            .metadata_mut()
+            .insert("traceparent", MetadataValue::try_from(call).unwrap());
+        request
+            .metadata_mut()
+            .insert("tracestate", MetadataValue::try_from("vendor=1").unwrap());
+        producer.send(request).await.unwrap();
+    }
+    // Read back with the core, in the token's namespace.
+    let client = jetstation::Client::connect(
+        jetstation::ConnectOptions::new(g.server.url()).namespace("tenant-a"),
+    )
+    .await
+    .unwrap();
+    let consumer = client
+        .consumer("traced", "readers", Default::default())
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    while seen.len() < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("both messages within 10 s")
+            .unwrap()
+            .unwrap();
+        seen.insert(
+            d.key.clone().unwrap(),
+            (
+                d.header("traceparent").map(String::from),
+                d.header("tracestate").map(String::from),
+            ),
+        );
+        d.ack().unwrap();
+    }
+    assert_eq!(
+        seen["from-call"],
+        (Some(call.to_string()), Some("vendor=1".to_string())),
+        "a message without its own context carries the call's"
+    );
+    assert_eq!(
+        seen["own"].0.as_deref(),
+        Some(own),
+        "a message's own context wins"
+    );
+    consumer.close().await.unwrap();
+}

@@ -33,7 +33,7 @@ class Otel:
 
     def points(self, metric: str) -> List[Any]:
         data = self.metrics.get_metrics_data()
-        found = []
+        found: List[Any] = []
         for resource in data.resource_metrics if data else []:
             for scope in resource.scope_metrics:
                 for m in scope.metrics:
@@ -53,10 +53,12 @@ def otel() -> Iterator[Otel]:
 
 
 def total(points: List[Any], **attrs: Any) -> float:
-    return sum(
-        p.value if hasattr(p, "value") else p.count
-        for p in points
-        if all(p.attributes.get(k) == v for k, v in attrs.items())
+    return float(
+        sum(
+            p.value if hasattr(p, "value") else p.count
+            for p in points
+            if all(p.attributes.get(k) == v for k, v in attrs.items())
+        )
     )
 
 

@@ -421,7 +421,7 @@ impl Producer {
     }
 
     /// Sends and waits until the broker stored the message.
-    #[tracing::instrument(name = "send", skip_all, fields(station = %self.inner.station))]
+    #[tracing::instrument(name = "send", level = "debug", skip_all, fields(station = %self.inner.station))]
     pub async fn send(&self, message: Message) -> Result<Receipt> {
         self.enqueue(message).await?.await
     }
