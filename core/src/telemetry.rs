@@ -50,9 +50,30 @@ pub const ATTR_GROUP: &str = "messaging.consumer.group.name";
 pub const ATTR_OPERATION_NAME: &str = "messaging.operation.name";
 pub const ATTR_OPERATION_TYPE: &str = "messaging.operation.type";
 pub const ATTR_MESSAGE_ID: &str = "messaging.message.id";
-pub const ATTR_BODY_SIZE: &str = "messaging.message.body.size";
 pub const ATTR_DELIVERY_COUNT: &str = "messaging.message.delivery_count";
 pub const ATTR_ERROR_TYPE: &str = "error.type";
+
+/// Every metric, as `contract/jetstation.json` declares them.
+pub const METRICS: [&str; 5] = [
+    SENT_MESSAGES,
+    CONSUMED_MESSAGES,
+    OPERATION_DURATION,
+    PROCESS_DURATION,
+    CONSUMER_LAG,
+];
+
+/// Every span attribute, as `contract/jetstation.json` declares them.
+pub const ATTRIBUTES: [&str; 9] = [
+    ATTR_SYSTEM,
+    ATTR_DESTINATION,
+    ATTR_PARTITION,
+    ATTR_GROUP,
+    ATTR_OPERATION_NAME,
+    ATTR_OPERATION_TYPE,
+    ATTR_MESSAGE_ID,
+    ATTR_DELIVERY_COUNT,
+    ATTR_ERROR_TYPE,
+];
 
 /// Send samples kept between two drains; beyond it the oldest are dropped
 /// and counted in [`Drained::dropped`] (16 bytes each plus the station).

@@ -125,3 +125,19 @@ fn option_records_hold_the_cores_settings() {
         ],
     );
 }
+
+#[test]
+fn telemetry_names_are_the_cores() {
+    let c = contract();
+    let names = |key: &str| -> Vec<String> {
+        c["telemetry"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("metrics"), jetstation::telemetry::METRICS);
+    assert_eq!(names("attributes"), jetstation::telemetry::ATTRIBUTES);
+    assert_eq!(jetstation::telemetry::SYSTEM, "nats");
+}

@@ -288,6 +288,12 @@ def check(lang: str) -> List[str]:
     for kind in CONTRACT["error_kinds"]:
         if kind not in surface.words:
             missing.append(f"error kind {kind}")
+    telemetry = CONTRACT["telemetry"]
+    if "telemetry" not in na:
+        text = read(ROOT / telemetry["sources"][lang])
+        for name in telemetry["metrics"] + telemetry["attributes"]:
+            if f'"{name}"' not in text and f"'{name}'" not in text:
+                missing.append(f"telemetry name {name} (in {telemetry['sources'][lang]})")
     return missing
 
 
@@ -304,7 +310,7 @@ def main() -> int:
             for item in missing:
                 print(f"  - {item}")
         else:
-            print(f"{lang}: every option, field, operation and error kind of the contract")
+            print(f"{lang}: every option, field, operation, error kind and telemetry name of the contract")
     return 1 if failed else 0
 
 
