@@ -129,8 +129,7 @@ test('the lag gauge follows the broker; without instrumentation no header is add
   while (Date.now() < deadline) {
     lag = total(await o.points('jetstation.consumer.lag'), { 'messaging.consumer.group.name': 'slow' })
     if (lag > 0) break
-    // Poll until the broker's count arrived; bounded by the deadline.
-    await new Promise((r) => setTimeout(r, 100))
+    await new Promise((r) => setTimeout(r, 100)) // poll until the broker's count arrived; the deadline bounds it
   }
   assert.ok(lag > 0 && lag <= 49, `lag ${lag}`)
   first.ack()

@@ -75,8 +75,7 @@ async fn spans_link_across_the_broker_and_metrics_count() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while seen.lock().unwrap().len() < 5 {
         assert!(tokio::time::Instant::now() < deadline, "5 messages handled");
-        // Poll until the handler saw every message; bounded by the deadline.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll until the handler saw every message; the deadline bounds it
     }
     consumer.close().await.unwrap();
     run.await.unwrap().unwrap();
