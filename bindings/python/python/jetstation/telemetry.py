@@ -279,7 +279,3 @@ def _headers_for(station: str, headers: Optional[Dict[str, str]]) -> Optional[Di
     if state is None:
         return headers
     return state.create(station, headers)
-
-
-def _active() -> bool:
-    return _state is not None
