@@ -88,3 +88,69 @@ async fn without_the_option_the_same_crash_handles_them_again() {
     let handled = crash_after_handling(false, "payments").await;
     assert_eq!(handled.len(), 20, "{handled:?}");
 }
+
+/// A record written one key per message (as before records were written
+/// many per write) still keeps its message from running again.
+#[tokio::test]
+async fn a_record_kept_one_key_per_message_is_still_honoured() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("ledger", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = client
+        .producer("ledger", ProducerOptions::default())
+        .await
+        .unwrap();
+    for i in 0..6 {
+        producer
+            .send(Message::new(format!("m{i}")).key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    let stored = read_stream(&server.url(), &partition_stream("ledger", 0)).await;
+    assert_eq!(stored.len(), 6);
+
+    // Member A takes every message and crashes without settling any.
+    let crashed = connect(&server).await;
+    let a = crashed
+        .consumer("ledger", "payments", options(true).concurrency(8))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let d = tokio::time::timeout(Duration::from_secs(10), a.next())
+            .await
+            .expect("member A receives")
+            .unwrap()
+            .unwrap();
+        held.push(d);
+    }
+    // m1 and m3 are in the group's record, one key each.
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let record = js.get_key_value("jst_done_ledger_payments").await.unwrap();
+    for i in [1, 3] {
+        record
+            .put(format!("id.{}", stored[i].msg_id), Default::default())
+            .await
+            .unwrap();
+    }
+    crashed.close().await.unwrap();
+    drop(held);
+
+    let b = client
+        .consumer("ledger", "payments", options(true))
+        .await
+        .unwrap();
+    let mut handled = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(4), b.next()).await {
+        let d = d.unwrap();
+        handled.push(String::from_utf8(d.payload.to_vec()).unwrap());
+        d.ack().unwrap();
+    }
+    b.close().await.unwrap();
+    handled.sort();
+    assert_eq!(handled, ["m0", "m2", "m4", "m5"]);
+}
