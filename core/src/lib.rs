@@ -45,7 +45,9 @@ pub use consumer::{
 };
 pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};
-pub use producer::{Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull};
+pub use producer::{
+    BOOKKEEPING_BYTES, Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull,
+};
 pub use schema::{
     Compatibility, SchemaBinding, SchemaDefinition, SchemaFormat, SchemaInfo, SchemaVersion,
     Validator,

@@ -5,7 +5,9 @@ mod common;
 use std::{collections::HashSet, time::Duration};
 
 use common::*;
-use jetstation::{ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull};
+use jetstation::{
+    BOOKKEEPING_BYTES, ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull,
+};
 
 /// Enqueues `per_key` rounds over `keys` keys ("emp-<k>"), pausing between
 /// rounds, then awaits every send: each must succeed. Returns how many did.
@@ -478,4 +480,72 @@ async fn concurrent_producers_on_one_partition_keep_their_order() {
     for (key, seen) in stored {
         assert_eq!(seen, (0..50).collect::<Vec<_>>(), "key {key}");
     }
+}
+
+/// The buffer counts what a queued message holds beyond its payload: its
+/// headers, subject and the producer's bookkeeping of it, so `buffer_bytes`
+/// bounds memory even for tiny messages.
+#[tokio::test]
+async fn the_buffer_counts_each_messages_bookkeeping() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("accounts", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = client
+        .producer("accounts", ProducerOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(producer.buffered_bytes(), 0);
+    // Frozen, the broker confirms nothing: every message stays counted.
+    server.freeze();
+    let mut handles = Vec::new();
+    let mut grew = |handles: &mut Vec<_>, message: Message| {
+        let before = producer.buffered_bytes();
+        let handle = producer
+            .try_enqueue(&message)
+            .unwrap()
+            .expect("room in the buffer");
+        handles.push(handle);
+        producer.buffered_bytes() - before
+    };
+    let mut empty = Vec::new();
+    let mut kilobyte = Vec::new();
+    for i in 0..50 {
+        empty.push(grew(&mut handles, Message::new(Vec::new()).key("k")));
+        kilobyte.push(grew(
+            &mut handles,
+            Message::new(vec![b'x'; 1000]).key(format!("k{}", i % 2)),
+        ));
+    }
+    for (e, k) in empty.iter().zip(&kilobyte) {
+        // An empty message still costs its bookkeeping, headers and subject.
+        assert!(
+            *e >= BOOKKEEPING_BYTES + 12 && *e <= BOOKKEEPING_BYTES + 400,
+            "an empty message counted {e} bytes"
+        );
+        // The payload counts byte for byte (the ids and keys differ by a few).
+        assert!(
+            k.abs_diff(e + 1000) <= 8,
+            "a 1000-byte message counted {k}, an empty one {e}"
+        );
+    }
+    let total: usize = empty.iter().chain(&kilobyte).sum();
+    assert_eq!(producer.buffered_bytes(), total);
+    assert_eq!(producer.outstanding(), 100);
+
+    server.thaw();
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(30), h)
+            .await
+            .expect("confirmed after the broker resumed")
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    assert_eq!(
+        producer.buffered_bytes(),
+        0,
+        "confirmed messages free their bytes"
+    );
 }

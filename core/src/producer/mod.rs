@@ -522,7 +522,7 @@ impl Producer {
             _ => inner.subjects[partition as usize].clone(),
         };
         let message_bytes = message.payload.len() + header_bytes(&headers);
-        let size = message_bytes + subject.len() + BOOKKEEPING;
+        let size = message_bytes + subject.len() + BOOKKEEPING_BYTES;
         let max_payload = inner.max_payload;
         if message_bytes > max_payload {
             return Err(Error::new(
@@ -651,6 +651,12 @@ impl Producer {
     pub fn outstanding(&self) -> usize {
         self.inner.outstanding.get()
     }
+
+    /// Buffer bytes held right now by queued and in-flight messages: each
+    /// counts its payload, headers and subject, plus [`BOOKKEEPING_BYTES`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.options.buffer_bytes - self.inner.buffer.available_permits()
+    }
 }
 
 /// What a queued message holds beyond its bytes on the wire, counted in the
@@ -658,7 +664,7 @@ impl Producer {
 /// and in-flight request. Measured: a producer that enqueued 1,000,000
 /// messages with payloads sharing one allocation peaked at about 0.85 KiB
 /// per queued message, of which the wire bytes were about 340.
-const BOOKKEEPING: usize = 512;
+pub const BOOKKEEPING_BYTES: usize = 512;
 
 fn header_bytes(headers: &HeaderMap) -> usize {
     // "NATS/1.0\r\n" + "name: value\r\n" per header + "\r\n".
