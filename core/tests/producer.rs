@@ -501,7 +501,7 @@ async fn the_buffer_counts_each_messages_bookkeeping() {
     // Frozen, the broker confirms nothing: every message stays counted.
     server.freeze();
     let mut handles = Vec::new();
-    let mut grew = |handles: &mut Vec<_>, message: Message| {
+    let grew = |handles: &mut Vec<_>, message: Message| {
         let before = producer.buffered_bytes();
         let handle = producer
             .try_enqueue(&message)
