@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-telemetry test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-chaos bench-cdc lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-telemetry test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-shapes bench-chaos bench-cdc lint
 
 setup:
 	@scripts/setup.sh
@@ -132,7 +132,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas bench-produce bench-consume bench-chaos bench-cdc
+bench: bench-schemas bench-produce bench-consume bench-shapes bench-chaos bench-cdc
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
@@ -141,6 +141,11 @@ bench-schemas: setup
 
 bench-produce: setup
 	scripts/bench-produce.sh
+
+## Produce and consume on one node and on a 3-node R3 cluster: 1, 4 and 64
+## partitions, four producers on one station, exactly once; raw beside.
+bench-shapes: setup
+	scripts/bench-shapes.sh
 
 ## Recovery time after each fault kind on a 3-node cluster (the chaos suite).
 bench-chaos: setup

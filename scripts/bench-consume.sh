@@ -22,5 +22,6 @@ url="nats://127.0.0.1:$port"
 "$bin/consume" "$url" "$COUNT" 256 > "$dir/consume.jsonl"
 for round in 1 2 3; do "$bin/latency" "$url" 5 >> "$dir/latency.jsonl"; done
 "$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
+"$bin/produce_memory" "$url" 10000000 256 >> "$dir/memory.jsonl"
 "$bin/snapshot" "$url" 100000 > "$dir/snapshot.jsonl"
 python3 scripts/bench-consume-table.py "$dir" "make bench-consume"
