@@ -159,6 +159,8 @@ class Client {
     async [Symbol.asyncDispose]() { await this.close(); }
 }
 exports.Client = Client;
+/** Messages per native call of `sendBatch`. */
+const SEND_BATCH_CHUNK = 4096;
 class SendHandle {
     inner;
     /** @internal */
@@ -212,7 +214,28 @@ class Producer {
                 handles.push(await this.enqueue(m.payload, { key: m.key }));
             return Promise.all(handles.map((h) => h.receipt()));
         }
-        return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))));
+        // Every message is checked before the first leaves: bad input sends nothing.
+        const outgoing = messages.map((m) => {
+            if (m.key != null && typeof m.key !== 'string')
+                throw new errors_1.InvalidArgumentError(`key must be a string, not ${typeof m.key}`);
+            return { payload: toBuffer(m.payload), key: m.key ?? undefined };
+        });
+        // Chunks of SEND_BATCH_CHUNK: the JavaScript thread hands over the next
+        // chunk while the earlier ones are sent, and turns each chunk's receipts
+        // into objects as it completes, instead of converting every message
+        // before the first leaves and every receipt after the last is stored.
+        const chunks = [];
+        for (let start = 0; start < outgoing.length; start += SEND_BATCH_CHUNK) {
+            const chunk = outgoing.slice(start, start + SEND_BATCH_CHUNK);
+            const queued = await call(() => this.inner.enqueueBatch(chunk));
+            const receipts = call(() => queued.wait());
+            receipts.catch(() => { }); // awaited below in order; meanwhile a failure is not unhandled
+            chunks.push(receipts);
+        }
+        const receipts = [];
+        for (const chunk of chunks)
+            receipts.push(...(await chunk));
+        return receipts;
     }
     /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
     delete(key) { return call(() => this.inner.delete(key)); }

@@ -9,6 +9,14 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * The queued messages of one `enqueueBatch` chunk; `wait()` resolves with
+ * their receipts in order, or fails with the first message's error.
+ */
+export declare class BatchHandle {
+  wait(): Promise<Array<Receipt>>
+}
+
 export declare class Client {
   get serverVersion(): string
   /** Starts keeping send durations and consumed counts for `drainTelemetry`. */
@@ -93,6 +101,14 @@ export declare class Producer {
   send(payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): Promise<Receipt>
   /** Sends many messages in one call; receipts in order. */
   sendBatch(messages: Array<OutgoingMessage>): Promise<Array<Receipt>>
+  /**
+   * Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
+   * does, and resolves once all of it is queued, with a handle to the
+   * chunk's receipts. The caller queues the next chunk after this one
+   * resolved, so chunks keep their order while the JavaScript thread
+   * converts the next chunk and earlier ones are on their way.
+   */
+  enqueueBatch(messages: Array<OutgoingMessage>): Promise<BatchHandle>
   /**
    * Queues without waiting when the producer has room; returns a handle,
    * or null when it would have to wait (then use `send`).

@@ -127,6 +127,26 @@ impl Producer {
         receipts.into_iter().map(|r| Ok(r.js()?.into())).collect()
     }
 
+    /// Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
+    /// does, and resolves once all of it is queued, with a handle to the
+    /// chunk's receipts. The caller queues the next chunk after this one
+    /// resolved, so chunks keep their order while the JavaScript thread
+    /// converts the next chunk and earlier ones are on their way.
+    #[napi]
+    pub async fn enqueue_batch(&self, messages: Vec<OutgoingMessage>) -> napi::Result<BatchHandle> {
+        let messages = messages
+            .into_iter()
+            .map(|m| message(&m.payload, m.key, None, None))
+            .collect::<napi::Result<Vec<_>>>()?;
+        let mut handles = Vec::with_capacity(messages.len());
+        for m in messages {
+            handles.push(self.inner.enqueue(m).await);
+        }
+        Ok(BatchHandle {
+            handles: std::sync::Mutex::new(Some(handles)),
+        })
+    }
+
     /// Queues without waiting when the producer has room; returns a handle,
     /// or null when it would have to wait (then use `send`).
     #[napi]
@@ -210,5 +230,30 @@ impl SendHandle {
             .take()
             .ok_or_else(|| invalid("this send handle was already awaited"))?;
         Ok(handle.await.js()?.into())
+    }
+}
+
+/// The queued messages of one `enqueueBatch` chunk; `wait()` resolves with
+/// their receipts in order, or fails with the first message's error.
+#[napi]
+pub struct BatchHandle {
+    handles: std::sync::Mutex<Option<Vec<jetstation::Result<jetstation::SendHandle>>>>,
+}
+
+#[napi]
+impl BatchHandle {
+    #[napi]
+    pub async fn wait(&self) -> napi::Result<Vec<Receipt>> {
+        let handles = self
+            .handles
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| invalid("this batch handle was already awaited"))?;
+        let mut receipts = Vec::with_capacity(handles.len());
+        for handle in handles {
+            receipts.push(handle.js()?.await.js()?.into());
+        }
+        Ok(receipts)
     }
 }

@@ -97,6 +97,29 @@ const jetstation = require(${JSON.stringify(path.resolve(__dirname, '..'))})
 })()
 `
 
+test('sendBatch larger than one native chunk keeps order and sends nothing on bad input', async (t) => {
+  const { client } = await setup(t)
+  await client.createStation('chunks')
+  const producer = await client.producer('chunks')
+  const count = 10000
+  const bad = [...Array(count).keys()].map((i) => ({ payload: `m${i}`, key: `k${i % 7}` }))
+  bad[9000] = { payload: null, key: 'k0' }
+  await assert.rejects(producer.sendBatch(bad), (e) => e instanceof jetstation.InvalidArgumentError)
+  assert.equal((await client.station('chunks')).messages, 0)
+  const receipts = await producer.sendBatch([...Array(count).keys()].map((i) => ({ payload: `m${i}`, key: `k${i % 7}` })))
+  assert.equal(receipts.length, count)
+  // One partition: receipts in call order are the stream's order.
+  assert.deepEqual(receipts.map((r) => r.sequence), [...Array(count).keys()].map((i) => i + 1))
+  const consumer = await client.consumer('chunks', 'g')
+  const got = []
+  for await (const m of consumer) {
+    got.push(m.payload.toString())
+    m.ack()
+    if (got.length === count) break
+  }
+  assert.deepEqual(got, [...Array(count).keys()].map((i) => `m${i}`))
+})
+
 test('ordered acknowledgement after a crash', async (t) => {
   const { server, client } = await setup(t)
   await client.createStation('acks')

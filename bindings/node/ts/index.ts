@@ -190,6 +190,9 @@ export class Client {
   async [Symbol.asyncDispose](): Promise<void> { await this.close() }
 }
 
+/** Messages per native call of `sendBatch`. */
+const SEND_BATCH_CHUNK = 4096
+
 export class SendHandle {
   /** @internal */
   constructor(private readonly inner: native.SendHandle) {}
@@ -234,7 +237,26 @@ export class Producer {
       for (const m of messages) handles.push(await this.enqueue(m.payload, { key: m.key }))
       return Promise.all(handles.map((h) => h.receipt()))
     }
-    return call(() => this.inner.sendBatch(messages.map((m) => ({ payload: toBuffer(m.payload), key: m.key }))))
+    // Every message is checked before the first leaves: bad input sends nothing.
+    const outgoing = messages.map((m) => {
+      if (m.key != null && typeof m.key !== 'string') throw new InvalidArgumentError(`key must be a string, not ${typeof m.key}`)
+      return { payload: toBuffer(m.payload), key: m.key ?? undefined }
+    })
+    // Chunks of SEND_BATCH_CHUNK: the JavaScript thread hands over the next
+    // chunk while the earlier ones are sent, and turns each chunk's receipts
+    // into objects as it completes, instead of converting every message
+    // before the first leaves and every receipt after the last is stored.
+    const chunks: Promise<Receipt[]>[] = []
+    for (let start = 0; start < outgoing.length; start += SEND_BATCH_CHUNK) {
+      const chunk = outgoing.slice(start, start + SEND_BATCH_CHUNK)
+      const queued = await call(() => this.inner.enqueueBatch(chunk))
+      const receipts = call(() => queued.wait())
+      receipts.catch(() => {}) // awaited below in order; meanwhile a failure is not unhandled
+      chunks.push(receipts)
+    }
+    const receipts: Receipt[] = []
+    for (const chunk of chunks) receipts.push(...(await chunk))
+    return receipts
   }
   /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
   delete(key: string): Promise<Receipt> { return call(() => this.inner.delete(key)) }
