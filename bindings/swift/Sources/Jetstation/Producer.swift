@@ -11,7 +11,35 @@ public extension Producer {
         if let handle = try tryEnqueue(message: message) { return handle }
         return try await enqueueMessage(message: message)
     }
+
+    /// Sends many messages, `payloads[i]` with `keys[i]`; returns their
+    /// receipts in order, or throws the first failed message's error. The
+    /// messages cross into the core in chunks of `sendBatchChunk`, each
+    /// queued after the one before, so a large batch is never copied across
+    /// in one buffer and the first chunk is on its way while the next is
+    /// handed over.
+    func sendBatch(payloads: [Data], keys: [String?]) async throws -> [Receipt] {
+        guard payloads.count == keys.count else {
+            throw JetstationError.InvalidArgument(message: "payloads and keys must have the same length")
+        }
+        var queued: [BatchHandle] = []
+        var start = 0
+        while start < payloads.count {
+            let end = min(start + sendBatchChunk, payloads.count)
+            queued.append(try await enqueueBatch(payloads: Array(payloads[start..<end]), keys: Array(keys[start..<end])))
+            start = end
+        }
+        var receipts: [Receipt] = []
+        receipts.reserveCapacity(payloads.count)
+        for chunk in queued {
+            receipts.append(contentsOf: try await chunk.waitReceipts())
+        }
+        return receipts
+    }
 }
+
+/// Messages per call into the core from `sendBatch`.
+let sendBatchChunk = 4096
 
 public extension SendHandle {
     /// The receipt, once the broker stored the message (no async call when

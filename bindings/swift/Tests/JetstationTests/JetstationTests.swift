@@ -44,8 +44,22 @@ final class JetstationTests: XCTestCase {
             payloads.append(Data("k\(i % 100):\(i / 100)".utf8))
             keys.append("k\(i % 100)")
         }
+        do {
+            _ = try await producer.sendBatch(payloads: payloads, keys: Array(keys.dropLast()))
+            XCTFail("a batch with one key missing was accepted")
+        } catch let error as JetstationError {
+            XCTAssertEqual(error.kind, "invalid_argument")
+        }
+        let untouched = try await client.station(name: station)
+        XCTAssertEqual(untouched.messages, 0)
         let receipts = try await producer.sendBatch(payloads: payloads, keys: keys)
         XCTAssertEqual(receipts.count, 10_000)
+        // More than one chunk crosses into the core; receipts stay in call order.
+        XCTAssertGreaterThan(10_000, sendBatchChunk)
+        for (key, receipts) in Dictionary(grouping: receipts.enumerated(), by: { keys[$0.offset]! }) {
+            let sequences = receipts.map { $0.element.sequence }
+            XCTAssertEqual(sequences, sequences.sorted(), "receipts of \(key) out of order")
+        }
         let consumer = try await client.consumer(station: station, group: "g", options: ConsumerOptions(concurrency: 16))
         var seen: [String: [Int]] = [:]
         var count = 0

@@ -43,26 +43,31 @@ impl Producer {
         }))
     }
 
-    /// Sends many (payload, key) messages in one call; receipts in order.
-    pub async fn send_batch(
+    /// Queues one chunk of the Swift `sendBatch` in order, waiting for room
+    /// as `enqueue` does, and returns once all of it is queued, with a handle
+    /// to the chunk's receipts. `sendBatch` queues the next chunk after this
+    /// one returned, so chunks keep their order and no call carries the
+    /// whole batch across the boundary in one buffer.
+    pub async fn enqueue_batch(
         &self,
         payloads: Vec<Vec<u8>>,
         keys: Vec<Option<String>>,
-    ) -> Result<Vec<Receipt>> {
+    ) -> Result<Arc<BatchHandle>> {
         if payloads.len() != keys.len() {
             return Err(invalid("payloads and keys must have the same length"));
         }
-        let messages = payloads
-            .into_iter()
-            .zip(keys)
-            .map(|(payload, key)| jetstation::Message {
+        let mut handles = Vec::with_capacity(payloads.len());
+        for (payload, key) in payloads.into_iter().zip(keys) {
+            let message = jetstation::Message {
                 payload: payload.into(),
                 key,
                 ..Default::default()
-            })
-            .collect();
-        let receipts = self.inner.send_batch(messages).await;
-        receipts.into_iter().map(|r| Ok(r?.into())).collect()
+            };
+            handles.push(self.inner.enqueue(message).await);
+        }
+        Ok(Arc::new(BatchHandle {
+            handles: tokio::sync::Mutex::new(Some(handles)),
+        }))
     }
 
     /// Deletes `key` from a compacted station (a tombstone, in the key's order).
@@ -138,5 +143,29 @@ impl SendHandle {
                 Ok(Some(result?.into()))
             }
         }
+    }
+}
+
+/// The queued messages of one `enqueueBatch` chunk.
+#[derive(uniffi::Object)]
+pub struct BatchHandle {
+    handles: tokio::sync::Mutex<Option<Vec<jetstation::Result<jetstation::SendHandle>>>>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl BatchHandle {
+    /// The chunk's receipts in order, or the first failed message's error.
+    pub async fn wait_receipts(&self) -> Result<Vec<Receipt>> {
+        let handles = self
+            .handles
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| invalid("the receipts of this batch were already awaited"))?;
+        let mut receipts = Vec::with_capacity(handles.len());
+        for handle in handles {
+            receipts.push(handle?.await?.into());
+        }
+        Ok(receipts)
     }
 }
