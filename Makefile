@@ -5,7 +5,7 @@ export JETSTATION_CACHE ?= $(HOME)/.cache/jetstation
 # Build artefacts live outside the clone so that a fresh clone reuses them.
 export CARGO_TARGET_DIR ?= $(JETSTATION_CACHE)/target
 
-.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-telemetry test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-shapes bench-chaos bench-cdc lint
+.PHONY: setup demo quickstart test-demo test test-contract test-core test-cli test-ui test-install dist screenshots test-python test-node test-swift test-gateway test-telemetry test-chaos test-versions conformance bench bench-schemas bench-produce bench-consume bench-shapes bench-profile bench-chaos bench-cdc lint
 
 setup:
 	@scripts/setup.sh
@@ -132,7 +132,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks (not tests): results are written to BENCHMARKS.md.
-bench: bench-schemas bench-produce bench-consume bench-shapes bench-chaos bench-cdc
+bench: bench-schemas bench-produce bench-consume bench-shapes bench-profile bench-chaos bench-cdc
 
 bench-schemas: setup
 	$(CARGO) bench -p jetstation --bench validation
@@ -150,6 +150,11 @@ bench-shapes: setup
 ## Recovery time after each fault kind on a 3-node cluster (the chaos suite).
 bench-chaos: setup
 	scripts/bench-chaos.sh
+
+## Where the CPU goes while producing on one node (perf, system-wide):
+## raw publishes, atomic and fast-ingest batches, the Rust core.
+bench-profile: setup
+	scripts/bench-profile.sh
 
 ## Consume throughput, latency p50/p99 and producer peak memory vs raw async-nats.
 bench-consume: setup

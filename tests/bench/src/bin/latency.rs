@@ -3,8 +3,10 @@
 //! end-to-end rate (an unpaced burst through a producer and a consumer group),
 //! then sends at half that rate for `<seconds>` with raw async-nats (acked
 //! publishes, pull consumer, explicit acks) and with jetstation (producer,
-//! consumer group). Each payload carries its send time. Prints one JSON line
-//! per client with p50/p99 in milliseconds. Run by `scripts/bench-consume.sh`.
+//! consumer group), and, to split the two, raw async-nats publishes into a
+//! station read by a jetstation group. Each payload carries its send time.
+//! Prints one JSON line per client with p50/p99 in milliseconds. Run by
+//! `scripts/bench-consume.sh`.
 
 use std::{
     sync::{Arc, Mutex},
@@ -62,8 +64,13 @@ async fn jetstation_run(
     rate: Option<f64>,
     seconds: f64,
     count: usize,
+    raw_producer: Option<&str>,
 ) -> Result<(Vec<Duration>, f64), Box<dyn std::error::Error>> {
-    let station = "bench-latency";
+    let station = if raw_producer.is_some() {
+        "bench-latency-split"
+    } else {
+        "bench-latency"
+    };
     let _ = client.delete_station(station).await;
     client
         .create_station(station, StationConfig::default())
@@ -89,8 +96,19 @@ async fn jetstation_run(
     };
     let started = Instant::now();
     let mut i = 0usize;
-    let sent = match rate {
-        Some(rate) => {
+    let sent = match (rate, raw_producer) {
+        (Some(rate), Some(url)) => {
+            // The station's one partition, written as plain acked publishes
+            // with the key header the group orders by.
+            let subject = format!("jst._.{station}.0.m");
+            raw_paced(url, origin, rate, seconds, |i| {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                (subject.clone(), headers)
+            })
+            .await?
+        }
+        (Some(rate), None) => {
             paced(rate, seconds, || {
                 i += 1;
                 let m = Message::new(stamped(origin)).key(format!("k{}", i % 100));
@@ -101,7 +119,7 @@ async fn jetstation_run(
             })
             .await
         }
-        None => {
+        (None, _) => {
             for i in 0..count {
                 // The consumer sees every message; its receipt is not needed.
                 drop(
@@ -163,6 +181,30 @@ async fn raw_run(
             }
         })
     };
+    let sent = raw_paced(url, origin, rate, seconds, |i| {
+        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
+    })
+    .await?;
+    while samples.lock().unwrap().len() < sent {
+        // Waits for the reader to see every message sent.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reader.abort();
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    Ok(samples)
+}
+
+/// Sends `rate` acked publishes per second for `seconds` with plain
+/// async-nats on a connection of its own; `message(i)` gives the subject and
+/// headers of the i-th. Acknowledgements are awaited off the sending path.
+async fn raw_paced(
+    url: &str,
+    origin: Instant,
+    rate: f64,
+    seconds: f64,
+    message: impl Fn(usize) -> (String, async_nats::HeaderMap),
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let js = jetstream::new(async_nats::connect(url).await?);
     let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let confirm = tokio::spawn(async move {
         while let Some(ack) = acks_rx.recv().await {
@@ -174,9 +216,9 @@ async fn raw_run(
     let sent = paced(rate, seconds, || {
         i += 1;
         let (js, acks_tx) = (js.clone(), acks_tx.clone());
-        let subject = format!("lat.k{}", i % 100);
+        let (subject, headers) = message(i);
         async move {
-            if let Ok(ack) = js.publish(subject, stamped(origin)).await {
+            if let Ok(ack) = js.publish_with_headers(subject, headers, stamped(origin)).await {
                 let _ = acks_tx.send(ack);
             }
         }
@@ -184,13 +226,7 @@ async fn raw_run(
     .await;
     drop(acks_tx);
     confirm.await?;
-    while samples.lock().unwrap().len() < sent {
-        // Waits for the reader to see every message sent.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    reader.abort();
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
-    Ok(samples)
+    Ok(sent)
 }
 
 #[tokio::main]
@@ -200,13 +236,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = args[2].parse()?;
     let origin = Instant::now();
     let client = Client::connect(ConnectOptions::new(url)).await?;
-    let (_, max) = jetstation_run(&client, origin, None, 0.0, 50_000).await?;
+    let (_, max) = jetstation_run(&client, origin, None, 0.0, 50_000, None).await?;
     let rate = (max / 2.0).floor();
     let mut raw = raw_run(url, origin, rate, seconds).await?;
-    let (mut ours, _) = jetstation_run(&client, origin, Some(rate), seconds, 0).await?;
+    let (mut ours, _) = jetstation_run(&client, origin, Some(rate), seconds, 0, None).await?;
+    let (mut split, _) =
+        jetstation_run(&client, origin, Some(rate), seconds, 0, Some(url.as_str())).await?;
     for (name, samples) in [
         ("async-nats (raw)", &mut raw),
         ("jetstation (Rust)", &mut ours),
+        ("async-nats producer, jetstation group", &mut split),
     ] {
         let n = samples.len();
         let (p50, p99) = percentiles(samples);

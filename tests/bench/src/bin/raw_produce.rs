@@ -6,7 +6,10 @@
 //! `batches`, the same messages leave as jetstation's order guard sends
 //! them, one atomic batch of up to 1,000 at a time, each sent once the
 //! previous one is confirmed (the broker's cost of the guard, without
-//! jetstation's client). Prints one JSON line.
+//! jetstation's client); with `fast`, the same messages leave as one
+//! fast-ingest batch (nats-server 2.14+, gap mode `fail`), pipelined under
+//! the server's flow control: at most two flow acknowledgements outstanding,
+//! the batch committed by its last message. Prints one JSON line.
 
 use std::time::Instant;
 
@@ -22,12 +25,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size: usize = args[4].parse()?;
     let with_headers = args.get(5).is_some_and(|a| a == "headers");
     let batches = args.get(5).is_some_and(|a| a == "batches");
+    let fast = args.get(5).is_some_and(|a| a == "fast");
     let js = jetstream::new(async_nats::connect(url).await?);
     let _ = js.delete_stream(name).await;
     js.create_stream(stream::Config {
         name: name.clone(),
         subjects: vec![format!("{name}.>")],
         allow_atomic_publish: batches,
+        allow_batch_publish: fast,
         ..Default::default()
     })
     .await?;
@@ -59,7 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    for i in (0..count).filter(|_| !batches) {
+    if fast {
+        fast_ingest(js.client(), &subjects, count, &payload).await?;
+    }
+    for i in (0..count).filter(|_| !batches && !fast) {
         if in_flight.len() >= 1024 {
             in_flight.next().await.unwrap()?;
         }
@@ -85,6 +93,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "pipelined, window 1024, with ids and keys"
         } else if batches {
             "serial atomic batches of 1,000, with ids and keys"
+        } else if fast {
+            "one fast-ingest batch, flow-controlled, with ids and keys"
         } else {
             "pipelined, window 1024"
         },
@@ -92,4 +102,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu * 1e6 / count as f64
     );
     Ok(())
+}
+
+/// Sends every message as one fast-ingest batch: each publish's reply
+/// subject `<inbox>.<flow>.fail.<batch sequence>.<operation>.$FI` tells the
+/// server the batch and its place in it; the server answers on that subject
+/// with a flow acknowledgement every `msgs` messages and, after the last one
+/// (operation 2, commit), with the publish acknowledgement of the batch.
+async fn fast_ingest(
+    nats: async_nats::Client,
+    subjects: &[String],
+    count: usize,
+    payload: &bytes::Bytes,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const FLOW: u64 = 500;
+    const OUTSTANDING: u64 = 2;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(format!("{inbox}.>")).await?;
+    let (mut acked, mut every) = (0u64, 100u64);
+    for i in 0..count {
+        let sequence = i as u64 + 1;
+        while acked + every * OUTSTANDING <= sequence {
+            let value = answer(&mut replies).await?;
+            if value["type"] == "ack" {
+                acked = acked.max(value["seq"].as_u64().unwrap_or(0));
+                every = value["msgs"].as_u64().unwrap_or(every).max(1);
+            }
+        }
+        let operation = match (sequence, i + 1 == count) {
+            (_, true) => 2,
+            (1, false) => 0,
+            _ => 1,
+        };
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
+        h.insert("Jst-Key", format!("k{}", i % 100).as_str());
+        let reply = format!("{inbox}.{FLOW}.fail.{sequence}.{operation}.$FI");
+        nats.publish_with_reply_and_headers(subjects[i % 100].clone(), reply, h, payload.clone())
+            .await?;
+    }
+    loop {
+        let value = answer(&mut replies).await?;
+        if value.get("type").is_none() {
+            let stored = value["count"].as_u64().unwrap_or(0);
+            if stored != count as u64 {
+                return Err(format!("the batch committed {stored} of {count} messages").into());
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// The server's next answer on the batch's inbox; a gap, an error or a
+/// refused batch ends the run.
+async fn answer(
+    replies: &mut async_nats::Subscriber,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let reply = replies.next().await.ok_or("the reply subscription ended")?;
+    let value: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    if value.get("error").is_some() || matches!(value["type"].as_str(), Some("gap" | "err")) {
+        return Err(format!("fast-ingest batch failed: {value}").into());
+    }
+    Ok(value)
 }
