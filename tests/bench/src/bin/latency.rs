@@ -218,7 +218,10 @@ async fn raw_paced(
         let (js, acks_tx) = (js.clone(), acks_tx.clone());
         let (subject, headers) = message(i);
         async move {
-            if let Ok(ack) = js.publish_with_headers(subject, headers, stamped(origin)).await {
+            if let Ok(ack) = js
+                .publish_with_headers(subject, headers, stamped(origin))
+                .await
+            {
                 let _ = acks_tx.send(ack);
             }
         }
