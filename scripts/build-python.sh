@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the jetstation wheel (dev profile) and installs it into
-# $JETSTATION_CACHE/python-venv, the environment the conformance runner and
-# the demo use; prints that environment's python.
+# Builds the jetstation wheel (dev profile; PYTHON_PROFILE=release for an
+# optimised one) and installs it into $JETSTATION_CACHE/python-venv, the
+# environment the conformance runner, the chaos suite and the demo use;
+# prints that environment's python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
@@ -9,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 TOOLS=$(scripts/python-tools.sh)
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
-"$TOOLS/bin/maturin" build -q -m bindings/python/Cargo.toml --profile dev --out "$wheels" >&2
+"$TOOLS/bin/maturin" build -q -m bindings/python/Cargo.toml --profile "${PYTHON_PROFILE:-dev}" --out "$wheels" >&2
 VENV="$CACHE/python-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/jetstation-*.whl >&2

@@ -101,11 +101,6 @@ impl<M: Clone> Book<M> {
         self.entries.is_empty()
     }
 
-    /// The held entry of the lowest sequence.
-    pub(crate) fn first(&self) -> Option<&Entry<M>> {
-        self.entries.values().next()
-    }
-
     pub(crate) fn entry(&self, sequence: u64) -> Option<&Entry<M>> {
         self.entries.get(&sequence)
     }

@@ -700,24 +700,13 @@ impl Scheduler {
         let (Some(records), Some(key)) = (self.records.clone(), self.record_key(token)) else {
             return;
         };
-        // A record is written after its message was published: the record
-        // is read from the oldest held message's publication on.
-        let oldest = self
-            .machine
-            .book(token.partition)
-            .first()
-            .and_then(|entry| entry.raw.info().ok().map(|info| info.published))
-            // Unknown: the whole record is read.
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let asked = std::time::Instant::now();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let contains = || records.contains(token.partition, &key, oldest, asked);
-            let mut found = contains().await;
+            let mut found = records.contains(&key).await;
             if found.is_err() {
                 // A failed read of the record is tried again after a pause.
                 tokio::time::sleep(RECORD_RETRY).await; // back-off before trying the record again
-                found = contains().await;
+                found = records.contains(&key).await;
             }
             let _ = events.send(Event::Looked { token, found });
         });

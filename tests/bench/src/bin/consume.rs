@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "jetstation (Rust)",
             ),
             (
-                "the same, exactly once (records written many per write, confirmed commits)",
+                "the same, exactly once (record per message, confirmed commits)",
                 ConsumerOptions::default().exactly_once(true),
                 "jetstation (Rust), exactly once",
             ),
