@@ -16,3 +16,35 @@ pub fn cpu_seconds() -> f64 {
     // utime and stime: fields 14 and 15 of the line, indices 11 and 12 here.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Runs `consumer` with a handler that only counts, and returns once it has
+/// handled `count` messages (one notification for the last one, no wake-up
+/// per message), with the task that runs it: close the consumer, then await
+/// the task.
+pub async fn handle_count(
+    consumer: &jetstation::Consumer,
+    count: usize,
+) -> tokio::task::JoinHandle<jetstation::Result<()>> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let handled = Arc::new(AtomicUsize::new(0));
+    let all_done = Arc::new(tokio::sync::Notify::new());
+    let worker = {
+        let consumer = consumer.clone();
+        let all_done = all_done.clone();
+        tokio::spawn(async move {
+            consumer
+                .consume(move |_m| {
+                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                        all_done.notify_one();
+                    }
+                    async { Ok::<(), String>(()) }
+                })
+                .await
+        })
+    };
+    all_done.notified().await;
+    worker
+}

@@ -6,19 +6,12 @@
 //! with a group that processes exactly once.
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
-use jetstation_bench::cpu_seconds;
-use tokio::sync::Notify;
+use jetstation_bench::{cpu_seconds, handle_count};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -116,25 +109,8 @@ async fn read_group(
         let consumer = client.consumer(station, &group, options).await?;
         let started = Instant::now();
         let cpu = cpu_seconds();
-        // Counted like the raw loop counts: no wake-up per message, one
-        // notification when the last one is handled.
-        let handled = Arc::new(AtomicUsize::new(0));
-        let all_done = Arc::new(Notify::new());
-        let worker = {
-            let consumer = consumer.clone();
-            let (handled, all_done) = (handled.clone(), all_done.clone());
-            tokio::spawn(async move {
-                consumer
-                    .consume(move |_m| {
-                        if handled.fetch_add(1, Ordering::Relaxed) + 1 == count {
-                            all_done.notify_one();
-                        }
-                        async { Ok::<(), String>(()) }
-                    })
-                    .await
-            })
-        };
-        all_done.notified().await;
+        // Counted like the raw loop counts (see handle_count).
+        let worker = handle_count(&consumer, count).await;
         let elapsed = started.elapsed();
         let cpu = cpu_seconds() - cpu;
         consumer.close().await?;

@@ -8,19 +8,13 @@
 //! on 64 partitions), file storage. Prints one JSON line per measurement.
 //! Run by `scripts/bench-shapes.sh`.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::{StreamExt, stream::FuturesUnordered};
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
+use jetstation_bench::handle_count;
 use jetstation_harness::{Cluster, NatsServer};
-use tokio::sync::Notify;
 
 const SIZE: usize = 256;
 
@@ -246,23 +240,7 @@ async fn consume(client: &Client, station: &str, count: usize, exactly_once: boo
         .exactly_once(exactly_once);
     let consumer = client.consumer(station, &group, options).await?;
     let started = Instant::now();
-    let handled = Arc::new(AtomicUsize::new(0));
-    let all_done = Arc::new(Notify::new());
-    let worker = {
-        let consumer = consumer.clone();
-        let (handled, all_done) = (handled.clone(), all_done.clone());
-        tokio::spawn(async move {
-            consumer
-                .consume(move |_m| {
-                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == count {
-                        all_done.notify_one();
-                    }
-                    async { Ok::<(), String>(()) }
-                })
-                .await
-        })
-    };
-    all_done.notified().await;
+    let worker = handle_count(&consumer, count).await;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     consumer.close().await?;
     worker.await??;

@@ -9,16 +9,10 @@
 //!
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StartPosition, StationConfig};
-use tokio::sync::Notify;
+use jetstation_bench::handle_count;
 
 const STATION: &str = "bench-snapshot";
 const PARTITIONS: u32 = 4;
@@ -101,23 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let consumer = client
             .consumer(STATION, &group, ConsumerOptions::default().start(start))
             .await?;
-        let handled = Arc::new(AtomicUsize::new(0));
-        let all_done = Arc::new(Notify::new());
-        let worker = {
-            let consumer = consumer.clone();
-            let (handled, all_done) = (handled.clone(), all_done.clone());
-            tokio::spawn(async move {
-                consumer
-                    .consume(move |_m| {
-                        if handled.fetch_add(1, Ordering::Relaxed) + 1 == expect {
-                            all_done.notify_one();
-                        }
-                        async { Ok::<(), String>(()) }
-                    })
-                    .await
-            })
-        };
-        all_done.notified().await;
+        let worker = handle_count(&consumer, expect).await;
         let elapsed = started.elapsed();
         consumer.close().await?;
         worker.await??;
