@@ -138,10 +138,7 @@ impl Producer {
             .into_iter()
             .map(|m| message(&m.payload, m.key, None, None))
             .collect::<napi::Result<Vec<_>>>()?;
-        let mut handles = Vec::with_capacity(messages.len());
-        for m in messages {
-            handles.push(self.inner.enqueue(m).await);
-        }
+        let handles = self.inner.enqueue_batch(messages).await;
         Ok(BatchHandle {
             handles: std::sync::Mutex::new(Some(handles)),
         })

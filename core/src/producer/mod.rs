@@ -447,10 +447,7 @@ impl Producer {
     /// Queues every message in order (keys keep their order across the
     /// batch), then waits for all: one receipt or error per message, in order.
     pub async fn send_batch(&self, messages: Vec<Message>) -> Vec<Result<Receipt>> {
-        let mut handles = Vec::with_capacity(messages.len());
-        for message in messages {
-            handles.push(self.enqueue(message).await);
-        }
+        let handles = self.enqueue_batch(messages).await;
         let mut receipts = Vec::with_capacity(handles.len());
         for handle in handles {
             receipts.push(match handle {
@@ -459,6 +456,18 @@ impl Producer {
             });
         }
         receipts
+    }
+
+    /// Queues messages in order, as `enqueue` each (waiting for buffer space,
+    /// or failing fast), and returns their handles, or each one's error. The
+    /// bindings queue a large batch in chunks with it, each chunk after the
+    /// one before.
+    pub async fn enqueue_batch(&self, messages: Vec<Message>) -> Vec<Result<SendHandle>> {
+        let mut handles = Vec::with_capacity(messages.len());
+        for message in messages {
+            handles.push(self.enqueue(message).await);
+        }
+        handles
     }
 
     /// Queues a message (waiting for buffer space, or failing fast) and

@@ -56,15 +56,16 @@ impl Producer {
         if payloads.len() != keys.len() {
             return Err(invalid("payloads and keys must have the same length"));
         }
-        let mut handles = Vec::with_capacity(payloads.len());
-        for (payload, key) in payloads.into_iter().zip(keys) {
-            let message = jetstation::Message {
+        let messages = payloads
+            .into_iter()
+            .zip(keys)
+            .map(|(payload, key)| jetstation::Message {
                 payload: payload.into(),
                 key,
                 ..Default::default()
-            };
-            handles.push(self.inner.enqueue(message).await);
-        }
+            })
+            .collect();
+        let handles = self.inner.enqueue_batch(messages).await;
         Ok(Arc::new(BatchHandle {
             handles: tokio::sync::Mutex::new(Some(handles)),
         }))
