@@ -9,8 +9,11 @@ if [ "${1:-}" = "--print" ]; then
   exit 0
 fi
 log=$(mktemp)
+started=$(date +%s)
 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# One line per runner with its wall time, so a slow suite is easy to spot.
+echo "test-summary: $* took $(( $(date +%s) - started )) s (exit $status)" >&2
 # cargo: "test result: ok. 7 passed; 0 failed; ..."
 # cargo-nextest: "Summary [  63.5s] 52 tests run: 50 passed, 2 failed, 0 skipped"
 # pytest: "1 failed, 10 passed in 11.20s"
