@@ -88,3 +88,75 @@ async fn without_the_option_the_same_crash_handles_them_again() {
     let handled = crash_after_handling(false, "payments").await;
     assert_eq!(handled.len(), 20, "{handled:?}");
 }
+
+/// The latest value of partition 0's record, once it says every message up
+/// to `floor` is finished (the record's layout is internal to the core; this
+/// test reads it to see what a member wrote).
+async fn record_reaching(kv: &async_nats::jetstream::kv::Store, floor: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = kv.get("p.0").await.unwrap().unwrap_or_default();
+        let text = String::from_utf8(value.to_vec()).unwrap();
+        let reached = text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .is_some_and(|f| f >= floor);
+        if reached || std::time::Instant::now() > deadline {
+            return text;
+        }
+        // Polls the record until the member's next write lands; the 15 s deadline bounds it.
+        tokio::time::sleep(Duration::from_millis(100)).await; // between two reads of the record
+    }
+}
+
+#[tokio::test]
+async fn a_record_written_by_another_member_in_between_is_merged_not_overwritten() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("ledger", StationConfig::default().partitions(1))
+        .await
+        .unwrap();
+    let producer = client
+        .producer("ledger", ProducerOptions::default())
+        .await
+        .unwrap();
+    let member = client
+        .consumer("ledger", "payments", options(true))
+        .await
+        .unwrap();
+    let handle = async |from: u32, to: u32| {
+        for i in from..to {
+            producer
+                .send(Message::new(format!("m{i}")).key("k"))
+                .await
+                .unwrap();
+        }
+        for i in from..to {
+            let d = tokio::time::timeout(Duration::from_secs(10), member.next())
+                .await
+                .expect("the member receives")
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.payload.as_ref(), format!("m{i}").as_bytes());
+            d.ack().unwrap();
+        }
+    };
+    handle(0, 5).await;
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(nats)
+        .get_key_value("jst_done_ledger_payments")
+        .await
+        .unwrap();
+    assert_eq!(record_reaching(&kv, 5).await, "5");
+
+    // A member that lost the partition but still writes: it records a
+    // message the current member does not know about.
+    kv.put("p.0", "0 1000".into()).await.unwrap();
+    handle(5, 10).await;
+
+    let text = record_reaching(&kv, 10).await;
+    assert_eq!(text, "10 1000", "both members' messages are in the record");
+    member.close().await.unwrap();
+}

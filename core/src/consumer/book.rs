@@ -101,6 +101,11 @@ impl<M: Clone> Book<M> {
         self.entries.is_empty()
     }
 
+    /// Highest committed stream sequence (0 before the first commit).
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed
+    }
+
     pub(crate) fn entry(&self, sequence: u64) -> Option<&Entry<M>> {
         self.entries.get(&sequence)
     }

@@ -8,15 +8,26 @@
 //! or a node died) is looked up first: when the record holds it, it is
 //! committed without reaching the application again.
 //!
+//! The record holds one value per partition (and one per partition for the
+//! snapshot lane): its [`Progress`], the sequences of its finished messages
+//! as a floor plus the handled ones above it. One write records every
+//! message handled since the previous write of that partition, and one read
+//! answers every look-up of a partition waiting for it. Writes are
+//! compare-and-set on the value's revision; a member that finds another one
+//! wrote in between reads the value, merges (the union of both) and writes
+//! again, so a member that lost a partition and still writes cannot erase
+//! what the new owner recorded. Reads go to the stream leader, so a look-up
+//! sees every write the broker confirmed before it.
+//!
 //! # What is promised, and where it ends
-//! - The handler runs to success at most once per message for as long as the
-//!   record keeps it (`exactly_once_retention`), across member crashes,
-//!   handovers and server restarts; a failed handler (nack) is not recorded
-//!   and runs again, as without the option.
-//! - A message is identified by its id (`Nats-Msg-Id`; every jetstation
-//!   producer sets one), else by its partition and sequence. A producer
-//!   resending one message with one id is recognised here too, even after
-//!   the station's duplicate window.
+//! - The handler runs to success at most once per message across member
+//!   crashes, handovers and server restarts, for as long as the record
+//!   exists (`exactly_once_retention`: a partition's record is dropped when
+//!   nothing of it was handled for that long); a failed handler (nack) is
+//!   not recorded and runs again, as without the option.
+//! - A message is identified by its partition and its stream sequence, which
+//!   a redelivery keeps. A producer resending one message is a different
+//!   stored message unless the station's duplicate window dropped it.
 //! - The record and the handler's own effects are not one transaction: a
 //!   member that dies after the handler ran but before the record was
 //!   written runs the handler again on redelivery. Effects outside NATS (a
@@ -29,21 +40,22 @@
 //!   consumer was lost and created again; from then on the member looks up
 //!   every message of that partition.
 
-use std::time::Duration;
+use std::{collections::HashMap, future::Future, pin::Pin, time::Duration};
 
-use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
+use async_nats::jetstream::{self, kv, stream::LastRawMessageErrorKind};
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::mpsc;
 
-use super::{book::Token, scheduler::Event};
+use super::{book::Token, progress::Progress, scheduler::Event};
 
 use crate::{
     client::Client,
     error::{Error, Result},
-    headers,
     station::Storage,
 };
+
+/// Pause before a failed write or read of the record is tried again.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// The record of handled messages of one group.
 pub(crate) struct Records {
@@ -105,72 +117,266 @@ impl Records {
         }
     }
 
-    /// Whether the record holds the message with this key.
-    pub(crate) async fn contains(&self, key: &str) -> Result<bool> {
-        self.store
-            .get(key)
-            .await
-            .map(|value| value.is_some())
-            .map_err(|e| Error::from_nats("reading the record of handled messages", &e))
-    }
-
-    /// Starts the task that writes records for a member, reporting each
-    /// with `Recorded` once the broker stored it.
-    pub(crate) fn recorder(
-        &self,
-        js: jetstream::Context,
-        events: mpsc::UnboundedSender<Event>,
-    ) -> Recorder {
+    /// Starts the task that writes and reads the record for a member; it
+    /// reports `Recorded` once a handled message is stored and `Looked`
+    /// once a look-up is answered, and ends with the returned handle.
+    pub(crate) fn recorder(&self, events: mpsc::UnboundedSender<Event>) -> Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_records(rx, js, self.bucket.clone(), events));
+        let task = Task {
+            store: self.store.clone(),
+            bucket: self.bucket.clone(),
+            events,
+            lanes: HashMap::new(),
+            busy: FuturesUnordered::new(),
+        };
+        tokio::spawn(task.run(rx));
         Recorder { tx }
     }
 }
 
-/// Writes the records of a member from one task: each record is published
-/// as soon as it comes, and its confirmation awaited beside the others (a
-/// window of publishes), with no task per message.
-pub(crate) struct Recorder {
-    tx: mpsc::UnboundedSender<(Token, String)>,
+/// Which value of the record a message belongs to: its partition, and
+/// whether it came from the snapshot lane (whose sequences are those of the
+/// state view, not of the partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Lane {
+    pub(crate) partition: u32,
+    pub(crate) snapshot: bool,
 }
 
-impl Recorder {
-    pub(crate) fn record(&self, token: Token, key: String) {
-        let _ = self.tx.send((token, key));
+impl Lane {
+    fn key(self) -> String {
+        match self.snapshot {
+            false => format!("p.{}", self.partition),
+            true => format!("s.{}", self.partition),
+        }
     }
 }
 
-async fn write_records(
-    mut rx: mpsc::UnboundedReceiver<(Token, String)>,
-    js: jetstream::Context,
+enum Command {
+    /// `token` was handled; every message of its lane up to `floor` is
+    /// finished.
+    Record {
+        token: Token,
+        lane: Lane,
+        floor: u64,
+    },
+    /// Whether `token` (delivered again) is recorded.
+    LookUp { token: Token, lane: Lane },
+}
+
+/// Handle to a member's record task.
+pub(crate) struct Recorder {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Recorder {
+    pub(crate) fn record(&self, token: Token, lane: Lane, floor: u64) {
+        let _ = self.tx.send(Command::Record { token, lane, floor });
+    }
+
+    pub(crate) fn look_up(&self, token: Token, lane: Lane) {
+        let _ = self.tx.send(Command::LookUp { token, lane });
+    }
+}
+
+/// What the task knows and is doing about one lane's value.
+#[derive(Default)]
+struct LaneState {
+    progress: Progress,
+    /// The value's revision as last written or read; `None` when it must be
+    /// read before the next write.
+    revision: Option<u64>,
+    /// Handled, for the next write.
+    pending: Vec<Token>,
+    /// In the write under way.
+    writing: Option<Vec<Token>>,
+    /// Answered by the read under way.
+    reading: Option<Vec<Token>>,
+    /// Arrived while a read was under way: answered by the next one, which
+    /// starts after them and so sees every write confirmed before them.
+    to_read: Vec<Token>,
+    /// A failed write or read waits for `RETRY`.
+    pausing: bool,
+}
+
+enum Outcome {
+    Wrote(std::result::Result<u64, kv::UpdateError>),
+    Read(Result<Option<(u64, Progress)>>),
+    Resume,
+}
+
+type Busy = Pin<Box<dyn Future<Output = (Lane, Outcome)> + Send>>;
+
+struct Task {
+    store: kv::Store,
     bucket: String,
     events: mpsc::UnboundedSender<Event>,
-) {
-    let mut confirming = FuturesUnordered::new();
-    let failed =
-        |e: &(dyn std::error::Error + 'static)| Error::from_nats("recording a handled message", e);
-    loop {
-        tokio::select! {
-            next = rx.recv() => {
-                let Some((token, key)) = next else { break };
-                // What `kv::Store::put` publishes, for a bucket of this account.
-                let subject = format!("$KV.{bucket}.{key}");
-                match js.publish(subject, Bytes::new()).await {
-                    Ok(ack) => confirming.push(async move { (token, ack.await) }),
-                    Err(e) => {
-                        let result = Err(failed(&e));
-                        let _ = events.send(Event::Recorded { token, result });
-                    }
+    lanes: HashMap<Lane, LaneState>,
+    busy: FuturesUnordered<Busy>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                command = rx.recv() => {
+                    let Some(command) = command else { break };
+                    let lane = match command {
+                        Command::Record { token, lane, floor } => {
+                            let state = self.lanes.entry(lane).or_default();
+                            state.progress.raise_floor(floor);
+                            state.progress.add(token.sequence);
+                            state.pending.push(token);
+                            lane
+                        }
+                        Command::LookUp { token, lane } => {
+                            self.lanes.entry(lane).or_default().to_read.push(token);
+                            lane
+                        }
+                    };
+                    self.drive(lane);
                 }
-            }
-            Some((token, answer)) = confirming.next(), if !confirming.is_empty() => {
-                let result = answer.map(|_| ()).map_err(|e| failed(&e));
-                if events.send(Event::Recorded { token, result }).is_err() {
-                    return;
+                Some((lane, outcome)) = self.busy.next(), if !self.busy.is_empty() => {
+                    if !self.finished(lane, outcome) {
+                        return;
+                    }
+                    self.drive(lane);
                 }
             }
         }
     }
+
+    /// Starts the read or write a lane needs next, if none is under way.
+    fn drive(&mut self, lane: Lane) {
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return;
+        };
+        if state.pausing {
+            return;
+        }
+        let must_read = !state.to_read.is_empty()
+            || (state.revision.is_none() && !state.pending.is_empty() && state.writing.is_none());
+        if state.reading.is_none() && must_read {
+            state.reading = Some(std::mem::take(&mut state.to_read));
+            let stream = self.store.stream.clone();
+            let subject = format!("$KV.{}.{}", self.bucket, lane.key());
+            self.busy.push(Box::pin(async move {
+                (lane, Outcome::Read(read(&stream, &subject).await))
+            }));
+        }
+        if let (None, Some(revision), false) =
+            (&state.writing, state.revision, state.pending.is_empty())
+        {
+            state.writing = Some(std::mem::take(&mut state.pending));
+            let value = state.progress.encode().into_bytes().into();
+            let store = self.store.clone();
+            self.busy.push(Box::pin(async move {
+                let wrote = store.update(lane.key(), value, revision).await;
+                (lane, Outcome::Wrote(wrote))
+            }));
+        }
+    }
+
+    /// Takes in a finished read or write; false when the member is gone.
+    fn finished(&mut self, lane: Lane, outcome: Outcome) -> bool {
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return true;
+        };
+        match outcome {
+            Outcome::Resume => state.pausing = false,
+            Outcome::Wrote(Ok(revision)) => {
+                // A read may have seen a later write already.
+                state.revision = Some(state.revision.map_or(revision, |r| r.max(revision)));
+                for token in state.writing.take().unwrap_or_default() {
+                    if self.events.send(Event::Recorded { token }).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Outcome::Wrote(Err(e)) => {
+                let mut again = state.writing.take().unwrap_or_default();
+                again.append(&mut state.pending);
+                state.pending = again;
+                if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                    // Another member wrote (or the value expired): read,
+                    // merge and write again.
+                    tracing::debug!(
+                        partition = lane.partition,
+                        "record written by another member; merging"
+                    );
+                    state.revision = None;
+                } else {
+                    tracing::warn!(error = %e, partition = lane.partition, "cannot record handled messages; retrying");
+                    pause(state, &self.busy, lane);
+                }
+            }
+            Outcome::Read(Ok(value)) => {
+                let (revision, progress) = value.unwrap_or_default();
+                state.progress.merge(&progress);
+                state.revision = Some(state.revision.map_or(revision, |r| r.max(revision)));
+                for token in state.reading.take().unwrap_or_default() {
+                    let found = state.progress.contains(token.sequence);
+                    if self.events.send(Event::Looked { token, found }).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Outcome::Read(Err(e)) => {
+                tracing::warn!(error = %e, partition = lane.partition, "cannot read the record of handled messages; retrying");
+                let mut again = state.reading.take().unwrap_or_default();
+                again.append(&mut state.to_read);
+                state.to_read = again;
+                pause(state, &self.busy, lane);
+            }
+        }
+        true
+    }
+}
+
+/// Holds a lane's reads and writes back for `RETRY`.
+fn pause(state: &mut LaneState, busy: &FuturesUnordered<Busy>, lane: Lane) {
+    state.pausing = true;
+    busy.push(Box::pin(async move {
+        // Back-off before the record is tried again; the lane's messages stay held meanwhile.
+        tokio::time::sleep(RETRY).await; // a failed write or read is tried again after a pause
+        (lane, Outcome::Resume)
+    }));
+}
+
+/// The latest value of a lane and its revision, read from the stream leader
+/// (a direct get may be answered by a replica that is behind); `None` when
+/// the lane has no value.
+async fn read(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> Result<Option<(u64, Progress)>> {
+    let message = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::from_nats(
+                "reading the record of handled messages",
+                &e,
+            ));
+        }
+    };
+    let removed = message
+        .headers
+        .get("KV-Operation")
+        .is_some_and(|op| op.as_str() != "PUT");
+    let text = std::str::from_utf8(&message.payload).unwrap_or("");
+    let progress = match (removed, Progress::decode(text)) {
+        (true, _) => Progress::default(),
+        (false, Some(p)) => p,
+        (false, None) => {
+            tracing::warn!(
+                subject,
+                "the record of handled messages holds an unreadable value; ignored"
+            );
+            Progress::default()
+        }
+    };
+    Ok(Some((message.sequence, progress)))
 }
 
 fn bucket(client: &Client, station: &str, group: &str) -> String {
@@ -187,29 +393,4 @@ pub(crate) async fn delete(client: &Client, station: &str, group: &str) {
         .js
         .delete_key_value(bucket(client, station, group))
         .await;
-}
-
-/// The record's key of a message: its id when it has one (encoded when it
-/// holds characters a key cannot), else its partition and sequence.
-pub(crate) fn record_key(message: &jetstream::Message, partition: u32, sequence: u64) -> String {
-    let id = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::MSG_ID))
-        .map(|v| v.as_str().to_string());
-    match id {
-        Some(id)
-            if !id.is_empty()
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            format!("id.{id}")
-        }
-        Some(id) => {
-            let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
-            format!("hex.{hex}")
-        }
-        None => format!("seq.{partition}.{sequence}"),
-    }
 }

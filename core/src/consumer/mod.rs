@@ -36,6 +36,7 @@ mod exactly_once;
 mod fetch;
 mod handover;
 pub(crate) mod membership;
+mod progress;
 pub(crate) mod scheduler;
 mod snapshot;
 mod sync;

@@ -32,7 +32,7 @@ use super::{
     ConsumerOptions, Delivery, Ledger, Outcome, ReceivedMessage,
     book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
-    exactly_once::{Recorder, Records, record_key},
+    exactly_once::{Lane, Recorder, Records},
     handover::Release,
     membership::{Membership, assignment},
     snapshot::{self, Phase},
@@ -63,16 +63,11 @@ pub(crate) enum Event {
     /// Exactly once: an acknowledged message is in the group's record.
     Recorded {
         token: Token,
-        result: Result<()>,
-    },
-    /// Exactly once: write the record of an acknowledged message again.
-    RetryRecord {
-        token: Token,
     },
     /// Exactly once: whether a redelivered message is in the record.
     Looked {
         token: Token,
-        found: Result<bool>,
+        found: bool,
     },
     DeadLettered {
         token: Token,
@@ -198,9 +193,8 @@ pub(crate) struct Scheduler {
     membership: Membership,
     members: Vec<String>,
     committer: Committer,
-    /// Exactly once: the group's record of handled messages, and the task
-    /// that writes to it.
-    records: Option<Arc<Records>>,
+    /// Exactly once: the task that writes and reads the group's record of
+    /// handled messages.
     recorder: Option<Recorder>,
     /// Telemetry: the names every sample shares, and the broker's
     /// undelivered count per partition.
@@ -210,8 +204,6 @@ pub(crate) struct Scheduler {
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
-/// Pause before a record of handled messages is written or read again.
-const RECORD_RETRY: Duration = Duration::from_millis(500);
 /// How often an idle snapshot lane asks whether it is over.
 const LANE_CHECK: Duration = Duration::from_millis(300);
 /// Longest wait for one consumer-info answer.
@@ -273,9 +265,7 @@ impl Scheduler {
         );
         // Exactly once: a commit waits for the broker's confirmation.
         let committer = Committer::start(client.inner.js.client(), records.is_some());
-        let recorder = records
-            .as_ref()
-            .map(|r| r.recorder(client.inner.js.clone(), events.clone()));
+        let recorder = records.as_ref().map(|r| r.recorder(events.clone()));
         Self {
             client,
             station_name: station.as_str().into(),
@@ -295,7 +285,6 @@ impl Scheduler {
             members,
             committer,
             recorder,
-            records,
         }
     }
 
@@ -423,7 +412,7 @@ impl Scheduler {
                 self.try_sync(partition as usize);
             }
             Event::Settled { token, outcome } => {
-                if self.records.is_some() && matches!(outcome, Outcome::Ack) {
+                if self.recorder.is_some() && matches!(outcome, Outcome::Ack) {
                     if self.machine.start_recording(token) {
                         self.record(token);
                     }
@@ -432,25 +421,12 @@ impl Scheduler {
                     self.carry_out(actions);
                 }
             }
-            Event::Recorded { token, result } => match result {
-                Ok(()) => {
-                    let actions = self.machine.settle(token, Outcome::Ack);
-                    self.carry_out(actions);
-                }
-                Err(e) => {
-                    // The message stays held (its key waits) until recorded.
-                    tracing::warn!(error = %e, partition = token.partition, "cannot record a handled message; retrying");
-                    let events = self.events.clone();
-                    tokio::spawn(async move {
-                        // A failed record write is tried again after a pause; the message stays held meanwhile.
-                        tokio::time::sleep(RECORD_RETRY).await; // back-off before trying the record again
-                        let _ = events.send(Event::RetryRecord { token });
-                    });
-                }
-            },
-            Event::RetryRecord { token } => self.record(token),
+            Event::Recorded { token } => {
+                let actions = self.machine.settle(token, Outcome::Ack);
+                self.carry_out(actions);
+            }
             Event::Looked { token, found } => match found {
-                Ok(true) => {
+                true => {
                     // Handled before: committed without running again.
                     tracing::debug!(
                         partition = token.partition,
@@ -460,11 +436,7 @@ impl Scheduler {
                     let actions = self.machine.settle(token, Outcome::Ack);
                     self.carry_out(actions);
                 }
-                Ok(false) => self.hand_out(token),
-                Err(e) => {
-                    tracing::warn!(error = %e, partition = token.partition, "cannot read the record of handled messages; retrying");
-                    self.look_up(token);
-                }
+                false => self.hand_out(token),
             },
             Event::DeadLettered { token, result } => match result {
                 Ok(()) => {
@@ -614,7 +586,7 @@ impl Scheduler {
                     else {
                         continue;
                     };
-                    if self.records.is_some()
+                    if self.recorder.is_some()
                         && (entry.deliveries > 1
                             || self.parts[token.partition as usize].look_up_all)
                     {
@@ -671,45 +643,36 @@ impl Scheduler {
         }
     }
 
-    /// Exactly once: the record's key of a held message.
-    fn record_key(&mut self, token: Token) -> Option<String> {
-        let phase = self.parts[token.partition as usize].handle.phase.is_some();
-        let entry = self.machine.book(token.partition).entry(token.sequence)?;
-        let sequence = match phase {
-            true => snapshot::origin(&entry.raw).unwrap_or(token.sequence),
-            false => token.sequence,
-        };
-        Some(record_key(&entry.raw, token.partition, sequence))
+    /// Exactly once: the record's value a held message belongs to.
+    fn lane(&self, token: Token) -> Lane {
+        Lane {
+            partition: token.partition,
+            snapshot: self.parts[token.partition as usize].handle.phase.is_some(),
+        }
     }
 
-    /// Exactly once: writes an acknowledged message to the record; reported
-    /// back with `Recorded` once the broker stored it.
+    /// Exactly once: writes an acknowledged message to the record, with its
+    /// partition's commit point; reported back with `Recorded` once the
+    /// broker stored it. The message stays held (its key waits) until then.
     fn record(&mut self, token: Token) {
-        let key = self.record_key(token);
-        let (Some(recorder), Some(key)) = (&self.recorder, key) else {
-            let actions = self.machine.settle(token, Outcome::Ack);
-            self.carry_out(actions);
-            return;
-        };
-        recorder.record(token, key);
+        let lane = self.lane(token);
+        let floor = self.machine.book(token.partition).committed();
+        match &self.recorder {
+            Some(recorder) => recorder.record(token, lane, floor),
+            None => {
+                let actions = self.machine.settle(token, Outcome::Ack);
+                self.carry_out(actions);
+            }
+        }
     }
 
-    /// Exactly once: looks a redelivered message up in the record; reports
+    /// Exactly once: looks a redelivered message up in the record; reported
     /// back with `Looked`.
     fn look_up(&mut self, token: Token) {
-        let (Some(records), Some(key)) = (self.records.clone(), self.record_key(token)) else {
-            return;
-        };
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let mut found = records.contains(&key).await;
-            if found.is_err() {
-                // A failed read of the record is tried again after a pause.
-                tokio::time::sleep(RECORD_RETRY).await; // back-off before trying the record again
-                found = records.contains(&key).await;
-            }
-            let _ = events.send(Event::Looked { token, found });
-        });
+        let lane = self.lane(token);
+        if let Some(recorder) = &self.recorder {
+            recorder.look_up(token, lane);
+        }
     }
 
     /// Acknowledges the contiguous prefix of finished messages, if in sync.
