@@ -174,6 +174,18 @@ async fn a_new_group_reads_the_snapshot_then_follows_with_no_gap_and_no_duplicat
 
 #[tokio::test]
 async fn a_member_taking_over_mid_snapshot_loses_nothing() {
+    taking_over_mid_snapshot(false).await;
+}
+
+/// The same with exactly-once processing: the record of the snapshot lane
+/// (state view sequences) and of the history (partition sequences) are kept
+/// apart, so nothing of the history is taken for handled.
+#[tokio::test]
+async fn exactly_once_across_a_takeover_mid_snapshot_loses_nothing() {
+    taking_over_mid_snapshot(true).await;
+}
+
+async fn taking_over_mid_snapshot(exactly_once: bool) {
     let server = NatsServer::start();
     let client = connect(&server).await;
     client
@@ -188,7 +200,8 @@ async fn a_member_taking_over_mid_snapshot_loses_nothing() {
         .start(StartPosition::Snapshot)
         .concurrency(2)
         .ack_wait(Duration::from_secs(2))
-        .handover_timeout(Duration::from_secs(1));
+        .handover_timeout(Duration::from_secs(1))
+        .exactly_once(exactly_once);
     let mut seen: Seen = HashMap::new();
     {
         // The first member reads part of the snapshot, then dies without

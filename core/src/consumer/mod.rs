@@ -174,8 +174,9 @@ pub struct ConsumerOptions {
     /// acknowledgement, and skip a redelivered message found there (see
     /// [`exactly_once`](self::exactly_once) for what is promised).
     pub exactly_once: bool,
-    /// How long the record keeps a handled message (a redelivery later than
-    /// this runs the handler again).
+    /// How long the record of a partition outlives its last write (a
+    /// redelivery later than this after the partition's last handled message
+    /// runs the handler again).
     pub exactly_once_retention: Duration,
 }
 

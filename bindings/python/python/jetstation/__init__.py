@@ -190,7 +190,7 @@ class Client(_AsyncClosing):
         ``max_ack_pending``, ``redelivery_delay``, ``max_redelivery_delay``,
         ``fetch_batch``, ``handover_timeout`` (seconds), ``exactly_once``
         (record every handled message and skip a redelivered one found in the
-        record) and ``exactly_once_retention`` (seconds the record keeps it)."""
+        record) and ``exactly_once_retention`` (seconds a partition's record outlives its last write)."""
         consumer = Consumer(await self._native.consumer(station, group, **options))
         telemetry._attach_consumer(consumer)
         return consumer

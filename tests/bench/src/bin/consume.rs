@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "jetstation (Rust)",
             ),
             (
-                "the same, exactly once (record per message, confirmed commits)",
+                "the same, exactly once (handled messages recorded per partition, confirmed commits)",
                 ConsumerOptions::default().exactly_once(true),
                 "jetstation (Rust), exactly once",
             ),
