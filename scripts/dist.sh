@@ -24,7 +24,9 @@ rm -rf "$DIST"
 mkdir -p "$DIST/debug" "$DIST/bin"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-say() { printf '[dist] %s\n' "$*"; }
+# Each step with the seconds since the start, to see where the time goes.
+started=$SECONDS
+say() { printf '[dist] %4ds %s\n' "$((SECONDS - started))" "$*"; }
 
 # Strips a binary in place; its debug info goes to dist/debug/<name>.debug.
 split_debug() {

@@ -15,6 +15,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 started=$(date +%s.%N)
 
 scripts/dist.sh
+echo "install: artifacts built in $(printf '%.0f' "$(echo "$(date +%s.%N) - $started" | bc)") s"
 
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
