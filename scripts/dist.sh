@@ -47,9 +47,7 @@ done
 # 2. Python: an abi3 wheel linked by zig against glibc 2.17 (manylinux2014),
 #    checked by auditwheel, then stripped; and the sdist.
 say "python wheel"
-TOOLS=$(scripts/pinned-venv.sh dist-tools maturin==1.16.0 ziglang==0.17.0 auditwheel==6.8.2 wheel==0.45.1)
-PATH="$TOOLS/bin:$PATH" maturin build -q --release --zig --compatibility manylinux2014 \
-  -m bindings/python/Cargo.toml --out "$work/wheel"
+TOOLS=$(scripts/release-wheel.sh "$work/wheel")
 PATH="$TOOLS/bin:$PATH" maturin sdist -m bindings/python/Cargo.toml --out "$DIST"
 wheel=$(ls "$work"/wheel/jetstation-*.whl)
 "$TOOLS/bin/wheel" unpack -d "$work/unpacked" "$wheel" >/dev/null
