@@ -234,7 +234,19 @@ impl Client {
         js.query_account().await.map_err(|e| {
             let err = Error::from_nats("JetStream is not available", &e);
             match err.kind() {
-                ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Broker => Error::new(
+                // No answer in time: also what a cluster that has just started
+                // gives until its nodes have elected a leader.
+                ErrorKind::Timeout => Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "connected to nats-server {} at {urls}, but JetStream did not answer \
+                         in time ({e}); a cluster that has just started may still be electing \
+                         its leader (try again), else start the server with JetStream enabled \
+                         (-js) and give this user access to $JS.API",
+                        info.version
+                    ),
+                ),
+                ErrorKind::Connection | ErrorKind::Broker => Error::new(
                     ErrorKind::Connection,
                     format!(
                         "connected to nats-server {} at {urls}, but JetStream did not answer \
