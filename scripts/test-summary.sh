@@ -16,11 +16,12 @@ status=${PIPESTATUS[0]}
 echo "test-summary: $* took $(( $(date +%s) - started )) s (exit $status)" >&2
 # cargo: "test result: ok. 7 passed; 0 failed; ..."
 # cargo-nextest: "Summary [  63.5s] 52 tests run: 50 passed, 2 failed, 0 skipped"
-# pytest: "1 failed, 10 passed in 11.20s" (at the start of a line: nextest
-# shows a failed test's own "test result: ... finished in 19.39s", indented)
+# pytest: "1 failed, 10 passed in 11.20s", and our own runners'
+# "conformance: 95 passed, 0 failed in 165.8s" (at the start of a line:
+# nextest shows a failed test's own "test result: ... finished in 19.39s")
 # node --test (TAP): "# pass 8" and "# fail 0"
 # XCTest: one "Test Case '...' passed (…)" line per test
-awk '/^test result:/ || /^(=+ )?[0-9]+ (passed|failed).* in [0-9.]+s/ || /^ *Summary \[/ {
+awk '/^test result:/ || /^([a-z-]+: )?(=+ )?[0-9]+ (passed|failed).* in [0-9.]+s/ || /^ *Summary \[/ {
        for (i=1;i<NF;i++) {if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i}}
      /^# pass [0-9]+$/ {p+=$3}
      /^# fail [0-9]+$/ {f+=$3}
