@@ -38,7 +38,9 @@ split_debug() {
 
 # 1. The tool and the gateway.
 say "release binaries"
-cargo build -q --release -p jetstation-cli -p jetstation-gateway
+# One invocation for the tool, the gateway and the Swift library: cargo
+# unifies their features and compiles the core and its dependencies once.
+cargo build -q --release -p jetstation-cli -p jetstation-gateway -p jetstation-ffi -p jetstation-uniffi-bindgen
 for b in jetstation jetstation-gateway; do
   cp "$CARGO_TARGET_DIR/release/$b" "$DIST/bin/"
   split_debug "$DIST/bin/$b"
@@ -97,7 +99,7 @@ node -e '
 # 4. Swift: a package another package can depend on by path or by tag: the
 #    sources, the generated bindings, the C module map and the release library.
 say "swift package"
-cargo build -q --release -p jetstation-ffi -p jetstation-uniffi-bindgen
+# The library and the binding generator were built with the binaries above.
 lib="$CARGO_TARGET_DIR/release/libjetstation_ffi.so"
 swift="$DIST/swift/Jetstation"
 mkdir -p "$swift/Sources/Jetstation/Generated" "$swift/Sources/jetstation_ffiFFI" "$swift/lib"
