@@ -44,13 +44,7 @@ async fn crash_after_handling(exactly_once: bool, group: &str) -> Vec<(String, u
     let held = a.next().await.unwrap().unwrap();
     assert_eq!(held.payload.as_ref(), b"m0");
     for i in 1..=10 {
-        let d = tokio::time::timeout(Duration::from_secs(10), a.next())
-            .await
-            .expect("member A receives")
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.payload.as_ref(), format!("m{i}").as_bytes());
-        d.ack().unwrap();
+        ack_next(&a, i).await;
     }
     // The acknowledgements are recorded (not committed: m0 is unfinished).
     tokio::time::sleep(Duration::from_millis(500)).await; // the records' writes land; no API shows a record
@@ -93,21 +87,36 @@ async fn without_the_option_the_same_crash_handles_them_again() {
 /// to `floor` is finished (the record's layout is internal to the core; this
 /// test reads it to see what a member wrote).
 async fn record_reaching(kv: &async_nats::jetstream::kv::Store, floor: u64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let value = kv.get("p.0").await.unwrap().unwrap_or_default();
-        let text = String::from_utf8(value.to_vec()).unwrap();
-        let reached = text
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.parse::<u64>().ok())
-            .is_some_and(|f| f >= floor);
-        if reached || std::time::Instant::now() > deadline {
-            return text;
+    use futures::StreamExt;
+    let floor_of = |text: &str| text.split_whitespace().next()?.parse::<u64>().ok();
+    // Every write of the value, from the latest one on, until one reaches `floor`.
+    let mut writes = kv.watch_with_history("p.0").await.unwrap();
+    let mut last = String::new();
+    let reached = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(entry) = writes.next().await {
+            last = String::from_utf8(entry.unwrap().value.to_vec()).unwrap();
+            if floor_of(&last).is_some_and(|f| f >= floor) {
+                return;
+            }
         }
-        // Polls the record until the member's next write lands; the 15 s deadline bounds it.
-        tokio::time::sleep(Duration::from_millis(100)).await; // between two reads of the record
-    }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "the record reaches {floor} within 15 s: {last:?}"
+    );
+    last
+}
+
+/// The member's next message within 10 s: it must be `m<i>`; acknowledged.
+async fn ack_next(member: &jetstation::Consumer, i: u32) {
+    let d = tokio::time::timeout(Duration::from_secs(10), member.next())
+        .await
+        .expect("the member receives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.payload.as_ref(), format!("m{i}").as_bytes());
+    d.ack().unwrap();
 }
 
 #[tokio::test]
@@ -134,13 +143,7 @@ async fn a_record_written_by_another_member_in_between_is_merged_not_overwritten
                 .unwrap();
         }
         for i in from..to {
-            let d = tokio::time::timeout(Duration::from_secs(10), member.next())
-                .await
-                .expect("the member receives")
-                .unwrap()
-                .unwrap();
-            assert_eq!(d.payload.as_ref(), format!("m{i}").as_bytes());
-            d.ack().unwrap();
+            ack_next(&member, i).await;
         }
     };
     handle(0, 5).await;
