@@ -315,6 +315,11 @@ impl Client {
         self.inner.nats.server_info().version
     }
 
+    /// Whether the server takes fast-ingest batches (nats-server 2.14+).
+    pub(crate) fn has_fast_batches(&self) -> bool {
+        parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
+    }
+
     /// Largest message (payload + headers) the server accepts.
     pub fn max_payload(&self) -> usize {
         self.inner.nats.server_info().max_payload

@@ -8,6 +8,9 @@ pub const MSG_ID: &str = "Nats-Msg-Id";
 pub const BATCH_ID: &str = "Nats-Batch-Id";
 pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
 pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
+/// The sequence a partition must end at for a message to be stored; the
+/// producer's fast batches carry it on every message.
+pub const EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
 /// Set by the broker on each delivery to a pinned member; not kept on the
 /// messages applications see.
 pub const PIN_ID: &str = "Nats-Pin-Id";

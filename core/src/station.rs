@@ -321,8 +321,10 @@ impl Client {
             duplicate_window: cfg.dedup_window,
             discard: stream::DiscardPolicy::Old,
             allow_direct: true,
-            // The producer sends what queued up as one atomic batch.
+            // The producer sends what queued up as one batch: fast-ingest
+            // where the server has it (2.14+), atomic otherwise.
             allow_atomic_publish: true,
+            allow_batch_publish: self.has_fast_batches(),
             metadata,
             ..Default::default()
         }

@@ -482,6 +482,69 @@ async fn concurrent_producers_on_one_partition_keep_their_order() {
     }
 }
 
+/// Where the server has fast-ingest batches, a unit leaves as one, each
+/// message expecting the partition to end right before it; a receipt names
+/// exactly where its message is stored, also while another client writes
+/// the same partition in between (its messages make fast batches stop, and
+/// the atomic path takes over for a while).
+#[tokio::test]
+async fn fast_batches_store_each_message_where_its_receipt_says() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("ledger", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = client
+        .producer("ledger", ProducerOptions::default())
+        .await
+        .unwrap();
+    let stream = partition_stream("ledger", 0);
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(raw);
+    let mut receipts = Vec::new();
+    for phase in ["alone", "shared"] {
+        let mut handles = Vec::new();
+        for i in 0..3_000 {
+            let key = format!("emp-{}", i % 10);
+            let message = Message::new(payload(&key, i)).key(key);
+            handles.push(producer.enqueue(message).await.unwrap());
+            if phase == "shared" && i % 50 == 0 {
+                // Another writer's message lands between the producer's.
+                js.publish("jst._.ledger.0.m", "x".into()).await.unwrap();
+            }
+        }
+        for h in handles {
+            receipts.push(h.await.unwrap());
+        }
+    }
+    let stored = read_stream(&server.url(), &stream).await;
+    let by_sequence: std::collections::HashMap<u64, &Stored> =
+        stored.iter().map(|m| (m.sequence, m)).collect();
+    for r in &receipts {
+        assert!(!r.duplicate);
+        let m = by_sequence
+            .get(&r.sequence)
+            .unwrap_or_else(|| panic!("nothing stored at {}", r.sequence));
+        assert_eq!(m.msg_id, r.msg_id, "receipt sequence {}", r.sequence);
+    }
+    let fast = stored.iter().filter(|m| m.expected_last.is_some()).count();
+    assert!(
+        stored
+            .iter()
+            .filter_map(|m| m.expected_last.map(|e| (e, m.sequence)))
+            .all(|(e, s)| e + 1 == s),
+        "a fast-batch message stored anywhere but right after what it expected"
+    );
+    // Alone, every unit after the first goes as a fast batch.
+    assert!(
+        fast > 2_000,
+        "only {fast} of 6,000 messages went in fast batches"
+    );
+    let keyed: Vec<_> = stored.iter().filter(|m| m.key.is_some()).collect();
+    assert_eq!(keyed.len(), 6_000);
+}
+
 /// The buffer counts what a queued message holds beyond its payload: its
 /// headers, subject and the producer's bookkeeping of it, so `buffer_bytes`
 /// bounds memory even for tiny messages.

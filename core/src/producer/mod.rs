@@ -39,6 +39,7 @@
 //! pass after its refused predecessor whenever another producer's message
 //! fills exactly that place.
 
+mod fast;
 mod partition;
 
 use std::{
@@ -367,6 +368,7 @@ impl Client {
             .producer_id
             .clone()
             .unwrap_or_else(|| nuid::next().to_string());
+        let fast_batches = self.has_fast_batches();
         let mut queues = Vec::new();
         for p in 0..config.partitions {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -379,7 +381,8 @@ impl Client {
                 options.clone(),
                 rx,
                 self.inner.telemetry.clone(),
-            );
+            )
+            .with_fast_batches(fast_batches);
             tokio::spawn(worker.run());
         }
         Ok(Producer {

@@ -26,7 +26,10 @@ use backoff::{ExponentialBackoff, ExponentialBackoffBuilder, backoff::Backoff};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{Pending, ProducerOptions, Receipt};
+use super::{
+    Pending, ProducerOptions, Receipt,
+    fast::{self, Outcome, Replies},
+};
 use crate::{
     error::{Error, ErrorKind},
     headers,
@@ -43,6 +46,12 @@ pub(super) const MAX_ATOMIC_BATCH: usize = 1000;
 /// client's full request timeout only lengthens the pause after a node loss;
 /// sending again is safe (ids are deduplicated).
 const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a pipeline sends atomic batches only after a fast batch found
+/// another producer's message where it expected its own last one: while
+/// producers share a partition, each fast batch would be refused at its
+/// first message.
+const FAST_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a unit failed.
 enum Failure {
@@ -77,6 +86,17 @@ pub(super) struct Worker {
     /// The stream refused batches (created without atomic publish): every
     /// unit is a single message from now on.
     no_batches: bool,
+    /// Fast batches are possible: the server has them (2.14+) and the
+    /// stream has not refused them.
+    fast_batches: bool,
+    /// The partition's last sequence as this pipeline last confirmed it
+    /// (its own message, not a duplicate): what a fast batch expects.
+    /// `None` until known, and after anything that leaves it unsure.
+    last_sequence: Option<u64>,
+    /// No fast batch before this instant (another producer writes here).
+    fast_paused_until: Option<Instant>,
+    /// The reply inbox of the fast batches, subscribed at the first one.
+    replies: Option<Replies>,
     backoff: ExponentialBackoff,
     telemetry: Arc<Recorder>,
 }
@@ -109,9 +129,19 @@ impl Worker {
             unit: VecDeque::new(),
             singly: false,
             no_batches: false,
+            fast_batches: false,
+            last_sequence: None,
+            fast_paused_until: None,
+            replies: None,
             backoff,
             telemetry,
         }
+    }
+
+    /// Lets the pipeline send fast batches (the server has them).
+    pub(super) fn with_fast_batches(mut self, on: bool) -> Self {
+        self.fast_batches = on;
+        self
     }
 
     pub(super) async fn run(mut self) {
@@ -125,6 +155,8 @@ impl Worker {
             }
             let attempt = if self.singly || self.unit.len() == 1 {
                 self.send_first_alone().await
+            } else if let Some(base) = self.fast_base() {
+                self.send_fast(base).await
             } else {
                 self.send_batch().await
             };
@@ -226,6 +258,97 @@ impl Worker {
         Ok(())
     }
 
+    /// The sequence a fast batch can expect, if one may be sent now.
+    fn fast_base(&mut self) -> Option<u64> {
+        if !self.fast_batches || self.no_batches {
+            return None;
+        }
+        if let Some(until) = self.fast_paused_until {
+            if Instant::now() < until {
+                return None;
+            }
+            self.fast_paused_until = None;
+        }
+        self.last_sequence
+    }
+
+    /// Sends the unit as a fast batch whose messages expect the partition
+    /// to end at `base`, `base + 1`, … (see [`fast`]). What the answer
+    /// proves is confirmed; anything else stays in the unit for the atomic
+    /// path, which is taken at once (the partition's last sequence is
+    /// unknown until it confirms a message).
+    async fn send_fast(&mut self, base: u64) -> std::result::Result<(), Failure> {
+        let span = tracing::debug_span!(
+            "fast_batch",
+            station = %self.station,
+            partition = self.partition,
+            messages = self.unit.len(),
+        );
+        self.send_fast_in_span(base).instrument(span).await
+    }
+
+    async fn send_fast_in_span(&mut self, base: u64) -> std::result::Result<(), Failure> {
+        let nats = self.js.client();
+        if self.replies.is_none() {
+            let replies = Replies::new(&nats).await.map_err(|e| {
+                Failure::Transient(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "subscribing to the fast batch answers of {}: {e}",
+                        self.stream
+                    ),
+                ))
+            })?;
+            self.replies = Some(replies);
+        }
+        let replies = self.replies.as_mut().expect("set above");
+        let outcome = fast::send(&nats, replies, &self.unit, base, ATTEMPT_TIMEOUT).await;
+        self.last_sequence = None;
+        match outcome {
+            Ok(Outcome::Stored { count }) => {
+                for i in 0..count {
+                    let pending = self.unit.pop_front().expect("count <= unit length");
+                    self.confirmed(pending, base + 1 + i as u64, false);
+                }
+                if !self.unit.is_empty() {
+                    // The batch stopped at a refused message: the atomic
+                    // path sends the rest and pins the refusal.
+                    self.last_sequence = None;
+                }
+                Ok(())
+            }
+            Ok(Outcome::Unproven { code, detail }) => {
+                match code {
+                    Some(fast::BATCH_PUBLISH_DISABLED) => {
+                        tracing::info!(
+                            station = %self.station, partition = self.partition,
+                            "the partition stream does not take fast batches (created by an \
+                             older version or server): atomic batches only; update_station \
+                             enables them"
+                        );
+                        self.fast_batches = false;
+                    }
+                    Some(fast::WRONG_LAST_SEQUENCE) => {
+                        tracing::debug!(
+                            station = %self.station, partition = self.partition, %detail,
+                            "another producer writes this partition; atomic batches for a while"
+                        );
+                        self.fast_paused_until = Some(Instant::now() + FAST_PAUSE);
+                    }
+                    _ => tracing::debug!(
+                        station = %self.station, partition = self.partition, %detail,
+                        "fast batch not proven stored; sending the unit as an atomic batch"
+                    ),
+                }
+                Ok(())
+            }
+            Err(detail) => Err(Failure::Transient(Error::new(
+                ErrorKind::Timeout,
+                format!("{}: {detail}", self.stream),
+            ))),
+        }
+    }
+
     async fn publish(
         &self,
         subject: async_nats::Subject,
@@ -244,6 +367,9 @@ impl Worker {
 
     fn confirmed(&mut self, pending: Pending, sequence: u64, duplicate: bool) {
         self.backoff.reset();
+        // A duplicate names where the first copy went, not where the
+        // partition ends.
+        self.last_sequence = (!duplicate).then_some(sequence);
         self.record(&pending, None);
         let receipt = Receipt {
             station: self.station.clone(),

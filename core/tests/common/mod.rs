@@ -79,6 +79,9 @@ pub struct Stored {
     pub key: Option<String>,
     pub msg_id: String,
     pub payload: Vec<u8>,
+    /// `Nats-Expected-Last-Sequence`, which the producer's fast batches
+    /// put on each message.
+    pub expected_last: Option<u64>,
 }
 
 /// Every message of a JetStream stream, in stream order.
@@ -138,6 +141,9 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
             payload: m.payload.to_vec(),
+            expected_last: headers
+                .get("Nats-Expected-Last-Sequence")
+                .and_then(|v| v.as_str().parse().ok()),
         });
         if sequence >= last {
             break;
