@@ -14,12 +14,16 @@
 //!
 //! A pipeline has one *unit* in flight at a time: one message, or all the
 //! messages that queued up while the previous unit was on its way, sent as
-//! one atomic batch (nats-server 2.12+, `Nats-Batch-Id`). A batch is stored
-//! whole, contiguously, or not at all; and the next unit leaves only once
-//! the broker confirmed the previous one, so nothing of ours can be missing
-//! before it. Per-key order and "nothing stored after a gap" therefore hold
-//! by construction, whoever else writes the partition, on one node or on a
-//! replicated cluster.
+//! one batch; and the next unit leaves only once the broker confirmed the
+//! previous one, so nothing of ours can be missing before it. A batch is a
+//! fast-ingest batch where the server has them (2.14+, see [`fast`]):
+//! pipelined, stopped by the server at the first lost or refused message,
+//! every message stored only right after the sequence it names. Otherwise,
+//! and whenever a fast batch's answer does not prove where its messages
+//! went, it is an atomic batch (2.12+, `Nats-Batch-Id`), stored whole,
+//! contiguously, or not at all. Per-key order and "nothing stored after a
+//! gap" therefore hold by construction, whoever else writes the partition,
+//! on one node or on a replicated cluster, and receipts are exact.
 //!
 //! On a failure the unit is sent again, after an exponential backoff with
 //! jitter (the `backoff` crate) when the failure is transient. A batch the

@@ -1,11 +1,14 @@
 //! The ordered pipeline of one partition (see the parent module for why it
 //! is correct).
 //!
-//! One unit is in flight at a time: a single message, or an atomic batch of
-//! the messages that queued up while the previous unit was on its way. The
-//! next unit leaves only once the broker confirmed the previous one, so
-//! nothing of ours can be missing before it, and an atomic batch is stored
-//! whole or not at all, contiguously. A failed unit is sent again (after a
+//! One unit is in flight at a time: a single message, or a batch of the
+//! messages that queued up while the previous unit was on its way (a fast
+//! batch once the partition's last sequence is known, see [`super::fast`];
+//! an atomic batch otherwise). The next unit leaves only once the broker
+//! confirmed the previous one, so nothing of ours can be missing before it,
+//! and an atomic batch is stored whole or not at all, contiguously. What a
+//! fast batch's answer does not prove stored is sent again at once as an
+//! atomic batch. A failed unit is sent again (after a
 //! backoff when the failure is transient); a unit the broker refuses as a
 //! batch is sent again one message at a time, so that a permanent failure is
 //! pinned on the message that caused it, and that message and everything
