@@ -47,6 +47,7 @@ for size in $SIZES; do
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size" >> "$results"
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers >> "$results"
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches >> "$results"
+    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWF" "$COUNT" "$size" fast >> "$results"
     "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size" >> "$results"
     "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size" >> "$results"
     node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size" >> "$results"

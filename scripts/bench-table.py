@@ -4,8 +4,9 @@
 Arguments: section title, results file, reproduce command. The best of the
 rounds of each (client, mode) is reported with its ratio to raw async-nats
 (the floor cost) and to the jetstation Rust core, and the targets of the
-project: Rust >= 0.9x raw; Python and Node >= 0.8x Rust; Python >= 10x
-sequential nats-py. Swift has no target of its own; its ratios are shown.
+project: Rust >= 1.0x raw at 256 B (0.9x at other sizes); every binding
+(Python, Node, Swift) >= 0.8x Rust in both modes; Python >= 10x sequential
+nats-py.
 """
 import json, sys
 
@@ -27,10 +28,15 @@ raw = rate("async-nats (raw)", "pipelined, window 1024")
 rust = rate("jetstation (Rust)")
 natspy_seq = rate("nats-py", "sequential await js.publish")
 
+size = runs[0].get("size") if runs else None
+# At 256 B the Rust core is to beat raw pipelined publishes; at other sizes
+# the earlier target (0.9x) stands.
+rust_target = 1.0 if size == 256 else 0.9
+
 def target(client, mode, r):
     if client == "jetstation (Rust)" and raw:
-        return "≥ 0.9× raw", r / raw >= 0.9
-    if client in ("jetstation (Python)", "jetstation (Node)") and rust:
+        return f"≥ {rust_target:.1f}× raw", r / raw >= rust_target
+    if client in ("jetstation (Python)", "jetstation (Node)", "jetstation (Swift)") and rust:
         ok = r / rust >= 0.8
         if client == "jetstation (Python)" and mode == "enqueue per message" and natspy_seq:
             return "≥ 0.8× Rust, ≥ 10× nats-py sequential", ok and r / natspy_seq >= 10
