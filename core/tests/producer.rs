@@ -543,6 +543,38 @@ async fn fast_batches_store_each_message_where_its_receipt_says() {
     );
     let keyed: Vec<_> = stored.iter().filter(|m| m.key.is_some()).collect();
     assert_eq!(keyed.len(), 6_000);
+    // The guard is the producer's: a consumer does not see it.
+    let guarded = stored
+        .iter()
+        .find(|m| m.expected_last.is_some())
+        .unwrap()
+        .sequence;
+    let consumer = client
+        .consumer(
+            "ledger",
+            "readers",
+            jetstation::ConsumerOptions::default()
+                .start(jetstation::StartPosition::Sequence(guarded)),
+        )
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a message within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.sequence, guarded);
+    assert!(d.header("Jst-Key").is_some());
+    assert_eq!(
+        d.header("Nats-Expected-Last-Sequence"),
+        None,
+        "{:?}",
+        d.headers
+    );
+    d.ack().unwrap();
+    // Not closed: close waits for the deliveries queued for the application
+    // (which this test does not take) up to ack_wait.
+    drop(consumer);
 }
 
 /// The buffer counts what a queued message holds beyond its payload: its

@@ -39,7 +39,8 @@ pub struct ReceivedMessage {
     pub key: Option<String>,
     pub payload: Bytes,
     /// Every header stored with the message, application and jetstation ones
-    /// (`Jst-…`, `Nats-Msg-Id`), sorted by name.
+    /// (`Jst-…`, `Nats-Msg-Id`), sorted by name; not the producer's order
+    /// guard (`Nats-Expected-Last-Sequence`).
     pub headers: Vec<(String, String)>,
     pub msg_id: Option<String>,
     /// 1 on the first delivery.

@@ -1106,6 +1106,9 @@ fn received(
             if name.eq_ignore_ascii_case(crate::headers::PIN_ID) {
                 continue; // belongs to this delivery, not to the stored message
             }
+            if name.eq_ignore_ascii_case(crate::headers::EXPECTED_LAST_SEQUENCE) {
+                continue; // the producer's order guard (on fast batches only)
+            }
             for v in values {
                 if name.eq_ignore_ascii_case(crate::headers::MSG_ID) {
                     msg_id = Some(v.to_string());
