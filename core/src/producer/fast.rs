@@ -35,6 +35,8 @@ use crate::headers;
 const FLOW: u16 = 500;
 /// How many flow intervals may be unacknowledged before the sender waits.
 const OUTSTANDING_FLOWS: u64 = 2;
+/// The flow interval assumed before the server's first acknowledgement.
+const INITIAL_FLOW: u64 = 100;
 
 /// nats-server error codes (`server/errors.json`) this path tells apart.
 pub(super) const BATCH_PUBLISH_DISABLED: u64 = 10205;
@@ -174,7 +176,11 @@ pub(super) async fn send(
 ) -> Result<Outcome, String> {
     let batch = nuid::next().to_string();
     let count = unit.len();
-    let (mut acknowledged, mut every) = (0u64, 1u64);
+    // Until the server's first flow acknowledgement says otherwise, up to
+    // `OUTSTANDING_FLOWS * INITIAL_FLOW` messages leave without waiting: a
+    // small unit costs no extra round trip, and a batch refused at its first
+    // message wastes at most that many sends (refused as unknown batch).
+    let (mut acknowledged, mut every) = (0u64, INITIAL_FLOW);
     let mut early: Option<Answer> = None;
     for (i, pending) in unit.iter().enumerate() {
         let position = i as u64 + 1;
