@@ -52,37 +52,8 @@ async fn ordered_sends_survive_each_node_being_killed() {
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (producer, stop) = (producer.clone(), stop.clone());
-        tokio::spawn(async move {
-            let keys = 20;
-            let mut handles = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                // Bursts keep many messages queued at once.
-                for _ in 0..10 {
-                    for k in 0..keys {
-                        let key = format!("emp-{k}");
-                        handles.push(
-                            producer
-                                .enqueue(Message::new(payload(&key, i)).key(key))
-                                .await
-                                .unwrap(),
-                        );
-                    }
-                    i += 1;
-                }
-                // Spread the bursts over the faults.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let mut ok = 0;
-            for h in handles {
-                h.await.expect("every send is confirmed");
-                ok += 1;
-            }
-            ok
-        })
-    };
+    // Bursts of 200 keep many messages queued at once.
+    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), 10, 10));
     let other_sender = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -113,7 +84,8 @@ async fn ordered_sends_survive_each_node_being_killed() {
         // Let the flow run before and after each fault.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         cluster.nodes[node].kill();
-        // The node stays down for 3 s, then comes back with its store.
+        // The fault's length: the node stays down for 3 s (the producer
+        // meanwhile sends through a new leader), then comes back with its store.
         tokio::time::sleep(Duration::from_secs(3)).await;
         cluster.nodes[node].start_again();
         let started = Instant::now();
@@ -139,7 +111,8 @@ async fn ordered_sends_survive_each_node_being_killed() {
     let sent = tokio::time::timeout(Duration::from_secs(120), sender)
         .await
         .expect("the producer drains")
-        .unwrap();
+        .unwrap()
+        .len();
     assert!(sent > 1000, "only {sent} messages were sent");
     tokio::time::timeout(Duration::from_secs(120), other_sender)
         .await
@@ -178,40 +151,14 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
         .unwrap();
     let stream = partition_stream("fastr3", 0);
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (producer, stop) = (producer.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut handles = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                // Bursts of 100 keep units of many messages queued.
-                for _ in 0..5 {
-                    for k in 0..20 {
-                        let key = format!("emp-{k}");
-                        handles.push(
-                            producer
-                                .enqueue(Message::new(payload(&key, i)).key(key))
-                                .await
-                                .unwrap(),
-                        );
-                    }
-                    i += 1;
-                }
-                // Spread the bursts over the faults.
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            let mut receipts = Vec::new();
-            for h in handles {
-                receipts.push(h.await.expect("every send is confirmed"));
-            }
-            receipts
-        })
-    };
+    // Bursts of 100 keep units of many messages queued.
+    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), 5, 25));
     let addresses: Vec<async_nats::ServerAddr> =
         cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
     let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
     for round in 0..3 {
-        // Let the flow run before each fault.
+        // The fault schedule: 1.5 s of flow before each fault (the test is
+        // about what the faults do to a running flow, not a condition).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let leader = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
@@ -221,7 +168,8 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
                 {
                     return leader;
                 }
-                // Between two questions while a leader is elected.
+                // Between two questions while a leader is elected; the
+                // 20 s timeout around this loop bounds it.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -230,7 +178,8 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
         let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
         eprintln!("round {round}: killing the leader {leader}");
         cluster.nodes[node].kill();
-        // The node stays down for 3 s, then comes back with its store.
+        // The fault's length: the node stays down for 3 s (the producer
+        // meanwhile sends through a new leader), then comes back with its store.
         tokio::time::sleep(Duration::from_secs(3)).await;
         cluster.nodes[node].start_again();
     }
@@ -267,6 +216,40 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
         let expected: Vec<usize> = (0..seen.len()).collect();
         assert_eq!(seen, expected, "key {key}: a gap");
     }
+}
+
+/// Enqueues bursts of `rounds` × 20 keys ("emp-<k>"), `pause_ms` apart,
+/// until `stop`; then awaits every send, each of which must be confirmed.
+async fn send_bursts(
+    producer: jetstation::Producer,
+    stop: Arc<AtomicBool>,
+    rounds: usize,
+    pause_ms: u64,
+) -> Vec<jetstation::Receipt> {
+    let mut handles = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        for _ in 0..rounds {
+            for k in 0..20 {
+                let key = format!("emp-{k}");
+                handles.push(
+                    producer
+                        .enqueue(Message::new(payload(&key, i)).key(key))
+                        .await
+                        .unwrap(),
+                );
+            }
+            i += 1;
+        }
+        // Paces the flow so that the bursts spread over the faults; the
+        // caller's `stop` ends it.
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.push(h.await.expect("every send is confirmed"));
+    }
+    receipts
 }
 
 /// A key whose messages go to partition `p`.
