@@ -20,7 +20,7 @@ MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds
 # Swift: the package built in release mode in the Debian trixie root, run
 # against the release build of the Rust library it wraps.
 scripts/build-swift.sh >/dev/null
-cargo build -q --release -p jetstation-ffi
+scripts/release-binaries.sh
 mkdir -p bindings/swift/.build-lib-release
 cp "${CARGO_TARGET_DIR:-target}/release/libjetstation_ffi.so" bindings/swift/.build-lib-release/
 source scripts/swift-root.sh
@@ -56,8 +56,6 @@ for size in $SIZES; do
     swift_produce "$url" "bench-swift" "$COUNT" "$size" >> "$results"
   done
 done
-# The debug addon is what the tests use; put it back.
-(cd bindings/node && npm run -s build:debug)
 for size in $SIZES; do
   label="$size B"
   [ "$size" = 4096 ] && label="4 KiB"

@@ -10,11 +10,11 @@ export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$CACHE/bin/nats-server}"
 step() { echo "demo: $*" >&2; }
 
 step "building the Rust service"
-cargo build -q --release -p jetstation-examples --bin scheduling
+scripts/release-binaries.sh
 step "building the Python package"
 PYTHON=$(scripts/build-python.sh)
 step "building the Node addon"
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run -s build:debug >/dev/null 2>&1)
+(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run -s build >/dev/null 2>&1)
 step "building the Swift service"
 scripts/build-swift.sh >/dev/null
 source scripts/swift-root.sh

@@ -38,9 +38,10 @@ split_debug() {
 
 # 1. The tool and the gateway.
 say "release binaries"
-# One invocation for the tool, the gateway and the Swift library: cargo
-# unifies their features and compiles the core and its dependencies once.
-cargo build -q --release -p jetstation-cli -p jetstation-gateway -p jetstation-ffi -p jetstation-uniffi-bindgen
+# One invocation for the tool, the gateway and the Swift library (and the
+# other release binaries of `make test`): the core and its dependencies are
+# compiled once.
+scripts/release-binaries.sh
 for b in jetstation jetstation-gateway; do
   cp "$CARGO_TARGET_DIR/release/$b" "$DIST/bin/"
   split_debug "$DIST/bin/$b"

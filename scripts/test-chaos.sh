@@ -16,7 +16,7 @@ out="${CHAOS_OUT:-$CACHE/chaos}"
 # Release builds: the workers must keep up with the offered rate on a 2-core
 # machine that also runs three nats-servers; debug-built exactly-once members
 # handled about 500 messages/s there, below the 1,000/s these runs offer.
-cargo build -q --release -p jetstation-chaos
+scripts/release-binaries.sh
 bin="$CARGO_TARGET_DIR/release/chaos"
 python=$(PYTHON_PROFILE=release scripts/build-python.sh)
 # One run may take at most this long (the long form: 10 minutes).
