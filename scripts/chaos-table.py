@@ -24,19 +24,25 @@ for lang_dir in sorted(p for p in out.iterdir() if (p / "summary.json").exists()
         rows.append(f"| {summary['label']} | {kind} | {len(rs)} | {statistics.median(gaps):.1f} s | "
                     f"{max(gaps):.1f} s | {'0' if violations == 0 else violations} |")
     totals = ", ".join(f"{v} {k}" for k, v in summary["totals"].items())
-    rows_note = f"{summary['label']}: {summary['confirmed']:,} of {summary['sent']:,} sends confirmed; {totals}."
+    run = json.loads((lang_dir / "run.json").read_text())
+    setup = (f"{'3 nodes' if run['nodes'] == 3 else 'one server'}, an R{run['replicas']} station of "
+             f"{run['partitions']} partitions, {run['rate']:,} messages/s for {run['duration_s']} s, "
+             f"{run['faults']} faults")
+    rows_note = (f"{summary['label']} ({setup}): {summary['confirmed']:,} of {summary['sent']:,} sends "
+                 f"confirmed; {totals}.")
     rows.append(f"| | *{rows_note}* | | | | |")
 
 body = "\n".join([
-    measured(nats_server()) + " 3 nodes on loopback, an R3 station of 4 partitions, 500 messages/s from one producer process, "
-    "two members (ack_wait 3 s, handover_timeout 2 s). Time from the fault's start to the first delivery "
+    measured(nats_server()) + " The runs of the chaos suite (`make test-chaos`), each described in its last row: "
+    "nats-servers on loopback, one producer process, two members (ack_wait 3 s, handover_timeout 2 s). "
+    "Time from the fault's start to the first delivery "
     "of a message not delivered before, on every partition; it includes the fault's own length "
     "(a killed node is down 3.5 s, a frozen one 4 s, a killed member 2 s), the producer's pause "
     "while a partition whose leader was on the node elects a new one, and the reconnection of every "
     "process that was connected to that node (partitions led elsewhere, in processes connected "
     "elsewhere, go on at once: the 0.0 s rows). Violations are the checker's (lost, stalled, inversions, "
-    "unflagged repeats, stored twice, failed then confirmed).",
+    "unflagged repeats, stored twice, failed then confirmed, and handled twice in exactly-once runs).",
     f"Reproduce with `{command}`.", "",
     "| workers | fault | faults | median | max | violations |", "|---|---|---|---|---|---|", *rows])
 
-write_section("Recovery after faults on a 3-node cluster", body)
+write_section("Recovery after faults", body)

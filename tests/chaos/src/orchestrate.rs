@@ -238,6 +238,20 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         plan.faults.len(),
         out.display()
     );
+    // What this run was, for the tables made from its histories.
+    fs::write(
+        out.join("run.json"),
+        json!({
+            "nodes": if single { 1 } else { 3 },
+            "replicas": replicas,
+            "partitions": PARTITIONS,
+            "rate": plan.rate,
+            "duration_s": plan.duration,
+            "faults": plan.faults.len(),
+        })
+        .to_string(),
+    )
+    .expect("run description");
 
     let mut cluster = match single {
         true => Cluster {
