@@ -59,6 +59,10 @@ else
   install -m 0755 "$tmp/bin/nats-server" "$bin"
 fi
 
+# nats-server 2.12.8, jetstation's oldest supported release: the cluster test
+# of a partly upgraded cluster runs a node of it beside 2.15 ones.
+NATS_VERSIONS=2.12.8 scripts/setup-nats-versions.sh >/dev/null
+
 # 3. Debian's own nats-server 2.9.10: too old for jetstation, which is exactly
 #    what the "server too old" test needs. Installing it does not start it.
 apt_install nats-server

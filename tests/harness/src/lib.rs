@@ -42,6 +42,23 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
+/// Path of an older nats-server release (`version`, e.g. "2.12.8"), as
+/// `scripts/setup-nats-versions.sh` caches it (`make setup` fetches 2.12.8).
+///
+/// Panics with the command to run when it is missing: a test that needs it
+/// must not pass without it.
+pub fn nats_server_release_bin(version: &str) -> PathBuf {
+    let cached = cache_dir().join(format!("nats/{version}/nats-server"));
+    if cached.exists() {
+        return cached;
+    }
+    panic!(
+        "no nats-server {version} found at {}: run `NATS_VERSIONS={version} \
+         scripts/setup-nats-versions.sh` (or `make setup`)",
+        cached.display()
+    );
+}
+
 /// `~/.cache/jetstation`, or `$JETSTATION_CACHE` when set.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("JETSTATION_CACHE") {
@@ -293,6 +310,14 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// Stops the server (SIGTERM) and starts it again with another binary,
+    /// same port, same store: one step of a rolling upgrade (or downgrade).
+    pub fn restart_with_binary(&mut self, binary: impl Into<PathBuf>) {
+        self.stop();
+        self.builder.binary = binary.into();
+        self.spawn();
+    }
+
     /// Starts a stopped or killed server again (same port, same store).
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "server is still running");
@@ -321,6 +346,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(size: usize) -> Self {
+        Self::start_with_binary(size, nats_server_bin())
+    }
+
+    /// A cluster whose every node runs `binary` (an older release, to
+    /// upgrade node by node with [`NatsServer::restart_with_binary`]).
+    pub fn start_with_binary(size: usize, binary: impl Into<PathBuf>) -> Self {
+        let binary = binary.into();
         let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let name = format!("jst{}", free_port());
@@ -339,6 +371,7 @@ impl Cluster {
             nodes.push(NatsServer {
                 builder: ServerBuilder {
                     name: format!("n{}", i + 1),
+                    binary: binary.clone(),
                     ..ServerBuilder::default()
                 },
                 port: client_ports[i],
