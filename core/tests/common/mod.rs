@@ -110,43 +110,70 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
     if total == 0 {
         return out;
     }
-    let consumer = loop {
-        match s
+    // Read from the first sequence not read yet; a read cut short (no
+    // responders or a timeout while the consumer's node is still settling
+    // after a restart) starts again after the last message read.
+    let mut next = 1;
+    'reading: while next <= last {
+        let consumer = match s
             .create_consumer(pull::Config {
                 ack_policy: AckPolicy::None,
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: next,
+                },
                 ..Default::default()
             })
             .await
         {
-            Ok(consumer) => break consumer,
+            Ok(consumer) => consumer,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("reading {stream}: {e}; trying again");
                 // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await; // between attempts; the 30 s deadline bounds them
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
             }
             Err(e) => panic!("no consumer on {stream} within 30 s: {e}"),
-        }
-    };
-    let mut messages = consumer.messages().await.unwrap();
-    while let Some(m) = messages.next().await {
-        let m = m.unwrap();
-        let info = m.info().unwrap();
-        let sequence = info.stream_sequence;
-        let headers = m.headers.clone().unwrap_or_default();
-        out.push(Stored {
-            sequence,
-            key: headers.get("Jst-Key").map(|v| v.to_string()),
-            msg_id: headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            payload: m.payload.to_vec(),
-            expected_last: headers
-                .get("Nats-Expected-Last-Sequence")
-                .and_then(|v| v.as_str().parse().ok()),
-        });
-        if sequence >= last {
-            break;
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading {stream}: {e}; trying again");
+                // Pause between two attempts; the 30 s deadline bounds them.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            Err(e) => panic!("no messages from {stream} within 30 s: {e}"),
+        };
+        while let Some(m) = messages.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading {stream} at {next}: {e}; starting again there");
+                    // Pause between two attempts; the 30 s deadline bounds them.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue 'reading;
+                }
+                Err(e) => panic!("reading {stream} at {next}: {e}"),
+            };
+            let info = m.info().unwrap();
+            let sequence = info.stream_sequence;
+            let headers = m.headers.clone().unwrap_or_default();
+            out.push(Stored {
+                sequence,
+                key: headers.get("Jst-Key").map(|v| v.to_string()),
+                msg_id: headers
+                    .get("Nats-Msg-Id")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                payload: m.payload.to_vec(),
+                expected_last: headers
+                    .get("Nats-Expected-Last-Sequence")
+                    .and_then(|v| v.as_str().parse().ok()),
+            });
+            next = sequence + 1;
+            if sequence >= last {
+                break 'reading;
+            }
         }
     }
     out
