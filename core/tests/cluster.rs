@@ -195,27 +195,13 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
         draining.elapsed()
     );
     assert!(receipts.len() > 3000, "only {} sent", receipts.len());
-    wait_replicas_current(&cluster.nodes[0].url(), &stream, Duration::from_secs(30)).await;
-    let stored = read_stream(&cluster.nodes[0].url(), &stream).await;
-    let at: std::collections::HashMap<u64, &Stored> =
-        stored.iter().map(|m| (m.sequence, m)).collect();
-    for r in &receipts {
-        let m = at
-            .get(&r.sequence)
-            .unwrap_or_else(|| panic!("nothing stored at {} ({})", r.sequence, r.msg_id));
-        assert_eq!(m.msg_id, r.msg_id, "the receipt's sequence {}", r.sequence);
-    }
+    let stored = check_receipts(&cluster, "fastr3", &receipts).await;
     let fast = stored.iter().filter(|m| m.expected_last.is_some()).count();
     assert!(
         fast * 2 > stored.len(),
         "only {fast} of {} went in fast batches",
         stored.len()
     );
-    let per_key = check_station(&cluster.nodes[0].url(), "fastr3", 1).await;
-    for (key, seen) in per_key {
-        let expected: Vec<usize> = (0..seen.len()).collect();
-        assert_eq!(seen, expected, "key {key}: a gap");
-    }
 }
 
 /// A rolling upgrade under load: a station made on a cluster of nats-server
@@ -298,16 +284,7 @@ async fn a_rolling_upgrade_from_2_12_loses_reorders_and_repeats_nothing() {
     }
     eprintln!("{before} sends confirmed during the upgrade, 1000 after it");
 
-    wait_replicas_current(&cluster.nodes[0].url(), &stream, Duration::from_secs(30)).await;
-    let stored = read_stream(&cluster.nodes[0].url(), &stream).await;
-    let at: std::collections::HashMap<u64, &Stored> =
-        stored.iter().map(|m| (m.sequence, m)).collect();
-    for r in &receipts {
-        let m = at
-            .get(&r.sequence)
-            .unwrap_or_else(|| panic!("nothing stored at {} ({})", r.sequence, r.msg_id));
-        assert_eq!(m.msg_id, r.msg_id, "the receipt's sequence {}", r.sequence);
-    }
+    let stored = check_receipts(&cluster, "upgrade", &receipts).await;
     assert_eq!(
         stored.len(),
         receipts.len(),
@@ -317,11 +294,33 @@ async fn a_rolling_upgrade_from_2_12_loses_reorders_and_repeats_nothing() {
     // also not from the producer on the upgraded server.
     let fast = stored.iter().filter(|m| m.expected_last.is_some()).count();
     assert_eq!(fast, 0, "messages stored from fast batches");
-    let per_key = check_station(&cluster.nodes[0].url(), "upgrade", 1).await;
-    for (key, seen) in per_key {
+}
+
+/// Once the replicas of partition 0 of `station` (one partition) are
+/// current: every receipt's sequence holds its message, and each key is
+/// stored in order with no gap and no repeat. Returns what is stored.
+async fn check_receipts(
+    cluster: &Cluster,
+    station: &str,
+    receipts: &[jetstation::Receipt],
+) -> Vec<Stored> {
+    let url = cluster.nodes[0].url();
+    let stream = partition_stream(station, 0);
+    wait_replicas_current(&url, &stream, Duration::from_secs(30)).await;
+    let stored = read_stream(&url, &stream).await;
+    let at: std::collections::HashMap<u64, &Stored> =
+        stored.iter().map(|m| (m.sequence, m)).collect();
+    for r in receipts {
+        let m = at
+            .get(&r.sequence)
+            .unwrap_or_else(|| panic!("nothing stored at {} ({})", r.sequence, r.msg_id));
+        assert_eq!(m.msg_id, r.msg_id, "the receipt's sequence {}", r.sequence);
+    }
+    for (key, seen) in check_station(&url, station, 1).await {
         let expected: Vec<usize> = (0..seen.len()).collect();
         assert_eq!(seen, expected, "key {key}: a gap or a repeat");
     }
+    stored
 }
 
 /// Enqueues bursts of `rounds` × 20 keys ("emp-<k>"), `pause_ms` apart,
