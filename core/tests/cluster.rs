@@ -53,32 +53,9 @@ async fn ordered_sends_survive_each_node_being_killed() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 200 keep many messages queued at once.
-    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), 10, 10));
-    let other_sender = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut handles = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                for k in 0..20 {
-                    let key = format!("other-{k}");
-                    handles.push(
-                        other
-                            .enqueue(Message::new(payload(&key, i)).key(key))
-                            .await
-                            .unwrap(),
-                    );
-                }
-                i += 1;
-                // A slower, steady second flow.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            for h in handles {
-                h.await
-                    .expect("every send of the second producer is confirmed");
-            }
-        })
-    };
+    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 10, 10));
+    // A slower, steady second flow.
+    let other_sender = tokio::spawn(send_bursts(other, stop.clone(), "other", 1, 5));
     let probe = producer.clone();
     for node in 0..3 {
         // Let the flow run before and after each fault.
@@ -152,7 +129,7 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
     let stream = partition_stream("fastr3", 0);
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 100 keep units of many messages queued.
-    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), 5, 25));
+    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 5, 25));
     let addresses: Vec<async_nats::ServerAddr> =
         cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
     let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
@@ -235,7 +212,7 @@ async fn a_rolling_upgrade_from_2_12_loses_reorders_and_repeats_nothing() {
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), 5, 25));
+    let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 5, 25));
     for node in 0..3 {
         // The upgrade's schedule: 1.5 s of flow before each node's turn (the
         // test is about what the upgrade does to a running flow).
@@ -323,11 +300,12 @@ async fn check_receipts(
     stored
 }
 
-/// Enqueues bursts of `rounds` × 20 keys ("emp-<k>"), `pause_ms` apart,
+/// Enqueues bursts of `rounds` × 20 keys ("<prefix>-<k>"), `pause_ms` apart,
 /// until `stop`; then awaits every send, each of which must be confirmed.
 async fn send_bursts(
     producer: jetstation::Producer,
     stop: Arc<AtomicBool>,
+    prefix: &'static str,
     rounds: usize,
     pause_ms: u64,
 ) -> Vec<jetstation::Receipt> {
@@ -336,7 +314,7 @@ async fn send_bursts(
     while !stop.load(Ordering::SeqCst) {
         for _ in 0..rounds {
             for k in 0..20 {
-                let key = format!("emp-{k}");
+                let key = format!("{prefix}-{k}");
                 handles.push(
                     producer
                         .enqueue(Message::new(payload(&key, i)).key(key))

@@ -96,12 +96,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
     let s = loop {
         match js.get_stream(stream).await {
             Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("reading {stream}: {e}; trying again");
-                // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await; // between attempts; the 30 s deadline bounds them
-            }
-            Err(e) => panic!("no info on {stream} within 30 s: {e}"),
+            Err(e) => retry_before(deadline, format!("info on {stream}: {e}")).await,
         }
     };
     let state = s.cached_info().state.clone();
@@ -126,34 +121,25 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             .await
         {
             Ok(consumer) => consumer,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("reading {stream}: {e}; trying again");
-                // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            Err(e) => {
+                retry_before(deadline, format!("a consumer on {stream}: {e}")).await;
                 continue;
             }
-            Err(e) => panic!("no consumer on {stream} within 30 s: {e}"),
         };
         let mut messages = match consumer.messages().await {
             Ok(messages) => messages,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("reading {stream}: {e}; trying again");
-                // Pause between two attempts; the 30 s deadline bounds them.
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            Err(e) => {
+                retry_before(deadline, format!("messages from {stream}: {e}")).await;
                 continue;
             }
-            Err(e) => panic!("no messages from {stream} within 30 s: {e}"),
         };
         while let Some(m) = messages.next().await {
             let m = match m {
                 Ok(m) => m,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("reading {stream} at {next}: {e}; starting again there");
-                    // Pause between two attempts; the 30 s deadline bounds them.
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                Err(e) => {
+                    retry_before(deadline, format!("reading {stream} at {next}: {e}")).await;
                     continue 'reading;
                 }
-                Err(e) => panic!("reading {stream} at {next}: {e}"),
             };
             let info = m.info().unwrap();
             let sequence = info.stream_sequence;
@@ -177,6 +163,18 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
         }
     }
     out
+}
+
+/// After a failed attempt (`failure` says what failed): panics once
+/// `deadline` has passed, else logs it and pauses before the next attempt.
+async fn retry_before(deadline: Instant, failure: String) {
+    assert!(
+        Instant::now() < deadline,
+        "{failure} (no success within 30 s)"
+    );
+    eprintln!("{failure}; trying again");
+    // Pause between two attempts; the caller's deadline bounds them.
+    tokio::time::sleep(Duration::from_millis(250)).await;
 }
 
 /// Partition stream name of a station without namespace.
