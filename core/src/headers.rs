@@ -34,6 +34,8 @@ pub const ORIGIN_MSG_ID: &str = "Jst-Origin-Msg-Id";
 
 /// Whether an application may set this header.
 pub fn is_reserved(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with("nats-") || lower.starts_with("jst-")
+    ["nats-", "jst-"].iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    })
 }

@@ -294,6 +294,16 @@ async fn bad_input_is_refused_before_anything_is_sent() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("reserved"), "{err}");
+    // Header names are visible ASCII on the wire: anything else is refused
+    // with a typed error, never a panic inside the client.
+    for name in ["Gehalt-\u{fc}", "tab\tname", ""] {
+        let err = producer
+            .send(Message::new("x").header(name, "v"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name:?}");
+        assert!(err.message().contains("malformed"), "{err}");
+    }
     let err = producer
         .send(Message::new("x").key("k".repeat(300)))
         .await

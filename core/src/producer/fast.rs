@@ -23,7 +23,7 @@
 //! one mismatch and the numbers disagree). Anything else is left to the
 //! atomic path, which recognises duplicates by id and gives exact sequences.
 
-use async_nats::{HeaderMap, Subscriber};
+use async_nats::{HeaderMap, HeaderName, Subscriber};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -210,7 +210,7 @@ pub(super) async fn send(
             "{}.{batch}.{FLOW}.fail.{position}.{operation}.$FI",
             replies.prefix
         );
-        let headers = expecting(&pending.headers, base + i as u64);
+        let headers = expecting(pending, base + i as u64);
         nats.publish_with_reply_and_headers(
             pending.subject.clone(),
             reply,
@@ -273,9 +273,10 @@ fn silent(timeout: std::time::Duration) -> String {
 }
 
 /// The message's headers plus the sequence the partition must end at.
-fn expecting(base: &HeaderMap, last: u64) -> HeaderMap {
-    let mut h = base.clone();
-    h.insert(headers::EXPECTED_LAST_SEQUENCE, last.to_string().as_str());
+fn expecting(pending: &Pending, last: u64) -> HeaderMap {
+    static EXPECTED: HeaderName = HeaderName::from_static(headers::EXPECTED_LAST_SEQUENCE);
+    let mut h = pending.header_map();
+    h.insert(EXPECTED.clone(), last.to_string());
     h
 }
 

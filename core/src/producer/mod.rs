@@ -57,7 +57,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -230,16 +230,45 @@ impl ProducerOptions {
 }
 
 /// A message accepted by the pipeline, waiting to be stored.
+///
+/// Its headers are kept as their parts and the header map is built for each
+/// send ([`Pending::header_map`]): async-nats takes the map by value, so a map
+/// built at enqueue would be built once and then copied for every send.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) subject: async_nats::Subject,
-    pub(crate) headers: HeaderMap,
     pub(crate) payload: Bytes,
     pub(crate) msg_id: String,
+    pub(crate) key: Option<String>,
+    /// Application headers, then jetstation's optional ones (schema,
+    /// tombstone, trace context); names and values already checked.
+    pub(crate) headers: Vec<(String, String)>,
     pub(crate) deadline: Instant,
     pub(crate) reply: oneshot::Sender<Result<Receipt>>,
     /// Released when the message is resolved, either way.
     pub(crate) _ticket: Ticket,
+}
+
+static MSG_ID_HEADER: HeaderName = HeaderName::from_static(headers::MSG_ID);
+static KEY_HEADER: HeaderName = HeaderName::from_static(headers::KEY);
+
+impl Pending {
+    /// The headers to publish the message with, before the transport ones
+    /// of a batch.
+    pub(crate) fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(MSG_ID_HEADER.clone(), self.msg_id.as_str());
+        if let Some(key) = &self.key {
+            map.insert(KEY_HEADER.clone(), key.as_str());
+        }
+        for (name, value) in &self.headers {
+            // Checked at enqueue (`check_header`): cannot fail.
+            if let Ok(name) = name.parse::<HeaderName>() {
+                map.append(name, value.as_str());
+            }
+        }
+        map
+    }
 }
 
 /// Holds buffer space and counts the message as outstanding until dropped.
@@ -505,13 +534,19 @@ impl Producer {
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed("producer"));
         }
-        let (partition, mut headers, msg_id) = self.prepare(&message)?;
+        let (partition, msg_id) = self.prepare(&message)?;
+        let Message {
+            payload,
+            key,
+            mut headers,
+            ..
+        } = message;
         if tombstone {
-            headers.insert(headers::OP, "delete");
-            headers.insert(
-                headers::TTL,
-                format!("{}s", inner.tombstone_ttl.as_secs().max(1)).as_str(),
-            );
+            headers.push((headers::OP.into(), "delete".into()));
+            headers.push((
+                headers::TTL.into(),
+                format!("{}s", inner.tombstone_ttl.as_secs().max(1)),
+            ));
         } else if let Some(binding) = &inner.schema {
             // Validated before anything is queued: a refused message costs
             // nothing and reaches nobody.
@@ -520,13 +555,15 @@ impl Producer {
                 .compiled_schema(&binding.name, binding.version)
                 .await?;
             compiled
-                .validate(&message.payload)
+                .validate(&payload)
                 .map_err(|detail| schema_refusal(&binding.name, version, &detail))?;
-            headers.insert(SCHEMA_HEADER, binding.name.as_str());
-            headers.insert(SCHEMA_VERSION_HEADER, version.to_string().as_str());
+            headers.push((SCHEMA_HEADER.into(), binding.name.clone()));
+            headers.push((SCHEMA_VERSION_HEADER.into(), version.to_string()));
         }
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::create_span(&mut headers, &inner.station, partition, &msg_id);
         // Without compaction a partition has one subject: built once.
-        let subject = match (&message.key, inner.compaction) {
+        let subject = match (&key, inner.compaction) {
             (Some(key), true) => {
                 async_nats::Subject::from(inner.client.inner.names.message_subject(
                     &inner.station,
@@ -537,7 +574,7 @@ impl Producer {
             }
             _ => inner.subjects[partition as usize].clone(),
         };
-        let message_bytes = message.payload.len() + header_bytes(&headers);
+        let message_bytes = payload.len() + header_bytes(&msg_id, key.as_deref(), &headers);
         let size = message_bytes + subject.len() + BOOKKEEPING_BYTES;
         let max_payload = inner.max_payload;
         if message_bytes > max_payload {
@@ -587,9 +624,10 @@ impl Producer {
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
             subject,
-            headers,
-            payload: message.payload,
+            payload,
             msg_id,
+            key,
+            headers,
             deadline: Instant::now() + inner.options.delivery_timeout,
             reply,
             _ticket: ticket,
@@ -600,7 +638,8 @@ impl Producer {
         Ok(SendHandle { rx })
     }
 
-    fn prepare(&self, message: &Message) -> Result<(u32, HeaderMap, String)> {
+    /// The message's partition and id, once its key and headers are checked.
+    fn prepare(&self, message: &Message) -> Result<(u32, String)> {
         let inner = &self.inner;
         let partition = match (&message.key, &message.msg_id) {
             (Some(key), _) => {
@@ -612,24 +651,8 @@ impl Producer {
             (None, Some(id)) => partition_of(id, inner.partitions),
             (None, None) => inner.round_robin.fetch_add(1, Ordering::Relaxed) % inner.partitions,
         };
-        let mut headers = HeaderMap::new();
         for (name, value) in &message.headers {
-            if headers::is_reserved(name) {
-                return Err(Error::invalid(format!(
-                    "header {name:?} is reserved (names starting with Nats- or Jst- belong to \
-                     the broker and jetstation); rename it"
-                )));
-            }
-            if name.is_empty()
-                || name.contains([':', ' ', '\r', '\n'])
-                || value.contains(['\r', '\n'])
-            {
-                return Err(Error::invalid(format!(
-                    "header {name:?} is malformed: names need visible characters without ':' \
-                     or spaces, values cannot contain line breaks"
-                )));
-            }
-            headers.append(name.as_str(), value.as_str());
+            check_header(name, value)?;
         }
         let msg_id = match &message.msg_id {
             Some(id) if id.is_empty() => {
@@ -642,13 +665,7 @@ impl Producer {
                 inner.next_seq.fetch_add(1, Ordering::Relaxed)
             ),
         };
-        headers.insert(headers::MSG_ID, msg_id.as_str());
-        if let Some(key) = &message.key {
-            headers.insert(headers::KEY, key.as_str());
-        }
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::create_span(&mut headers, &inner.station, partition, &msg_id);
-        Ok((partition, headers, msg_id))
+        Ok((partition, msg_id))
     }
 
     /// Waits until every message queued so far is stored or has failed.
@@ -676,21 +693,39 @@ impl Producer {
 }
 
 /// What a queued message holds beyond its bytes on the wire, counted in the
-/// buffer: its header map, id, reply channel, place in the partition queue
-/// and in-flight request. Measured: a producer that enqueued 1,000,000
+/// buffer: its id, key and header list, reply channel, place in the partition
+/// queue, and while in flight the header map and request. Measured: a producer that enqueued 1,000,000
 /// messages with payloads sharing one allocation peaked at about 0.85 KiB
 /// per queued message, of which the wire bytes were about 340.
 pub const BOOKKEEPING_BYTES: usize = 512;
 
-fn header_bytes(headers: &HeaderMap) -> usize {
+/// An application header: not reserved, and a name and value the wire
+/// format can carry (a name of visible ASCII without ':', a value without
+/// line breaks).
+fn check_header(name: &str, value: &str) -> Result<()> {
+    if headers::is_reserved(name) {
+        return Err(Error::invalid(format!(
+            "header {name:?} is reserved (names starting with Nats- or Jst- belong to the \
+             broker and jetstation); rename it"
+        )));
+    }
+    if name.is_empty()
+        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        || value.contains(['\r', '\n'])
+    {
+        return Err(Error::invalid(format!(
+            "header {name:?} is malformed: names need visible ASCII characters without ':' or \
+             spaces, values cannot contain line breaks"
+        )));
+    }
+    Ok(())
+}
+
+/// The message's headers on the wire.
+fn header_bytes(msg_id: &str, key: Option<&str>, others: &[(String, String)]) -> usize {
     // "NATS/1.0\r\n" + "name: value\r\n" per header + "\r\n".
-    12 + headers
-        .iter()
-        .map(|(n, vs)| {
-            let name: &str = n.as_ref();
-            vs.iter()
-                .map(|v| name.len() + v.as_str().len() + 4)
-                .sum::<usize>()
-        })
-        .sum::<usize>()
+    let line = |name: &str, value: &str| name.len() + value.len() + 4;
+    12 + line(headers::MSG_ID, msg_id)
+        + key.map_or(0, |k| line(headers::KEY, k))
+        + others.iter().map(|(n, v)| line(n, v)).sum::<usize>()
 }

@@ -17,7 +17,7 @@
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use async_nats::{
-    HeaderMap,
+    HeaderMap, HeaderName,
     jetstream::{
         self,
         context::{PublishError, PublishErrorKind},
@@ -207,7 +207,7 @@ impl Worker {
         let first = self.unit.front().expect("a unit is never empty here");
         let publish = PublishMessage::build()
             .payload(first.payload.clone())
-            .headers(first.headers.clone());
+            .headers(first.header_map());
         let ack = self.publish(first.subject.clone(), publish, false).await?;
         let pending = self.unit.pop_front().expect("checked above");
         self.confirmed(pending, ack.sequence, ack.duplicate);
@@ -237,7 +237,7 @@ impl Worker {
         let count = self.unit.len();
         let nats = self.js.client();
         for (i, pending) in self.unit.iter().enumerate().take(count - 1) {
-            let headers = batch_headers(&pending.headers, &batch_id, i + 1, false);
+            let headers = batch_headers(pending, &batch_id, i + 1, false);
             if let Err(e) = nats
                 .publish_with_headers(pending.subject.clone(), headers, pending.payload.clone())
                 .await
@@ -251,7 +251,7 @@ impl Worker {
         let last = self.unit.back().expect("a batch has messages");
         let publish = PublishMessage::build()
             .payload(last.payload.clone())
-            .headers(batch_headers(&last.headers, &batch_id, count, true));
+            .headers(batch_headers(last, &batch_id, count, true));
         let ack = self.publish(last.subject.clone(), publish, true).await?;
         // An atomic batch is stored contiguously, ending at the ack's sequence.
         let first_sequence = ack.sequence + 1 - count as u64;
@@ -517,15 +517,19 @@ impl Worker {
 }
 
 /// The message's headers plus the atomic batch ones.
-fn batch_headers(base: &HeaderMap, batch_id: &str, sequence: usize, commit: bool) -> HeaderMap {
-    let mut h = base.clone();
-    h.insert(headers::BATCH_ID, batch_id);
-    h.insert(headers::BATCH_SEQUENCE, sequence.to_string().as_str());
+fn batch_headers(pending: &Pending, batch_id: &str, sequence: usize, commit: bool) -> HeaderMap {
+    let mut h = pending.header_map();
+    h.insert(BATCH_ID_HEADER.clone(), batch_id);
+    h.insert(BATCH_SEQUENCE_HEADER.clone(), sequence.to_string());
     if commit {
-        h.insert(headers::BATCH_COMMIT, "1");
+        h.insert(BATCH_COMMIT_HEADER.clone(), "1");
     }
     h
 }
+
+static BATCH_ID_HEADER: HeaderName = HeaderName::from_static(headers::BATCH_ID);
+static BATCH_SEQUENCE_HEADER: HeaderName = HeaderName::from_static(headers::BATCH_SEQUENCE);
+static BATCH_COMMIT_HEADER: HeaderName = HeaderName::from_static(headers::BATCH_COMMIT);
 
 /// The broker's API error behind a publish error, if it answered with one.
 fn api_error(err: &PublishError) -> Option<&jetstream::Error> {

@@ -18,7 +18,6 @@ use std::{
     time::Duration,
 };
 
-use async_nats::HeaderMap;
 use opentelemetry::{
     Context, KeyValue, global,
     metrics::{Counter, Histogram},
@@ -134,11 +133,13 @@ pub(crate) fn observe_lag(lag: &Arc<Lag>, station: &str, group: &str) {
         .build();
 }
 
-struct Headers<'a>(&'a mut HeaderMap);
+/// A queued message's headers, as the producer keeps them.
+struct Headers<'a>(&'a mut Vec<(String, String)>);
 
 impl Injector for Headers<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
+        self.0.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
+        self.0.push((key.to_string(), value));
     }
 }
 
@@ -170,8 +171,16 @@ fn current() -> Context {
 
 /// Gives a message without trace context a `create` span and carries the
 /// span's context in its headers.
-pub(crate) fn create_span(headers: &mut HeaderMap, station: &str, partition: u32, msg_id: &str) {
-    if headers.get(TRACEPARENT).is_some() {
+pub(crate) fn create_span(
+    headers: &mut Vec<(String, String)>,
+    station: &str,
+    partition: u32,
+    msg_id: &str,
+) {
+    if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(TRACEPARENT))
+    {
         return;
     }
     let parent = current();
