@@ -85,14 +85,9 @@ async fn run(setup: &Setup, count: usize) -> Result<()> {
         "pipelined, window 1024",
         rate,
     );
-    let rate = raw_consume(&js, count).await?;
-    report(
-        setup,
-        "consume",
-        "async-nats (raw)",
-        "pull consumer, ack per message",
-        rate,
-    );
+    let rate = raw_consume(&js, "shape-raw", count).await?;
+    js.delete_stream("shape-raw").await?;
+    report(setup, "consume", "async-nats (raw)", RAW_CONSUME, rate);
 
     for (station, partitions, keys, producers) in [
         ("shape-1", 1, 100, 1),
@@ -114,6 +109,12 @@ async fn run(setup: &Setup, count: usize) -> Result<()> {
             ),
         };
         report(setup, "produce", "jetstation (Rust)", &mode, rate);
+        if partitions == 1 {
+            // The same reader on the messages the group reads: they carry
+            // the headers the producer sent, which the server stores.
+            let rate = raw_consume(&js, "JST__shape-1__P0", count).await?;
+            report(setup, "consume", "async-nats (raw)", RAW_ON_STATION, rate);
+        }
         if producers == 1 && partitions != 4 {
             let rate = consume(&client, station, count, false).await?;
             let mode = format!("group, {}, {keys} keys", partitions_label(partitions));
@@ -164,8 +165,15 @@ async fn raw_produce(js: &jetstream::Context, setup: &Setup, count: usize) -> Re
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn raw_consume(js: &jetstream::Context, count: usize) -> Result<f64> {
-    let stream = js.get_stream("shape-raw").await?;
+/// The raw reader's rows: on raw publishes (no headers), and on the
+/// station's one partition (the messages the group reads).
+const RAW_CONSUME: &str = "pull consumer, ack per message";
+const RAW_ON_STATION: &str = "the same, on the group's messages (1 partition)";
+
+/// Reads `count` messages of `stream` with a durable pull consumer,
+/// acknowledging each one; the consumer is deleted afterwards.
+async fn raw_consume(js: &jetstream::Context, stream: &str, count: usize) -> Result<f64> {
+    let stream = js.get_stream(stream).await?;
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("raw".into()),
@@ -187,7 +195,7 @@ async fn raw_consume(js: &jetstream::Context, count: usize) -> Result<f64> {
         read += 1;
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
-    js.delete_stream("shape-raw").await?;
+    stream.delete_consumer("raw").await?;
     Ok(rate)
 }
 
