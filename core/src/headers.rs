@@ -39,3 +39,15 @@ pub fn is_reserved(name: &str) -> bool {
             .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
     })
 }
+
+/// Whether a stored message's header belongs to how it travelled, not to the
+/// message: the producer's batch and order-guard headers (which the server
+/// stores with the message) and the pin of one delivery. Members do not see
+/// them, so a message shows the same headers whichever way it was stored.
+pub fn is_transport(name: &str) -> bool {
+    name.eq_ignore_ascii_case(PIN_ID)
+        || ["nats-batch-", "nats-expected-"].iter().any(|prefix| {
+            name.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        })
+}

@@ -89,6 +89,64 @@ async fn iterator_style_receives_in_order_and_acks() {
     again.close().await.unwrap();
 }
 
+/// The headers a member sees are the message's own (its id, key and the
+/// application's), whichever way the producer's pipeline stored it: the
+/// transport headers of fast and atomic batches, which the server keeps with
+/// the message, are not shown.
+#[tokio::test]
+async fn a_delivery_shows_the_same_headers_whichever_batch_stored_it() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("h", StationConfig::default())
+        .await
+        .unwrap();
+    // Two producers on one partition: each finds the other's messages where
+    // its fast batch expected its own, and sends atomic batches for a while.
+    let mut tasks = Vec::new();
+    for name in ["a", "b"] {
+        let producer = client
+            .producer("h", ProducerOptions::default())
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut handles = Vec::new();
+            for i in 0..2_000 {
+                let m = Message::new(format!("{name}:{i}"))
+                    .key(format!("{name}{}", i % 10))
+                    .header("h", "v");
+                handles.push(producer.enqueue(m).await.unwrap());
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stored = read_stream(&server.url(), &partition_stream("h", 0)).await;
+    assert_eq!(stored.len(), 4_000);
+    assert!(
+        stored.iter().any(|m| m.atomic) && stored.iter().any(|m| m.expected_last.is_some()),
+        "both batch kinds stored messages (atomic: {}, fast: {})",
+        stored.iter().filter(|m| m.atomic).count(),
+        stored.iter().filter(|m| m.expected_last.is_some()).count()
+    );
+    let consumer = client.consumer("h", "g", fast()).await.unwrap();
+    for _ in 0..4_000 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a delivery within 10 s")
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = d.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Jst-Key", "Nats-Msg-Id", "h"], "{:?}", d.headers);
+        d.ack().unwrap();
+    }
+    consumer.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_delivery_settles_once_by_itself_or_by_id_and_a_release_costs_no_delivery() {
     let server = NatsServer::start();

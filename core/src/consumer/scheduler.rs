@@ -1101,19 +1101,18 @@ fn received(
     let mut headers = Vec::new();
     let mut msg_id = None;
     if let Some(h) = &entry.raw.headers {
+        headers.reserve(h.len());
         for (name, values) in h.iter() {
             let name: &str = name.as_ref();
-            if name.eq_ignore_ascii_case(crate::headers::PIN_ID) {
-                continue; // belongs to this delivery, not to the stored message
-            }
-            if name.eq_ignore_ascii_case(crate::headers::EXPECTED_LAST_SEQUENCE) {
-                continue; // the producer's order guard (on fast batches only)
+            if crate::headers::is_transport(name) {
+                continue;
             }
             for v in values {
+                let value = v.as_str().to_owned();
                 if name.eq_ignore_ascii_case(crate::headers::MSG_ID) {
-                    msg_id = Some(v.to_string());
+                    msg_id = Some(value.clone());
                 }
-                headers.push((name.to_string(), v.to_string()));
+                headers.push((name.to_owned(), value));
             }
         }
     }
