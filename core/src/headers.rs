@@ -34,7 +34,13 @@ pub const ORIGIN_MSG_ID: &str = "Jst-Origin-Msg-Id";
 
 /// Whether an application may set this header.
 pub fn is_reserved(name: &str) -> bool {
-    ["nats-", "jst-"].iter().any(|prefix| {
+    starts_with_any(name, &["nats-", "jst-"])
+}
+
+/// Whether `name` starts with one of `prefixes`, ignoring ASCII case (header
+/// names are case-insensitive).
+fn starts_with_any(name: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|prefix| {
         name.get(..prefix.len())
             .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
     })
@@ -45,9 +51,5 @@ pub fn is_reserved(name: &str) -> bool {
 /// stores with the message) and the pin of one delivery. Members do not see
 /// them, so a message shows the same headers whichever way it was stored.
 pub fn is_transport(name: &str) -> bool {
-    name.eq_ignore_ascii_case(PIN_ID)
-        || ["nats-batch-", "nats-expected-"].iter().any(|prefix| {
-            name.get(..prefix.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-        })
+    name.eq_ignore_ascii_case(PIN_ID) || starts_with_any(name, &["nats-batch-", "nats-expected-"])
 }
