@@ -34,23 +34,11 @@ async fn ordered_sends_survive_each_node_being_killed() {
         )
         .await
         .unwrap();
-    let producer = client
-        .producer(
-            "ordered",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
-        )
-        .await
-        .unwrap();
+    let producer = patient_producer(&client, "ordered").await;
     // A second producer (its own connection) writes the same partitions at
     // the same time: the guard must hold for both.
     let other_client = connect_cluster(&cluster).await;
-    let other = other_client
-        .producer(
-            "ordered",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
-        )
-        .await
-        .unwrap();
+    let other = patient_producer(&other_client, "ordered").await;
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 200 keep many messages queued at once.
     let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 10, 10));
@@ -59,13 +47,7 @@ async fn ordered_sends_survive_each_node_being_killed() {
     // Probes on a producer of their own: behind the bursts' queue a probe
     // would measure how long that queue takes to drain, not whether the
     // partition takes writes.
-    let probe = client
-        .producer(
-            "ordered",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
-        )
-        .await
-        .unwrap();
+    let probe = patient_producer(&client, "ordered").await;
     for node in 0..3 {
         // Let the flow run before and after each fault.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -130,13 +112,7 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
         .create_station("fastr3", StationConfig::default().replicas(3))
         .await
         .unwrap();
-    let producer = client
-        .producer(
-            "fastr3",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
-        )
-        .await
-        .unwrap();
+    let producer = patient_producer(&client, "fastr3").await;
     let stream = partition_stream("fastr3", 0);
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 100 keep units of many messages queued.
@@ -215,13 +191,7 @@ async fn a_rolling_upgrade_from_2_12_loses_reorders_and_repeats_nothing() {
         .await
         .unwrap();
     let stream = partition_stream("upgrade", 0);
-    let producer = client
-        .producer(
-            "upgrade",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
-        )
-        .await
-        .unwrap();
+    let producer = patient_producer(&client, "upgrade").await;
     let stop = Arc::new(AtomicBool::new(false));
     let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 5, 25));
     for node in 0..3 {
@@ -344,6 +314,17 @@ async fn send_bursts(
         receipts.push(h.await.expect("every send is confirmed"));
     }
     receipts
+}
+
+/// A producer whose sends wait out node losses (a 90 s delivery timeout).
+async fn patient_producer(client: &jetstation::Client, station: &str) -> jetstation::Producer {
+    client
+        .producer(
+            station,
+            ProducerOptions::default().delivery_timeout(Duration::from_secs(90)),
+        )
+        .await
+        .unwrap()
 }
 
 /// A key whose messages go to partition `p`.
