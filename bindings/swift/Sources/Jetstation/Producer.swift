@@ -8,7 +8,9 @@ public extension Producer {
     /// order `enqueue` was called. Takes the synchronous path when the
     /// producer has room, and waits for room (async) only when it has none.
     func enqueue(_ message: OutgoingMessage) async throws -> SendHandle {
-        if let handle = try tryEnqueue(message: message) { return handle }
+        if let handle = try tryEnqueue(
+            payload: message.payload, key: message.key, headers: message.headers, msgId: message.msgId
+        ) { return handle }
         return try await enqueueMessage(message: message)
     }
 
@@ -17,7 +19,8 @@ public extension Producer {
     /// messages cross into the core in chunks of `sendBatchChunk`, each
     /// queued after the one before, so a large batch is never copied across
     /// in one buffer and the first chunk is on its way while the next is
-    /// handed over.
+    /// handed over. A chunk's payloads cross as one borrowed buffer with
+    /// their lengths.
     func sendBatch(payloads: [Data], keys: [String?]) async throws -> [Receipt] {
         guard payloads.count == keys.count else {
             throw JetstationError.InvalidArgument(message: "payloads and keys must have the same length")
@@ -26,7 +29,18 @@ public extension Producer {
         var start = 0
         while start < payloads.count {
             let end = min(start + sendBatchChunk, payloads.count)
-            queued.append(try await enqueueBatch(payloads: Array(payloads[start..<end]), keys: Array(keys[start..<end])))
+            var joined = Data(capacity: payloads[start..<end].reduce(0) { $0 + $1.count })
+            var lengths: [UInt32] = []
+            lengths.reserveCapacity(end - start)
+            for payload in payloads[start..<end] {
+                guard let length = UInt32(exactly: payload.count) else {
+                    throw JetstationError.InvalidArgument(message: "a payload of \(payload.count) bytes is too large to send")
+                }
+                joined.append(payload)
+                lengths.append(length)
+            }
+            let chunk = try stageBatch(payloads: joined, lengths: lengths, keys: Array(keys[start..<end]))
+            queued.append(try await enqueueBatch(chunk: chunk))
             start = end
         }
         var receipts: [Receipt] = []

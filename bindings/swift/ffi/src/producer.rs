@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::{
     error::{Result, invalid},
-    types::{OutgoingMessage, Receipt},
+    types::{Header, OutgoingMessage, Receipt},
 };
 
 #[derive(uniffi::Object)]
@@ -45,26 +47,16 @@ impl Producer {
 
     /// Queues one chunk of the Swift `sendBatch` in order, waiting for room
     /// as `enqueue` does, and returns once all of it is queued, with a handle
-    /// to the chunk's receipts. `sendBatch` queues the next chunk after this
-    /// one returned, so chunks keep their order and no call carries the
-    /// whole batch across the boundary in one buffer.
-    pub async fn enqueue_batch(
-        &self,
-        payloads: Vec<Vec<u8>>,
-        keys: Vec<Option<String>>,
-    ) -> Result<Arc<BatchHandle>> {
-        if payloads.len() != keys.len() {
-            return Err(invalid("payloads and keys must have the same length"));
-        }
-        let messages = payloads
-            .into_iter()
-            .zip(keys)
-            .map(|(payload, key)| jetstation::Message {
-                payload: payload.into(),
-                key,
-                ..Default::default()
-            })
-            .collect();
+    /// to the chunk's receipts. `sendBatch` stages the next chunk and queues
+    /// it after this one returned, so chunks keep their order and no call
+    /// carries the whole batch across the boundary in one buffer.
+    pub async fn enqueue_batch(&self, chunk: Arc<StagedBatch>) -> Result<Arc<BatchHandle>> {
+        let messages = chunk
+            .messages
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| invalid("this chunk was already queued"))?;
         let handles = self.inner.enqueue_batch(messages).await;
         Ok(Arc::new(BatchHandle {
             handles: tokio::sync::Mutex::new(Some(handles)),
@@ -90,11 +82,24 @@ impl Producer {
     /// Queues at once when the producer has room (buffer space free, schema
     /// loaded) and returns the handle; `nil` when it would have to wait
     /// (then use `enqueueMessage`). The Swift `enqueue(_:)` does both: an
-    /// async call per message costs far more than the enqueue itself.
-    pub fn try_enqueue(&self, message: OutgoingMessage) -> Result<Option<Arc<SendHandle>>> {
+    /// async call per message costs far more than the enqueue itself. The
+    /// payload is borrowed for the call (a `Data` is not serialised into a
+    /// buffer byte by byte) and copied once here.
+    pub fn try_enqueue(
+        &self,
+        payload: &[u8],
+        key: Option<String>,
+        headers: Vec<Header>,
+        msg_id: Option<String>,
+    ) -> Result<Option<Arc<SendHandle>>> {
+        let message = jetstation::Message {
+            payload: Bytes::copy_from_slice(payload),
+            key,
+            headers: headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            msg_id,
+        };
         // Polled inside the runtime the async calls use, in case the enqueue
         // has to start a task (a schema look-up).
-        let message: jetstation::Message = message.into();
         let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(&message) });
         let handle = futures::FutureExt::now_or_never(in_runtime).unwrap_or(Ok(None))?;
         Ok(handle.map(|h| {
@@ -103,6 +108,53 @@ impl Producer {
             })
         }))
     }
+
+    /// Copies one chunk of the Swift `sendBatch` into the core: the payloads
+    /// one after another in `payloads` (borrowed for the call, copied once),
+    /// `lengths[i]` bytes each, with `keys[i]`. Each message's payload is a
+    /// slice of the one copy. Queue it with `enqueueBatch`.
+    pub fn stage_batch(
+        &self,
+        payloads: &[u8],
+        lengths: Vec<u32>,
+        keys: Vec<Option<String>>,
+    ) -> Result<Arc<StagedBatch>> {
+        if lengths.len() != keys.len() {
+            return Err(invalid("payloads and keys must have the same length"));
+        }
+        let total: usize = lengths.iter().map(|&n| n as usize).sum();
+        if total != payloads.len() {
+            return Err(invalid(format!(
+                "the payloads hold {} bytes, their lengths add up to {total}",
+                payloads.len()
+            )));
+        }
+        let all = Bytes::copy_from_slice(payloads);
+        let mut start = 0;
+        let messages = lengths
+            .into_iter()
+            .zip(keys)
+            .map(|(length, key)| {
+                let end = start + length as usize;
+                let payload = all.slice(start..end);
+                start = end;
+                jetstation::Message {
+                    payload,
+                    key,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Arc::new(StagedBatch {
+            messages: tokio::sync::Mutex::new(Some(messages)),
+        }))
+    }
+}
+
+/// One chunk of `sendBatch`, copied into the core and not queued yet.
+#[derive(uniffi::Object)]
+pub struct StagedBatch {
+    messages: tokio::sync::Mutex<Option<Vec<jetstation::Message>>>,
 }
 
 /// A queued message; `receipt()` waits until the broker stored it.
