@@ -58,14 +58,16 @@ export declare class Client {
 }
 export declare class SendHandle {
     private readonly inner;
+    private readonly station;
     /** Resolves with the receipt once the broker stored the message. */
     receipt(): Promise<Receipt>;
 }
 export declare class Producer {
     private readonly inner;
     private waiting;
-    get station(): string;
-    get producerId(): string;
+    /** The station this producer sends to. */
+    readonly station: string;
+    readonly producerId: string;
     /** Sends and resolves once the broker stored the message. */
     send(payload: Payload, { key, headers, msgId, signal }?: SendOptions): Promise<Receipt>;
     /**

@@ -163,26 +163,38 @@ exports.Client = Client;
 const SEND_BATCH_CHUNK = 4096;
 class SendHandle {
     inner;
+    station;
     /** @internal */
-    constructor(inner) {
+    constructor(inner, station) {
         this.inner = inner;
+        this.station = station;
     }
     /** Resolves with the receipt once the broker stored the message. */
     receipt() {
+        // A stored message's receipt comes as [partition, sequence, duplicate,
+        // msgId]: an object literal made here costs less than a native object
+        // with named properties made per message.
         const ready = sync(() => this.inner.tryReceipt());
-        return ready ? Promise.resolve(ready) : call(() => this.inner.wait());
+        if (!ready)
+            return call(() => this.inner.wait());
+        const [partition, sequence, duplicate, msgId] = ready;
+        return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId });
     }
 }
 exports.SendHandle = SendHandle;
 class Producer {
     inner;
     waiting = null;
+    /** The station this producer sends to. */
+    station;
+    producerId;
     /** @internal */
     constructor(inner) {
         this.inner = inner;
+        // Read once: every send uses the station, and a native getter makes a new string per call.
+        this.station = inner.station;
+        this.producerId = inner.producerId;
     }
-    get station() { return this.inner.station; }
-    get producerId() { return this.inner.producerId; }
     /** Sends and resolves once the broker stored the message. */
     send(payload, { key, headers, msgId, signal } = {}) {
         const hdrs = toHeaders(telemetry.headersFor(this.station, headers));
@@ -200,10 +212,10 @@ class Producer {
             await this.waiting;
         const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId));
         if (ready)
-            return new SendHandle(ready);
+            return new SendHandle(ready, this.station);
         const pending = call(() => this.inner.enqueue(data, key, hdrs, msgId));
         this.waiting = pending.then(() => { }, () => { }).finally(() => { this.waiting = null; });
-        return new SendHandle(await pending);
+        return new SendHandle(await pending, this.station);
     }
     /** Sends many `{ payload, key }` in one call; receipts in order. */
     async sendBatch(messages) {

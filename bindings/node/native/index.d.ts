@@ -128,10 +128,12 @@ export declare class Producer {
 /** A queued message; `wait()` resolves with its receipt. */
 export declare class SendHandle {
   /**
-   * The receipt if the message is already resolved (no promise needed);
-   * throws its error if it failed; null while it is pending.
+   * The receipt if the message is already resolved (no promise needed),
+   * as `[partition, sequence, duplicate, msgId]` (the TypeScript
+   * `receipt()` makes the object); throws its error if it failed; null
+   * while it is pending.
    */
-  tryReceipt(): Receipt | null
+  tryReceipt(): [number, number, boolean, string] | null
   wait(): Promise<Receipt>
 }
 

@@ -13,3 +13,9 @@ mod logging;
 mod producer;
 mod stats;
 mod types;
+
+// The addon's own allocations go to mimalloc: with glibc's malloc, malloc
+// and free took 21 % of the JavaScript thread's samples while it enqueued
+// messages, 6 % with mimalloc (docs/design-notes.md, "Node binding").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

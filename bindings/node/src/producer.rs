@@ -201,10 +201,12 @@ pub struct SendHandle {
 
 #[napi]
 impl SendHandle {
-    /// The receipt if the message is already resolved (no promise needed);
-    /// throws its error if it failed; null while it is pending.
-    #[napi]
-    pub fn try_receipt(&self) -> napi::Result<Option<Receipt>> {
+    /// The receipt if the message is already resolved (no promise needed),
+    /// as `[partition, sequence, duplicate, msgId]` (the TypeScript
+    /// `receipt()` makes the object); throws its error if it failed; null
+    /// while it is pending.
+    #[napi(ts_return_type = "[number, number, boolean, string] | null")]
+    pub fn try_receipt(&self) -> napi::Result<Option<(u32, i64, bool, String)>> {
         let mut slot = self.handle.lock().unwrap();
         let Some(handle) = slot.as_mut() else {
             return Err(invalid("this send handle was already awaited"));
@@ -213,7 +215,13 @@ impl SendHandle {
             None => Ok(None),
             Some(result) => {
                 *slot = None;
-                Ok(Some(result.js()?.into()))
+                let r = result.js()?;
+                Ok(Some((
+                    r.partition,
+                    r.sequence as i64,
+                    r.duplicate,
+                    r.msg_id,
+                )))
             }
         }
     }
