@@ -20,3 +20,9 @@ pub use state::Snapshot;
 pub use types::*;
 
 uniffi::setup_scaffolding!();
+
+// The library's own allocations go to mimalloc: `sendBatch` of 256 B
+// messages ran 13 % faster with it than with glibc's malloc, and per-message
+// enqueues 7 % (docs/design-notes.md, "Swift binding").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
