@@ -22,7 +22,7 @@ PYTHON=$(scripts/build-python.sh)
 
 # Node: the addon.
 step "building the Node addon"
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+scripts/build-node.sh
 
 # The gateway's client: grpcio with stubs generated from proto/.
 step "preparing the gRPC client"

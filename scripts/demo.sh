@@ -14,7 +14,7 @@ scripts/release-binaries.sh
 step "building the Python package"
 PYTHON=$(scripts/build-python.sh)
 step "building the Node addon"
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run -s build >/dev/null 2>&1)
+scripts/build-node.sh >/dev/null 2>&1
 step "building the Swift service"
 scripts/build-swift.sh >/dev/null
 source scripts/swift-root.sh

@@ -64,7 +64,7 @@ grep -q 'manylinux_2_17' "$work/auditwheel.txt" || { cat "$work/auditwheel.txt";
 #    that loads it (its loader requires jetstation-linux-x64-gnu when the
 #    addon is not beside it).
 say "node packages"
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+scripts/build-node.sh
 platform="$work/node/linux-x64-gnu"
 mkdir -p "$platform"
 cp bindings/node/native/jetstation.linux-x64-gnu.node "$platform/"

@@ -12,7 +12,7 @@ export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$CACHE/bin/nats-server}"
 
 PYTHON=$(scripts/build-python.sh)
 "$(dirname "$PYTHON")/pip" install -q --disable-pip-version-check opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+scripts/build-node.sh
 
 JETSTATION_PYTHON="$PYTHON" JETSTATION_NODE_DIR="$PWD/bindings/node" \
   cargo nextest run -p jetstation-telemetry-tests --no-fail-fast
