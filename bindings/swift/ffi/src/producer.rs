@@ -9,6 +9,11 @@ use crate::{
     types::{Header, OutgoingMessage, Receipt},
 };
 
+/// Takes what a slot holds the first time; `already` is the error after.
+async fn take_once<T>(slot: &tokio::sync::Mutex<Option<T>>, already: &str) -> Result<T> {
+    slot.lock().await.take().ok_or_else(|| invalid(already))
+}
+
 #[derive(uniffi::Object)]
 pub struct Producer {
     pub(crate) inner: jetstation::Producer,
@@ -51,12 +56,7 @@ impl Producer {
     /// it after this one returned, so chunks keep their order and no call
     /// carries the whole batch across the boundary in one buffer.
     pub async fn enqueue_batch(&self, chunk: Arc<StagedBatch>) -> Result<Arc<BatchHandle>> {
-        let messages = chunk
-            .messages
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| invalid("this chunk was already queued"))?;
+        let messages = take_once(&chunk.messages, "this chunk was already queued").await?;
         let handles = self.inner.enqueue_batch(messages).await;
         Ok(Arc::new(BatchHandle {
             handles: tokio::sync::Mutex::new(Some(handles)),
@@ -168,12 +168,11 @@ impl SendHandle {
     /// Waits for the receipt (the Swift `receipt()` tries `tryReceipt()`
     /// first, which needs no async call).
     pub async fn wait_receipt(&self) -> Result<Receipt> {
-        let handle = self
-            .inner
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| invalid("receipt() was already awaited for this message"))?;
+        let handle = take_once(
+            &self.inner,
+            "receipt() was already awaited for this message",
+        )
+        .await?;
         Ok(handle.await?.into())
     }
 }
@@ -209,12 +208,11 @@ pub struct BatchHandle {
 impl BatchHandle {
     /// The chunk's receipts in order, or the first failed message's error.
     pub async fn wait_receipts(&self) -> Result<Vec<Receipt>> {
-        let handles = self
-            .handles
-            .lock()
-            .await
-            .take()
-            .ok_or_else(|| invalid("the receipts of this batch were already awaited"))?;
+        let handles = take_once(
+            &self.handles,
+            "the receipts of this batch were already awaited",
+        )
+        .await?;
         let mut receipts = Vec::with_capacity(handles.len());
         for handle in handles {
             receipts.push(handle?.await?.into());
