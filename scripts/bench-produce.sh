@@ -10,7 +10,7 @@ CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 COUNT="${BENCH_COUNT:-100000}"
 SIZES="${BENCH_SIZES:-256 4096}"
 
-cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce
+cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce --bin clear
 # Official clients, for comparison.
 BASE_VENV="$CACHE/bench-venv"
 [ -x "$BASE_VENV/bin/python" ] || { python3 -m venv "$BASE_VENV" && "$BASE_VENV/bin/pip" install -q nats-py==2.16.0; }
@@ -32,6 +32,9 @@ swift_produce() {
     /repo/tests/bench/swift-produce/.build/release/SwiftProduce "$@"
 }
 
+# Every client's run starts on an empty store (see tests/bench/src/bin/clear.rs).
+clear_store() { "${CARGO_TARGET_DIR:-target}/release/clear" "$url"; }
+
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$port" "$dir/store" > "$dir/server.conf"
@@ -45,15 +48,25 @@ for size in $SIZES; do
   results="$dir/results-$size.jsonl"
   for round in 1 2 3; do
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size" >> "$results"
+    clear_store
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers >> "$results"
+    clear_store
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches >> "$results"
+    clear_store
     "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWF" "$COUNT" "$size" fast >> "$results"
+    clear_store
     "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size" >> "$results"
+    clear_store
     "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size" >> "$results"
+    clear_store
     node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size" >> "$results"
+    clear_store
     "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$size" >> "$results"
+    clear_store
     node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$size" >> "$results"
+    clear_store
     swift_produce "$url" "bench-swift" "$COUNT" "$size" >> "$results"
+    clear_store
   done
 done
 for size in $SIZES; do

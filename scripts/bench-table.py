@@ -55,7 +55,8 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
 body = "\n".join([
     measured(rustc(), nats_server(), f"Python {sys.version.split()[0]}") + f" {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
-    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server. "
+    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server, whose streams are "
+    "deleted after each run (every run starts on an empty store). "
     "Client CPU (Rust programs) is the user + system time of the sending process, per message.",
     f"Reproduce with `{command}`.",
     "",
