@@ -4,7 +4,8 @@
 //! then sends at half that rate for `<seconds>` with raw async-nats (acked
 //! publishes, pull consumer, explicit acks) and with jetstation (producer,
 //! consumer group), and, to split the two, raw async-nats publishes into a
-//! station read by a jetstation group. Each payload carries its send time.
+//! station read by a jetstation group, and a jetstation producer's station
+//! read by a raw pull consumer. Each payload carries its send time.
 //! Prints one JSON line per client with p50/p99 in milliseconds. Run by
 //! `scripts/bench-consume.sh`.
 
@@ -95,7 +96,6 @@ async fn jetstation_run(
         })
     };
     let started = Instant::now();
-    let mut i = 0usize;
     let sent = match (rate, raw_producer) {
         (Some(rate), Some(url)) => {
             // The station's one partition, written as plain acked publishes
@@ -108,17 +108,7 @@ async fn jetstation_run(
             })
             .await?
         }
-        (Some(rate), None) => {
-            paced(rate, seconds, || {
-                i += 1;
-                let m = Message::new(stamped(origin)).key(format!("k{}", i % 100));
-                let producer = producer.clone();
-                async move {
-                    let _ = producer.enqueue(m).await;
-                }
-            })
-            .await
-        }
+        (Some(rate), None) => producer_paced(&producer, origin, rate, seconds).await,
         (None, _) => {
             for i in 0..count {
                 // The consumer sees every message; its receipt is not needed.
@@ -142,22 +132,32 @@ async fn jetstation_run(
     Ok((samples, sent as f64 / elapsed))
 }
 
-async fn raw_run(
-    url: &str,
+/// Sends `rate` messages per second for `seconds` through a jetstation
+/// producer (100 keys), without waiting for receipts.
+async fn producer_paced(
+    producer: &jetstation::Producer,
     origin: Instant,
     rate: f64,
     seconds: f64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let js = jetstream::new(async_nats::connect(url).await?);
-    let name = "LATENCY_RAW";
-    let _ = js.delete_stream(name).await;
-    let stream = js
-        .create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec!["lat.>".into()],
-            ..Default::default()
-        })
-        .await?;
+) -> usize {
+    let mut i = 0usize;
+    paced(rate, seconds, || {
+        i += 1;
+        let m = Message::new(stamped(origin)).key(format!("k{}", i % 100));
+        let producer = producer.clone();
+        async move {
+            let _ = producer.enqueue(m).await;
+        }
+    })
+    .await
+}
+
+/// A durable pull consumer on `stream` acknowledging each message, recording
+/// each message's latency as it arrives.
+async fn raw_reader(
+    stream: &jetstream::stream::Stream,
+    origin: Instant,
+) -> Result<(Arc<Mutex<Vec<Duration>>>, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>> {
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("raw".into()),
@@ -181,17 +181,68 @@ async fn raw_run(
             }
         })
     };
-    let sent = raw_paced(url, origin, rate, seconds, |i| {
-        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
-    })
-    .await?;
+    Ok((samples, reader))
+}
+
+/// Waits until `samples` holds `sent` latencies, then stops `reader` and
+/// returns them.
+async fn collected(
+    samples: Arc<Mutex<Vec<Duration>>>,
+    reader: tokio::task::JoinHandle<()>,
+    sent: usize,
+) -> Vec<Duration> {
     while samples.lock().unwrap().len() < sent {
         // Waits for the reader to see every message sent.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     reader.abort();
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
-    Ok(samples)
+    std::mem::take(&mut *samples.lock().unwrap())
+}
+
+/// A jetstation producer into a station whose partition a raw pull consumer
+/// reads: the producer's half of the path.
+async fn producer_to_raw(
+    client: &Client,
+    url: &str,
+    origin: Instant,
+    rate: f64,
+    seconds: f64,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let station = "bench-latency-producer";
+    let _ = client.delete_station(station).await;
+    client
+        .create_station(station, StationConfig::default())
+        .await?;
+    let producer = client.producer(station, Default::default()).await?;
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let stream = js.get_stream(format!("JST__{station}__P0")).await?;
+    let (samples, reader) = raw_reader(&stream, origin).await?;
+    let sent = producer_paced(&producer, origin, rate, seconds).await;
+    Ok(collected(samples, reader, sent).await)
+}
+
+async fn raw_run(
+    url: &str,
+    origin: Instant,
+    rate: f64,
+    seconds: f64,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let name = "LATENCY_RAW";
+    let _ = js.delete_stream(name).await;
+    let stream = js
+        .create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec!["lat.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    let (samples, reader) = raw_reader(&stream, origin).await?;
+    let sent = raw_paced(url, origin, rate, seconds, |i| {
+        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
+    })
+    .await?;
+    Ok(collected(samples, reader, sent).await)
 }
 
 /// Sends `rate` acked publishes per second for `seconds` with plain
@@ -245,10 +296,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut ours, _) = jetstation_run(&client, origin, Some(rate), seconds, 0, None).await?;
     let (mut split, _) =
         jetstation_run(&client, origin, Some(rate), seconds, 0, Some(url.as_str())).await?;
+    let mut producer_half = producer_to_raw(&client, url, origin, rate, seconds).await?;
     for (name, samples) in [
         ("async-nats (raw)", &mut raw),
         ("jetstation (Rust)", &mut ours),
         ("async-nats producer, jetstation group", &mut split),
+        ("jetstation producer, async-nats reader", &mut producer_half),
     ] {
         let n = samples.len();
         let (p50, p99) = percentiles(samples);
