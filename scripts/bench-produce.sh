@@ -16,7 +16,7 @@ BASE_VENV="$CACHE/bench-venv"
 [ -x "$BASE_VENV/bin/python" ] || { python3 -m venv "$BASE_VENV" && "$BASE_VENV/bin/pip" install -q nats-py==2.16.0; }
 (cd tests/bench/baselines && npm install --no-audit --no-fund --loglevel=error)
 MATURIN_PROFILE="--release" scripts/test-python.sh --co -q > /dev/null  # builds the release wheel into the venv
-(cd bindings/node && npm ci --no-audit --no-fund --loglevel=error && npm run -s build)
+scripts/build-node.sh  # the addon and facade, unless the addon is newer than its sources
 # Swift: the package built in release mode in the Debian trixie root, run
 # against the release build of the Rust library it wraps.
 scripts/build-swift.sh >/dev/null
