@@ -409,7 +409,9 @@ pub(crate) async fn run(args: &[String]) -> i32 {
 }
 
 async fn admin_client(urls: &[String]) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    let mut reported = false;
     loop {
         let options = ConnectOptions::with_urls(urls.to_vec())
             .request_timeout(Duration::from_secs(5))
@@ -417,7 +419,12 @@ async fn admin_client(urls: &[String]) -> Client {
         match Client::connect(options).await {
             Ok(c) => return c,
             Err(e) if Instant::now() < deadline => {
-                eprintln!("chaos: cluster not ready: {e}");
+                // A new cluster elects its meta leader in a few seconds; only
+                // a longer wait is worth a line.
+                if !reported && started.elapsed() > Duration::from_secs(10) {
+                    eprintln!("chaos: cluster not ready after 10 s, still waiting: {e}");
+                    reported = true;
+                }
                 // Retry interval until the meta leader is elected; bounded by the deadline.
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
