@@ -32,8 +32,9 @@ swift_produce() {
     /repo/tests/bench/swift-produce/.build/release/SwiftProduce "$@"
 }
 
-# Every client's run starts on an empty store (see tests/bench/src/bin/clear.rs).
-clear_store() { "${CARGO_TARGET_DIR:-target}/release/clear" "$url"; }
+# Runs one client, its JSON lines appended to $results, then deletes every
+# stream, so each run starts on an empty store (see tests/bench/src/bin/clear.rs).
+measure() { "$@" >> "$results"; "${CARGO_TARGET_DIR:-target}/release/clear" "$url"; }
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -47,26 +48,16 @@ url="nats://127.0.0.1:$port"
 for size in $SIZES; do
   results="$dir/results-$size.jsonl"
   for round in 1 2 3; do
-    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size" >> "$results"
-    clear_store
-    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers >> "$results"
-    clear_store
-    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches >> "$results"
-    clear_store
-    "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWF" "$COUNT" "$size" fast >> "$results"
-    clear_store
-    "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size" >> "$results"
-    clear_store
-    "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size" >> "$results"
-    clear_store
-    node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size" >> "$results"
-    clear_store
-    "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$size" >> "$results"
-    clear_store
-    node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$size" >> "$results"
-    clear_store
-    swift_produce "$url" "bench-swift" "$COUNT" "$size" >> "$results"
-    clear_store
+    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size"
+    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers
+    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches
+    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWF" "$COUNT" "$size" fast
+    measure "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size"
+    measure "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size"
+    measure node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size"
+    measure "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$size"
+    measure node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$size"
+    measure swift_produce "$url" "bench-swift" "$COUNT" "$size"
   done
 done
 for size in $SIZES; do

@@ -121,10 +121,7 @@ async fn jetstation_run(
             count
         }
     };
-    while samples.lock().unwrap().len() < sent {
-        // Waits for the consumer to see every message sent.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_seen(&samples, sent).await;
     let elapsed = started.elapsed().as_secs_f64();
     consumer.close().await?;
     worker.await??;
@@ -184,6 +181,14 @@ async fn raw_reader(
     Ok((samples, reader))
 }
 
+/// Waits until `samples` holds `sent` latencies.
+async fn all_seen(samples: &Mutex<Vec<Duration>>, sent: usize) {
+    while samples.lock().unwrap().len() < sent {
+        // Polls until the reader has seen every message sent.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until `samples` holds `sent` latencies, then stops `reader` and
 /// returns them.
 async fn collected(
@@ -191,10 +196,7 @@ async fn collected(
     reader: tokio::task::JoinHandle<()>,
     sent: usize,
 ) -> Vec<Duration> {
-    while samples.lock().unwrap().len() < sent {
-        // Waits for the reader to see every message sent.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_seen(&samples, sent).await;
     reader.abort();
     std::mem::take(&mut *samples.lock().unwrap())
 }
