@@ -20,6 +20,7 @@ nats_port=$(free_port)
 grpc_port=$(free_port)
 "${NATS_SERVER_BIN:-$CACHE/bin/nats-server}" -js -a 127.0.0.1 -p "$nats_port" -sd "$work/store" -l "$work/nats.log" &
 nats=$!
+export NATS_PID=$nats
 # Stopped and waited for before their files go: a server still writing would
 # make the removal fail.
 trap 'kill ${nats:-} ${gateway:-} 2>/dev/null; wait ${nats:-} ${gateway:-} 2>/dev/null; rm -rf "$work"' EXIT

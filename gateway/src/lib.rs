@@ -16,6 +16,7 @@ pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("jetstation_de
 
 mod consume;
 mod convert;
+pub mod http2;
 
 use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
 
@@ -149,10 +150,11 @@ impl Gateway {
     }
 
     /// Every service, health and reflection on one router of `server` (a
-    /// plain `Server::builder()`, or one with TLS configured).
+    /// plain `Server::builder()`, or one with TLS configured), with the
+    /// gateway's HTTP/2 windows ([`http2`]).
     pub fn router(
         &self,
-        mut server: tonic::transport::Server,
+        server: tonic::transport::Server,
     ) -> Result<tonic::transport::server::Router, Box<dyn std::error::Error + Send + Sync>> {
         let (health, health_service) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
@@ -169,7 +171,7 @@ impl Gateway {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(DESCRIPTOR)
             .build_v1()?;
-        Ok(server
+        Ok(http2::configure(server)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(self.stations())

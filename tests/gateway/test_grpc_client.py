@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 from collections import defaultdict
 from typing import Dict, Iterator, List
@@ -83,6 +84,49 @@ def test_ten_thousand_keyed_messages_in_order_through_the_gateway(channel: grpc.
     stream.cancel()
     assert len(seen) == 100
     assert all(v == list(range(100)) for v in seen.values()), "order per key"
+
+
+def test_a_send_stream_of_small_messages_waits_out_a_stalled_broker(channel: grpc.Channel) -> None:
+    """grpcio sends each message as its own small HTTP/2 DATA frame. While the
+    broker is stopped the gateway cannot take more messages; the client must
+    then be held back by flow control, not disconnected (h2 ends a connection
+    that leaves too many small frames unread), and every message must land."""
+    rpc.StationsStub(channel).CreateStation(
+        pb.CreateStationRequest(name="py-stall", config=pb.StationConfig(partitions=2)), metadata=TOKEN
+    )
+    nats = int(os.environ["NATS_PID"])
+    count = 30_000
+    sent = threading.Event()
+
+    def requests() -> Iterator[pb.SendRequest]:
+        for i in range(count):
+            if i == 100:
+                # The broker stops once the stream is flowing; the rest of the
+                # messages queue up behind it.
+                os.kill(nats, signal.SIGSTOP)
+                threading.Timer(3.0, lambda: os.kill(nats, signal.SIGCONT)).start()
+            yield pb.SendRequest(
+                station="py-stall", message=pb.OutgoingMessage(payload=f"{i}".encode(), key=f"k{i % 10}")
+            )
+        sent.set()
+
+    try:
+        results = list(rpc.ProducerStub(channel).SendStream(requests(), metadata=TOKEN, timeout=90))
+    finally:
+        os.kill(nats, signal.SIGCONT)
+    assert sent.is_set()
+    assert len(results) == count
+    kinds = {r.WhichOneof("result") for r in results}
+    assert kinds == {"receipt"}, [r.error for r in results if r.WhichOneof("result") == "error"][:3]
+    # A message sent again after the stall is answered as a duplicate with
+    # the sequence of its first copy. Each partition's receipts, in request
+    # order, are 1, 2, 3, ...: every message stored once, in order, none lost.
+    per_partition: Dict[int, List[int]] = defaultdict(list)
+    for r in results:
+        per_partition[r.receipt.partition].append(r.receipt.sequence)
+    assert sorted(per_partition) == [0, 1]
+    for sequences in per_partition.values():
+        assert sequences == list(range(1, len(sequences) + 1))
 
 
 def test_a_schema_invalid_message_is_invalid_argument_naming_the_path(channel: grpc.Channel) -> None:
