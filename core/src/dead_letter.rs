@@ -54,7 +54,7 @@ pub(crate) async fn store(
     if let Some(original) = &raw.headers {
         for (name, values) in original.iter() {
             let name: &str = name.as_ref();
-            if name.eq_ignore_ascii_case(headers::MSG_ID) {
+            if headers::is_message_id(name) {
                 for v in values {
                     h.insert(headers::ORIGIN_MSG_ID, v.as_str());
                 }

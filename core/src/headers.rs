@@ -3,6 +3,12 @@
 
 /// JetStream's deduplication id.
 pub const MSG_ID: &str = "Nats-Msg-Id";
+/// The id the producer generated for a message it sends in a fast batch.
+/// The broker keeps no record of it, unlike a `Nats-Msg-Id` (that record is
+/// most of what a deduplicated publish costs the broker); a second copy is
+/// kept out by the sequence every fast-batch message expects instead (see
+/// `producer::fast`). Deliveries show it as `Nats-Msg-Id`.
+pub const PRODUCER_ID: &str = "Jst-Id";
 /// Atomic batch publish (nats-server 2.12+): the batch, each message's
 /// position in it, and the commit marker on the last one.
 pub const BATCH_ID: &str = "Nats-Batch-Id";
@@ -52,4 +58,23 @@ fn starts_with_any(name: &str, prefixes: &[&str]) -> bool {
 /// them, so a message shows the same headers whichever way it was stored.
 pub fn is_transport(name: &str) -> bool {
     name.eq_ignore_ascii_case(PIN_ID) || starts_with_any(name, &["nats-batch-", "nats-expected-"])
+}
+
+/// The name a stored header has on a delivered message, or `None` when it
+/// is not shown ([`is_transport`]): the producer's id of a fast-batch
+/// message shows as `Nats-Msg-Id`, so a message looks the same whichever way
+/// it was stored.
+pub fn shown(name: &str) -> Option<&str> {
+    if is_transport(name) {
+        None
+    } else if name.eq_ignore_ascii_case(PRODUCER_ID) {
+        Some(MSG_ID)
+    } else {
+        Some(name)
+    }
+}
+
+/// Whether `name` holds a message's id (either way it was stored).
+pub fn is_message_id(name: &str) -> bool {
+    name.eq_ignore_ascii_case(MSG_ID) || name.eq_ignore_ascii_case(PRODUCER_ID)
 }

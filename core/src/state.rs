@@ -310,6 +310,9 @@ fn entry(station: &str, partition: u32, message: StreamMessage) -> Option<StateE
         if name.eq_ignore_ascii_case(STREAM_SOURCE) {
             continue;
         }
+        let Some(name) = headers::shown(name) else {
+            continue;
+        };
         for v in values {
             hs.push((name.to_string(), v.to_string()));
         }

@@ -451,6 +451,80 @@ async fn order_and_no_duplicates_while_connections_are_cut() {
     }
 }
 
+/// The broker stops (SIGSTOP) for longer than a fast batch waits for its
+/// answer, three times, while 30,000 keyed messages are being sent: the
+/// batches on their way are neither answered nor lost, and reach the broker
+/// when it resumes, after the producer gave up waiting for them. Their
+/// messages carry no deduplication id, so the producer reads what they
+/// stored before sending anything again: nothing is stored twice, lost or
+/// reordered, and every receipt names where its message is.
+#[tokio::test]
+async fn fast_batches_the_broker_answers_too_late_are_not_sent_twice() {
+    init_tracing();
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let partitions = 3;
+    client
+        .create_station("frozen", StationConfig::default().partitions(partitions))
+        .await
+        .unwrap();
+    let producer = client
+        .producer(
+            "frozen",
+            ProducerOptions::default().delivery_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let (keys, per_key) = (300, 100);
+    let mut handles = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            let key = format!("emp-{k}");
+            let message = Message::new(payload(&key, i)).key(key);
+            handles.push(producer.enqueue(message).await.unwrap());
+        }
+        if i % 25 == 12 {
+            server.freeze();
+            // Longer than a fast batch waits for its answer (2 s).
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            server.thaw();
+        }
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        let r = tokio::time::timeout(Duration::from_secs(90), h)
+            .await
+            .expect("resolved within 90 s")
+            .expect("stored once the broker resumed");
+        receipts.push(r);
+    }
+    let stored = check_station(&server.url(), "frozen", partitions).await;
+    assert_eq!(stored.len(), keys);
+    for (key, seen) in stored {
+        assert_eq!(
+            seen,
+            (0..per_key).collect::<Vec<_>>(),
+            "key {key}: a gap, a loss or a copy"
+        );
+    }
+    let mut by_place = std::collections::HashMap::new();
+    for p in 0..partitions {
+        for m in read_stream(&server.url(), &partition_stream("frozen", p)).await {
+            by_place.insert((p, m.sequence), m.msg_id);
+        }
+    }
+    for r in &receipts {
+        assert_eq!(
+            by_place.get(&(r.partition, r.sequence)),
+            Some(&r.msg_id),
+            "receipt of {} names partition {} sequence {}",
+            r.msg_id,
+            r.partition,
+            r.sequence
+        );
+    }
+}
+
 /// Two producers (two connections) write the same keys' partition at the
 /// same time: the last-message guard refuses one of them whenever the other
 /// lands in between, and each is resent at once; every key of each producer
@@ -575,6 +649,17 @@ async fn fast_batches_store_each_message_where_its_receipt_says() {
         .unwrap();
     assert_eq!(d.sequence, guarded);
     assert!(d.header("Jst-Key").is_some());
+    // Its generated id went as `Jst-Id` (no deduplication record); the
+    // delivery shows it as every other message's id.
+    let id = stored
+        .iter()
+        .find(|m| m.sequence == guarded)
+        .unwrap()
+        .msg_id
+        .clone();
+    assert_eq!(d.msg_id.as_deref(), Some(id.as_str()));
+    assert_eq!(d.header("Nats-Msg-Id"), Some(id.as_str()));
+    assert_eq!(d.header("Jst-Id"), None, "{:?}", d.headers);
     assert_eq!(
         d.header("Nats-Expected-Last-Sequence"),
         None,

@@ -1103,13 +1103,12 @@ fn received(
     if let Some(h) = &entry.raw.headers {
         headers.reserve(h.len());
         for (name, values) in h.iter() {
-            let name: &str = name.as_ref();
-            if crate::headers::is_transport(name) {
+            let Some(name) = crate::headers::shown(name.as_ref()) else {
                 continue;
-            }
+            };
             for v in values {
                 let value = v.as_str().to_owned();
-                if name.eq_ignore_ascii_case(crate::headers::MSG_ID) {
+                if crate::headers::is_message_id(name) {
                     msg_id = Some(value.clone());
                 }
                 headers.push((name.to_owned(), value));

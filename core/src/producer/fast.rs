@@ -21,7 +21,15 @@
 //! with `seq == base + count` proves that the first `count` messages were all
 //! stored there (a message skipped as a duplicate would have made the next
 //! one mismatch and the numbers disagree). Anything else is left to the
-//! atomic path, which recognises duplicates by id and gives exact sequences.
+//! pipeline, which reads back what the batch stored and sends the rest again.
+//!
+//! A message whose id the producer generated carries it as `Jst-Id`, not as
+//! `Nats-Msg-Id`: the broker keeps no deduplication record of it, which is
+//! most of what a deduplicated publish costs the broker (see the design
+//! notes for the figures). No second copy can be stored:
+//! any copy expects the partition to end right before it, so whichever copy
+//! comes second is refused. Application ids stay `Nats-Msg-Id`: they are
+//! deduplicated against other senders too.
 
 use async_nats::{HeaderMap, HeaderName, Subscriber};
 use futures::StreamExt;
@@ -52,6 +60,9 @@ pub(super) enum Outcome {
     /// duplicate, an error before any message was stored…): nothing is
     /// confirmed; the atomic path sends the unit again.
     Unproven { code: Option<u64>, detail: String },
+    /// The batch was refused at its first message: nothing of it is stored,
+    /// and the broker refuses the rest of it (as of an unknown batch).
+    Refused { code: Option<u64>, detail: String },
 }
 
 /// A reply inbox of one partition's pipeline: every batch's answers arrive
@@ -238,7 +249,7 @@ pub(super) async fn send(
                     refusal = Some((code, detail));
                 }
             }
-            Answer::Refused { code, detail } => return Ok(Outcome::Unproven { code, detail }),
+            Answer::Refused { code, detail } => return Ok(Outcome::Refused { code, detail }),
             Answer::Committed {
                 seq,
                 count: stored,
@@ -275,7 +286,7 @@ fn silent(timeout: std::time::Duration) -> String {
 /// The message's headers plus the sequence the partition must end at.
 fn expecting(pending: &Pending, last: u64) -> HeaderMap {
     static EXPECTED: HeaderName = HeaderName::from_static(headers::EXPECTED_LAST_SEQUENCE);
-    let mut h = pending.header_map();
+    let mut h = pending.fast_header_map();
     h.insert(EXPECTED.clone(), last.to_string());
     h
 }

@@ -10,7 +10,11 @@
 //! pipeline in the producer ([`partition`]). Every message carries its id
 //! (`Nats-Msg-Id`, given or `<producer id>-<sequence>`), so a retry inside
 //! the station's dedup window is answered as a duplicate with its original
-//! sequence instead of being stored twice.
+//! sequence instead of being stored twice. The one exception: in a fast
+//! batch a generated id travels as `Jst-Id`, which the broker keeps no
+//! record of; there the sequence each message expects keeps a second copy
+//! out, and after an answer that proves nothing the pipeline reads what the
+//! batch stored before it sends any of it again.
 //!
 //! A pipeline has one *unit* in flight at a time: one message, or all the
 //! messages that queued up while the previous unit was on its way, sent as
@@ -20,7 +24,7 @@
 //! pipelined, stopped by the server at the first lost or refused message,
 //! every message stored only right after the sequence it names. Otherwise,
 //! and whenever a fast batch's answer does not prove where its messages
-//! went, it is an atomic batch (2.12+, `Nats-Batch-Id`), stored whole,
+//! went (once what it stored is read back), it is an atomic batch (2.12+, `Nats-Batch-Id`), stored whole,
 //! contiguously, or not at all. Per-key order and "nothing stored after a
 //! gap" therefore hold by construction, whoever else writes the partition,
 //! on one node or on a replicated cluster, and receipts are exact.
@@ -239,6 +243,10 @@ pub(crate) struct Pending {
     pub(crate) subject: async_nats::Subject,
     pub(crate) payload: Bytes,
     pub(crate) msg_id: String,
+    /// The producer made `msg_id` up (the application gave none): no one
+    /// but this producer can send it, so a fast batch may carry it as
+    /// `Jst-Id` instead of a deduplication id.
+    pub(crate) generated_id: bool,
     pub(crate) key: Option<String>,
     /// Application headers, then jetstation's optional ones (schema,
     /// tombstone, trace context); names and values already checked.
@@ -250,14 +258,29 @@ pub(crate) struct Pending {
 }
 
 static MSG_ID_HEADER: HeaderName = HeaderName::from_static(headers::MSG_ID);
+static PRODUCER_ID_HEADER: HeaderName = HeaderName::from_static(headers::PRODUCER_ID);
 static KEY_HEADER: HeaderName = HeaderName::from_static(headers::KEY);
 
 impl Pending {
     /// The headers to publish the message with, before the transport ones
     /// of a batch.
     pub(crate) fn header_map(&self) -> HeaderMap {
+        self.header_map_with_id(&MSG_ID_HEADER)
+    }
+
+    /// The headers of the message in a fast batch: a generated id travels
+    /// as `Jst-Id`, which the broker does not record (see `fast`).
+    pub(crate) fn fast_header_map(&self) -> HeaderMap {
+        if self.generated_id {
+            self.header_map_with_id(&PRODUCER_ID_HEADER)
+        } else {
+            self.header_map()
+        }
+    }
+
+    fn header_map_with_id(&self, id: &HeaderName) -> HeaderMap {
         let mut map = HeaderMap::new();
-        map.insert(MSG_ID_HEADER.clone(), self.msg_id.as_str());
+        map.insert(id.clone(), self.msg_id.as_str());
         if let Some(key) = &self.key {
             map.insert(KEY_HEADER.clone(), key.as_str());
         }
@@ -535,6 +558,7 @@ impl Producer {
             return Err(Error::closed("producer"));
         }
         let (partition, msg_id) = self.prepare(&message)?;
+        let generated_id = message.msg_id.is_none();
         let Message {
             payload,
             key,
@@ -626,6 +650,7 @@ impl Producer {
             subject,
             payload,
             msg_id,
+            generated_id,
             key,
             headers,
             deadline: Instant::now() + inner.options.delivery_timeout,

@@ -7,8 +7,11 @@
 //! an atomic batch otherwise). The next unit leaves only once the broker
 //! confirmed the previous one, so nothing of ours can be missing before it,
 //! and an atomic batch is stored whole or not at all, contiguously. What a
-//! fast batch's answer does not prove stored is sent again at once as an
-//! atomic batch. A failed unit is sent again (after a
+//! fast batch's answer does not prove stored is read back from the
+//! partition (its generated ids have no deduplication record), and the rest
+//! is sent again as an atomic batch, or, while the batch may still be
+//! arriving, one message at a time expecting the partition's end. A failed
+//! unit is sent again (after a
 //! backoff when the failure is transient); a unit the broker refuses as a
 //! batch is sent again one message at a time, so that a permanent failure is
 //! pinned on the message that caused it, and that message and everything
@@ -23,6 +26,7 @@ use async_nats::{
         context::{PublishError, PublishErrorKind},
         message::PublishMessage,
         publish::PublishAck,
+        stream::RawMessageErrorKind,
     },
 };
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder, backoff::Backoff};
@@ -100,6 +104,14 @@ pub(super) struct Worker {
     fast_paused_until: Option<Instant>,
     /// The reply inbox of the fast batches, subscribed at the first one.
     replies: Option<Replies>,
+    /// The `base` of a fast batch of the unit whose answer did not prove
+    /// what it stored: looked up before anything of the unit is sent again
+    /// (see [`Worker::settle`]).
+    unsettled: Option<u64>,
+    /// After such a batch: the sequence the partition must end at for the
+    /// unit's first message, which is sent alone expecting it (see
+    /// [`Worker::send_first_guarded`]).
+    guard: Option<u64>,
     backoff: ExponentialBackoff,
     telemetry: Arc<Recorder>,
 }
@@ -136,6 +148,8 @@ impl Worker {
             last_sequence: None,
             fast_paused_until: None,
             replies: None,
+            unsettled: None,
+            guard: None,
             backoff,
             telemetry,
         }
@@ -156,7 +170,11 @@ impl Worker {
                 }
                 self.singly = self.no_batches;
             }
-            let attempt = if self.singly || self.unit.len() == 1 {
+            let attempt = if let Some(base) = self.unsettled {
+                self.settle(base).await
+            } else if let Some(expected) = self.guard {
+                self.send_first_guarded(expected).await
+            } else if self.singly || self.unit.len() == 1 {
                 self.send_first_alone().await
             } else if let Some(base) = self.fast_base() {
                 self.send_fast(base).await
@@ -307,6 +325,9 @@ impl Worker {
         let replies = self.replies.as_mut().expect("set above");
         let outcome = fast::send(&nats, replies, &self.unit, base, ATTEMPT_TIMEOUT).await;
         self.last_sequence = None;
+        // Messages with generated ids went without a deduplication id: until
+        // it is known which of them the broker stored, none is sent again.
+        let without_dedup = self.unit.iter().any(|p| p.generated_id);
         match outcome {
             Ok(Outcome::Stored { count }) => {
                 for i in 0..count {
@@ -321,35 +342,162 @@ impl Worker {
                 Ok(())
             }
             Ok(Outcome::Unproven { code, detail }) => {
-                match code {
-                    Some(fast::BATCH_PUBLISH_DISABLED) => {
-                        tracing::info!(
-                            station = %self.station, partition = self.partition,
-                            "the partition stream does not take fast batches (created by an \
-                             older version or server): atomic batches only; update_station \
-                             enables them"
-                        );
-                        self.fast_batches = false;
-                    }
-                    Some(fast::WRONG_LAST_SEQUENCE) => {
-                        tracing::debug!(
-                            station = %self.station, partition = self.partition, %detail,
-                            "another producer writes this partition; atomic batches for a while"
-                        );
-                        self.fast_paused_until = Some(Instant::now() + FAST_PAUSE);
-                    }
-                    _ => tracing::debug!(
-                        station = %self.station, partition = self.partition, %detail,
-                        "fast batch not proven stored; sending the unit as an atomic batch"
-                    ),
+                if without_dedup {
+                    self.unsettled = Some(base);
                 }
+                self.fast_refused(code, &detail);
                 Ok(())
             }
-            Err(detail) => Err(Failure::Transient(Error::new(
-                ErrorKind::Timeout,
-                format!("{}: {detail}", self.stream),
-            ))),
+            Ok(Outcome::Refused { code, detail }) => {
+                self.fast_refused(code, &detail);
+                Ok(())
+            }
+            Err(detail) => {
+                if without_dedup {
+                    self.unsettled = Some(base);
+                }
+                Err(Failure::Transient(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{}: {detail}", self.stream),
+                )))
+            }
         }
+    }
+
+    /// What a fast batch that stored nothing proven says about the next
+    /// ones: none on this stream, none for a while, or no change.
+    fn fast_refused(&mut self, code: Option<u64>, detail: &str) {
+        match code {
+            Some(fast::BATCH_PUBLISH_DISABLED) => {
+                tracing::info!(
+                    station = %self.station, partition = self.partition,
+                    "the partition stream does not take fast batches (created by an older \
+                     version or server): atomic batches only; update_station enables them"
+                );
+                self.fast_batches = false;
+            }
+            Some(fast::WRONG_LAST_SEQUENCE) => {
+                tracing::debug!(
+                    station = %self.station, partition = self.partition, %detail,
+                    "another producer writes this partition; atomic batches for a while"
+                );
+                self.fast_paused_until = Some(Instant::now() + FAST_PAUSE);
+            }
+            _ => tracing::debug!(
+                station = %self.station, partition = self.partition, %detail,
+                "fast batch not proven stored; sending the unit as an atomic batch"
+            ),
+        }
+    }
+
+    /// Finds which of the unit's messages an unproven fast batch stored
+    /// and confirms them. Its messages with generated ids carried no
+    /// deduplication id, so sending one again before knowing whether the
+    /// broker stored it could store it twice. What the broker stored of the
+    /// batch is a prefix of the unit at `base + 1`, `base + 2`, … (each
+    /// message expected the one before it, see [`fast`]), so reading from
+    /// `base + 1` until a message is not the unit's next one tells how many.
+    ///
+    /// Messages of the batch still on their way (or proposed to the
+    /// replicas and not yet applied, so not readable) can only extend that
+    /// prefix, and only while the partition ends with it. So when nothing
+    /// follows the prefix, the unit's next message is sent alone expecting
+    /// the partition to end with the prefix ([`Self::send_first_guarded`]):
+    /// whichever copy comes first is stored, the other is refused. When
+    /// another message follows, nothing more of the batch can be stored and
+    /// the rest goes the usual way, with deduplication ids.
+    async fn settle(&mut self, base: u64) -> std::result::Result<(), Failure> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| Failure::Permanent(Error::invalid(e.to_string())))?;
+        let mut stored = 0usize;
+        let nothing_after = loop {
+            let Some(expected) = self.unit.get(stored) else {
+                // All of the unit is stored: nothing of it is left to send.
+                break true;
+            };
+            let sequence = base + 1 + stored as u64;
+            let read =
+                tokio::time::timeout(ATTEMPT_TIMEOUT, stream.get_raw_message(sequence)).await;
+            let unread = |detail: String| {
+                Failure::Transient(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "reading {} at {sequence} to find what a fast batch stored: {detail}",
+                        self.stream
+                    ),
+                ))
+            };
+            match read {
+                Ok(Ok(message)) if stored_id(&message.headers) == Some(&expected.msg_id) => {
+                    stored += 1;
+                }
+                // Another message: another producer's, or one of ours that
+                // failed before.
+                Ok(Ok(_)) => break false,
+                Ok(Err(e)) if e.kind() == RawMessageErrorKind::NoMessageFound => break true,
+                Ok(Err(e)) => return Err(unread(e.to_string())),
+                Err(_) => return Err(unread(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
+            }
+        };
+        tracing::debug!(
+            station = %self.station, partition = self.partition, stored, nothing_after,
+            "looked up what an unproven fast batch stored"
+        );
+        for i in 0..stored {
+            let pending = self.unit.pop_front().expect("stored <= unit length");
+            self.confirmed(pending, base + 1 + i as u64, false);
+        }
+        self.unsettled = None;
+        self.guard = (nothing_after && !self.unit.is_empty()).then_some(base + stored as u64);
+        if !nothing_after {
+            self.last_sequence = None;
+        }
+        Ok(())
+    }
+
+    /// Sends the unit's first message alone, with its deduplication id and
+    /// expecting the partition to end at `expected` (after an unproven fast
+    /// batch, see [`Self::settle`]). Refused for another last sequence, the
+    /// partition is read again from `expected`.
+    async fn send_first_guarded(&mut self, expected: u64) -> std::result::Result<(), Failure> {
+        static EXPECTED: HeaderName = HeaderName::from_static(headers::EXPECTED_LAST_SEQUENCE);
+        let first = self.unit.front().expect("a unit is never empty here");
+        let mut h = first.header_map();
+        h.insert(EXPECTED.clone(), expected.to_string());
+        let publish = PublishMessage::build()
+            .payload(first.payload.clone())
+            .headers(h);
+        let answer = match self.js.send_publish(first.subject.clone(), publish).await {
+            Ok(ack) => match tokio::time::timeout(ATTEMPT_TIMEOUT, ack.into_future()).await {
+                Ok(answer) => answer,
+                Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+            },
+            Err(e) => Err(e),
+        };
+        let ack = match answer {
+            Ok(ack) => ack,
+            Err(e)
+                if api_error(&e).is_some_and(|a| a.error_code().0 == fast::WRONG_LAST_SEQUENCE) =>
+            {
+                self.guard = None;
+                self.unsettled = Some(expected);
+                return Ok(());
+            }
+            Err(e) => return Err(classify(&self.stream, &e, false)),
+        };
+        let pending = self.unit.pop_front().expect("checked above");
+        // A duplicate right where the batch would have put it is the batch's
+        // own copy: the rest of the batch may still follow it.
+        let own_copy = ack.duplicate && ack.sequence == expected + 1;
+        self.guard = (own_copy && !self.unit.is_empty()).then_some(ack.sequence);
+        self.confirmed(pending, ack.sequence, ack.duplicate);
+        if own_copy {
+            self.last_sequence = Some(ack.sequence);
+        }
+        Ok(())
     }
 
     async fn publish(
@@ -512,8 +660,18 @@ impl Worker {
             let _ = p.reply.send(Err(behind.clone()));
         }
         self.singly = self.no_batches;
+        self.unsettled = None;
+        self.guard = None;
+        self.last_sequence = None;
         self.backoff.reset();
     }
+}
+
+/// A stored message's id: its deduplication id or the producer's.
+fn stored_id(map: &HeaderMap) -> Option<&str> {
+    map.get(headers::PRODUCER_ID)
+        .or_else(|| map.get(headers::MSG_ID))
+        .map(|v| v.as_str())
 }
 
 /// The message's headers plus the atomic batch ones.

@@ -149,8 +149,11 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
             out.push(Stored {
                 sequence,
                 key: headers.get("Jst-Key").map(|v| v.to_string()),
+                // A fast-batch message with a generated id carries it as
+                // `Jst-Id` (no deduplication record on the broker).
                 msg_id: headers
                     .get("Nats-Msg-Id")
+                    .or_else(|| headers.get("Jst-Id"))
                     .map(|v| v.to_string())
                     .unwrap_or_default(),
                 payload: m.payload.to_vec(),
