@@ -202,6 +202,7 @@ async fn hundred_thousand_messages_over_a_thousand_keys_keep_order() {
 /// messages are being sent.
 #[tokio::test]
 async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
+    init_tracing();
     let mut server = NatsServer::start();
     let client = connect(&server).await;
     let partitions = 3;

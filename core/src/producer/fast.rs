@@ -60,9 +60,6 @@ pub(super) enum Outcome {
     /// duplicate, an error before any message was stored…): nothing is
     /// confirmed; the atomic path sends the unit again.
     Unproven { code: Option<u64>, detail: String },
-    /// The batch was refused at its first message: nothing of it is stored,
-    /// and the broker refuses the rest of it (as of an unknown batch).
-    Refused { code: Option<u64>, detail: String },
 }
 
 /// A reply inbox of one partition's pipeline: every batch's answers arrive
@@ -249,7 +246,7 @@ pub(super) async fn send(
                     refusal = Some((code, detail));
                 }
             }
-            Answer::Refused { code, detail } => return Ok(Outcome::Refused { code, detail }),
+            Answer::Refused { code, detail } => return Ok(Outcome::Unproven { code, detail }),
             Answer::Committed {
                 seq,
                 count: stored,

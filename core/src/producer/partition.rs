@@ -342,13 +342,13 @@ impl Worker {
                 Ok(())
             }
             Ok(Outcome::Unproven { code, detail }) => {
-                if without_dedup {
+                // A refusal can come for a later message of the batch (its
+                // batch unknown to a restarted server or a new leader) after
+                // earlier ones were stored: only a stream that takes no fast
+                // batches at all has surely stored none of them.
+                if without_dedup && code != Some(fast::BATCH_PUBLISH_DISABLED) {
                     self.unsettled = Some(base);
                 }
-                self.fast_refused(code, &detail);
-                Ok(())
-            }
-            Ok(Outcome::Refused { code, detail }) => {
                 self.fast_refused(code, &detail);
                 Ok(())
             }
@@ -385,7 +385,7 @@ impl Worker {
             }
             _ => tracing::debug!(
                 station = %self.station, partition = self.partition, %detail,
-                "fast batch not proven stored; sending the unit as an atomic batch"
+                "fast batch not proven stored; the rest of the unit goes as an atomic batch"
             ),
         }
     }
