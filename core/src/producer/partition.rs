@@ -470,18 +470,9 @@ impl Worker {
         let publish = PublishMessage::build()
             .payload(first.payload.clone())
             .headers(h);
-        let answer = match self.js.send_publish(first.subject.clone(), publish).await {
-            Ok(ack) => match tokio::time::timeout(ATTEMPT_TIMEOUT, ack.into_future()).await {
-                Ok(answer) => answer,
-                Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
-            },
-            Err(e) => Err(e),
-        };
-        let ack = match answer {
+        let ack = match self.publish_answer(first.subject.clone(), publish).await {
             Ok(ack) => ack,
-            Err(e)
-                if api_error(&e).is_some_and(|a| a.error_code().0 == fast::WRONG_LAST_SEQUENCE) =>
-            {
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 self.guard = None;
                 self.unsettled = Some(expected);
                 return Ok(());
@@ -506,14 +497,24 @@ impl Worker {
         publish: PublishMessage,
         batch: bool,
     ) -> std::result::Result<PublishAck, Failure> {
-        let answer = match self.js.send_publish(subject, publish).await {
+        self.publish_answer(subject, publish)
+            .await
+            .map_err(|e| classify(&self.stream, &e, batch))
+    }
+
+    /// Publishes and waits up to [`ATTEMPT_TIMEOUT`] for the broker's answer.
+    async fn publish_answer(
+        &self,
+        subject: async_nats::Subject,
+        publish: PublishMessage,
+    ) -> std::result::Result<PublishAck, PublishError> {
+        match self.js.send_publish(subject, publish).await {
             Ok(ack) => match tokio::time::timeout(ATTEMPT_TIMEOUT, ack.into_future()).await {
                 Ok(answer) => answer,
                 Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
             },
             Err(e) => Err(e),
-        };
-        answer.map_err(|e| classify(&self.stream, &e, batch))
+        }
     }
 
     fn confirmed(&mut self, pending: Pending, sequence: u64, duplicate: bool) {
