@@ -40,6 +40,26 @@ async fn send_keyed(
     ok
 }
 
+/// A new station of `partitions` and a producer that waits out a broker
+/// that is down for a while (a delivery timeout of 60 s).
+async fn patient_producer(
+    client: &jetstation::Client,
+    station: &str,
+    partitions: u32,
+) -> jetstation::Producer {
+    client
+        .create_station(station, StationConfig::default().partitions(partitions))
+        .await
+        .unwrap();
+    client
+        .producer(
+            station,
+            ProducerOptions::default().delivery_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn send_returns_a_receipt_and_duplicates_are_recognised() {
     let server = NatsServer::start();
@@ -206,17 +226,7 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
     let mut server = NatsServer::start();
     let client = connect(&server).await;
     let partitions = 3;
-    client
-        .create_station("crashy", StationConfig::default().partitions(partitions))
-        .await
-        .unwrap();
-    let producer = client
-        .producer(
-            "crashy",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    let producer = patient_producer(&client, "crashy", partitions).await;
     let keys = 300;
     let per_key = 100;
     let sender = tokio::spawn(send_keyed(producer.clone(), keys, per_key, Duration::ZERO));
@@ -465,17 +475,7 @@ async fn fast_batches_the_broker_answers_too_late_are_not_sent_twice() {
     let server = NatsServer::start();
     let client = connect(&server).await;
     let partitions = 3;
-    client
-        .create_station("frozen", StationConfig::default().partitions(partitions))
-        .await
-        .unwrap();
-    let producer = client
-        .producer(
-            "frozen",
-            ProducerOptions::default().delivery_timeout(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    let producer = patient_producer(&client, "frozen", partitions).await;
     let (keys, per_key) = (300, 100);
     let mut handles = Vec::new();
     for i in 0..per_key {
