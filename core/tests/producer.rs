@@ -19,11 +19,7 @@ async fn send_keyed(
 ) -> usize {
     let mut handles = Vec::new();
     for i in 0..per_key {
-        for k in 0..keys {
-            let key = format!("emp-{k}");
-            let message = Message::new(payload(&key, i)).key(key);
-            handles.push(producer.enqueue(message).await.unwrap());
-        }
+        enqueue_round(&producer, keys, i, &mut handles).await;
         if pause.is_zero() {
             tokio::task::yield_now().await;
         } else {
@@ -38,6 +34,40 @@ async fn send_keyed(
         ok += 1;
     }
     ok
+}
+
+/// Enqueues round `i` over `keys` keys ("emp-<k>"), one message per key.
+async fn enqueue_round(
+    producer: &jetstation::Producer,
+    keys: usize,
+    i: usize,
+    handles: &mut Vec<jetstation::SendHandle>,
+) {
+    for k in 0..keys {
+        let key = format!("emp-{k}");
+        let message = Message::new(payload(&key, i)).key(key);
+        handles.push(producer.enqueue(message).await.unwrap());
+    }
+}
+
+/// Every one of `keys` keys of `station` holds rounds `0..per_key`, each
+/// once and in order (read back independently of the producer).
+async fn assert_keys_in_order(
+    url: &str,
+    station: &str,
+    partitions: u32,
+    keys: usize,
+    per_key: usize,
+) {
+    let stored = check_station(url, station, partitions).await;
+    assert_eq!(stored.len(), keys);
+    for (key, seen) in stored {
+        assert_eq!(
+            seen,
+            (0..per_key).collect::<Vec<_>>(),
+            "key {key}: a gap, a loss or a copy"
+        );
+    }
 }
 
 /// A new station of `partitions` and a producer that waits out a broker
@@ -210,11 +240,7 @@ async fn hundred_thousand_messages_over_a_thousand_keys_keep_order() {
         assert!(!r.duplicate);
         assert!(sequences.insert((r.partition, r.sequence)));
     }
-    let stored = check_station(&server.url(), "bulk", partitions).await;
-    assert_eq!(stored.len(), keys);
-    for (key, seen) in stored {
-        assert_eq!(seen, (0..per_key).collect::<Vec<_>>(), "key {key}");
-    }
+    assert_keys_in_order(&server.url(), "bulk", partitions, keys, per_key).await;
 }
 
 /// Kills the server (a crash: every connection drops, unconfirmed publishes
@@ -263,15 +289,7 @@ async fn order_and_no_duplicates_across_server_crashes_and_restarts() {
         .unwrap()
         .unwrap();
     assert_eq!(ok, keys * per_key);
-    let stored = check_station(&server.url(), "crashy", partitions).await;
-    assert_eq!(stored.len(), keys);
-    for (key, seen) in stored {
-        assert_eq!(
-            seen,
-            (0..per_key).collect::<Vec<_>>(),
-            "key {key}: a gap or a loss"
-        );
-    }
+    assert_keys_in_order(&server.url(), "crashy", partitions, keys, per_key).await;
 }
 
 #[tokio::test]
@@ -451,15 +469,7 @@ async fn order_and_no_duplicates_while_connections_are_cut() {
         .unwrap()
         .unwrap();
     assert_eq!(ok, keys * per_key);
-    let stored = check_station(&server.url(), "cut", partitions).await;
-    assert_eq!(stored.len(), keys);
-    for (key, seen) in stored {
-        assert_eq!(
-            seen,
-            (0..per_key).collect::<Vec<_>>(),
-            "key {key}: a gap or a loss"
-        );
-    }
+    assert_keys_in_order(&server.url(), "cut", partitions, keys, per_key).await;
 }
 
 /// The broker stops (SIGSTOP) for longer than a fast batch waits for its
@@ -479,14 +489,12 @@ async fn fast_batches_the_broker_answers_too_late_are_not_sent_twice() {
     let (keys, per_key) = (300, 100);
     let mut handles = Vec::new();
     for i in 0..per_key {
-        for k in 0..keys {
-            let key = format!("emp-{k}");
-            let message = Message::new(payload(&key, i)).key(key);
-            handles.push(producer.enqueue(message).await.unwrap());
-        }
+        enqueue_round(&producer, keys, i, &mut handles).await;
         if i % 25 == 12 {
             server.freeze();
-            // Longer than a fast batch waits for its answer (2 s).
+            // The fault's length, not a wait for something: the broker must
+            // stay stopped longer than a fast batch waits for its answer
+            // (2 s), so the batches on their way go unanswered.
             tokio::time::sleep(Duration::from_millis(2_500)).await;
             server.thaw();
         }
@@ -499,15 +507,7 @@ async fn fast_batches_the_broker_answers_too_late_are_not_sent_twice() {
             .expect("stored once the broker resumed");
         receipts.push(r);
     }
-    let stored = check_station(&server.url(), "frozen", partitions).await;
-    assert_eq!(stored.len(), keys);
-    for (key, seen) in stored {
-        assert_eq!(
-            seen,
-            (0..per_key).collect::<Vec<_>>(),
-            "key {key}: a gap, a loss or a copy"
-        );
-    }
+    assert_keys_in_order(&server.url(), "frozen", partitions, keys, per_key).await;
     let mut by_place = std::collections::HashMap::new();
     for p in 0..partitions {
         for m in read_stream(&server.url(), &partition_stream("frozen", p)).await {
@@ -560,11 +560,7 @@ async fn concurrent_producers_on_one_partition_keep_their_order() {
         }
     };
     tokio::join!(run(a, "a"), run(b, "b"));
-    let stored = check_station(&server.url(), "busy", 1).await;
-    assert_eq!(stored.len(), 200);
-    for (key, seen) in stored {
-        assert_eq!(seen, (0..50).collect::<Vec<_>>(), "key {key}");
-    }
+    assert_keys_in_order(&server.url(), "busy", 1, 200, 50).await;
 }
 
 /// Where the server has fast-ingest batches, a unit leaves as one, each

@@ -181,10 +181,21 @@ async fn raw_reader(
     Ok((samples, reader))
 }
 
-/// Waits until `samples` holds `sent` latencies.
+/// Waits until `samples` holds `sent` latencies; panics naming how many
+/// are missing if they do not arrive within a minute.
 async fn all_seen(samples: &Mutex<Vec<Duration>>, sent: usize) {
-    while samples.lock().unwrap().len() < sent {
-        // Polls until the reader has seen every message sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = samples.lock().unwrap().len();
+        if seen >= sent {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reader saw {seen} of {sent} messages within 60 s"
+        );
+        // The poll interval; the samples carry their own timestamps, so it
+        // adds nothing to the latencies measured.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
