@@ -736,3 +736,70 @@ async fn the_buffer_counts_each_messages_bookkeeping() {
         "confirmed messages free their bytes"
     );
 }
+
+/// A unit longer than the server's largest atomic batch (1,000 messages)
+/// goes as several atomic batches, none refused for its size: on a stream
+/// that takes no fast batches, every message of a 3,000-message unit is
+/// stored from an atomic batch of at most 1,000, in order, where its
+/// receipt says.
+#[tokio::test]
+async fn a_unit_longer_than_an_atomic_batch_goes_as_several() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("payroll", StationConfig::default())
+        .await
+        .unwrap();
+    let stream = partition_stream("payroll", 0);
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let mut config = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    config.allow_batch_publish = false;
+    js.update_stream(config).await.unwrap();
+    let producer = client
+        .producer(
+            "payroll",
+            ProducerOptions::default()
+                .max_batch_messages(3_000)
+                .max_in_flight(3_000)
+                // Long enough for the whole round to queue into one unit.
+                .linger(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        enqueue_round(&producer, 30, i, &mut handles).await;
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.push(
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("confirmed within 30 s")
+                .unwrap(),
+        );
+    }
+    assert_keys_in_order(&server.url(), "payroll", 1, 30, 100).await;
+    let stored = read_stream(&server.url(), &stream).await;
+    for (r, m) in receipts.iter().zip(&stored) {
+        assert_eq!((r.sequence, &r.msg_id), (m.sequence, &m.msg_id));
+    }
+    let mut sizes = std::collections::BTreeMap::new();
+    for m in &stored {
+        let batch = m.batch.clone().unwrap_or_else(|| {
+            panic!("message {} was not stored from an atomic batch", m.sequence)
+        });
+        *sizes.entry(batch).or_insert(0usize) += 1;
+    }
+    assert!(
+        sizes.values().all(|&n| n <= 1_000) && sizes.len() >= 3,
+        "atomic batches of {:?} messages",
+        sizes.values().collect::<Vec<_>>()
+    );
+}

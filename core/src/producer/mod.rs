@@ -139,8 +139,9 @@ crate::vocabulary::vocabulary!(WhenFull, "when_full policy", {
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
-    /// Most messages sent together in one atomic batch (the server takes up
-    /// to 1,000).
+    /// Most messages sent together as one unit. A fast-ingest batch takes
+    /// any number; the atomic path sends a longer unit as several batches
+    /// of at most 1,000 messages (the server's largest).
     pub max_batch_messages: usize,
     /// Most bytes sent together in one batch.
     pub max_batch_bytes: usize,

@@ -193,8 +193,7 @@ impl Worker {
         let limit = self
             .options
             .max_batch_messages
-            .min(self.options.max_in_flight)
-            .min(MAX_ATOMIC_BATCH);
+            .min(self.options.max_in_flight);
         let mut bytes = first.payload.len();
         self.unit.push_back(first);
         let linger_until = Instant::now() + self.options.linger;
@@ -235,15 +234,17 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends the whole unit as one atomic batch: every message but the last
+    /// Sends the unit's first [`MAX_ATOMIC_BATCH`] messages (all of a unit
+    /// that is not longer) as one atomic batch: every message but the last
     /// without a reply (a message lost on the way shows as a gap that makes
-    /// the broker refuse the commit), the last one committing the batch.
+    /// the broker refuse the commit), the last one committing the batch. The
+    /// rest of a longer unit stays for the next attempt.
     async fn send_batch(&mut self) -> std::result::Result<(), Failure> {
         let span = tracing::debug_span!(
             "batch",
             station = %self.station,
             partition = self.partition,
-            messages = self.unit.len(),
+            messages = self.unit.len().min(MAX_ATOMIC_BATCH),
         );
         // Instrumented, not entered: a span entered across an await is
         // entered on whatever thread polls next (and closed twice).
@@ -252,7 +253,7 @@ impl Worker {
 
     async fn send_batch_in_span(&mut self) -> std::result::Result<(), Failure> {
         let batch_id = nuid::next().to_string();
-        let count = self.unit.len();
+        let count = self.unit.len().min(MAX_ATOMIC_BATCH);
         let nats = self.js.client();
         for (i, pending) in self.unit.iter().enumerate().take(count - 1) {
             let headers = batch_headers(pending, &batch_id, i + 1, false);
@@ -266,14 +267,15 @@ impl Worker {
                 )));
             }
         }
-        let last = self.unit.back().expect("a batch has messages");
+        let last = &self.unit[count - 1];
         let publish = PublishMessage::build()
             .payload(last.payload.clone())
             .headers(batch_headers(last, &batch_id, count, true));
         let ack = self.publish(last.subject.clone(), publish, true).await?;
         // An atomic batch is stored contiguously, ending at the ack's sequence.
         let first_sequence = ack.sequence + 1 - count as u64;
-        for (i, pending) in std::mem::take(&mut self.unit).into_iter().enumerate() {
+        for i in 0..count {
+            let pending = self.unit.pop_front().expect("count <= unit length");
             self.confirmed(pending, first_sequence + i as u64, false);
         }
         Ok(())

@@ -82,8 +82,8 @@ pub struct Stored {
     /// `Nats-Expected-Last-Sequence`, which the producer's fast batches
     /// put on each message.
     pub expected_last: Option<u64>,
-    /// Stored from an atomic batch (`Nats-Batch-Id`).
-    pub atomic: bool,
+    /// The atomic batch it was stored in (`Nats-Batch-Id`).
+    pub batch: Option<String>,
 }
 
 /// Every message of a JetStream stream, in stream order.
@@ -160,7 +160,7 @@ pub async fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
                 expected_last: headers
                     .get("Nats-Expected-Last-Sequence")
                     .and_then(|v| v.as_str().parse().ok()),
-                atomic: headers.get("Nats-Batch-Id").is_some(),
+                batch: headers.get("Nats-Batch-Id").map(|v| v.to_string()),
             });
             next = sequence + 1;
             if sequence >= last {
