@@ -739,9 +739,9 @@ async fn the_buffer_counts_each_messages_bookkeeping() {
 
 /// A unit longer than the server's largest atomic batch (1,000 messages)
 /// goes as several atomic batches, none refused for its size: on a stream
-/// that takes no fast batches, every message of a 3,000-message unit is
-/// stored from an atomic batch of at most 1,000, in order, where its
-/// receipt says.
+/// that takes no fast batches, every message of a 3,000-message unit but
+/// the first (sent alone) is stored from an atomic batch of at most 1,000,
+/// in order, where its receipt says.
 #[tokio::test]
 async fn a_unit_longer_than_an_atomic_batch_goes_as_several() {
     let server = NatsServer::start();
@@ -790,8 +790,11 @@ async fn a_unit_longer_than_an_atomic_batch_goes_as_several() {
     for (r, m) in receipts.iter().zip(&stored) {
         assert_eq!((r.sequence, &r.msg_id), (m.sequence, &m.msg_id));
     }
+    // The first message goes alone: its acknowledgement tells where the
+    // partition ends, for a fast batch, which this stream refuses.
+    assert_eq!(stored[0].batch, None);
     let mut sizes = std::collections::BTreeMap::new();
-    for m in &stored {
+    for m in &stored[1..] {
         let batch = m.batch.clone().unwrap_or_else(|| {
             panic!("message {} was not stored from an atomic batch", m.sequence)
         });
@@ -801,5 +804,59 @@ async fn a_unit_longer_than_an_atomic_batch_goes_as_several() {
         sizes.values().all(|&n| n <= 1_000) && sizes.len() >= 3,
         "atomic batches of {:?} messages",
         sizes.values().collect::<Vec<_>>()
+    );
+}
+
+/// A producer that does not know where its partition ends yet (its first
+/// unit, or after a failure) learns it from the unit's first message, sent
+/// alone, and sends the rest as a fast batch; it does not send an atomic
+/// batch, which a one-replica file stream stages in a file store of its own
+/// (created and removed per batch: milliseconds before the answer).
+#[tokio::test]
+async fn a_first_unit_goes_as_one_message_then_a_fast_batch() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("onboarding", StationConfig::default())
+        .await
+        .unwrap();
+    // The first unit waits for all 500 messages to queue.
+    let producer = client
+        .producer(
+            "onboarding",
+            ProducerOptions::default().linger(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..500 {
+        let key = format!("emp-{}", i % 10);
+        handles.push(
+            producer
+                .enqueue(Message::new(payload(&key, i)).key(key))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut receipts = Vec::new();
+    for h in handles {
+        receipts.push(h.await.unwrap());
+    }
+    let stored = read_stream(&server.url(), &partition_stream("onboarding", 0)).await;
+    assert_eq!(stored.len(), 500);
+    for (r, m) in receipts.iter().zip(&stored) {
+        assert_eq!((r.sequence, &r.msg_id), (m.sequence, &m.msg_id));
+    }
+    assert!(
+        stored.iter().all(|m| m.batch.is_none()),
+        "{} messages went in an atomic batch",
+        stored.iter().filter(|m| m.batch.is_some()).count()
+    );
+    assert_eq!(stored[0].expected_last, None, "the first went alone");
+    assert!(
+        stored[1..]
+            .iter()
+            .all(|m| m.expected_last == Some(m.sequence - 1)),
+        "the rest went as a fast batch"
     );
 }

@@ -22,10 +22,13 @@
 //! previous one, so nothing of ours can be missing before it. A batch is a
 //! fast-ingest batch where the server has them (2.14+, see [`fast`]):
 //! pipelined, stopped by the server at the first lost or refused message,
-//! every message stored only right after the sequence it names. Otherwise,
-//! and whenever a fast batch's answer does not prove where its messages
-//! went (once what it stored is read back), it is an atomic batch (2.12+, `Nats-Batch-Id`), stored whole,
-//! contiguously, or not at all. Per-key order and "nothing stored after a
+//! every message stored only right after the sequence it names. A fast
+//! batch needs the partition's last sequence: while the pipeline does not
+//! know it (its first unit, or after a failure), the unit's first message
+//! goes alone and its acknowledgement tells. Otherwise, and whenever a fast
+//! batch's answer does not prove where its messages went (once what it
+//! stored is read back), it is an atomic batch (2.12+, `Nats-Batch-Id`),
+//! stored whole, contiguously, or not at all. Per-key order and "nothing stored after a
 //! gap" therefore hold by construction, whoever else writes the partition,
 //! on one node or on a replicated cluster, and receipts are exact.
 //!

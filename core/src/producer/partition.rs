@@ -102,6 +102,10 @@ pub(super) struct Worker {
     last_sequence: Option<u64>,
     /// No fast batch before this instant (another producer writes here).
     fast_paused_until: Option<Instant>,
+    /// The next unit goes as an atomic batch: a fast batch stopped at a
+    /// refused message, or was refused for a reason that says nothing
+    /// about the stream.
+    atomic_next: bool,
     /// The reply inbox of the fast batches, subscribed at the first one.
     replies: Option<Replies>,
     /// The `base` of a fast batch of the unit whose answer did not prove
@@ -147,6 +151,7 @@ impl Worker {
             fast_batches: false,
             last_sequence: None,
             fast_paused_until: None,
+            atomic_next: false,
             replies: None,
             unsettled: None,
             guard: None,
@@ -174,7 +179,7 @@ impl Worker {
                 self.settle(base).await
             } else if let Some(expected) = self.guard {
                 self.send_first_guarded(expected).await
-            } else if self.singly || self.unit.len() == 1 {
+            } else if self.singly || self.unit.len() == 1 || self.learns_alone() {
                 self.send_first_alone().await
             } else if let Some(base) = self.fast_base() {
                 self.send_fast(base).await
@@ -272,6 +277,7 @@ impl Worker {
             .payload(last.payload.clone())
             .headers(batch_headers(last, &batch_id, count, true));
         let ack = self.publish(last.subject.clone(), publish, true).await?;
+        self.atomic_next = false;
         // An atomic batch is stored contiguously, ending at the ack's sequence.
         let first_sequence = ack.sequence + 1 - count as u64;
         for i in 0..count {
@@ -281,18 +287,36 @@ impl Worker {
         Ok(())
     }
 
-    /// The sequence a fast batch can expect, if one may be sent now.
-    fn fast_base(&mut self) -> Option<u64> {
+    /// Fast batches may be sent now.
+    fn fast_open(&mut self) -> bool {
         if !self.fast_batches || self.no_batches {
-            return None;
+            return false;
         }
         if let Some(until) = self.fast_paused_until {
             if Instant::now() < until {
-                return None;
+                return false;
             }
             self.fast_paused_until = None;
         }
+        true
+    }
+
+    /// The sequence a fast batch can expect, if one may be sent now.
+    fn fast_base(&mut self) -> Option<u64> {
+        if !self.fast_open() {
+            return None;
+        }
         self.last_sequence
+    }
+
+    /// Where the partition ends is unknown (the first unit, or after a
+    /// failure) while fast batches may be sent: the unit's first message
+    /// goes alone and its acknowledgement tells, so that the rest can go as
+    /// a fast batch. An atomic batch instead would be staged by a
+    /// one-replica file stream in a file store of its own, created and
+    /// removed for each batch (milliseconds before it is answered).
+    fn learns_alone(&mut self) -> bool {
+        self.last_sequence.is_none() && !self.atomic_next && self.fast_open()
     }
 
     /// Sends the unit as a fast batch whose messages expect the partition
@@ -340,6 +364,7 @@ impl Worker {
                     // The batch stopped at a refused message: the atomic
                     // path sends the rest and pins the refusal.
                     self.last_sequence = None;
+                    self.atomic_next = true;
                 }
                 Ok(())
             }
@@ -385,10 +410,13 @@ impl Worker {
                 );
                 self.fast_paused_until = Some(Instant::now() + FAST_PAUSE);
             }
-            _ => tracing::debug!(
-                station = %self.station, partition = self.partition, %detail,
-                "fast batch not proven stored; the rest of the unit goes as an atomic batch"
-            ),
+            _ => {
+                tracing::debug!(
+                    station = %self.station, partition = self.partition, %detail,
+                    "fast batch not proven stored; the rest of the unit goes as an atomic batch"
+                );
+                self.atomic_next = true;
+            }
         }
     }
 
@@ -666,6 +694,7 @@ impl Worker {
         self.unsettled = None;
         self.guard = None;
         self.last_sequence = None;
+        self.atomic_next = false;
         self.backoff.reset();
     }
 }
