@@ -829,14 +829,8 @@ async fn a_first_unit_goes_as_one_message_then_a_fast_batch() {
         .await
         .unwrap();
     let mut handles = Vec::new();
-    for i in 0..500 {
-        let key = format!("emp-{}", i % 10);
-        handles.push(
-            producer
-                .enqueue(Message::new(payload(&key, i)).key(key))
-                .await
-                .unwrap(),
-        );
+    for i in 0..50 {
+        enqueue_round(&producer, 10, i, &mut handles).await;
     }
     let mut receipts = Vec::new();
     for h in handles {
