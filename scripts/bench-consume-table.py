@@ -76,12 +76,14 @@ for i, rd in enumerate(rounds, 1):
 median = sorted(ratios)[len(ratios) // 2]
 verdict = "met" if median <= 2 else "**missed**"
 section("End-to-end latency", "\n".join([
-    f"{machine} Send to handler, 256 B messages, acked publishes, 100 keys, file storage, for 5 s per client at half "
-    "of jetstation's maximum end-to-end rate measured at the start of the same round, the same offered load for "
-    f"every client of a round; {len(rounds)} rounds. The p99 of both moves by milliseconds between rounds on this "
-    "2-core machine (producer, server and consumer share the cores). The last four columns split the path in two: "
-    "a jetstation producer's station read by a raw pull consumer (explicit acks), and raw async-nats publishes (no "
-    "ids, no order guard) into a station read by a jetstation group.",
+    f"{machine} Send to handler, 256 B messages, acked publishes, 100 keys, file storage, at half of jetstation's "
+    "maximum end-to-end rate measured at the start of the same round, the same offered load for every path of a "
+    "round. Every path is set up once per round (its streams, consumers and connections) and sent through for 5 s "
+    "in slices of 1 s that take turns, the order rotating every cycle, so that each path meets the same moments of "
+    "the machine; one slice per path before them warms up and is not counted. "
+    f"{len(rounds)} rounds. The last four columns split the path in two: a jetstation producer's station read by a "
+    "raw pull consumer (explicit acks), and raw async-nats publishes (no ids, no order guard) into a station read "
+    "by a jetstation group.",
     f"Reproduce with `{command}`.", "",
     "| round | messages/s offered | raw p50 ms | raw p99 ms | jetstation p50 ms | jetstation p99 ms | p99 × raw "
     "| jetstation producer, raw reader p50 ms | p99 ms | raw producer, jetstation group p50 ms | p99 ms |",

@@ -115,7 +115,7 @@ impl Fetch {
                     };
                     let event = Event::Fetched {
                         partition: self.partition,
-                        message,
+                        message: Arc::new(message),
                         invalid,
                     };
                     self.events.send(event).ok()?;
@@ -160,7 +160,7 @@ impl Fetch {
                     // Another member ended the snapshot lane.
                     let _ = self.events.send(Event::SnapshotOver {
                         partition: self.partition,
-                        follow: Ok(follow),
+                        follow: Box::new(Ok(follow)),
                     });
                     return std::ops::ControlFlow::Break(());
                 }

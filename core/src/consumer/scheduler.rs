@@ -46,13 +46,14 @@ use crate::{
     telemetry::Lag,
 };
 
-// Events move once through a channel; boxing the common `Fetched` variant
-// would add an allocation per message for nothing.
-#[allow(clippy::large_enum_variant)]
+// Every event is moved into and out of the scheduler's channel, whose
+// blocks hold the largest variant: the per-message variants stay a few words
+// (a fetched message comes as the `Arc` the book keeps anyway), and the rare
+// large ones are boxed.
 pub(crate) enum Event {
     Fetched {
         partition: u32,
-        message: jetstream::Message,
+        message: Arc<jetstream::Message>,
         /// Why the message does not match its schema, if it does not.
         invalid: Option<String>,
     },
@@ -84,7 +85,7 @@ pub(crate) enum Event {
     /// A partition's snapshot lane is over: its follow consumer.
     SnapshotOver {
         partition: u32,
-        follow: Result<jetstream::consumer::Consumer<pull::Config>>,
+        follow: Box<Result<jetstream::consumer::Consumer<pull::Config>>>,
     },
     /// A partition's durable consumer was lost and created again.
     Recreated {
@@ -469,7 +470,7 @@ impl Scheduler {
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
-            Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, follow),
+            Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, *follow),
             Event::Recreated { partition } => self.parts[partition as usize].look_up_all = true,
             Event::Health { reply } => {
                 let _ = reply.send(self.health());
@@ -497,7 +498,12 @@ impl Scheduler {
         self.dispatch();
     }
 
-    fn on_fetched(&mut self, partition: u32, message: jetstream::Message, invalid: Option<String>) {
+    fn on_fetched(
+        &mut self,
+        partition: u32,
+        message: Arc<jetstream::Message>,
+        invalid: Option<String>,
+    ) {
         if self.closing.is_some() {
             return;
         }
@@ -541,14 +547,7 @@ impl Scheduler {
                 || crate::state::is_tombstone(message.headers.as_ref())
         });
         let book = self.machine.book(partition);
-        let admitted = book.admit(
-            sequence,
-            delivery,
-            deliveries,
-            key,
-            invalid,
-            Arc::new(message),
-        );
+        let admitted = book.admit(sequence, delivery, deliveries, key, invalid, message);
         if unseen && matches!(admitted, Admitted::Held) {
             book.finish(sequence);
             self.commit(partition as usize);
@@ -724,7 +723,10 @@ impl Scheduler {
             // The lane's last commit reaches the broker before it goes.
             committer.flush().await;
             let follow = snapshot::switch(&state_stream, &phase, &group).await;
-            let _ = events.send(Event::SnapshotOver { partition, follow });
+            let _ = events.send(Event::SnapshotOver {
+                partition,
+                follow: Box::new(follow),
+            });
         });
     }
 
@@ -1127,5 +1129,18 @@ fn received(
         headers,
         msg_id,
         deliveries: entry.deliveries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each event is copied into the channel's block and out of it again, and
+    /// the blocks are sized by the largest variant: a variant that grows
+    /// (a consumer configuration, a whole message) makes every fetched
+    /// message pay for it.
+    #[test]
+    fn events_stay_a_few_words() {
+        let size = std::mem::size_of::<super::Event>();
+        assert!(size <= 64, "Event is {size} bytes");
     }
 }

@@ -1,13 +1,15 @@
 //! End-to-end latency (send to handler), side by side at the same offered
 //! load: `latency <url> <seconds>`. First measures jetstation's maximum
 //! end-to-end rate (an unpaced burst through a producer and a consumer group),
-//! then sends at half that rate for `<seconds>` with raw async-nats (acked
-//! publishes, pull consumer, explicit acks) and with jetstation (producer,
-//! consumer group), and, to split the two, raw async-nats publishes into a
-//! station read by a jetstation group, and a jetstation producer's station
-//! read by a raw pull consumer. Each payload carries its send time.
-//! Prints one JSON line per client with p50/p99 in milliseconds. Run by
-//! `scripts/bench-consume.sh`.
+//! then sends at half that rate, `<seconds>` per path in slices of one second
+//! that take turns (the order rotates every cycle), so that every path meets
+//! the same moments of the machine, after one slice per path that is not
+//! counted (new streams, consumers and connections warm up): raw async-nats (acked publishes, pull
+//! consumer, explicit acks); jetstation (producer, consumer group); and, to
+//! split the two, a jetstation producer's station read by a raw pull consumer,
+//! and raw async-nats publishes into a station read by a jetstation group.
+//! Each payload carries its send time. Prints one JSON line per reader with p50/p99 in
+//! milliseconds. Run by `scripts/bench-consume.sh`.
 
 use std::{
     sync::{Arc, Mutex},
@@ -59,28 +61,20 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     (at(0.50).as_secs_f64() * 1e3, at(0.99).as_secs_f64() * 1e3)
 }
 
-async fn jetstation_run(
+/// One reader's latencies, as they arrive.
+type Samples = Arc<Mutex<Vec<Duration>>>;
+
+/// A consumer group on `station` recording each message's latency.
+async fn group_reader(
     client: &Client,
+    station: &str,
     origin: Instant,
-    rate: Option<f64>,
-    seconds: f64,
-    count: usize,
-    raw_producer: Option<&str>,
-) -> Result<(Vec<Duration>, f64), Box<dyn std::error::Error>> {
-    let station = if raw_producer.is_some() {
-        "bench-latency-split"
-    } else {
-        "bench-latency"
-    };
-    let _ = client.delete_station(station).await;
-    client
-        .create_station(station, StationConfig::default())
-        .await?;
-    let producer = client.producer(station, Default::default()).await?;
+) -> Result<(Samples, jetstation::Consumer, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>>
+{
     let consumer = client
         .consumer(station, "latency", ConsumerOptions::default())
         .await?;
-    let samples = Arc::new(Mutex::new(Vec::new()));
+    let samples: Samples = Arc::default();
     let worker = {
         let (consumer, samples) = (consumer.clone(), samples.clone());
         tokio::spawn(async move {
@@ -93,40 +87,48 @@ async fn jetstation_run(
                     }
                 })
                 .await
+                .expect("the latency group failed");
         })
     };
+    Ok((samples, consumer, worker))
+}
+
+/// A fresh station of one partition.
+async fn station(client: &Client, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let _ = client.delete_station(name).await;
+    client
+        .create_station(name, StationConfig::default())
+        .await?;
+    Ok(())
+}
+
+/// jetstation's maximum end-to-end rate: `count` messages enqueued unpaced
+/// through a producer and read by a group.
+async fn max_rate(
+    client: &Client,
+    origin: Instant,
+    count: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let name = "bench-latency-burst";
+    station(client, name).await?;
+    let producer = client.producer(name, Default::default()).await?;
+    let (samples, consumer, worker) = group_reader(client, name, origin).await?;
     let started = Instant::now();
-    let sent = match (rate, raw_producer) {
-        (Some(rate), Some(url)) => {
-            // The station's one partition, written as plain acked publishes
-            // with the key header the group orders by.
-            let subject = format!("jst._.{station}.0.m");
-            raw_paced(url, origin, rate, seconds, |i| {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
-                (subject.clone(), headers)
-            })
-            .await?
-        }
-        (Some(rate), None) => producer_paced(&producer, origin, rate, seconds).await,
-        (None, _) => {
-            for i in 0..count {
-                // The consumer sees every message; its receipt is not needed.
-                drop(
-                    producer
-                        .enqueue(Message::new(stamped(origin)).key(format!("k{}", i % 100)))
-                        .await?,
-                );
-            }
-            count
-        }
-    };
-    all_seen(&samples, sent).await;
-    let elapsed = started.elapsed().as_secs_f64();
+    for i in 0..count {
+        // The group sees every message; its receipt is not needed.
+        drop(
+            producer
+                .enqueue(Message::new(stamped(origin)).key(format!("k{}", i % 100)))
+                .await?,
+        );
+    }
+    all_seen(&samples, count).await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
     consumer.close().await?;
-    worker.await??;
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
-    Ok((samples, sent as f64 / elapsed))
+    worker.await?;
+    producer.close().await?;
+    client.delete_station(name).await?;
+    Ok(rate)
 }
 
 /// Sends `rate` messages per second for `seconds` through a jetstation
@@ -154,7 +156,7 @@ async fn producer_paced(
 async fn raw_reader(
     stream: &jetstream::stream::Stream,
     origin: Instant,
-) -> Result<(Arc<Mutex<Vec<Duration>>>, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>> {
+) -> Result<(Samples, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>> {
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("raw".into()),
@@ -162,7 +164,7 @@ async fn raw_reader(
             ..Default::default()
         })
         .await?;
-    let samples = Arc::new(Mutex::new(Vec::new()));
+    let samples: Samples = Arc::default();
     let reader = {
         let samples = samples.clone();
         tokio::spawn(async move {
@@ -200,75 +202,17 @@ async fn all_seen(samples: &Mutex<Vec<Duration>>, sent: usize) {
     }
 }
 
-/// Waits until `samples` holds `sent` latencies, then stops `reader` and
-/// returns them.
-async fn collected(
-    samples: Arc<Mutex<Vec<Duration>>>,
-    reader: tokio::task::JoinHandle<()>,
-    sent: usize,
-) -> Vec<Duration> {
-    all_seen(&samples, sent).await;
-    reader.abort();
-    std::mem::take(&mut *samples.lock().unwrap())
-}
-
-/// A jetstation producer into a station whose partition a raw pull consumer
-/// reads: the producer's half of the path.
-async fn producer_to_raw(
-    client: &Client,
-    url: &str,
-    origin: Instant,
-    rate: f64,
-    seconds: f64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let station = "bench-latency-producer";
-    let _ = client.delete_station(station).await;
-    client
-        .create_station(station, StationConfig::default())
-        .await?;
-    let producer = client.producer(station, Default::default()).await?;
-    let js = jetstream::new(async_nats::connect(url).await?);
-    let stream = js.get_stream(format!("JST__{station}__P0")).await?;
-    let (samples, reader) = raw_reader(&stream, origin).await?;
-    let sent = producer_paced(&producer, origin, rate, seconds).await;
-    Ok(collected(samples, reader, sent).await)
-}
-
-async fn raw_run(
-    url: &str,
-    origin: Instant,
-    rate: f64,
-    seconds: f64,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
-    let js = jetstream::new(async_nats::connect(url).await?);
-    let name = "LATENCY_RAW";
-    let _ = js.delete_stream(name).await;
-    let stream = js
-        .create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec!["lat.>".into()],
-            ..Default::default()
-        })
-        .await?;
-    let (samples, reader) = raw_reader(&stream, origin).await?;
-    let sent = raw_paced(url, origin, rate, seconds, |i| {
-        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
-    })
-    .await?;
-    Ok(collected(samples, reader, sent).await)
-}
-
 /// Sends `rate` acked publishes per second for `seconds` with plain
-/// async-nats on a connection of its own; `message(i)` gives the subject and
-/// headers of the i-th. Acknowledgements are awaited off the sending path.
+/// async-nats; `message(i)` gives the subject and headers of the i-th.
+/// Acknowledgements are awaited off the sending path, and all of them before
+/// it returns.
 async fn raw_paced(
-    url: &str,
+    js: &jetstream::Context,
     origin: Instant,
     rate: f64,
     seconds: f64,
     message: impl Fn(usize) -> (String, async_nats::HeaderMap),
-) -> Result<usize, Box<dyn std::error::Error>> {
-    let js = jetstream::new(async_nats::connect(url).await?);
+) -> usize {
     let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel();
     let confirm = tokio::spawn(async move {
         while let Some(ack) = acks_rx.recv().await {
@@ -292,10 +236,25 @@ async fn raw_paced(
     })
     .await;
     drop(acks_tx);
-    confirm.await?;
-    Ok(sent)
+    confirm.await.expect("the acknowledgement task failed");
+    sent
 }
 
+/// The paths measured, each with its own sender and readers, set up once
+/// and then sent through in turns.
+#[derive(Clone, Copy)]
+enum Path {
+    /// Raw publishes into a plain stream read by a raw pull consumer.
+    Raw,
+    /// A jetstation producer into a station read by a group.
+    Jetstation,
+    /// A jetstation producer into a station read by a raw pull consumer.
+    ProducerHalf,
+    /// Raw publishes into a station read by a group.
+    GroupHalf,
+}
+
+const SLICE_SECONDS: f64 = 1.0;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -303,21 +262,98 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = args[2].parse()?;
     let origin = Instant::now();
     let client = Client::connect(ConnectOptions::new(url)).await?;
-    let (_, max) = jetstation_run(&client, origin, None, 0.0, 50_000, None).await?;
+    let max = max_rate(&client, origin, 50_000).await?;
     let rate = (max / 2.0).floor();
-    let mut raw = raw_run(url, origin, rate, seconds).await?;
-    let (mut ours, _) = jetstation_run(&client, origin, Some(rate), seconds, 0, None).await?;
-    let (mut split, _) =
-        jetstation_run(&client, origin, Some(rate), seconds, 0, Some(url.as_str())).await?;
-    let mut producer_half = producer_to_raw(&client, url, origin, rate, seconds).await?;
+
+    // Raw publishes use a connection of their own, as a raw service would.
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let _ = js.delete_stream("LATENCY_RAW").await;
+    let raw_stream = js
+        .create_stream(stream::Config {
+            name: "LATENCY_RAW".into(),
+            subjects: vec!["lat.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    let (raw, raw_task) = raw_reader(&raw_stream, origin).await?;
+
+    station(&client, "bench-latency").await?;
+    let producer = client.producer("bench-latency", Default::default()).await?;
+    let (ours, ours_group, ours_task) = group_reader(&client, "bench-latency", origin).await?;
+
+    station(&client, "bench-latency-producer").await?;
+    let half_producer = client
+        .producer("bench-latency-producer", Default::default())
+        .await?;
+    let half_stream = js.get_stream("JST__bench-latency-producer__P0").await?;
+    let (producer_half, producer_half_task) = raw_reader(&half_stream, origin).await?;
+
+    // The station's one partition, written as plain acked publishes with the
+    // key header the group orders by.
+    station(&client, "bench-latency-split").await?;
+    let (group_half, split_group, split_task) =
+        group_reader(&client, "bench-latency-split", origin).await?;
+
+    let paths = [
+        Path::Raw,
+        Path::Jetstation,
+        Path::ProducerHalf,
+        Path::GroupHalf,
+    ];
+    let mut sent = [0usize; 4];
+    let cycles = (seconds / SLICE_SECONDS).round().max(1.0) as usize;
+    let readers = [&raw, &ours, &producer_half, &group_half];
+    // Cycle 0 warms up: its latencies are dropped.
+    for cycle in 0..=cycles {
+        for turn in 0..paths.len() {
+            let index = (cycle + turn) % paths.len();
+            let n = match paths[index] {
+                Path::Raw => {
+                    raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
+                        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
+                    })
+                    .await
+                }
+                Path::Jetstation => producer_paced(&producer, origin, rate, SLICE_SECONDS).await,
+                Path::ProducerHalf => {
+                    producer_paced(&half_producer, origin, rate, SLICE_SECONDS).await
+                }
+                Path::GroupHalf => {
+                    raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                        ("jst._.bench-latency-split.0.m".to_string(), headers)
+                    })
+                    .await
+                }
+            };
+            sent[index] += n;
+            // The next slice starts once this one's messages are all read.
+            all_seen(readers[index], sent[index]).await;
+        }
+        if cycle == 0 {
+            for reader in readers {
+                reader.lock().unwrap().clear();
+            }
+            sent = [0; 4];
+        }
+    }
+    for task in [raw_task, producer_half_task] {
+        task.abort();
+    }
+    ours_group.close().await?;
+    split_group.close().await?;
+    ours_task.await?;
+    split_task.await?;
     for (name, samples) in [
-        ("async-nats (raw)", &mut raw),
-        ("jetstation (Rust)", &mut ours),
-        ("async-nats producer, jetstation group", &mut split),
-        ("jetstation producer, async-nats reader", &mut producer_half),
+        ("async-nats (raw)", &raw),
+        ("jetstation (Rust)", &ours),
+        ("async-nats producer, jetstation group", &group_half),
+        ("jetstation producer, async-nats reader", &producer_half),
     ] {
+        let mut samples = std::mem::take(&mut *samples.lock().unwrap());
         let n = samples.len();
-        let (p50, p99) = percentiles(samples);
+        let (p50, p99) = percentiles(&mut samples);
         println!(
             "{{\"client\":\"{name}\",\"rate\":{rate:.0},\"max_rate\":{max:.0},\"messages\":{n},\"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3}}}"
         );
