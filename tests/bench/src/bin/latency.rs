@@ -254,7 +254,9 @@ enum Path {
     GroupHalf,
 }
 
+/// How long each path is sent through before the next one takes its turn.
 const SLICE_SECONDS: f64 = 1.0;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
