@@ -174,9 +174,9 @@ class SendHandle {
         // A stored message's receipt comes as [partition, sequence, duplicate,
         // msgId]: an object literal made here costs less than a native object
         // with named properties made per message.
-        const ready = sync(() => this.inner.tryReceipt());
+        const ready = sync(() => native.tryReceipt(this.inner));
         if (!ready)
-            return call(() => this.inner.wait());
+            return call(() => native.waitReceipt(this.inner));
         const [partition, sequence, duplicate, msgId] = ready;
         return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId });
     }

@@ -1,10 +1,11 @@
 //! The `Producer` class.
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, BufferSlice, External};
 use napi_derive::napi;
 
 use crate::{
     error::{IntoJs, invalid},
+    handle::{Slot, new_handle},
     types::Receipt,
 };
 
@@ -144,36 +145,36 @@ impl Producer {
         })
     }
 
-    /// Queues without waiting when the producer has room; returns a handle,
-    /// or null when it would have to wait (then use `send`).
-    #[napi]
+    /// Queues without waiting when the producer has room; returns a handle
+    /// (see `tryReceipt`, `waitReceipt`), or null when it would have to wait
+    /// (then use `enqueue`).
+    #[napi(
+        ts_args_type = "payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null",
+        ts_return_type = "ExternalObject<'SendHandle'> | null"
+    )]
     pub fn try_enqueue(
         &self,
-        payload: Buffer,
+        payload: BufferSlice,
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<Option<SendHandle>> {
+    ) -> napi::Result<Option<External<Slot>>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(self.inner.try_enqueue(&m).js()?.map(|handle| SendHandle {
-            handle: std::sync::Mutex::new(Some(handle)),
-        }))
+        Ok(self.inner.try_enqueue(&m).js()?.map(new_handle))
     }
 
     /// Queues a message, waiting for room if the buffer is full; resolves
     /// with its handle (not its receipt).
-    #[napi]
+    #[napi(ts_return_type = "Promise<ExternalObject<'SendHandle'>>")]
     pub async fn enqueue(
         &self,
         payload: Buffer,
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<SendHandle> {
+    ) -> napi::Result<External<Slot>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(SendHandle {
-            handle: std::sync::Mutex::new(Some(self.inner.enqueue(m).await.js()?)),
-        })
+        Ok(new_handle(self.inner.enqueue(m).await.js()?))
     }
 
     /// Deletes `key` from a compacted station (a tombstone, in the key's order).
@@ -190,51 +191,6 @@ impl Producer {
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
         self.inner.close().await.js()
-    }
-}
-
-/// A queued message; `wait()` resolves with its receipt.
-#[napi]
-pub struct SendHandle {
-    handle: std::sync::Mutex<Option<jetstation::SendHandle>>,
-}
-
-#[napi]
-impl SendHandle {
-    /// The receipt if the message is already resolved (no promise needed),
-    /// as `[partition, sequence, duplicate, msgId]` (the TypeScript
-    /// `receipt()` makes the object); throws its error if it failed; null
-    /// while it is pending.
-    #[napi(ts_return_type = "[number, number, boolean, string] | null")]
-    pub fn try_receipt(&self) -> napi::Result<Option<(u32, i64, bool, String)>> {
-        let mut slot = self.handle.lock().unwrap();
-        let Some(handle) = slot.as_mut() else {
-            return Err(invalid("this send handle was already awaited"));
-        };
-        match handle.try_receipt() {
-            None => Ok(None),
-            Some(result) => {
-                *slot = None;
-                let r = result.js()?;
-                Ok(Some((
-                    r.partition,
-                    r.sequence as i64,
-                    r.duplicate,
-                    r.msg_id,
-                )))
-            }
-        }
-    }
-
-    #[napi]
-    pub async fn wait(&self) -> napi::Result<Receipt> {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| invalid("this send handle was already awaited"))?;
-        Ok(handle.await.js()?.into())
     }
 }
 

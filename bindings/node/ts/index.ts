@@ -195,14 +195,14 @@ const SEND_BATCH_CHUNK = 4096
 
 export class SendHandle {
   /** @internal */
-  constructor(private readonly inner: native.SendHandle, private readonly station: string) {}
+  constructor(private readonly inner: native.ExternalObject<'SendHandle'>, private readonly station: string) {}
   /** Resolves with the receipt once the broker stored the message. */
   receipt(): Promise<Receipt> {
     // A stored message's receipt comes as [partition, sequence, duplicate,
     // msgId]: an object literal made here costs less than a native object
     // with named properties made per message.
-    const ready = sync(() => this.inner.tryReceipt())
-    if (!ready) return call(() => this.inner.wait())
+    const ready = sync(() => native.tryReceipt(this.inner))
+    if (!ready) return call(() => native.waitReceipt(this.inner))
     const [partition, sequence, duplicate, msgId] = ready
     return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId })
   }

@@ -119,7 +119,7 @@ impl Producer {
     /// waiting (buffer space free, schema loaded) and returns its handle;
     /// returns `None` when it would have to wait (then use `enqueue`).
     /// Saves the thread hop an awaitable costs.
-    #[pyo3(signature = (payload, *, key=None, headers=None, msg_id=None))]
+    #[pyo3(signature = (payload, key=None, headers=None, msg_id=None))]
     fn try_enqueue(
         &self,
         payload: Vec<u8>,
@@ -198,18 +198,40 @@ impl SendHandle {
         })?;
         let mut handle = handle;
         if let Some(result) = handle.try_receipt() {
-            // Already resolved: a completed asyncio future, no thread hop.
-            let fut = py
-                .import("asyncio")?
-                .call_method0("get_running_loop")?
-                .call_method0("create_future")?;
-            match result {
-                Ok(receipt) => fut.call_method1("set_result", (Receipt::from(receipt),))?,
-                Err(e) => fut.call_method1("set_exception", (to_py(e).into_value(py),))?,
+            // Already resolved: an iterator that ends at once with the
+            // receipt (or raises its error), so the await neither suspends
+            // nor asks the running loop for a future.
+            let outcome = match result {
+                Ok(receipt) => Ok(Receipt::from(receipt)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind()),
+                Err(e) => Err(to_py(e)),
             };
-            return fut.call_method0("__await__");
+            return Ok(Bound::new(py, Ready(Mutex::new(Some(outcome))))?.into_any());
         }
         let fut = awaitable(py, async move { Ok(Receipt::from(handle.await.py_err()?)) })?;
         fut.call_method0("__await__")
+    }
+}
+
+/// What `await` iterates for a handle that was already resolved: its first
+/// step ends the iteration with the receipt (`StopIteration(receipt)`), or
+/// raises the message's error.
+#[pyclass(module = "jetstation._native", frozen)]
+pub(crate) struct Ready(Mutex<Option<PyResult<Py<PyAny>>>>);
+
+#[pymethods]
+impl Ready {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> PyResult<Py<PyAny>> {
+        match self.0.lock().unwrap().take() {
+            Some(Ok(receipt)) => Err(pyo3::exceptions::PyStopIteration::new_err((receipt,))),
+            Some(Err(e)) => Err(e),
+            None => Err(pyo3::exceptions::PyStopIteration::new_err(())),
+        }
     }
 }

@@ -276,14 +276,18 @@ class Producer(_AsyncClosing):
 
     def __init__(self, native: _native.Producer) -> None:
         self._native = native
+        # Read once: every send uses the station, and the native getter
+        # makes a new string per call.
+        self._station = native.station
+        self._producer_id = native.producer_id
 
     @property
     def station(self) -> str:
-        return self._native.station
+        return self._station
 
     @property
     def producer_id(self) -> str:
-        return self._native.producer_id
+        return self._producer_id
 
     async def send(
         self,
@@ -307,8 +311,9 @@ class Producer(_AsyncClosing):
         msg_id: Optional[str] = None,
     ) -> SendHandle:
         """Queues a message; await the returned handle for its receipt."""
-        data, hdrs = _payload(payload), _headers(headers, self.station)
-        handle = self._native.try_enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
+        data = payload if type(payload) is bytes else _payload(payload)
+        hdrs = None if headers is None and telemetry._state is None else _headers(headers, self._station)
+        handle = self._native.try_enqueue(data, key, hdrs, msg_id)
         if handle is None:  # the producer must wait (buffer full...)
             handle = await self._native.enqueue(data, key=key, headers=hdrs, msg_id=msg_id)
         return handle

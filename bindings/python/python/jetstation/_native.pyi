@@ -118,7 +118,6 @@ class Producer:
     def try_enqueue(
         self,
         payload: bytes,
-        *,
         key: Optional[str] = None,
         headers: Optional[Sequence[Tuple[str, str]]] = None,
         msg_id: Optional[str] = None,
