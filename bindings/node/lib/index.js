@@ -174,7 +174,13 @@ class SendHandle {
         // A stored message's receipt comes as [partition, sequence, duplicate,
         // msgId]: an object literal made here costs less than a native object
         // with named properties made per message.
-        const ready = sync(() => native.tryReceipt(this.inner));
+        let ready;
+        try {
+            ready = native.tryReceipt(this.inner);
+        }
+        catch (error) {
+            return Promise.reject((0, errors_1.mapError)(error)); // a failed message, or awaited twice
+        }
         if (!ready)
             return call(() => native.waitReceipt(this.inner));
         const [partition, sequence, duplicate, msgId] = ready;

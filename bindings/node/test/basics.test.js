@@ -17,6 +17,11 @@ test('round trip, handles, and the package from import and require', async (t) =
   const handle = await producer.enqueue(new Uint8Array([1, 2, 3]), { key: 'emp-2' })
   const receipt = await handle.receipt()
   assert.ok(receipt.msgId.startsWith(producer.producerId))
+  await assert.rejects(handle.receipt(), jetstation.InvalidArgumentError, 'a handle gives its receipt once')
+  const pending = await producer.enqueue('y', { key: 'emp-2' })
+  const [first, second] = await Promise.allSettled([pending.receipt(), pending.receipt()])
+  assert.equal(first.status, 'fulfilled')
+  assert.ok(second.reason instanceof jetstation.InvalidArgumentError, 'also while the first wait is pending')
   assert.equal((await producer.send('x', { msgId: 'fixed' })).duplicate, false)
   assert.equal((await producer.send('x', { msgId: 'fixed' })).duplicate, true)
   await producer.close()
@@ -28,10 +33,10 @@ test('round trip, handles, and the package from import and require', async (t) =
     got.push(message.payload.toString('hex'))
     if (message.key === 'emp-1') assert.equal(message.header('source'), 'hr')
     message.ack()
-    if (got.length === 3) break
+    if (got.length === 4) break
   }
-  assert.equal(got.length, 3)
-  assert.equal((await client.station('hr')).messages, 3)
+  assert.equal(got.length, 4)
+  assert.equal((await client.station('hr')).messages, 4)
   const esm = await import('../lib/index.mjs')
   assert.equal(esm.connect, jetstation.connect)
   await client.close()

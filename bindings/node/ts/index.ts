@@ -201,7 +201,12 @@ export class SendHandle {
     // A stored message's receipt comes as [partition, sequence, duplicate,
     // msgId]: an object literal made here costs less than a native object
     // with named properties made per message.
-    const ready = sync(() => native.tryReceipt(this.inner))
+    let ready: [number, number, boolean, string] | null
+    try {
+      ready = native.tryReceipt(this.inner)
+    } catch (error) {
+      return Promise.reject(mapError(error)) // a failed message, or awaited twice
+    }
     if (!ready) return call(() => native.waitReceipt(this.inner))
     const [partition, sequence, duplicate, msgId] = ready
     return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId })

@@ -21,6 +21,14 @@ async def test_round_trip_with_context_managers(client: jetstation.Client) -> No
         handle = await producer.enqueue("text", key="emp-2")
         receipt = await handle
         assert receipt.msg_id.startswith(producer.producer_id)
+        with pytest.raises(jetstation.InvalidArgumentError, match="already awaited"):
+            await handle
+        stored = await producer.enqueue("later", key="emp-2")
+        await producer.flush()
+        later = await stored  # already stored: the await does not suspend
+        assert later.station == "hr" and later.sequence == receipt.sequence + 1
+        with pytest.raises(jetstation.InvalidArgumentError, match="already awaited"):
+            await stored
     with pytest.raises(jetstation.ClosedError):
         await producer.send(b"late")
     async with await client.consumer("hr", "payroll", concurrency=1) as consumer:
@@ -30,8 +38,8 @@ async def test_round_trip_with_context_managers(client: jetstation.Client) -> No
             if message.key == "emp-1" and message.payload == b'{"name":"Ada"}':
                 assert message.header("source") == "hr"
             message.ack()
-            if len(seen) == 3:
+            if len(seen) == 4:
                 break
-    assert sorted(seen) == sorted([b'{"name":"Ada"}', b"x", b"text"])
-    assert (await client.station("hr")).messages == 3
+    assert sorted(seen) == sorted([b'{"name":"Ada"}', b"x", b"text", b"later"])
+    assert (await client.station("hr")).messages == 4
     assert [s.name for s in await client.stations()] == ["hr"]
