@@ -161,6 +161,8 @@ class Client {
 exports.Client = Client;
 /** Messages per native call of `sendBatch`. */
 const SEND_BATCH_CHUNK = 4096;
+/** Where `tryReceipt` writes a stored message's partition, sequence and duplicate flag. */
+const receiptNumbers = new Float64Array(3);
 class SendHandle {
     inner;
     station;
@@ -171,20 +173,25 @@ class SendHandle {
     }
     /** Resolves with the receipt once the broker stored the message. */
     receipt() {
-        // A stored message's receipt comes as [partition, sequence, duplicate,
-        // msgId]: an object literal made here costs less than a native object
-        // with named properties made per message.
-        let ready;
+        // A stored message's receipt comes as its id, with its numbers in
+        // `receiptNumbers`: an object literal made here costs less than a
+        // native object or array made per message.
+        let msgId;
         try {
-            ready = native.tryReceipt(this.inner);
+            msgId = native.tryReceipt(this.inner, receiptNumbers);
         }
         catch (error) {
             return Promise.reject((0, errors_1.mapError)(error)); // a failed message, or awaited twice
         }
-        if (!ready)
+        if (msgId === null)
             return call(() => native.waitReceipt(this.inner));
-        const [partition, sequence, duplicate, msgId] = ready;
-        return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId });
+        return Promise.resolve({
+            station: this.station,
+            partition: receiptNumbers[0],
+            sequence: receiptNumbers[1],
+            duplicate: receiptNumbers[2] === 1,
+            msgId,
+        });
     }
 }
 exports.SendHandle = SendHandle;

@@ -1,11 +1,11 @@
 //! The `Producer` class.
 
-use napi::bindgen_prelude::{Buffer, BufferSlice, External};
+use napi::bindgen_prelude::{Buffer, BufferSlice};
 use napi_derive::napi;
 
 use crate::{
     error::{IntoJs, invalid},
-    handle::{Slot, new_handle},
+    handle::NewHandle,
     types::Receipt,
 };
 
@@ -158,9 +158,9 @@ impl Producer {
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<Option<External<Slot>>> {
+    ) -> napi::Result<Option<NewHandle>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(self.inner.try_enqueue(&m).js()?.map(new_handle))
+        Ok(self.inner.try_enqueue(&m).js()?.map(NewHandle))
     }
 
     /// Queues a message, waiting for room if the buffer is full; resolves
@@ -172,9 +172,9 @@ impl Producer {
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<External<Slot>> {
+    ) -> napi::Result<NewHandle> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(new_handle(self.inner.enqueue(m).await.js()?))
+        Ok(NewHandle(self.inner.enqueue(m).await.js()?))
     }
 
     /// Deletes `key` from a compacted station (a tombstone, in the key's order).

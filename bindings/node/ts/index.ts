@@ -193,23 +193,31 @@ export class Client {
 /** Messages per native call of `sendBatch`. */
 const SEND_BATCH_CHUNK = 4096
 
+/** Where `tryReceipt` writes a stored message's partition, sequence and duplicate flag. */
+const receiptNumbers = new Float64Array(3)
+
 export class SendHandle {
   /** @internal */
   constructor(private readonly inner: native.ExternalObject<'SendHandle'>, private readonly station: string) {}
   /** Resolves with the receipt once the broker stored the message. */
   receipt(): Promise<Receipt> {
-    // A stored message's receipt comes as [partition, sequence, duplicate,
-    // msgId]: an object literal made here costs less than a native object
-    // with named properties made per message.
-    let ready: [number, number, boolean, string] | null
+    // A stored message's receipt comes as its id, with its numbers in
+    // `receiptNumbers`: an object literal made here costs less than a
+    // native object or array made per message.
+    let msgId: string | null
     try {
-      ready = native.tryReceipt(this.inner)
+      msgId = native.tryReceipt(this.inner, receiptNumbers)
     } catch (error) {
       return Promise.reject(mapError(error)) // a failed message, or awaited twice
     }
-    if (!ready) return call(() => native.waitReceipt(this.inner))
-    const [partition, sequence, duplicate, msgId] = ready
-    return Promise.resolve({ station: this.station, partition, sequence, duplicate, msgId })
+    if (msgId === null) return call(() => native.waitReceipt(this.inner))
+    return Promise.resolve({
+      station: this.station,
+      partition: receiptNumbers[0],
+      sequence: receiptNumbers[1],
+      duplicate: receiptNumbers[2] === 1,
+      msgId,
+    })
   }
 }
 

@@ -209,15 +209,12 @@ pub(super) async fn send(
             // only be refused.
             break;
         }
-        let operation = match (position, position == count as u64) {
+        let operation: u8 = match (position, position == count as u64) {
             (_, true) => 2,
             (1, false) => 0,
             _ => 1,
         };
-        let reply = format!(
-            "{}.{batch}.{FLOW}.fail.{position}.{operation}.$FI",
-            replies.prefix
-        );
+        let reply = reply_subject(&replies.prefix, &batch, position, operation);
         let headers = expecting(pending, base + i as u64);
         nats.publish_with_reply_and_headers(
             pending.subject.clone(),
@@ -284,13 +281,38 @@ fn silent(timeout: std::time::Duration) -> String {
 fn expecting(pending: &Pending, last: u64) -> HeaderMap {
     static EXPECTED: HeaderName = HeaderName::from_static(headers::EXPECTED_LAST_SEQUENCE);
     let mut h = pending.fast_header_map();
-    h.insert(EXPECTED.clone(), last.to_string());
+    h.insert(EXPECTED.clone(), itoa::Buffer::new().format(last));
     h
+}
+
+/// `<prefix>.<batch>.<flow>.fail.<position>.<operation>.$FI`: the reply
+/// subject of one message of a fast batch, built once per message without
+/// the formatting machinery.
+fn reply_subject(prefix: &str, batch: &str, position: u64, operation: u8) -> String {
+    let (mut flow, mut digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (flow, position) = (flow.format(FLOW), digits.format(position));
+    let mut s = String::with_capacity(prefix.len() + batch.len() + position.len() + 24);
+    for part in [prefix, ".", batch, ".", flow, ".fail.", position, "."] {
+        s.push_str(part);
+    }
+    s.push(char::from(b'0' + operation));
+    s.push_str(".$FI");
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_subjects_read_as_the_server_expects() {
+        for (position, operation) in [(1, 0u8), (2, 1), (10_000, 2)] {
+            assert_eq!(
+                reply_subject("_INBOX.abc", "BATCH1", position, operation),
+                format!("_INBOX.abc.BATCH1.{FLOW}.fail.{position}.{operation}.$FI")
+            );
+        }
+    }
 
     #[test]
     fn answers_are_told_apart() {
