@@ -338,6 +338,22 @@ async fn bad_input_is_refused_before_anything_is_sent() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // Ids travel as header values: a line break would end the header and
+    // start another.
+    let err = producer
+        .send(Message::new("x").msg_id("a\r\nNats-Expected-Stream: other"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("line break"), "{err}");
+    for id in ["", "two\nlines"] {
+        let options = ProducerOptions {
+            producer_id: Some(id.into()),
+            ..ProducerOptions::default()
+        };
+        let err = client.producer("strict", options).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{id:?}");
+    }
     producer.send(Message::new("fine")).await.unwrap();
     assert_eq!(client.station("strict").await.unwrap().messages, 1);
 }

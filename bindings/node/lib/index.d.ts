@@ -81,6 +81,8 @@ export declare class Producer {
         payload: Payload;
         key?: string;
     }>): Promise<Receipt[]>;
+    /** The receipt objects of one chunk, from its columns. */
+    private receipts;
     /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */
     delete(key: string): Promise<Receipt>;
     flush(): Promise<void>;

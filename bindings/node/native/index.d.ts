@@ -21,7 +21,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * their receipts in order, or fails with the first message's error.
  */
 export declare class BatchHandle {
-  wait(): Promise<Array<Receipt>>
+  /**
+   * The chunk's receipts, by column (see `BatchReceipts`); fails with the
+   * first failed message's error.
+   */
+  wait(): Promise<BatchReceipts>
 }
 
 export declare class Client {
@@ -137,6 +141,20 @@ export declare class Producer {
 export declare class Snapshot {
   /** The next key's latest message; null at the end. */
   next(): Promise<StateEntry | null>
+}
+
+/**
+ * The receipts of one `enqueueBatch` chunk, one column per field: the
+ * TypeScript `sendBatch` makes the receipt objects, which costs less than
+ * a native object with named properties per message. Message ids are
+ * joined by newlines (a header value, which an id travels as, has none).
+ */
+export interface BatchReceipts {
+  partitions: Uint32Array
+  sequences: Float64Array
+  /** 1 for a duplicate, else 0. */
+  duplicates: Uint8Array
+  msgIds: string
 }
 
 /** Connects and checks the server (2.12 or newer, JetStream enabled). */

@@ -273,12 +273,28 @@ export class Producer {
     for (let start = 0; start < outgoing.length; start += SEND_BATCH_CHUNK) {
       const chunk = outgoing.slice(start, start + SEND_BATCH_CHUNK)
       const queued = await call(() => this.inner.enqueueBatch(chunk))
-      const receipts = call(() => queued.wait())
+      const receipts = call(() => queued.wait()).then((r) => this.receipts(r))
       receipts.catch(() => {}) // awaited below in order; meanwhile a failure is not unhandled
       chunks.push(receipts)
     }
     const receipts: Receipt[] = []
     for (const chunk of chunks) receipts.push(...(await chunk))
+    return receipts
+  }
+  /** The receipt objects of one chunk, from its columns. */
+  private receipts(columns: native.BatchReceipts): Receipt[] {
+    const { partitions, sequences, duplicates } = columns
+    const msgIds = columns.msgIds.split('\n')
+    const receipts: Receipt[] = new Array(msgIds.length)
+    for (let i = 0; i < msgIds.length; i++) {
+      receipts[i] = {
+        station: this.station,
+        partition: partitions[i],
+        sequence: sequences[i],
+        duplicate: duplicates[i] === 1,
+        msgId: msgIds[i],
+      }
+    }
     return receipts
   }
   /** Deletes `key` from a compacted station: a tombstone, stored in the key's order. */

@@ -233,6 +233,15 @@ impl ProducerOptions {
         if self.delivery_timeout.is_zero() {
             return Err(Error::invalid("delivery_timeout must be positive"));
         }
+        // Every derived message id starts with it, and ids travel as header
+        // values.
+        if let Some(id) = &self.producer_id
+            && (id.is_empty() || id.contains(['\r', '\n']))
+        {
+            return Err(Error::invalid(
+                "producer_id must not be empty or contain a line break",
+            ));
+        }
         Ok(())
     }
 }
@@ -686,6 +695,10 @@ impl Producer {
         let msg_id = match &message.msg_id {
             Some(id) if id.is_empty() => {
                 return Err(Error::invalid("msg_id must not be empty when given"));
+            }
+            // It travels as a header value: a line break would end the header.
+            Some(id) if id.contains(['\r', '\n']) => {
+                return Err(Error::invalid("msg_id must not contain a line break"));
             }
             Some(id) => id.clone(),
             None => {
