@@ -110,6 +110,11 @@ test('sendBatch larger than one native chunk keeps order and sends nothing on ba
   assert.equal(receipts.length, count)
   // One partition: receipts in call order are the stream's order.
   assert.deepEqual(receipts.map((r) => r.sequence), [...Array(count).keys()].map((i) => i + 1))
+  for (const r of receipts) {
+    assert.deepEqual([r.station, r.partition, r.duplicate], ['chunks', 0, false])
+    assert.ok(r.msgId.startsWith(`${producer.producerId}-`), r.msgId)
+  }
+  assert.equal(new Set(receipts.map((r) => r.msgId)).size, count)
   const consumer = await client.consumer('chunks', 'g')
   const got = []
   for await (const m of consumer) {
