@@ -11,6 +11,7 @@
 
 mod avro_json;
 mod compat;
+mod protobuf_check;
 pub(crate) mod registry;
 pub(crate) mod validator;
 

@@ -152,9 +152,20 @@ impl Compiled {
                     }
                 }
             }
-            Compiled::Protobuf { message } => DynamicMessage::decode(message.clone(), payload)
-                .map(|_| ())
-                .map_err(|e| format!("not a valid {} message: {e}", message.full_name())),
+            // Checked without building the message; anything the check does
+            // not accept in full is decided (and explained) by the decoder.
+            Compiled::Protobuf { message } => {
+                match super::protobuf_check::check(message, payload) {
+                    Ok(()) => Ok(()),
+                    Err(super::protobuf_check::Refer) => {
+                        DynamicMessage::decode(message.clone(), payload)
+                            .map(|_| ())
+                            .map_err(|e| {
+                                format!("not a valid {} message: {e}", message.full_name())
+                            })
+                    }
+                }
+            }
             Compiled::Avro { schema } => {
                 let mut cursor = Cursor::new(payload);
                 let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
