@@ -216,12 +216,12 @@ impl BatchHandle {
         let n = handles.len();
         let (mut partitions, mut sequences) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut duplicates, mut msg_ids) = (Vec::with_capacity(n), String::new());
-        for handle in handles {
+        for (i, handle) in handles.into_iter().enumerate() {
             let r = handle.js()?.await.js()?;
             partitions.push(r.partition);
             sequences.push(r.sequence as f64);
             duplicates.push(u8::from(r.duplicate));
-            if !msg_ids.is_empty() {
+            if i > 0 {
                 msg_ids.push('\n');
             }
             msg_ids.push_str(&r.msg_id);
