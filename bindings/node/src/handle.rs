@@ -8,8 +8,8 @@
 //! handle is a plain Node-API external whose finalizer frees it when the
 //! garbage collector drops it (also when it is never awaited), and a Node-API
 //! type tag tells ours from any other external. This module is the one place
-//! of the Node binding with `unsafe` code: four Node-API calls, each with its
-//! reason below.
+//! of the Node binding with `unsafe` code: five Node-API calls, the box the
+//! external owns and one dereference, each with its reason below.
 #![allow(unsafe_code)]
 
 use std::{ffi::c_void, ptr, sync::Mutex};
