@@ -595,3 +595,69 @@ async fn health_shows_partitions_and_a_deleted_durable_is_recreated() {
     d.ack().unwrap();
     consumer.close().await.unwrap();
 }
+
+/// A handler that panics, before its first await or after one, counts as a
+/// failure: the message comes again, and `consume` goes on with the rest.
+#[tokio::test]
+async fn a_panicking_handler_is_a_failure_and_consume_goes_on() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("s", StationConfig::default().partitions(1))
+        .await
+        .unwrap();
+    let payloads = ["panics-at-once", "panics-after-await", "plain"];
+    produce(
+        &client,
+        "s",
+        payloads
+            .iter()
+            .map(|p| (p.to_string(), p.to_string()))
+            .collect(),
+    )
+    .await;
+    let consumer = client
+        .consumer("s", "g", fast().concurrency(4))
+        .await
+        .unwrap();
+    let handled: Arc<Mutex<Vec<(String, u64)>>> = Default::default();
+    let worker = {
+        let (handled, consumer) = (handled.clone(), consumer.clone());
+        tokio::spawn(async move {
+            consumer
+                .consume(move |m| {
+                    let handled = handled.clone();
+                    async move {
+                        let text = String::from_utf8(m.payload.to_vec()).unwrap();
+                        if m.deliveries == 1 && text == "panics-at-once" {
+                            panic!("first delivery of {text}");
+                        }
+                        if m.deliveries == 1 && text == "panics-after-await" {
+                            tokio::task::yield_now().await;
+                            panic!("first delivery of {text}");
+                        }
+                        handled.lock().unwrap().push((text, m.deliveries));
+                        Ok::<(), String>(())
+                    }
+                })
+                .await
+        })
+    };
+    wait_until(Duration::from_secs(30), "all three handled", || {
+        let handled = handled.clone();
+        async move { handled.lock().unwrap().len() >= 3 }
+    })
+    .await;
+    consumer.close().await.unwrap();
+    worker.await.unwrap().unwrap();
+    let mut handled = handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(
+        handled,
+        vec![
+            ("panics-after-await".to_string(), 2),
+            ("panics-at-once".to_string(), 2),
+            ("plain".to_string(), 1),
+        ]
+    );
+}

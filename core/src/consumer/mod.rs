@@ -47,7 +47,7 @@ pub use delivery::{
 pub(crate) use delivery::{Ledger, Outcome};
 pub use scheduler::PartitionHealth;
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, task::Poll, time::Duration};
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull};
 use futures::Stream;
@@ -484,45 +484,28 @@ impl Consumer {
     where
         F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + 'static,
     {
         let handler = Arc::new(handler);
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(delivery) = self.next().await {
-            let mut delivery = delivery?;
-            let handler = handler.clone();
-            let group = self.shared.group.clone();
-            tasks.spawn(async move {
-                #[cfg(feature = "otel")]
-                let (span, started) = (
-                    crate::telemetry::otel::process_span(&delivery, &group),
-                    std::time::Instant::now(),
-                );
-                #[cfg(not(feature = "otel"))]
-                let span = tracing::debug_span!(
-                    "process",
-                    station = %delivery.station,
-                    group = %group,
-                    partition = delivery.partition,
-                    sequence = delivery.sequence,
-                    deliveries = delivery.deliveries
-                );
-                #[cfg(feature = "otel")]
-                let (station, partition) = (delivery.station.clone(), delivery.partition);
-                let outcome = handler(delivery.take_message()).instrument(span).await;
-                #[cfg(feature = "otel")]
-                crate::telemetry::otel::processed(
-                    &station,
-                    partition,
-                    &group,
-                    started.elapsed(),
-                    outcome.is_err(),
-                );
-                match outcome {
-                    Ok(()) => delivery.ack(),
-                    Err(e) => delivery.nack_with_reason(e.to_string(), None),
-                }
-            });
+            let delivery = delivery?;
+            let mut work = Box::pin(handle(handler.clone(), delivery, self.shared.group.clone()));
+            // The handler runs here up to its first pending await: one that
+            // finishes without waiting (most do little more than a write to
+            // memory) costs no task and no thread hand-over. What waits goes
+            // on as a task of its own, so up to `concurrency` handlers wait
+            // at once. A panic counts as an `Err` either way: dropping the
+            // unfinished work drops its delivery, which nacks it.
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    work.as_mut().poll(cx)
+                })))
+            })
+            .await;
+            if let Ok(Poll::Pending) = first {
+                tasks.spawn(work);
+            }
             while tasks.try_join_next().is_some() {}
         }
         while tasks.join_next().await.is_some() {}
@@ -580,4 +563,44 @@ impl Consumer {
         }
         wait.await.unwrap_or(Ok(()))
     }
+}
+
+/// Runs `handler` on one delivery and settles it by the outcome.
+async fn handle<F, Fut, E>(handler: Arc<F>, mut delivery: Delivery, group: String)
+where
+    F: Fn(ReceivedMessage) -> Fut,
+    Fut: Future<Output = std::result::Result<(), E>>,
+    E: fmt::Display,
+{
+    #[cfg(feature = "otel")]
+    let (span, started) = (
+        crate::telemetry::otel::process_span(&delivery, &group),
+        std::time::Instant::now(),
+    );
+    #[cfg(not(feature = "otel"))]
+    let span = tracing::debug_span!(
+        "process",
+        station = %delivery.station,
+        group = %group,
+        partition = delivery.partition,
+        sequence = delivery.sequence,
+        deliveries = delivery.deliveries
+    );
+    #[cfg(feature = "otel")]
+    let (station, partition) = (delivery.station.clone(), delivery.partition);
+    let outcome = handler(delivery.take_message()).instrument(span).await;
+    #[cfg(feature = "otel")]
+    crate::telemetry::otel::processed(
+        &station,
+        partition,
+        &group,
+        started.elapsed(),
+        outcome.is_err(),
+    );
+    // An error here means the delivery is settled already (by its id, from
+    // inside the handler, or by closing): the first settlement stands.
+    let _ = match outcome {
+        Ok(()) => delivery.ack(),
+        Err(e) => delivery.nack_with_reason(e.to_string(), None),
+    };
 }
