@@ -11,25 +11,31 @@
 //! stands (a resync), because a new consumer leader may not know what the
 //! old one delivered.
 //!
-//! Nothing here decides about messages: they go to the scheduler as they
-//! arrive, with the schema check done here so a registry look-up never
-//! blocks the scheduler.
+//! Nothing here decides about messages. Without a schema, the open pull
+//! itself goes to the scheduler, which reads it beside its other events: a
+//! message then reaches the scheduler with no task hand-over on the way
+//! (each one is a thread wake-up at a moderate rate). When the pull fails,
+//! the scheduler hands the failure back here for the recovery above. With a
+//! schema, this task reads the pull and checks each message before handing
+//! it over, so a registry look-up never blocks the scheduler.
 
 use std::{
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
 use async_nats::jetstream::{
     self,
-    consumer::pull::{self, MessagesErrorKind},
+    consumer::pull::{self, MessagesError, MessagesErrorKind},
     context::ConsumerInfoErrorKind,
 };
-use futures::StreamExt;
-use tokio::sync::mpsc;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{PIN_GROUP, scheduler::Event};
 use crate::{
@@ -41,6 +47,9 @@ use crate::{
 /// What a fetch task needs.
 pub(crate) struct Fetch {
     pub(crate) partition: u32,
+    /// Which start of the partition's pulls this task is (the scheduler
+    /// ignores a pull handed over by a task it has stopped since).
+    pub(crate) generation: u64,
     pub(crate) stream: jetstream::stream::Stream<()>,
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
     /// The group's consumer configuration, to recreate the durable with.
@@ -66,6 +75,7 @@ impl Fetch {
     pub(crate) async fn run(mut self) {
         loop {
             let failure = match self.open().await {
+                Ok(messages) if self.validation.is_none() => self.hand_over(messages).await,
                 Ok(messages) => self.drain(messages).await,
                 Err(e) => e,
             };
@@ -103,42 +113,39 @@ impl Fetch {
             .map_err(|e| Some(Error::from_nats("opening a pull", &e)))
     }
 
-    /// Hands messages over until the pull fails; `None` when the scheduler
-    /// is gone.
+    /// Gives the open pull to the scheduler and waits until it fails; `None`
+    /// when the scheduler is gone or dropped the pull (it stops this task
+    /// then too).
+    async fn hand_over(&self, messages: pull::Stream) -> Option<Error> {
+        let (ended, failure) = oneshot::channel();
+        let event = Event::Opened {
+            partition: self.partition,
+            generation: self.generation,
+            pull: Box::new(Pull { messages, ended }),
+        };
+        self.events.send(event).ok()?;
+        failure.await.ok()
+    }
+
+    /// Checks and hands messages over until the pull fails; `None` when the
+    /// scheduler is gone.
     async fn drain(&self, mut messages: pull::Stream) -> Option<Error> {
-        while let Some(item) = messages.next().await {
-            match item {
-                Ok(message) => {
-                    let invalid = match &self.validation {
-                        Some((client, binding)) => check_schema(client, binding, &message).await,
-                        None => None,
-                    };
-                    let event = Event::Fetched {
-                        partition: self.partition,
-                        message: Arc::new(message),
-                        invalid,
-                    };
-                    self.events.send(event).ok()?;
-                }
-                Err(e) => {
-                    return Some(match e.kind() {
-                        MessagesErrorKind::MissingHeartbeat => Error::new(
-                            ErrorKind::Timeout,
-                            "missed idle heartbeats (consumer leader moved or node lost)",
-                        ),
-                        MessagesErrorKind::ConsumerDeleted => {
-                            Error::not_found("the group's consumer was deleted")
-                        }
-                        MessagesErrorKind::NoResponders => Error::new(
-                            ErrorKind::Connection,
-                            "no responders for the pull (no consumer leader)",
-                        ),
-                        _ => Error::from_nats("pulling messages", &e),
-                    });
-                }
-            }
+        loop {
+            let message = match messages.next().await {
+                Some(Ok(message)) => message,
+                other => return Some(failure(other)),
+            };
+            let invalid = match &self.validation {
+                Some((client, binding)) => check_schema(client, binding, &message).await,
+                None => None,
+            };
+            let event = Event::Fetched {
+                partition: self.partition,
+                message: Arc::new(message),
+                invalid,
+            };
+            self.events.send(event).ok()?;
         }
-        Some(Error::new(ErrorKind::Connection, "the pull ended"))
     }
 
     /// Makes sure the group's durable consumer exists; recreates it with the
@@ -193,6 +200,66 @@ impl Fetch {
             }
         }
         std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// An open pull on its way to the scheduler, with where its failure goes.
+pub(crate) struct Pull {
+    pub(crate) messages: pull::Stream,
+    pub(crate) ended: oneshot::Sender<Error>,
+}
+
+/// A pull read by the scheduler: its messages tagged with the partition, then
+/// one last item (`None` inside) when it ends or fails.
+pub(crate) struct Open {
+    partition: u32,
+    messages: pull::Stream,
+    over: bool,
+}
+
+/// What [`Open`] yields: the partition, and a message or why the pull ended.
+pub(crate) type Pulled = (u32, Option<Result<jetstream::Message, MessagesError>>);
+
+impl Open {
+    pub(crate) fn new(partition: u32, messages: pull::Stream) -> Self {
+        Self {
+            partition,
+            messages,
+            over: false,
+        }
+    }
+}
+
+impl Stream for Open {
+    type Item = Pulled;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Pulled>> {
+        if self.over {
+            return Poll::Ready(None);
+        }
+        let item = futures::ready!(self.messages.poll_next_unpin(cx));
+        self.over = !matches!(item, Some(Ok(_)));
+        Poll::Ready(Some((self.partition, item)))
+    }
+}
+
+/// Why a pull ended, from its last item.
+pub(crate) fn failure(item: Option<Result<jetstream::Message, MessagesError>>) -> Error {
+    let e = match item {
+        Some(Err(e)) => e,
+        _ => return Error::new(ErrorKind::Connection, "the pull ended"),
+    };
+    match e.kind() {
+        MessagesErrorKind::MissingHeartbeat => Error::new(
+            ErrorKind::Timeout,
+            "missed idle heartbeats (consumer leader moved or node lost)",
+        ),
+        MessagesErrorKind::ConsumerDeleted => Error::not_found("the group's consumer was deleted"),
+        MessagesErrorKind::NoResponders => Error::new(
+            ErrorKind::Connection,
+            "no responders for the pull (no consumer leader)",
+        ),
+        _ => Error::from_nats("pulling messages", &e),
     }
 }
 

@@ -480,6 +480,11 @@ impl Consumer {
     /// Runs `handler` on every message until the consumer is closed, up to
     /// `concurrency` at once: `Ok` acks, `Err` nacks (redelivery with a
     /// growing delay, then dead letter), a panic counts as an `Err`.
+    ///
+    /// A handler runs on this call's task until it first waits; from there
+    /// it goes on as a task of its own. Work that computes for long without
+    /// awaiting belongs in `tokio::task::spawn_blocking`, as anywhere in async
+    /// code.
     pub async fn consume<F, Fut, E>(&self, handler: F) -> Result<()>
     where
         F: Fn(ReceivedMessage) -> Fut + Send + Sync + 'static,

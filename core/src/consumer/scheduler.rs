@@ -23,6 +23,10 @@ use std::{
 };
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures::{
+    StreamExt,
+    stream::{AbortHandle, Abortable, SelectAll},
+};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -33,6 +37,7 @@ use super::{
     book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
     exactly_once::{Lane, Recorder, Records},
+    fetch::{Open, Pull, Pulled},
     handover::Release,
     membership::{Membership, assignment},
     snapshot::{self, Phase},
@@ -51,6 +56,12 @@ use crate::{
 // (a fetched message comes as the `Arc` the book keeps anyway), and the rare
 // large ones are boxed.
 pub(crate) enum Event {
+    /// A partition's pull is open (no schema bound): the scheduler reads it.
+    Opened {
+        partition: u32,
+        generation: u64,
+        pull: Box<Pull>,
+    },
     Fetched {
         partition: u32,
         message: Arc<jetstream::Message>,
@@ -136,6 +147,11 @@ struct Partition {
     /// (something before it may be lost or held by another member).
     gap_at: u64,
     fetch: Option<JoinHandle<()>>,
+    /// Counts the starts of the fetch task (see [`super::fetch::Fetch`]).
+    generation: u64,
+    /// The pull this scheduler reads for the fetch task, and where its
+    /// failure goes.
+    pull: Option<(AbortHandle, tokio::sync::oneshot::Sender<Error>)>,
     /// Assigned to this member: pulling it.
     owned: bool,
     /// No longer assigned: draining before handing it over.
@@ -148,6 +164,18 @@ struct Partition {
     broker_undelivered: u64,
     /// A silence already warned about (reset by the next message).
     warned_silent: bool,
+}
+
+impl Partition {
+    /// Stops the fetch task and the pull read for it.
+    fn stop_fetch(&mut self) {
+        if let Some(task) = self.fetch.take() {
+            task.abort();
+        }
+        if let Some((abort, _)) = self.pull.take() {
+            abort.abort();
+        }
+    }
 }
 
 /// How one partition of a member is doing (see [`super::Consumer::health`]).
@@ -185,6 +213,8 @@ pub(crate) struct Scheduler {
     schema: Option<SchemaBinding>,
     options: ConsumerOptions,
     parts: Vec<Partition>,
+    /// The open pulls read here (see [`super::fetch`]).
+    pulls: SelectAll<Abortable<Open>>,
     /// What is held, what may run, what may be committed.
     machine: Machine<Arc<jetstream::Message>>,
     ready: Option<mpsc::UnboundedSender<Delivery>>,
@@ -246,6 +276,8 @@ impl Scheduler {
                 sync_point: None,
                 gap_at: 0,
                 fetch: None,
+                generation: 0,
+                pull: None,
                 owned: false,
                 revoking: false,
                 last_activity: Instant::now(),
@@ -277,6 +309,7 @@ impl Scheduler {
             schema,
             options,
             parts,
+            pulls: SelectAll::new(),
             machine,
             ready: Some(ready),
             events,
@@ -333,17 +366,21 @@ impl Scheduler {
         let mut tick = tokio::time::interval(SYNC_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let abandoned = async {
-                match &self.ready {
+            let ready = &self.ready;
+            let abandoned = async move {
+                match ready {
                     Some(r) => r.closed().await,
                     None => std::future::pending().await,
                 }
             };
+            let pulling = !self.pulls.is_empty();
+            let pulls = &mut self.pulls;
             tokio::select! {
                 event = events.recv() => match event {
                     Some(e) => self.on_event(e),
                     None => break,
                 },
+                Some(pulled) = pulls.next(), if pulling => self.on_pulled(pulled),
                 _ = tick.tick() => self.on_tick(),
                 _ = abandoned => {
                     // Every handle was dropped without close: stop like a
@@ -373,6 +410,7 @@ impl Scheduler {
             config: part.config.clone(),
             phase: part.handle.phase.clone(),
             committed: part.committed_shared.clone(),
+            generation: part.generation + 1,
             batch: self.options.fetch_batch,
             expires,
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
@@ -380,6 +418,7 @@ impl Scheduler {
             events: self.events.clone(),
         };
         let part = &mut self.parts[index];
+        part.generation += 1;
         part.last_activity = Instant::now();
         part.warned_silent = false;
         part.fetch = Some(tokio::spawn(fetch.run()));
@@ -387,23 +426,53 @@ impl Scheduler {
 
     /// Opens a partition's pull again (after a silence with messages waiting).
     fn restart_fetch(&mut self, index: usize) {
-        if let Some(task) = self.parts[index].fetch.take() {
-            task.abort();
-        }
+        self.parts[index].stop_fetch();
         self.parts[index].in_sync = false;
         self.start_fetch(index);
     }
 
     fn stop_fetching(&mut self) {
         for part in &mut self.parts {
-            if let Some(task) = part.fetch.take() {
-                task.abort();
+            part.stop_fetch();
+        }
+    }
+
+    /// A fetch task gave its open pull to read here.
+    fn on_opened(&mut self, partition: u32, generation: u64, pull: Pull) {
+        let part = &mut self.parts[partition as usize];
+        if part.fetch.is_none() || part.generation != generation {
+            return; // from a task stopped since: dropping it closes the pull
+        }
+        let (open, abort) = futures::stream::abortable(Open::new(partition, pull.messages));
+        part.pull = Some((abort, pull.ended));
+        self.pulls.push(open);
+    }
+
+    /// A message or the end of a pull read here.
+    fn on_pulled(&mut self, (partition, item): Pulled) {
+        match item {
+            Some(Ok(message)) => self.on_event(Event::Fetched {
+                partition,
+                message: Arc::new(message),
+                invalid: None,
+            }),
+            ended => {
+                // The pull is over (`Open` ends after this item): the fetch
+                // task reports it and opens the partition's pull again.
+                if let Some((_, to_fetch)) = self.parts[partition as usize].pull.take() {
+                    let _ = to_fetch.send(super::fetch::failure(ended));
+                }
             }
         }
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
+            Event::Opened {
+                partition,
+                generation,
+                pull,
+            } => self.on_opened(partition, generation, *pull),
             Event::Fetched {
                 partition,
                 message,
@@ -708,9 +777,7 @@ impl Scheduler {
             return;
         }
         part.switching = true;
-        if let Some(task) = part.fetch.take() {
-            task.abort();
-        }
+        part.stop_fetch();
         let (committer, state_stream, group, events, partition) = (
             self.committer.clone(),
             part.handle.stream.clone(),
@@ -753,9 +820,7 @@ impl Scheduler {
                 return;
             }
         };
-        if let Some(task) = part.fetch.take() {
-            task.abort();
-        }
+        part.stop_fetch();
         part.handle.stream = phase.partition_stream.clone();
         part.handle.consumer = consumer;
         part.handle.phase = None;
@@ -1043,9 +1108,7 @@ impl Scheduler {
                 part.owned = false;
                 part.revoking = true;
                 self.lag.set(partition, 0);
-                if let Some(task) = part.fetch.take() {
-                    task.abort();
-                }
+                part.stop_fetch();
                 self.check_revoked(i);
             }
         }
