@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use pyo3::{prelude::*, types::PyDict};
+use pyo3::{prelude::*, pybacked::PyBackedBytes, types::PyDict};
 
 use crate::{
     error::{IntoPy, invalid, to_py},
@@ -36,14 +36,16 @@ pub(crate) fn producer_options(
     Ok(o)
 }
 
+/// The payload stays the Python `bytes` object it came as (kept alive until
+/// the message is stored or has failed): no copy, whatever its size.
 fn message(
-    payload: Vec<u8>,
+    payload: PyBackedBytes,
     key: Option<String>,
     headers: Option<Vec<(String, String)>>,
     msg_id: Option<String>,
 ) -> jetstation::Message {
     jetstation::Message {
-        payload: payload.into(),
+        payload: bytes::Bytes::from_owner(payload),
         key,
         headers: headers.unwrap_or_default(),
         msg_id,
@@ -83,7 +85,7 @@ impl Producer {
     fn send<'py>(
         &self,
         py: Python<'py>,
-        payload: Vec<u8>,
+        payload: PyBackedBytes,
         key: Option<String>,
         headers: Option<Vec<(String, String)>>,
         msg_id: Option<String>,
@@ -100,7 +102,7 @@ impl Producer {
     fn enqueue<'py>(
         &self,
         py: Python<'py>,
-        payload: Vec<u8>,
+        payload: PyBackedBytes,
         key: Option<String>,
         headers: Option<Vec<(String, String)>>,
         msg_id: Option<String>,
@@ -122,7 +124,7 @@ impl Producer {
     #[pyo3(signature = (payload, key=None, headers=None, msg_id=None))]
     fn try_enqueue(
         &self,
-        payload: Vec<u8>,
+        payload: PyBackedBytes,
         key: Option<String>,
         headers: Option<Vec<(String, String)>>,
         msg_id: Option<String>,
@@ -140,7 +142,7 @@ impl Producer {
     fn send_batch<'py>(
         &self,
         py: Python<'py>,
-        messages: Vec<(Vec<u8>, Option<String>)>,
+        messages: Vec<(PyBackedBytes, Option<String>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let producer = self.producer()?;
         let messages = messages
