@@ -151,7 +151,7 @@ struct Partition {
     generation: u64,
     /// The pull this scheduler reads for the fetch task, and where its
     /// failure goes.
-    pull: Option<(AbortHandle, tokio::sync::oneshot::Sender<Error>)>,
+    pull: Option<(AbortHandle, oneshot::Sender<Error>)>,
     /// Assigned to this member: pulling it.
     owned: bool,
     /// No longer assigned: draining before handing it over.
@@ -398,6 +398,7 @@ impl Scheduler {
     }
 
     fn start_fetch(&mut self, index: usize) {
+        self.parts[index].generation += 1;
         let part = &self.parts[index];
         // Pulls must be renewed well within the handover timeout, or the pin
         // (the partition) is lost between two pulls.
@@ -410,7 +411,7 @@ impl Scheduler {
             config: part.config.clone(),
             phase: part.handle.phase.clone(),
             committed: part.committed_shared.clone(),
-            generation: part.generation + 1,
+            generation: part.generation,
             batch: self.options.fetch_batch,
             expires,
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
@@ -418,7 +419,6 @@ impl Scheduler {
             events: self.events.clone(),
         };
         let part = &mut self.parts[index];
-        part.generation += 1;
         part.last_activity = Instant::now();
         part.warned_silent = false;
         part.fetch = Some(tokio::spawn(fetch.run()));
