@@ -158,10 +158,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "public.accounts",
         );
         tokio::spawn(async move {
-            let stop = async {
+            sink::run(&client, &options, async {
                 let _ = stop.await;
-            };
-            sink::run(&client, &options, stop).await
+            })
+            .await
         })
     };
     // The sink acknowledges a change after its transaction committed, so
