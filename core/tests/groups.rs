@@ -319,3 +319,79 @@ async fn two_members_split_partitions_and_fail_over() {
         );
     }
 }
+
+/// The broker stops (SIGSTOP) for longer than two idle heartbeats of a
+/// member's pull, so the pull reports them missed. The broker still holds
+/// the member's pin and its waiting pull requests: once it resumes, the
+/// member reads on within moments, instead of opening a new pull that the
+/// broker holds back until the old pin expires (the handover timeout).
+#[tokio::test]
+async fn a_broker_pause_does_not_stall_the_member_until_its_pin_expires() {
+    init_tracing();
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("paused", StationConfig::default().partitions(1))
+        .await
+        .unwrap();
+    let producer = client
+        .producer("paused", ProducerOptions::default())
+        .await
+        .unwrap();
+    // The pin of a pull that stopped asking expires after this long.
+    let handover = Duration::from_secs(10);
+    let member = client
+        .consumer(
+            "paused",
+            "readers",
+            ConsumerOptions::default().handover_timeout(handover),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = member.clone();
+    let task = tokio::spawn(async move {
+        reader
+            .consume(move |m| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((m.payload.to_vec(), std::time::Instant::now()));
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+    });
+    producer.send(Message::new("before")).await.unwrap();
+    let (first, _) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the first message within 20 s")
+        .unwrap();
+    assert_eq!(first, b"before");
+
+    // Two pauses: the member's question about the pin that follows the
+    // missed heartbeats (answered within 1 s or not) finds the broker still
+    // stopped in the first, and running again in the second.
+    for (round, pause) in [(1, 3_000), (2, 1_750)] {
+        server.freeze();
+        // The fault's length, not a wait for something: longer than two idle
+        // heartbeats (a twelfth of the handover timeout each).
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.thaw();
+        let resumed = std::time::Instant::now();
+        let body = format!("after pause {round}");
+        producer.send(Message::new(body.clone())).await.unwrap();
+        let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the message sent after the pause within 30 s")
+            .unwrap();
+        assert_eq!(got, body.as_bytes());
+        let waited = at - resumed;
+        assert!(
+            waited < handover / 3,
+            "read {waited:?} after pause {round}; the old pin expires {handover:?} after its last pull"
+        );
+    }
+    assert!(rx.try_recv().is_err(), "nothing handled twice");
+    member.close().await.unwrap();
+    task.await.unwrap().unwrap();
+}

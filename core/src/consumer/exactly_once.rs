@@ -50,12 +50,19 @@ use super::{book::Token, progress::Progress, scheduler::Event};
 
 use crate::{
     client::Client,
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     station::Storage,
 };
 
 /// Pause before a failed write or read of the record is tried again.
 const RETRY: Duration = Duration::from_millis(500);
+/// Longest wait for the broker's answer to a write or read of the record.
+/// One sent to a stream leader that died is never answered; it is tried
+/// again after this instead of after the client's request timeout (5 s by
+/// default), so the messages it records (held meanwhile, their keys
+/// waiting) stay unrecorded for less time. A retried write that the broker
+/// did store finds the revision moved, and reads and merges first.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The record of handled messages of one group.
 pub(crate) struct Records {
@@ -261,7 +268,14 @@ impl Task {
             let stream = self.store.stream.clone();
             let subject = format!("$KV.{}.{}", self.bucket, lane.key());
             self.busy.push(Box::pin(async move {
-                (lane, Outcome::Read(read(&stream, &subject).await))
+                let answer = tokio::time::timeout(ANSWER_TIMEOUT, read(&stream, &subject)).await;
+                let read = answer.unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "no answer reading the record of handled messages",
+                    ))
+                });
+                (lane, Outcome::Read(read))
             }));
         }
         if let (None, Some(revision), false) =
@@ -271,7 +285,10 @@ impl Task {
             let value = state.progress.encode().into_bytes().into();
             let store = self.store.clone();
             self.busy.push(Box::pin(async move {
-                let wrote = store.update(lane.key(), value, revision).await;
+                let update = store.update(lane.key(), value, revision);
+                let wrote = tokio::time::timeout(ANSWER_TIMEOUT, update).await;
+                let wrote = wrote
+                    .unwrap_or_else(|_| Err(kv::UpdateError::new(kv::UpdateErrorKind::TimedOut)));
                 (lane, Outcome::Wrote(wrote))
             }));
         }
@@ -307,7 +324,10 @@ impl Task {
                     state.revision = None;
                 } else {
                     tracing::warn!(error = %e, partition = lane.partition, "cannot record handled messages; retrying");
-                    pause(state, &self.busy, lane);
+                    // A write that timed out waited long enough already.
+                    if e.kind() != kv::UpdateErrorKind::TimedOut {
+                        pause(state, &self.busy, lane);
+                    }
                 }
             }
             Outcome::Read(Ok(value)) => {
@@ -326,7 +346,10 @@ impl Task {
                 let mut again = state.reading.take().unwrap_or_default();
                 again.append(&mut state.to_read);
                 state.to_read = again;
-                pause(state, &self.busy, lane);
+                // A read that timed out waited long enough already.
+                if e.kind() != ErrorKind::Timeout {
+                    pause(state, &self.busy, lane);
+                }
             }
         }
         true

@@ -11,6 +11,18 @@
 //! stands (a resync), because a new consumer leader may not know what the
 //! old one delivered.
 //!
+//! One failure is different: missed idle heartbeats while the broker still
+//! pins the partition to this member. The broker stopped sending for a while
+//! (a pause under load, a stopped process), but it still holds the pull's
+//! waiting requests and knows this pull by the `Nats-Pin-Id` its messages
+//! carried. A new pull would not carry that id (the client keeps it inside
+//! each pull), and the broker would hold the new pull back until the old pin
+//! expired, a whole handover timeout. So the loop first asks the broker who
+//! holds the pin, and reads the same pull on when it is still this one (or
+//! when the broker does not answer: the next missed heartbeats ask again,
+//! and the pull itself asks anew after a reconnect or when its requests
+//! expire, where a broker that lost the pin tells it to pull without one).
+//!
 //! Nothing here decides about messages. Without a schema, the open pull
 //! itself goes to the scheduler, which reads it beside its other events: a
 //! message then reaches the scheduler with no task hand-over on the way
@@ -73,26 +85,64 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Fetch {
     pub(crate) async fn run(mut self) {
+        let mut kept: Option<Reading> = None;
         loop {
-            let failure = match self.open().await {
-                Ok(messages) if self.validation.is_none() => self.hand_over(messages).await,
-                Ok(messages) => self.drain(messages).await,
-                Err(e) => e,
+            let opened = match kept.take() {
+                Some(reading) => Ok(reading),
+                None => self.open().await.map(|messages| Reading {
+                    messages,
+                    pin: None,
+                }),
             };
-            let Some(failure) = failure else {
+            let ended = match opened {
+                Ok(reading) if self.validation.is_none() => self.hand_over(reading).await,
+                Ok(reading) => self.drain(reading).await,
+                Err(error) => Some(Ended {
+                    error,
+                    resumable: None,
+                }),
+            };
+            let Some(Ended { error, resumable }) = ended else {
                 return; // the scheduler is gone
             };
-            tracing::debug!(partition = self.partition, error = %failure, "pull ended; pulling again");
+            let pinned = match resumable.as_ref().and_then(|r| r.pin.as_deref()) {
+                Some(pin) => self.pinned(pin).await,
+                None => Some(false),
+            };
+            if pinned == Some(true)
+                && let Some(r) = resumable
+            {
+                tracing::debug!(
+                    partition = self.partition,
+                    "missed idle heartbeats; the broker still pins this pull, reading it on"
+                );
+                kept = Some(r);
+                continue;
+            }
+            tracing::debug!(partition = self.partition, error = %error, "pull ended");
             if self
                 .events
                 .send(Event::FetchFailed {
                     partition: self.partition,
-                    error: failure.to_string(),
+                    error: error.to_string(),
                 })
                 .is_err()
             {
                 return;
             }
+            if pinned.is_none()
+                && let Some(r) = resumable
+            {
+                // No answer: the pull is kept (see the module's notes), and the
+                // scheduler checks where the partition stands as after any failure.
+                tracing::debug!(
+                    partition = self.partition,
+                    "no answer about the pin; reading the pull on"
+                );
+                kept = Some(r);
+                continue;
+            }
+            tracing::debug!(partition = self.partition, "pulling again");
             // The pause between two pulls while the broker recovers.
             tokio::time::sleep(RETRY_PAUSE).await;
             if self.ensure_durable().await.is_break() {
@@ -101,7 +151,7 @@ impl Fetch {
         }
     }
 
-    async fn open(&self) -> Result<pull::Stream, Option<Error>> {
+    async fn open(&self) -> Result<pull::Stream, Error> {
         self.consumer
             .stream()
             .group(PIN_GROUP)
@@ -110,31 +160,47 @@ impl Fetch {
             .heartbeat(self.heartbeat)
             .messages()
             .await
-            .map_err(|e| Some(Error::from_nats("opening a pull", &e)))
+            .map_err(|e| Error::from_nats("opening a pull", &e))
     }
 
-    /// Gives the open pull to the scheduler and waits until it fails; `None`
+    /// Whether the broker pins the partition's consumer to the pull that was
+    /// last delivered under `pin`; `None` when it does not answer in time.
+    async fn pinned(&self, pin: &str) -> Option<bool> {
+        let name = self.config.durable_name.as_deref().unwrap_or_default();
+        match tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(name)).await {
+            Err(_) => None,
+            Ok(Err(_)) => Some(false),
+            Ok(Ok(info)) => Some(
+                info.priority_groups
+                    .iter()
+                    .any(|g| g.group == PIN_GROUP && g.pinned_client_id.as_deref() == Some(pin)),
+            ),
+        }
+    }
+
+    /// Gives the open pull to the scheduler and waits until it ends; `None`
     /// when the scheduler is gone or dropped the pull (it stops this task
     /// then too).
-    async fn hand_over(&self, messages: pull::Stream) -> Option<Error> {
+    async fn hand_over(&self, reading: Reading) -> Option<Ended> {
         let (ended, failure) = oneshot::channel();
         let event = Event::Opened {
             partition: self.partition,
             generation: self.generation,
-            pull: Box::new(Pull { messages, ended }),
+            pull: Box::new(Pull { reading, ended }),
         };
         self.events.send(event).ok()?;
         failure.await.ok()
     }
 
-    /// Checks and hands messages over until the pull fails; `None` when the
+    /// Checks and hands messages over until the pull ends; `None` when the
     /// scheduler is gone.
-    async fn drain(&self, mut messages: pull::Stream) -> Option<Error> {
+    async fn drain(&self, mut reading: Reading) -> Option<Ended> {
         loop {
-            let message = match messages.next().await {
+            let message = match reading.messages.next().await {
                 Some(Ok(message)) => message,
-                other => return Some(failure(other)),
+                other => return Some(ended(other, reading)),
             };
+            note_pin(&mut reading.pin, &message);
             let invalid = match &self.validation {
                 Some((client, binding)) => check_schema(client, binding, &message).await,
                 None => None,
@@ -203,29 +269,40 @@ impl Fetch {
     }
 }
 
-/// An open pull on its way to the scheduler, with where its failure goes.
+/// An open pull on its way to the scheduler, with where its end goes.
 pub(crate) struct Pull {
-    pub(crate) messages: pull::Stream,
-    pub(crate) ended: oneshot::Sender<Error>,
+    pub(crate) reading: Reading,
+    pub(crate) ended: oneshot::Sender<Ended>,
+}
+
+/// An open pull, and the pin id its last message was delivered under.
+pub(crate) struct Reading {
+    messages: pull::Stream,
+    pin: Option<String>,
+}
+
+/// Why a pull ended, with the pull itself when it may be read on (it missed
+/// its idle heartbeats).
+pub(crate) struct Ended {
+    error: Error,
+    resumable: Option<Reading>,
 }
 
 /// A pull read by the scheduler: its messages tagged with the partition, then
-/// one last item (`None` inside) when it ends or fails.
+/// one last item (`Err` inside) when it ends or fails.
 pub(crate) struct Open {
     partition: u32,
-    messages: pull::Stream,
-    over: bool,
+    reading: Option<Reading>,
 }
 
-/// What [`Open`] yields: the partition, and a message or why the pull ended.
-pub(crate) type Pulled = (u32, Option<Result<jetstream::Message, MessagesError>>);
+/// What [`Open`] yields: the partition, and a message or how the pull ended.
+pub(crate) type Pulled = (u32, Result<jetstream::Message, Ended>);
 
 impl Open {
-    pub(crate) fn new(partition: u32, messages: pull::Stream) -> Self {
+    pub(crate) fn new(partition: u32, reading: Reading) -> Self {
         Self {
             partition,
-            messages,
-            over: false,
+            reading: Some(reading),
         }
     }
 }
@@ -234,17 +311,47 @@ impl Stream for Open {
     type Item = Pulled;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Pulled>> {
-        if self.over {
+        let partition = self.partition;
+        let Some(reading) = self.reading.as_mut() else {
             return Poll::Ready(None);
-        }
-        let item = futures::ready!(self.messages.poll_next_unpin(cx));
-        self.over = !matches!(item, Some(Ok(_)));
-        Poll::Ready(Some((self.partition, item)))
+        };
+        let pulled = match futures::ready!(reading.messages.poll_next_unpin(cx)) {
+            Some(Ok(message)) => {
+                note_pin(&mut reading.pin, &message);
+                Ok(message)
+            }
+            other => Err(ended(other, self.reading.take().expect("polled above"))),
+        };
+        Poll::Ready(Some((partition, pulled)))
+    }
+}
+
+/// Keeps the pin id the broker delivered `message` under (every message of
+/// a pinned pull carries it; the broker's comes last).
+fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
+    let id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get_last(async_nats::header::NATS_PIN_ID));
+    if let Some(id) = id
+        && pin.as_deref() != Some(id.as_str())
+    {
+        *pin = Some(id.as_str().to_owned());
+    }
+}
+
+/// How a pull ended, from its last item: one that missed its heartbeats may
+/// be read on.
+fn ended(item: Option<Result<jetstream::Message, MessagesError>>, reading: Reading) -> Ended {
+    let missed = matches!(&item, Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat);
+    Ended {
+        error: failure(item),
+        resumable: missed.then_some(reading),
     }
 }
 
 /// Why a pull ended, from its last item.
-pub(crate) fn failure(item: Option<Result<jetstream::Message, MessagesError>>) -> Error {
+fn failure(item: Option<Result<jetstream::Message, MessagesError>>) -> Error {
     let e = match item {
         Some(Err(e)) => e,
         _ => return Error::new(ErrorKind::Connection, "the pull ended"),

@@ -151,7 +151,7 @@ struct Partition {
     generation: u64,
     /// The pull this scheduler reads for the fetch task, and where its
     /// failure goes.
-    pull: Option<(AbortHandle, oneshot::Sender<Error>)>,
+    pull: Option<(AbortHandle, oneshot::Sender<super::fetch::Ended>)>,
     /// Assigned to this member: pulling it.
     owned: bool,
     /// No longer assigned: draining before handing it over.
@@ -443,7 +443,7 @@ impl Scheduler {
         if part.fetch.is_none() || part.generation != generation {
             return; // from a task stopped since: dropping it closes the pull
         }
-        let (open, abort) = futures::stream::abortable(Open::new(partition, pull.messages));
+        let (open, abort) = futures::stream::abortable(Open::new(partition, pull.reading));
         part.pull = Some((abort, pull.ended));
         self.pulls.push(open);
     }
@@ -451,16 +451,16 @@ impl Scheduler {
     /// A message or the end of a pull read here.
     fn on_pulled(&mut self, (partition, item): Pulled) {
         match item {
-            Some(Ok(message)) => self.on_event(Event::Fetched {
+            Ok(message) => self.on_event(Event::Fetched {
                 partition,
                 message: Arc::new(message),
                 invalid: None,
             }),
-            ended => {
+            Err(ended) => {
                 // The pull is over (`Open` ends after this item): the fetch
-                // task reports it and opens the partition's pull again.
+                // task reads it on or opens the partition's pull again.
                 if let Some((_, to_fetch)) = self.parts[partition as usize].pull.take() {
-                    let _ = to_fetch.send(super::fetch::failure(ended));
+                    let _ = to_fetch.send(ended);
                 }
             }
         }

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""The chaos checker judged on small hand-made histories, before it judges
+real ones: its exactly-once rule counts a second run of a message unless
+the first was the killed member's last run of that key before the kill."""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHECK = Path(__file__).with_name("check.py")
+
+
+def judge(member_runs):
+    """Runs the checker on a history of four messages of key k (one
+    partition) and the given runs; m2 is killed at t=10 and restarted at t=12."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        sends = [{"ev": "send", "i": n, "key": "k", "msg_id": f"id{n}", "n": n, "ok": True,
+                  "partition": 0, "seq": n + 1, "t": 1.0 + n * 0.01} for n in range(4)]
+        (d / "producer.jsonl").write_text("".join(json.dumps(s) + "\n" for s in sends))
+        faults = [{"fault": "sigkill member m2", "start": 10.0, "end": 12.0}]
+        (d / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in faults))
+        for member in ("m1", "m2"):
+            lines = [json.dumps({"ev": "handled", "member": member, "key": "k", "n": n,
+                                 "partition": 0, "seq": n + 1, "msg_id": f"id{n}",
+                                 "deliveries": d_, "redelivered": d_ > 1, "t": t}) + "\n"
+                     for (m, n, t, d_) in member_runs if m == member]
+            (d / f"{member}.jsonl").write_text("".join(lines))
+        out = subprocess.run([sys.executable, str(CHECK), str(d), "--deadline-after", "30",
+                              "--exactly-once"], capture_output=True, text=True, timeout=60)
+        summary = json.loads((d / "summary.json").read_text())
+        return out.returncode, summary["totals"]["handled twice"], summary["cut_by_kill"]
+
+
+def main():
+    # m2 ran messages 0-3 (3 last, 5 s before the kill, its record still
+    # waiting); m1 ran 3 again after the kill: excused, however long before.
+    base = [("m2", 0, 2.0, 1), ("m2", 1, 3.0, 1), ("m2", 2, 4.0, 1), ("m2", 3, 5.0, 1)]
+    code, twice, cut = judge(base + [("m1", 3, 11.0, 2)])
+    assert (code, twice, cut) == (0, 0, 1), (code, twice, cut)
+    # m1 ran 2 again: m2 had started the key's next message (3) after it, so
+    # 2 was recorded; its second run is a violation.
+    code, twice, cut = judge(base + [("m1", 2, 11.0, 2), ("m1", 3, 11.1, 2)])
+    assert (code, twice, cut) == (1, 1, 1), (code, twice, cut)
+    # A second run by a member that was never killed is never excused.
+    code, twice, cut = judge([("m1", n, 2.0 + n, 1) for n in range(4)] + [("m1", 3, 11.0, 2)])
+    assert (code, twice, cut) == (1, 1, 0), (code, twice, cut)
+    print("test result: ok. 3 passed; 0 failed (chaos checker)")
+
+
+if __name__ == "__main__":
+    main()
