@@ -107,7 +107,7 @@ impl From<Settlement> for Outcome {
 /// The deliveries a member has handed out and not yet had settled.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>)>>,
+    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>), foldhash::fast::RandomState>>,
     next_id: std::sync::atomic::AtomicU64,
     events: mpsc::UnboundedSender<Event>,
 }

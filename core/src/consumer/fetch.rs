@@ -18,10 +18,14 @@
 //! carried. A new pull would not carry that id (the client keeps it inside
 //! each pull), and the broker would hold the new pull back until the old pin
 //! expired, a whole handover timeout. So the loop first asks the broker who
-//! holds the pin, and reads the same pull on when it is still this one (or
-//! when the broker does not answer: the next missed heartbeats ask again,
-//! and the pull itself asks anew after a reconnect or when its requests
-//! expire, where a broker that lost the pin tells it to pull without one).
+//! holds the pin, and reads the same pull on when it is still this one with
+//! requests waiting (or when the broker does not answer: the next missed
+//! heartbeats ask again, and the pull itself asks anew after a reconnect or
+//! when its requests expire, where a broker that lost the pin tells it to
+//! pull without one). When the pin is this pull's but the broker holds no
+//! request of it (the pull would ask again only when its requests expire),
+//! the loop unpins the consumer and opens a new pull, which nobody else
+//! waits before.
 //!
 //! Nothing here decides about messages. Without a schema, the open pull
 //! itself goes to the scheduler, which reads it beside its other events: a
@@ -105,11 +109,11 @@ impl Fetch {
             let Some(Ended { error, resumable }) = ended else {
                 return; // the scheduler is gone
             };
-            let pinned = match resumable.as_ref().and_then(|r| r.pin.as_deref()) {
-                Some(pin) => self.pinned(pin).await,
-                None => Some(false),
+            let pin = match resumable.as_ref().and_then(|r| r.pin.as_deref()) {
+                Some(pin) => self.pin_state(pin).await,
+                None => PinState::Elsewhere,
             };
-            if pinned == Some(true)
+            if pin == PinState::Ours
                 && let Some(r) = resumable
             {
                 tracing::debug!(
@@ -130,17 +134,34 @@ impl Fetch {
             {
                 return;
             }
-            if pinned.is_none()
-                && let Some(r) = resumable
-            {
-                // No answer: the pull is kept (see the module's notes), and the
-                // scheduler checks where the partition stands as after any failure.
-                tracing::debug!(
-                    partition = self.partition,
-                    "no answer about the pin; reading the pull on"
-                );
-                kept = Some(r);
-                continue;
+            match (pin, resumable) {
+                (PinState::NoAnswer, Some(r)) => {
+                    // The pull is kept (see the module's notes), and the
+                    // scheduler checks where the partition stands as after
+                    // any failure.
+                    tracing::debug!(
+                        partition = self.partition,
+                        "no answer about the pin; reading the pull on"
+                    );
+                    kept = Some(r);
+                    continue;
+                }
+                (PinState::OursUnasked, _) => {
+                    // The pin outlives the pull's requests: a new pull would
+                    // wait for it to expire. Nobody else is waiting, so the
+                    // new pull gets the partition at once.
+                    tracing::debug!(
+                        partition = self.partition,
+                        "the broker holds no request of this pinned pull; unpinning"
+                    );
+                    let name = self.config.durable_name.as_deref().unwrap_or_default();
+                    let unpin = self.stream.unpin_consumer(name, PIN_GROUP);
+                    if let Ok(Err(e)) = tokio::time::timeout(ASK_TIMEOUT, unpin).await {
+                        tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
+                    }
+                    continue;
+                }
+                _ => {}
             }
             tracing::debug!(partition = self.partition, "pulling again");
             // The pause between two pulls while the broker recovers.
@@ -163,18 +184,23 @@ impl Fetch {
             .map_err(|e| Error::from_nats("opening a pull", &e))
     }
 
-    /// Whether the broker pins the partition's consumer to the pull that was
-    /// last delivered under `pin`; `None` when it does not answer in time.
-    async fn pinned(&self, pin: &str) -> Option<bool> {
+    /// Where the broker stands with the pin of the pull that was last
+    /// delivered under `pin`.
+    async fn pin_state(&self, pin: &str) -> PinState {
         let name = self.config.durable_name.as_deref().unwrap_or_default();
-        match tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(name)).await {
-            Err(_) => None,
-            Ok(Err(_)) => Some(false),
-            Ok(Ok(info)) => Some(
-                info.priority_groups
-                    .iter()
-                    .any(|g| g.group == PIN_GROUP && g.pinned_client_id.as_deref() == Some(pin)),
-            ),
+        let info = match tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(name)).await {
+            Err(_) => return PinState::NoAnswer,
+            Ok(Err(_)) => return PinState::Elsewhere,
+            Ok(Ok(info)) => info,
+        };
+        let ours = info
+            .priority_groups
+            .iter()
+            .any(|g| g.group == PIN_GROUP && g.pinned_client_id.as_deref() == Some(pin));
+        match (ours, info.num_waiting) {
+            (false, _) => PinState::Elsewhere,
+            (true, 0) => PinState::OursUnasked,
+            (true, _) => PinState::Ours,
         }
     }
 
@@ -267,6 +293,21 @@ impl Fetch {
         }
         std::ops::ControlFlow::Continue(())
     }
+}
+
+/// What the broker says about the pin of a pull that missed its heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinState {
+    /// Pinned to the pull, with requests waiting: it reads on.
+    Ours,
+    /// Pinned to the pull, but no request waits (the broker holds none of
+    /// the pull's, though the pull counts some as open: it would ask again
+    /// only when they expire).
+    OursUnasked,
+    /// Pinned to another pull, or to none.
+    Elsewhere,
+    /// No answer in time.
+    NoAnswer,
 }
 
 /// An open pull on its way to the scheduler, with where its end goes.
