@@ -19,10 +19,11 @@ use std::{
     time::Duration,
 };
 
-/// The hasher of the maps touched for every message (a key's line, what the
-/// application holds): foldhash instead of the standard SipHash, which
-/// showed in the reader's profile; seeded per process.
-type Fast = foldhash::fast::RandomState;
+/// The hasher of the consumer's maps touched for every message (a key's
+/// line, what the application holds, the deliveries handed out): foldhash
+/// instead of the standard SipHash, which showed in the reader's profile;
+/// seeded per process.
+pub(crate) type Fast = foldhash::fast::RandomState;
 
 /// One held message's place: its partition and stream sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,7 +19,10 @@ use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{book::Token, scheduler::Event};
+use super::{
+    book::{Fast, Token},
+    scheduler::Event,
+};
 use crate::error::{Error, Result};
 
 /// Reason recorded for a nack that gives none (shown on a dead letter).
@@ -107,7 +110,7 @@ impl From<Settlement> for Outcome {
 /// The deliveries a member has handed out and not yet had settled.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>), foldhash::fast::RandomState>>,
+    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>), Fast>>,
     next_id: std::sync::atomic::AtomicU64,
     events: mpsc::UnboundedSender<Event>,
 }
