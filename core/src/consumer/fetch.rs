@@ -154,11 +154,8 @@ impl Fetch {
                         partition = self.partition,
                         "the broker holds no request of this pinned pull; unpinning"
                     );
-                    let name = self.config.durable_name.as_deref().unwrap_or_default();
-                    let unpin = self.stream.unpin_consumer(name, PIN_GROUP);
-                    if let Ok(Err(e)) = tokio::time::timeout(ASK_TIMEOUT, unpin).await {
-                        tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
-                    }
+                    let unpin = super::handover::unpin(&self.stream, self.name());
+                    let _ = tokio::time::timeout(ASK_TIMEOUT, unpin).await;
                     continue;
                 }
                 _ => {}
@@ -184,11 +181,16 @@ impl Fetch {
             .map_err(|e| Error::from_nats("opening a pull", &e))
     }
 
+    /// The group's durable consumer on this partition.
+    fn name(&self) -> &str {
+        self.config.durable_name.as_deref().unwrap_or_default()
+    }
+
     /// Where the broker stands with the pin of the pull that was last
     /// delivered under `pin`.
     async fn pin_state(&self, pin: &str) -> PinState {
-        let name = self.config.durable_name.as_deref().unwrap_or_default();
-        let info = match tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(name)).await {
+        let asked = self.stream.consumer_info(self.name());
+        let info = match tokio::time::timeout(ASK_TIMEOUT, asked).await {
             Err(_) => return PinState::NoAnswer,
             Ok(Err(_)) => return PinState::Elsewhere,
             Ok(Ok(info)) => info,
@@ -244,7 +246,7 @@ impl Fetch {
     /// same configuration when the broker says it does not.
     /// Breaks when the snapshot lane is over (the scheduler was told).
     async fn ensure_durable(&mut self) -> std::ops::ControlFlow<()> {
-        let name = self.config.durable_name.clone().unwrap_or_default();
+        let name = self.name().to_owned();
         // Bounded: without a consumer leader the question times out, and
         // pulling again soon is what brings the partition back.
         let found = tokio::time::timeout(ASK_TIMEOUT, self.stream.consumer_info(&name)).await;

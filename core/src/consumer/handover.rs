@@ -63,9 +63,15 @@ impl Release {
         for entry in self.entries.values() {
             let _ = entry.raw.ack_with(AckKind::Nak(None)).await;
         }
-        if let Err(e) = self.stream.unpin_consumer(&self.group, PIN_GROUP).await {
-            tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
-        }
+        unpin(&self.stream, &self.group).await;
         result
+    }
+}
+
+/// Clears the pin of `group`'s consumer on a partition, so the next pull
+/// gets the partition now; on failure the pin expires by itself.
+pub(crate) async fn unpin(stream: &jetstream::stream::Stream<()>, group: &str) {
+    if let Err(e) = stream.unpin_consumer(group, PIN_GROUP).await {
+        tracing::debug!(error = %e, "unpin failed; the pin expires by itself");
     }
 }
