@@ -27,6 +27,7 @@ async function main() {
     if ((await client.station(name)).messages !== count) throw new Error('not every message stored')
     console.log(JSON.stringify({ client: 'jetstation (Node)', mode, count, size: payload.length, seconds, rate: Math.round(count / seconds) }))
     await producer.close()
+    await client.deleteStation(name) // the next mode starts on an empty store
   }
   await client.close()
 }

@@ -37,6 +37,7 @@ async def run(url: str, station: str, count: int, size: int) -> None:
         print(json.dumps({"client": "jetstation (Python)", "mode": mode, "count": count,
                           "size": size, "seconds": round(seconds, 4), "rate": round(count / seconds)}))
         await producer.close()
+        await client.delete_station(name)  # the next mode starts on an empty store
     await client.close()
 
 

@@ -29,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<producer::SendHandle>()?;
+    m.add_class::<producer::BatchHandle>()?;
     m.add_class::<consumer::Consumer>()?;
     m.add_class::<consumer::Delivery>()?;
     m.add_class::<types::Receipt>()?;

@@ -137,9 +137,13 @@ impl Producer {
         }))
     }
 
-    /// Queues many messages at once (one call for the whole list) and waits
-    /// for all of them; returns one receipt or error per message, in order.
-    fn send_batch<'py>(
+    /// Queues one chunk of `send_batch` in order, waiting for room as
+    /// `enqueue` does; resolves once all of it is queued, with a
+    /// `BatchHandle` to await for the chunk's receipts. `send_batch` queues
+    /// the next chunk after this one resolved, so chunks keep their order
+    /// while the Python thread converts the next one and earlier ones are on
+    /// their way.
+    fn enqueue_batch<'py>(
         &self,
         py: Python<'py>,
         messages: Vec<(PyBackedBytes, Option<String>)>,
@@ -150,12 +154,9 @@ impl Producer {
             .map(|(payload, key)| message(payload, key, None, None))
             .collect();
         awaitable(py, async move {
-            producer
-                .send_batch(messages)
-                .await
-                .into_iter()
-                .map(|r| r.map(Receipt::from).py_err())
-                .collect::<PyResult<Vec<_>>>()
+            Ok(BatchHandle {
+                handles: Mutex::new(Some(producer.enqueue_batch(messages).await)),
+            })
         })
     }
 
@@ -214,6 +215,32 @@ impl SendHandle {
         }
         let fut = awaitable(py, async move { Ok(Receipt::from(handle.await.py_err()?)) })?;
         fut.call_method0("__await__")
+    }
+}
+
+/// The queued messages of one `enqueue_batch` chunk; `wait()` resolves with
+/// their receipts in order, or fails with the first failed message's error.
+#[pyclass(module = "jetstation._native", frozen)]
+pub(crate) struct BatchHandle {
+    handles: Mutex<Option<Vec<jetstation::Result<jetstation::SendHandle>>>>,
+}
+
+#[pymethods]
+impl BatchHandle {
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let handles = self.handles.lock().unwrap().take().ok_or_else(|| {
+            to_py(jetstation::Error::new(
+                jetstation::ErrorKind::InvalidArgument,
+                "this batch handle was already awaited",
+            ))
+        })?;
+        awaitable(py, async move {
+            let mut receipts = Vec::with_capacity(handles.len());
+            for handle in handles {
+                receipts.push(Receipt::from(handle.py_err()?.await.py_err()?));
+            }
+            Ok(receipts)
+        })
     }
 }
 

@@ -45,6 +45,36 @@ async def test_order_per_key_over_ten_thousand_messages(client: jetstation.Clien
     assert all(v == list(range(100)) for v in seen.values())
 
 
+async def test_send_batch_larger_than_one_native_chunk_keeps_order_and_sends_nothing_on_bad_input(
+    client: jetstation.Client,
+) -> None:
+    await client.create_station("chunks")
+    count = 10_000
+    assert count > jetstation._SEND_BATCH_CHUNK
+    async with await client.producer("chunks") as producer:
+        for bad in [(None, "k0"), ("m", 7)]:  # a payload, then a key, of the wrong type
+            batch: List[Tuple[object, object]] = [(f"m{i}", f"k{i % 7}") for i in range(count)]
+            batch[9_000] = bad
+            with pytest.raises(jetstation.InvalidArgumentError):
+                await producer.send_batch(batch)  # type: ignore[arg-type]
+            assert (await client.station("chunks")).messages == 0
+        receipts = await producer.send_batch([(f"m{i}", f"k{i % 7}") for i in range(count)])
+        # One partition: receipts in call order are the stream's order.
+        assert [r.sequence for r in receipts] == list(range(1, count + 1))
+        assert all((r.station, r.partition, r.duplicate) == ("chunks", 0, False) for r in receipts)
+        assert all(r.msg_id.startswith(f"{producer.producer_id}-") for r in receipts)
+        assert len({r.msg_id for r in receipts}) == count
+    consumer = await client.consumer("chunks", "g")
+    got: List[str] = []
+    async for message in consumer:
+        got.append(message.payload.decode())
+        message.ack()
+        if len(got) == count:
+            break
+    await consumer.close()
+    assert got == [f"m{i}" for i in range(count)]
+
+
 async def test_poison_message_is_dead_lettered_and_replayed(client: jetstation.Client) -> None:
     await client.create_station("hr", max_deliveries=3)
     async with await client.producer("hr") as producer:

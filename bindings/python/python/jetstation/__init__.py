@@ -72,6 +72,9 @@ Payload = Union[bytes, bytearray, memoryview, str, Mapping[str, Any], List[Any]]
 
 Headers = Optional[Mapping[str, str]]
 
+_SEND_BATCH_CHUNK = 4096
+"""Messages per native call of ``Producer.send_batch``."""
+
 # Core events reach the standard `logging` module under the "jetstation"
 # logger; JETSTATION_LOG sets the core's own filter (default "info").
 _native.init_logging(os.environ.get("JETSTATION_LOG", "info"))
@@ -321,11 +324,36 @@ class Producer(_AsyncClosing):
     async def send_batch(
         self, messages: Sequence[Tuple[Payload, Optional[str]]]
     ) -> List[Receipt]:
-        """Sends many (payload, key) pairs in one call; receipts in order."""
+        """Sends many (payload, key) pairs in one call; receipts in order.
+        Every message is checked before the first leaves: bad input sends
+        nothing."""
         if telemetry._state is not None:  # each message carries its trace context
             handles = [await self.enqueue(p, key=k) for p, k in messages]
             return [await h for h in handles]
-        return await self._native.send_batch([(_payload(p), k) for p, k in messages])
+        outgoing = [(_payload(p), k) for p, k in messages]
+        for _, k in outgoing:
+            if k is not None and not isinstance(k, str):
+                raise InvalidArgumentError(f"key must be a str, not {type(k).__name__}")
+        # Chunks of _SEND_BATCH_CHUNK: the next chunk is handed over while the
+        # earlier ones are sent, and each chunk's receipts become objects as
+        # it completes, instead of converting every message before the first
+        # leaves and every receipt after the last is stored.
+        waits: List[asyncio.Future[List[Receipt]]] = []
+        try:
+            for start in range(0, len(outgoing), _SEND_BATCH_CHUNK):
+                queued = await self._native.enqueue_batch(outgoing[start : start + _SEND_BATCH_CHUNK])
+                waits.append(asyncio.ensure_future(queued.wait()))
+        except BaseException:
+            for wait in waits:  # what is queued is sent; its receipts are not awaited
+                wait.cancel()
+            raise
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        receipts: List[Receipt] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            receipts.extend(result)
+        return receipts
 
     async def delete(self, key: str) -> Receipt:
         """Deletes ``key`` from a compacted station: a tombstone, stored in

@@ -41,6 +41,7 @@ struct SwiftProduce {
             guard stored == UInt64(count) else { fatalError("stored \(stored) of \(count) messages") }
             print("{\"client\":\"jetstation (Swift)\",\"mode\":\"\(mode)\",\"count\":\(count),\"size\":\(size),\"seconds\":\(seconds),\"rate\":\(Int(Double(count) / seconds))}")
             try await producer.close()
+            try await client.deleteStation(name: name)  // the next mode starts on an empty store
         }
         try await client.close()
     }
