@@ -142,16 +142,19 @@ crate::vocabulary::vocabulary!(WhenFull, "when_full policy", {
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
-    /// Most messages sent together as one unit. A fast-ingest batch takes
-    /// any number; the atomic path sends a longer unit as several batches
-    /// of at most 1,000 messages (the server's largest).
+    /// Most messages sent together as one unit (default 16,384). A
+    /// fast-ingest batch takes any number, pipelined under the server's flow
+    /// control; the atomic path sends a longer unit as several batches of
+    /// at most 1,000 messages (the server's largest). The pipeline waits for
+    /// each unit's confirmation before the next leaves, so a longer unit
+    /// means fewer of those waits under load.
     pub max_batch_messages: usize,
-    /// Most bytes sent together in one batch.
+    /// Most bytes sent together in one unit (default 16 MiB).
     pub max_batch_bytes: usize,
     /// How long a partly filled batch waits for more messages (0: leave at once).
     pub linger: Duration,
-    /// Most unconfirmed messages per partition (one batch is in flight at a
-    /// time, so this also caps a batch).
+    /// Most unconfirmed messages per partition (default 16,384; one unit is
+    /// in flight at a time, so this also caps a unit).
     pub max_in_flight: usize,
     /// Bytes of queued and unconfirmed messages, all partitions together:
     /// each counts its payload, headers and subject, plus 512 bytes for
@@ -171,10 +174,10 @@ pub struct ProducerOptions {
 impl Default for ProducerOptions {
     fn default() -> Self {
         Self {
-            max_batch_messages: 1000,
-            max_batch_bytes: 4 << 20,
+            max_batch_messages: 16 << 10,
+            max_batch_bytes: 16 << 20,
             linger: Duration::ZERO,
-            max_in_flight: 1024,
+            max_in_flight: 16 << 10,
             buffer_bytes: 64 << 20,
             when_full: WhenFull::Wait,
             delivery_timeout: Duration::from_secs(60),
