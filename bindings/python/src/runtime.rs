@@ -9,7 +9,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use pyo3::prelude::*;
@@ -24,9 +27,33 @@ type Owned = Option<(u32, Arc<Runtime>)>;
 
 static RUNTIME: OnceLock<Mutex<Owned>> = OnceLock::new();
 
+/// This process's id, once read; 0 until then.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// This process's id. Every call into the module checks it (objects are
+/// refused across `fork()`), and asking the system is a system call each
+/// time, so it is read once and again in a child: the package registers
+/// [`after_fork_in_child`] with `os.register_at_fork`.
+pub(crate) fn pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// Run by Python in a child process right after `os.fork()`.
+#[pyfunction]
+pub(crate) fn after_fork_in_child() {
+    PID.store(std::process::id(), Ordering::Relaxed);
+}
+
 /// This process's runtime (a new one after `fork()`).
 pub(crate) fn runtime() -> Arc<Runtime> {
-    let pid = std::process::id();
+    let pid = pid();
     let mut slot = RUNTIME.get_or_init(Mutex::default).lock().unwrap();
     match &*slot {
         Some((owner, rt)) if *owner == pid => rt.clone(),
@@ -56,7 +83,7 @@ pub(crate) fn runtime() -> Arc<Runtime> {
 pub(crate) fn shutdown(py: Python<'_>) {
     let taken = RUNTIME.get().and_then(|slot| slot.lock().unwrap().take());
     if let Some((pid, rt)) = taken {
-        if pid == std::process::id() {
+        if pid == self::pid() {
             if let Ok(rt) = Arc::try_unwrap(rt) {
                 py.detach(|| rt.shutdown_timeout(std::time::Duration::from_secs(2)));
             }
@@ -73,11 +100,11 @@ pub(crate) struct Owner(u32);
 
 impl Owner {
     pub(crate) fn current() -> Self {
-        Self(std::process::id())
+        Self(pid())
     }
 
     pub(crate) fn check(self) -> PyResult<()> {
-        if self.0 == std::process::id() {
+        if self.0 == pid() {
             Ok(())
         } else {
             Err(crate::error::closed_after_fork())

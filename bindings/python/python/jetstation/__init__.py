@@ -79,6 +79,9 @@ _SEND_BATCH_CHUNK = 4096
 # logger; JETSTATION_LOG sets the core's own filter (default "info").
 _native.init_logging(os.environ.get("JETSTATION_LOG", "info"))
 atexit.register(_native.shutdown)
+# The module reads the process id once (every call checks it, to refuse
+# objects across fork()); a child reads its own.
+os.register_at_fork(after_in_child=_native.after_fork_in_child)
 
 
 def _payload(payload: Payload) -> bytes:
