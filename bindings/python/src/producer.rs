@@ -184,6 +184,17 @@ impl Producer {
     }
 }
 
+/// What a handle holds, taken by its first await; a second await is an
+/// `InvalidArgumentError`.
+fn take_once<T>(slot: &Mutex<Option<T>>, what: &str) -> PyResult<T> {
+    slot.lock().unwrap().take().ok_or_else(|| {
+        to_py(jetstation::Error::new(
+            jetstation::ErrorKind::InvalidArgument,
+            format!("this {what} was already awaited"),
+        ))
+    })
+}
+
 /// The pending result of `Producer.enqueue`; await it (once) for the receipt.
 #[pyclass(module = "jetstation._native", frozen)]
 pub(crate) struct SendHandle {
@@ -193,13 +204,7 @@ pub(crate) struct SendHandle {
 #[pymethods]
 impl SendHandle {
     fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handle = self.handle.lock().unwrap().take().ok_or_else(|| {
-            to_py(jetstation::Error::new(
-                jetstation::ErrorKind::InvalidArgument,
-                "this send handle was already awaited",
-            ))
-        })?;
-        let mut handle = handle;
+        let mut handle = take_once(&self.handle, "send handle")?;
         if let Some(result) = handle.try_receipt() {
             // Already resolved: an iterator that ends at once with the
             // receipt (or raises its error), so the await neither suspends
@@ -228,12 +233,7 @@ pub(crate) struct BatchHandle {
 #[pymethods]
 impl BatchHandle {
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let handles = self.handles.lock().unwrap().take().ok_or_else(|| {
-            to_py(jetstation::Error::new(
-                jetstation::ErrorKind::InvalidArgument,
-                "this batch handle was already awaited",
-            ))
-        })?;
+        let handles = take_once(&self.handles, "batch handle")?;
         awaitable(py, async move {
             let mut receipts = Vec::with_capacity(handles.len());
             for handle in handles {
