@@ -330,13 +330,13 @@ class Producer(_AsyncClosing):
         """Sends many (payload, key) pairs in one call; receipts in order.
         Every message is checked before the first leaves: bad input sends
         nothing."""
-        if telemetry._state is not None:  # each message carries its trace context
-            handles = [await self.enqueue(p, key=k) for p, k in messages]
-            return [await h for h in handles]
         outgoing = [(_payload(p), k) for p, k in messages]
         for _, k in outgoing:
             if k is not None and not isinstance(k, str):
                 raise InvalidArgumentError(f"key must be a str, not {type(k).__name__}")
+        if telemetry._state is not None:  # each message carries its trace context
+            handles = [await self.enqueue(p, key=k) for p, k in outgoing]
+            return [await h for h in handles]
         # Chunks of _SEND_BATCH_CHUNK: the next chunk is handed over while the
         # earlier ones are sent, and each chunk's receipts become objects as
         # it completes, instead of converting every message before the first
