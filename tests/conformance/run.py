@@ -100,6 +100,10 @@ class Servers:
         self.small = Server(binary, "max_payload: 2048")
         self.old = Server(os.environ["NATS_SERVER_OLD_BIN"])
         self.closed_url = f"nats://127.0.0.1:{free_port()}"
+        # One file that is not a creds file, for every scenario of the run;
+        # it lives in the main server's directory, removed with it.
+        self.garbage_creds = str(self.main.dir / "garbage.creds")
+        Path(self.garbage_creds).write_text("this is not a creds file\n")
         self.disposable: Optional[Server] = None
         self.gateway: Optional[subprocess.Popen] = None
         self.gateway_addr = ""
@@ -263,7 +267,7 @@ def user_headers(headers: List[List[str]]) -> Dict[str, str]:
 class Context:
     """What one scenario run in one language has seen so far."""
 
-    def __init__(self, lang: str, scenario: str) -> None:
+    def __init__(self, lang: str, scenario: str, garbage_creds: str) -> None:
         suffix = uuid.uuid4().hex[:6]
         self.vars = {"lang": lang, "scenario": scenario, "run": suffix}
         self.sent: Dict[str, List[Dict[str, Any]]] = defaultdict(list)
@@ -273,11 +277,7 @@ class Context:
         # Values a step names with "$name" instead of a unique station name:
         # moments marked by `{"do": "mark_time", "as": name}` (RFC 3339), and
         # "$garbage_creds", a file that is not a creds file.
-        self.bound: Dict[str, str] = {}
-        garbage = os.path.join(tempfile.gettempdir(), f"jst-garbage-{suffix}.creds")
-        with open(garbage, "w") as f:
-            f.write("this is not a creds file\n")
-        self.bound["garbage_creds"] = garbage
+        self.bound: Dict[str, str] = {"garbage_creds": garbage_creds}
 
     def name(self, token: str) -> str:
         # "$station" -> "station-<scenario>-<lang>-<run>", unique per run.
@@ -424,7 +424,7 @@ def expand_send(ctx: Context, op: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def run_scenario(scenario: Dict[str, Any], lang: str, runner: Runner, servers: Servers) -> Tuple[bool, str, List[str]]:
-    ctx = Context(lang, scenario["name"])
+    ctx = Context(lang, scenario["name"], servers.garbage_creds)
     for index, raw in enumerate(scenario["steps"]):
         label = raw.get("id") or f"step {index + 1} ({raw.get('op') or raw.get('do')})"
         skip = raw.get("not_in", {}).get(lang)
