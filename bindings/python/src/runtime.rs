@@ -10,7 +10,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc, Mutex, OnceLock,
+        Mutex,
         atomic::{AtomicU32, Ordering},
     },
 };
@@ -20,12 +20,25 @@ use pyo3_async_runtimes::{
     TaskLocals,
     generic::{self, ContextExt, Runtime as GenericRuntime},
 };
-use tokio::{runtime::Runtime, sync::OnceCell, task};
+use tokio::{
+    runtime::{Handle, Runtime},
+    sync::OnceCell,
+    task,
+};
 
-/// The runtime and the process id it was built in.
-type Owned = Option<(u32, Arc<Runtime>)>;
+/// The runtime of one process. Everything else holds only a [`Handle`],
+/// which does not own the runtime: the runtime is dropped only here, never
+/// on one of its own threads (where dropping it panics).
+struct Owned {
+    pid: u32,
+    handle: Handle,
+    /// `None` once stopped at interpreter exit: the handle stays, and a
+    /// task spawned on it then is cancelled at once, rather than a new
+    /// runtime being started while Python finalizes.
+    runtime: Option<Runtime>,
+}
 
-static RUNTIME: OnceLock<Mutex<Owned>> = OnceLock::new();
+static RUNTIME: Mutex<Option<Owned>> = Mutex::new(None);
 
 /// This process's id, once read; 0 until then.
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -52,27 +65,30 @@ pub(crate) fn after_fork_in_child() {
 }
 
 /// This process's runtime (a new one after `fork()`).
-pub(crate) fn runtime() -> Arc<Runtime> {
+pub(crate) fn runtime() -> Handle {
     let pid = pid();
-    let mut slot = RUNTIME.get_or_init(Mutex::default).lock().unwrap();
+    let mut slot = RUNTIME.lock().unwrap();
     match &*slot {
-        Some((owner, rt)) if *owner == pid => rt.clone(),
+        Some(owned) if owned.pid == pid => owned.handle.clone(),
         _ => {
-            let rt = Arc::new(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("jetstation")
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime"),
-            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("jetstation")
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let handle = runtime.handle().clone();
             // A runtime inherited through fork() has no threads: forget it
             // without running its destructor, which would wait for them.
-            if let Some((_, old)) = slot.take() {
-                std::mem::forget(old);
+            if let Some(inherited) = slot.take() {
+                std::mem::forget(inherited);
             }
-            *slot = Some((pid, rt.clone()));
-            rt
+            *slot = Some(Owned {
+                pid,
+                handle: handle.clone(),
+                runtime: Some(runtime),
+            });
+            handle
         }
     }
 }
@@ -81,16 +97,13 @@ pub(crate) fn runtime() -> Arc<Runtime> {
 /// thread waiting to enter Python can finish; called at interpreter exit, so
 /// that no runtime thread touches Python while it finalizes.
 pub(crate) fn shutdown(py: Python<'_>) {
-    let taken = RUNTIME.get().and_then(|slot| slot.lock().unwrap().take());
-    if let Some((pid, rt)) = taken {
-        if pid == self::pid() {
-            if let Ok(rt) = Arc::try_unwrap(rt) {
-                py.detach(|| rt.shutdown_timeout(std::time::Duration::from_secs(2)));
-            }
-        } else {
-            // Inherited through fork(): it has no threads to stop.
-            std::mem::forget(rt);
-        }
+    let taken = match RUNTIME.lock().unwrap().as_mut() {
+        Some(owned) if owned.pid == pid() => owned.runtime.take(),
+        // None yet, or inherited through fork(): no threads to stop.
+        _ => None,
+    };
+    if let Some(runtime) = taken {
+        py.detach(|| runtime.shutdown_timeout(std::time::Duration::from_secs(2)));
     }
 }
 
