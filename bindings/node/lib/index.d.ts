@@ -68,6 +68,8 @@ export declare class Producer {
     /** The station this producer sends to. */
     readonly station: string;
     readonly producerId: string;
+    /** The native producer as an external, for the per-message `tryEnqueue`. */
+    private readonly sender;
     /** Sends and resolves once the broker stored the message. */
     send(payload: Payload, { key, headers, msgId, signal }?: SendOptions): Promise<Receipt>;
     /**

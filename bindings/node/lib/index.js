@@ -201,12 +201,15 @@ class Producer {
     /** The station this producer sends to. */
     station;
     producerId;
+    /** The native producer as an external, for the per-message `tryEnqueue`. */
+    sender;
     /** @internal */
     constructor(inner) {
         this.inner = inner;
         // Read once: every send uses the station, and a native getter makes a new string per call.
         this.station = inner.station;
         this.producerId = inner.producerId;
+        this.sender = inner.sender();
     }
     /** Sends and resolves once the broker stored the message. */
     send(payload, { key, headers, msgId, signal } = {}) {
@@ -223,7 +226,7 @@ class Producer {
         const hdrs = toHeaders(telemetry.headersFor(this.station, headers));
         while (this.waiting)
             await this.waiting;
-        const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId));
+        const ready = sync(() => native.tryEnqueue(this.sender, data, key, hdrs, msgId));
         if (ready)
             return new SendHandle(ready, this.station);
         const pending = call(() => this.inner.enqueue(data, key, hdrs, msgId));

@@ -110,8 +110,6 @@ export declare class Producer {
   get producerId(): string
   /** Sends and resolves once the broker stored the message. */
   send(payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): Promise<Receipt>
-  /** Sends many messages in one call; receipts in order. */
-  sendBatch(messages: Array<OutgoingMessage>): Promise<Array<Receipt>>
   /**
    * Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
    * does, and resolves once all of it is queued, with a handle to the
@@ -121,11 +119,10 @@ export declare class Producer {
    */
   enqueueBatch(messages: Array<OutgoingMessage>): Promise<BatchHandle>
   /**
-   * Queues without waiting when the producer has room; returns a handle
-   * (see `tryReceipt`, `waitReceipt`), or null when it would have to wait
-   * (then use `enqueue`).
+   * The producer as an external, for `tryEnqueue` (called per message:
+   * a free function taking an external costs less than a class method).
    */
-  tryEnqueue(payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): ExternalObject<'SendHandle'> | null
+  sender(): ExternalObject<'Producer'>
   /**
    * Queues a message, waiting for room if the buffer is full; resolves
    * with its handle (not its receipt).
@@ -449,6 +446,13 @@ export interface Telemetry {
   /** Send samples dropped because nobody drained them in time. */
   dropped: number
 }
+
+/**
+ * Queues without waiting when the producer (from `Producer.sender()`) has
+ * room; returns a handle (see `tryReceipt`, `waitReceipt`), or null when it
+ * would have to wait (then use `Producer.enqueue`).
+ */
+export declare function tryEnqueue(producer: ExternalObject<'Producer'>, payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): ExternalObject<'SendHandle'> | null
 
 /**
  * The receipt if the message is already resolved (no promise needed): its

@@ -843,5 +843,6 @@ module.exports.Producer = nativeBinding.Producer
 module.exports.Snapshot = nativeBinding.Snapshot
 module.exports.connect = nativeBinding.connect
 module.exports.setLogger = nativeBinding.setLogger
+module.exports.tryEnqueue = nativeBinding.tryEnqueue
 module.exports.tryReceipt = nativeBinding.tryReceipt
 module.exports.waitReceipt = nativeBinding.waitReceipt

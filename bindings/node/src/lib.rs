@@ -9,6 +9,7 @@
 mod client;
 mod consumer;
 mod error;
+mod external;
 mod handle;
 mod logging;
 mod producer;

@@ -5,7 +5,8 @@ use napi_derive::napi;
 
 use crate::{
     error::{IntoJs, invalid},
-    handle::NewHandle,
+    external::{Borrowed, Owned, Tagged},
+    handle::{Slot, new_handle},
     types::Receipt,
 };
 
@@ -117,17 +118,6 @@ impl Producer {
         Ok(self.inner.send(m).await.js()?.into())
     }
 
-    /// Sends many messages in one call; receipts in order.
-    #[napi]
-    pub async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> napi::Result<Vec<Receipt>> {
-        let messages = messages
-            .into_iter()
-            .map(|m| message(&m.payload, m.key, None, None))
-            .collect::<napi::Result<Vec<_>>>()?;
-        let receipts = self.inner.send_batch(messages).await;
-        receipts.into_iter().map(|r| Ok(r.js()?.into())).collect()
-    }
-
     /// Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
     /// does, and resolves once all of it is queued, with a handle to the
     /// chunk's receipts. The caller queues the next chunk after this one
@@ -145,22 +135,11 @@ impl Producer {
         })
     }
 
-    /// Queues without waiting when the producer has room; returns a handle
-    /// (see `tryReceipt`, `waitReceipt`), or null when it would have to wait
-    /// (then use `enqueue`).
-    #[napi(
-        ts_args_type = "payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null",
-        ts_return_type = "ExternalObject<'SendHandle'> | null"
-    )]
-    pub fn try_enqueue(
-        &self,
-        payload: BufferSlice,
-        key: Option<String>,
-        headers: Option<Vec<Vec<String>>>,
-        msg_id: Option<String>,
-    ) -> napi::Result<Option<NewHandle>> {
-        let m = message(&payload, key, headers, msg_id)?;
-        Ok(self.inner.try_enqueue(&m).js()?.map(NewHandle))
+    /// The producer as an external, for `tryEnqueue` (called per message:
+    /// a free function taking an external costs less than a class method).
+    #[napi(ts_return_type = "ExternalObject<'Producer'>")]
+    pub fn sender(&self) -> Owned<jetstation::Producer> {
+        Owned(self.inner.clone())
     }
 
     /// Queues a message, waiting for room if the buffer is full; resolves
@@ -172,9 +151,9 @@ impl Producer {
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<NewHandle> {
+    ) -> napi::Result<Owned<Slot>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(NewHandle(self.inner.enqueue(m).await.js()?))
+        Ok(new_handle(self.inner.enqueue(m).await.js()?))
     }
 
     /// Deletes `key` from a compacted station (a tombstone, in the key's order).
@@ -192,6 +171,32 @@ impl Producer {
     pub async fn close(&self) -> napi::Result<()> {
         self.inner.close().await.js()
     }
+}
+
+impl Tagged for jetstation::Producer {
+    const TAG: napi::sys::napi_type_tag = napi::sys::napi_type_tag {
+        lower: 0x6a73_7470_726f_6475,
+        upper: 0x41c7_9e02_d5b8_6f13,
+    };
+    const WHAT: &'static str = "a producer";
+}
+
+/// Queues without waiting when the producer (from `Producer.sender()`) has
+/// room; returns a handle (see `tryReceipt`, `waitReceipt`), or null when it
+/// would have to wait (then use `Producer.enqueue`).
+#[napi(
+    ts_args_type = "producer: ExternalObject<'Producer'>, payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null",
+    ts_return_type = "ExternalObject<'SendHandle'> | null"
+)]
+pub fn try_enqueue(
+    producer: Borrowed<jetstation::Producer>,
+    payload: BufferSlice,
+    key: Option<String>,
+    headers: Option<Vec<Vec<String>>>,
+    msg_id: Option<String>,
+) -> napi::Result<Option<Owned<Slot>>> {
+    let m = message(&payload, key, headers, msg_id)?;
+    Ok(producer.try_enqueue(&m).js()?.map(new_handle))
 }
 
 /// The queued messages of one `enqueueBatch` chunk; `wait()` resolves with

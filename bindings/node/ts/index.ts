@@ -226,11 +226,14 @@ export class Producer {
   /** The station this producer sends to. */
   readonly station: string
   readonly producerId: string
+  /** The native producer as an external, for the per-message `tryEnqueue`. */
+  private readonly sender: native.ExternalObject<'Producer'>
   /** @internal */
   constructor(private readonly inner: native.Producer) {
     // Read once: every send uses the station, and a native getter makes a new string per call.
     this.station = inner.station
     this.producerId = inner.producerId
+    this.sender = inner.sender()
   }
   /** Sends and resolves once the broker stored the message. */
   send(payload: Payload, { key, headers, msgId, signal }: SendOptions = {}): Promise<Receipt> {
@@ -246,7 +249,7 @@ export class Producer {
     const data = toBuffer(payload)
     const hdrs = toHeaders(telemetry.headersFor(this.station, headers))
     while (this.waiting) await this.waiting
-    const ready = sync(() => this.inner.tryEnqueue(data, key, hdrs, msgId))
+    const ready = sync(() => native.tryEnqueue(this.sender, data, key, hdrs, msgId))
     if (ready) return new SendHandle(ready, this.station)
     const pending = call(() => this.inner.enqueue(data, key, hdrs, msgId))
     this.waiting = pending.then(() => {}, () => {}).finally(() => { this.waiting = null })
