@@ -29,7 +29,11 @@ pub trait Tagged: Send + 'static {
     const WHAT: &'static str;
 }
 
-unsafe extern "C" fn finalize<T: Tagged>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn finalize<T: Tagged>(
+    _env: sys::napi_env,
+    data: *mut c_void,
+    _hint: *mut c_void,
+) {
     // SAFETY: `data` is the box leaked in `to_napi_value`; Node-API calls a
     // finalizer once, after the external became unreachable.
     drop(unsafe { Box::from_raw(data.cast::<T>()) });
@@ -81,10 +85,15 @@ impl<T: Tagged> FromNapiValue for Borrowed<T> {
         check_status!(unsafe { sys::napi_typeof(env, value, &mut kind) })?;
         let mut ours = false;
         if kind == sys::ValueType::napi_external {
-            check_status!(unsafe { sys::napi_check_object_type_tag(env, value, &T::TAG, &mut ours) })?;
+            check_status!(unsafe {
+                sys::napi_check_object_type_tag(env, value, &T::TAG, &mut ours)
+            })?;
         }
         if !ours {
-            return Err(Error::new(Status::InvalidArg, format!("expected {}", T::WHAT)));
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("expected {}", T::WHAT),
+            ));
         }
         let mut data = ptr::null_mut();
         check_status!(unsafe { sys::napi_get_value_external(env, value, &mut data) })?;

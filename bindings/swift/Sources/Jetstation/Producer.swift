@@ -54,12 +54,3 @@ public extension Producer {
 
 /// Messages per call into the core from `sendBatch`.
 let sendBatchChunk = 4096
-
-public extension SendHandle {
-    /// The receipt, once the broker stored the message (no async call when
-    /// it already has).
-    func receipt() async throws -> Receipt {
-        if let receipt = try tryReceipt() { return receipt }
-        return try await waitReceipt()
-    }
-}

@@ -7,6 +7,7 @@ mod client;
 mod consumer;
 mod error;
 mod producer;
+mod receipts;
 mod schema;
 mod state;
 mod stats;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::{
     error::{Result, invalid},
+    receipts,
     types::{Header, OutgoingMessage, Receipt},
 };
 
@@ -165,34 +166,35 @@ pub struct SendHandle {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl SendHandle {
-    /// Waits for the receipt (the Swift `receipt()` tries `tryReceipt()`
-    /// first, which needs no async call).
-    pub async fn wait_receipt(&self) -> Result<Receipt> {
+    /// Waits for the receipt, packed (`receipts.rs`; the Swift `receipt()`
+    /// tries `tryReceipt()` first, which needs no async call).
+    pub async fn wait_receipt_packed(&self) -> Result<Vec<u8>> {
         let handle = take_once(
             &self.inner,
             "receipt() was already awaited for this message",
         )
         .await?;
-        Ok(handle.await?.into())
+        Ok(receipts::pack(&[handle.await?]))
     }
 }
 
 #[uniffi::export]
 impl SendHandle {
-    /// The receipt if the message is already resolved, `nil` while it is
-    /// pending; throws the message's error if it failed.
-    pub fn try_receipt(&self) -> Result<Option<Receipt>> {
+    /// The receipt, packed (`receipts.rs`), if the message is already
+    /// resolved; empty while it is pending; throws the message's error if it
+    /// failed. The Swift `tryReceipt()` decodes it.
+    pub fn try_receipt_packed(&self) -> Result<Vec<u8>> {
         let Ok(mut slot) = self.inner.try_lock() else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let Some(handle) = slot.as_mut() else {
             return Err(invalid("receipt() was already awaited for this message"));
         };
         match handle.try_receipt() {
-            None => Ok(None),
+            None => Ok(Vec::new()),
             Some(result) => {
                 *slot = None;
-                Ok(Some(result?.into()))
+                Ok(receipts::pack(&[result?]))
             }
         }
     }
@@ -206,8 +208,9 @@ pub struct BatchHandle {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl BatchHandle {
-    /// The chunk's receipts in order, or the first failed message's error.
-    pub async fn wait_receipts(&self) -> Result<Vec<Receipt>> {
+    /// The chunk's receipts in order, packed (`receipts.rs`), or the first
+    /// failed message's error.
+    pub async fn wait_receipts_packed(&self) -> Result<Vec<u8>> {
         let handles = take_once(
             &self.handles,
             "the receipts of this batch were already awaited",
@@ -215,8 +218,8 @@ impl BatchHandle {
         .await?;
         let mut receipts = Vec::with_capacity(handles.len());
         for handle in handles {
-            receipts.push(handle?.await?.into());
+            receipts.push(handle?.await?);
         }
-        Ok(receipts)
+        Ok(receipts::pack(&receipts))
     }
 }
