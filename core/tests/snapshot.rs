@@ -174,7 +174,15 @@ async fn a_new_group_reads_the_snapshot_then_follows_with_no_gap_and_no_duplicat
 
 #[tokio::test]
 async fn a_member_taking_over_mid_snapshot_loses_nothing() {
-    taking_over_mid_snapshot(false).await;
+    taking_over_mid_snapshot(false, StartPosition::Snapshot).await;
+}
+
+/// The start position only places a new group: a member joining with the
+/// default one while the group is still in its snapshot continues that
+/// snapshot, instead of starting a second group reading the whole history.
+#[tokio::test]
+async fn a_member_joining_without_a_start_mid_snapshot_continues_the_snapshot() {
+    taking_over_mid_snapshot(false, StartPosition::Earliest).await;
 }
 
 /// The same with exactly-once processing: the record of the snapshot lane
@@ -182,10 +190,12 @@ async fn a_member_taking_over_mid_snapshot_loses_nothing() {
 /// apart, so nothing of the history is taken for handled.
 #[tokio::test]
 async fn exactly_once_across_a_takeover_mid_snapshot_loses_nothing() {
-    taking_over_mid_snapshot(true).await;
+    taking_over_mid_snapshot(true, StartPosition::Snapshot).await;
 }
 
-async fn taking_over_mid_snapshot(exactly_once: bool) {
+/// A first member reads part of the snapshot and dies; a second one, joining
+/// with `second_start`, takes over while producers keep writing.
+async fn taking_over_mid_snapshot(exactly_once: bool, second_start: StartPosition) {
     let server = NatsServer::start();
     let client = connect(&server).await;
     client
@@ -223,7 +233,7 @@ async fn taking_over_mid_snapshot(exactly_once: bool) {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = keep_writing(producer, stop.clone());
     let member = client
-        .consumer("payroll", "billing", options)
+        .consumer("payroll", "billing", options.start(second_start))
         .await
         .unwrap();
     // Writes go on while the second member works through the rest of the snapshot.

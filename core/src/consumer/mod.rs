@@ -308,7 +308,16 @@ impl Client {
                 .get_stream_no_info(&stream_name)
                 .await
                 .map_err(|e| Error::from_nats(&format!("opening {stream_name}"), &e))?;
-            if options.start == StartPosition::Snapshot {
+            // `snapshot::open` looks for the group's consumers itself.
+            let existing = match options.start {
+                StartPosition::Snapshot => None,
+                _ => stream.get_consumer::<pull::Config>(group).await.ok(),
+            };
+            let snapshot = options.start == StartPosition::Snapshot
+                || (existing.is_none()
+                    && config.compaction
+                    && snapshot::in_progress(self, station, p, group).await?);
+            if snapshot {
                 partitions.push(
                     match snapshot::open(self, station, p, group, &options, &stream).await? {
                         snapshot::Lane::Follow(consumer) => scheduler::PartitionHandle {
@@ -331,9 +340,9 @@ impl Client {
                 );
                 continue;
             }
-            let consumer = match stream.get_consumer::<pull::Config>(group).await {
-                Ok(c) => c,
-                Err(_) => stream
+            let consumer = match existing {
+                Some(c) => c,
+                None => stream
                     .create_consumer(group_config(group, &options))
                     .await
                     .map_err(|e| {

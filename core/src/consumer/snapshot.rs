@@ -115,6 +115,34 @@ pub(crate) enum Lane {
     },
 }
 
+/// Whether group `group` is reading its snapshot on partition `partition`
+/// (its lane consumer exists on the state stream). Asked when a member joins
+/// a compacted station without `start: snapshot` and finds no consumer of
+/// the group on the partition: the start position only places a new group,
+/// so such a member continues the snapshot, not the whole history.
+pub(crate) async fn in_progress(
+    client: &Client,
+    station: &str,
+    partition: u32,
+    group: &str,
+) -> Result<bool> {
+    let state_name = client.inner.names.state_stream(station, partition);
+    let state_stream = client
+        .inner
+        .js
+        .get_stream_no_info(&state_name)
+        .await
+        .map_err(|e| Error::from_nats(&format!("opening {state_name}"), &e))?;
+    match state_stream.consumer_info(group).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::from_nats(
+            &format!("looking for group {group:?} on {state_name}"),
+            &e,
+        )),
+    }
+}
+
 /// Opens partition `partition` of a group that starts with a snapshot:
 /// the follow consumer when the snapshot is over, else the snapshot lane
 /// (created with its bound and cut when this member is the first).
