@@ -8,10 +8,17 @@ public extension Producer {
     /// order `enqueue` was called. Takes the synchronous path when the
     /// producer has room, and waits for room (async) only when it has none.
     func enqueue(_ message: OutgoingMessage) async throws -> SendHandle {
-        if let handle = try tryEnqueue(
-            payload: message.payload, key: message.key, headers: message.headers, msgId: message.msgId
-        ) { return handle }
-        return try await enqueueMessage(message: message)
+        let handle: SendHandle
+        if message.headers.isEmpty && message.msgId == nil {
+            // The key lent as bytes (a short one is held inline by `Data`).
+            handle = try tryEnqueueKeyed(
+                payload: message.payload, key: Data((message.key ?? "").utf8), keyed: message.key != nil)
+        } else {
+            handle = try tryEnqueue(
+                payload: message.payload, key: message.key, headers: message.headers, msgId: message.msgId)
+        }
+        if !handle.isQueued() { try await enqueueHeld(handle: handle) }
+        return handle
     }
 
     /// Sends many messages, `payloads[i]` with `keys[i]`; returns their

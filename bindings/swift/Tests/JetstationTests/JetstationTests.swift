@@ -147,6 +147,9 @@ final class JetstationTests: XCTestCase {
         XCTAssertEqual(batch[0].sequence, 2)
         XCTAssertTrue(batch.allSatisfy { !$0.duplicate && !$0.msgId.isEmpty })
         XCTAssertNotEqual(batch[0].msgId, batch[1].msgId)
+        let keyless = try await producer.enqueue(OutgoingMessage(payload: Data("d".utf8))).receipt()
+        XCTAssertEqual(keyless.station, station)
+        XCTAssertFalse(keyless.msgId.isEmpty || keyless.duplicate)
         try await client.close()
     }
 

@@ -48,7 +48,22 @@ impl Producer {
         let handle = self.inner.enqueue(message.into()).await?;
         Ok(Arc::new(SendHandle {
             inner: tokio::sync::Mutex::new(Some(handle)),
+            held: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Queues the message a `tryEnqueue` handle holds (see `isQueued()`),
+    /// waiting for room; the handle then resolves as any other.
+    pub async fn enqueue_held(&self, handle: Arc<SendHandle>) -> Result<()> {
+        let message = handle
+            .held
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| invalid("this message is already queued"))?;
+        let queued = self.inner.enqueue(message).await?;
+        *handle.inner.lock().await = Some(queued);
+        Ok(())
     }
 
     /// Queues one chunk of the Swift `sendBatch` in order, waiting for room
@@ -81,33 +96,48 @@ impl Producer {
 #[uniffi::export]
 impl Producer {
     /// Queues at once when the producer has room (buffer space free, schema
-    /// loaded) and returns the handle; `nil` when it would have to wait
-    /// (then use `enqueueMessage`). The Swift `enqueue(_:)` does both: an
-    /// async call per message costs far more than the enqueue itself. The
-    /// payload is borrowed for the call (a `Data` is not serialised into a
-    /// buffer byte by byte) and copied once here.
+    /// loaded) and returns the handle. When it would have to wait, the
+    /// handle holds the message unqueued (`isQueued()` is false): queue it
+    /// with `enqueueHeld`, which waits for room. The Swift `enqueue(_:)`
+    /// does both: an async call per message costs far more than the enqueue
+    /// itself. The payload is borrowed for the call (a `Data` is not
+    /// serialised into a buffer byte by byte) and copied once here.
     pub fn try_enqueue(
         &self,
         payload: &[u8],
         key: Option<String>,
         headers: Vec<Header>,
         msg_id: Option<String>,
-    ) -> Result<Option<Arc<SendHandle>>> {
-        let message = jetstation::Message {
+    ) -> Result<Arc<SendHandle>> {
+        self.try_queue(jetstation::Message {
             payload: Bytes::copy_from_slice(payload),
             key,
             headers: headers.into_iter().map(|h| (h.name, h.value)).collect(),
             msg_id,
+        })
+    }
+
+    /// `tryEnqueue` for a message without headers or id, its key (when
+    /// `keyed`) lent as UTF-8 bytes: the Swift `enqueue(_:)` takes it for
+    /// such messages, because an optional text and a list are serialised
+    /// into buffers the library allocates, three per call.
+    pub fn try_enqueue_keyed(
+        &self,
+        payload: &[u8],
+        key: &[u8],
+        keyed: bool,
+    ) -> Result<Arc<SendHandle>> {
+        let key = if keyed {
+            Some(String::from_utf8(key.to_vec()).map_err(|_| invalid("a key must be UTF-8 text"))?)
+        } else {
+            None
         };
-        // Polled inside the runtime the async calls use, in case the enqueue
-        // has to start a task (a schema look-up).
-        let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(&message) });
-        let handle = futures::FutureExt::now_or_never(in_runtime).unwrap_or(Ok(None))?;
-        Ok(handle.map(|h| {
-            Arc::new(SendHandle {
-                inner: tokio::sync::Mutex::new(Some(h)),
-            })
-        }))
+        self.try_queue(jetstation::Message {
+            payload: Bytes::copy_from_slice(payload),
+            key,
+            headers: Vec::new(),
+            msg_id: None,
+        })
     }
 
     /// Copies one chunk of the Swift `sendBatch` into the core: the payloads
@@ -152,6 +182,23 @@ impl Producer {
     }
 }
 
+impl Producer {
+    fn try_queue(&self, message: jetstation::Message) -> Result<Arc<SendHandle>> {
+        // Polled inside the runtime the async calls use, in case the enqueue
+        // has to start a task (a schema look-up).
+        let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(&message) });
+        let queued = futures::FutureExt::now_or_never(in_runtime).unwrap_or(Ok(None))?;
+        let held = match queued {
+            Some(_) => None,
+            None => Some(message),
+        };
+        Ok(Arc::new(SendHandle {
+            inner: tokio::sync::Mutex::new(queued),
+            held: std::sync::Mutex::new(held),
+        }))
+    }
+}
+
 /// One chunk of `sendBatch`, copied into the core and not queued yet.
 #[derive(uniffi::Object)]
 pub struct StagedBatch {
@@ -162,6 +209,9 @@ pub struct StagedBatch {
 #[derive(uniffi::Object)]
 pub struct SendHandle {
     inner: tokio::sync::Mutex<Option<jetstation::SendHandle>>,
+    /// The message `tryEnqueue` could not queue without waiting, until
+    /// `enqueueHeld` queues it.
+    held: std::sync::Mutex<Option<jetstation::Message>>,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -180,6 +230,12 @@ impl SendHandle {
 
 #[uniffi::export]
 impl SendHandle {
+    /// False while the handle holds a message `tryEnqueue` could not queue
+    /// without waiting (queue it with `Producer.enqueueHeld`).
+    pub fn is_queued(&self) -> bool {
+        self.held.lock().unwrap().is_none()
+    }
+
     /// The receipt, packed (`receipts.rs`), if the message is already
     /// resolved; empty while it is pending; throws the message's error if it
     /// failed. The Swift `tryReceipt()` decodes it.
