@@ -73,6 +73,12 @@ export declare class Producer {
     /** Sends and resolves once the broker stored the message. */
     send(payload: Payload, { key, headers, msgId, signal }?: SendOptions): Promise<Receipt>;
     /**
+     * Queues the message at once when the producer has room and returns its
+     * handle; returns null, queueing nothing, when it would have to wait for
+     * room (then use `enqueue`). Never waits.
+     */
+    tryEnqueue(payload: Payload, { key, headers, msgId }?: Omit<SendOptions, 'signal'>): SendHandle | null;
+    /**
      * Queues a message and resolves with a handle (its `receipt()` resolves
      * once stored). Messages keep the order of the calls, also when one has to
      * wait for room in the buffer.

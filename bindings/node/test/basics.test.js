@@ -81,3 +81,22 @@ test('health reports each partition of a member', async (t) => {
   }
   await client.close()
 })
+
+test('tryEnqueue queues at once when there is room and returns null, queueing nothing, when it would wait', async (t) => {
+  const server = await startServer()
+  t.after(() => server.close())
+  const client = await jetstation.connect(server.url, { requestTimeoutMs: 2000 })
+  t.after(() => client.close())
+  await client.createStation('try')
+  const producer = await client.producer('try')
+  const handle = producer.tryEnqueue('stored', { key: 'k' })
+  assert.ok(handle instanceof jetstation.SendHandle)
+  assert.equal((await handle.receipt()).sequence, 1)
+  // A buffer with room for one such message, and a broker that confirms
+  // nothing: the first is queued, the second finds no room.
+  const small = await client.producer('try', { bufferBytes: 4096 })
+  server.stop()
+  assert.ok(small.tryEnqueue(Buffer.alloc(2500), { key: 'k' }) instanceof jetstation.SendHandle)
+  assert.equal(small.tryEnqueue(Buffer.alloc(2500), { key: 'k' }), null)
+  assert.throws(() => producer.tryEnqueue(42), jetstation.InvalidArgumentError)
+})

@@ -241,6 +241,17 @@ export class Producer {
     return abortable(call(() => this.inner.send(toBuffer(payload), key, hdrs, msgId)), signal)
   }
   /**
+   * Queues the message at once when the producer has room and returns its
+   * handle; returns null, queueing nothing, when it would have to wait for
+   * room (then use `enqueue`). Never waits.
+   */
+  tryEnqueue(payload: Payload, { key, headers, msgId }: Omit<SendOptions, 'signal'> = {}): SendHandle | null {
+    if (this.waiting) return null // an enqueue waiting for room goes first
+    const hdrs = toHeaders(telemetry.headersFor(this.station, headers))
+    const ready = sync(() => native.tryEnqueue(this.sender, toBuffer(payload), key, hdrs, msgId))
+    return ready ? new SendHandle(ready, this.station) : null
+  }
+  /**
    * Queues a message and resolves with a handle (its `receipt()` resolves
    * once stored). Messages keep the order of the calls, also when one has to
    * wait for room in the buffer.

@@ -21,6 +21,15 @@ public extension Producer {
         return handle
     }
 
+    /// Queues the message at once when the producer has room and returns
+    /// its handle; returns `nil`, queueing nothing, when it would have to
+    /// wait for room (then use `enqueue(_:)`). Never waits.
+    func tryEnqueue(_ message: OutgoingMessage) throws -> SendHandle? {
+        let handle = try tryEnqueue(
+            payload: message.payload, key: message.key, headers: message.headers, msgId: message.msgId)
+        return handle.isQueued() ? handle : nil
+    }
+
     /// Sends many messages, `payloads[i]` with `keys[i]`; returns their
     /// receipts in order, or throws the first failed message's error. The
     /// messages cross into the core in chunks of `sendBatchChunk`, each

@@ -153,6 +153,34 @@ final class JetstationTests: XCTestCase {
         try await client.close()
     }
 
+    func testTryEnqueueQueuesNothingWhenItWouldWait() async throws {
+        // Room for one message of 2,500 B: back-to-back calls find the
+        // buffer full until the broker confirms (a round trip, far longer
+        // than a call), and what they refuse is not queued.
+        let client = try await client()
+        let station = unique("try")
+        _ = try await client.createStation(name: station, config: StationConfig(partitions: 1))
+        let producer = try await client.producer(station: station, options: ProducerOptions(bufferBytes: 4096))
+        var queued: [SendHandle] = []
+        var refused = 0
+        for _ in 0..<50 {
+            if let handle = try producer.tryEnqueue(OutgoingMessage(payload: Data(count: 2500), key: "k")) {
+                queued.append(handle)
+            } else {
+                refused += 1
+            }
+        }
+        XCTAssertGreaterThan(refused, 0)
+        for (i, handle) in queued.enumerated() {
+            let receipt = try await handle.receipt()
+            XCTAssertEqual(receipt.sequence, UInt64(i + 1))
+        }
+        try await producer.flush()
+        let stored = try await client.station(name: station).messages
+        XCTAssertEqual(stored, UInt64(queued.count))
+        try await client.close()
+    }
+
     func testPoisonMessageIsDeadLettered() async throws {
         let client = try await client()
         let station = unique("hr")

@@ -219,6 +219,7 @@ impl SendHandle {
     /// Waits for the receipt, packed (`receipts.rs`; the Swift `receipt()`
     /// tries `tryReceipt()` first, which needs no async call).
     pub async fn wait_receipt_packed(&self) -> Result<Vec<u8>> {
+        self.check_queued()?;
         let handle = take_once(
             &self.inner,
             "receipt() was already awaited for this message",
@@ -240,6 +241,7 @@ impl SendHandle {
     /// resolved; empty while it is pending; throws the message's error if it
     /// failed. The Swift `tryReceipt()` decodes it.
     pub fn try_receipt_packed(&self) -> Result<Vec<u8>> {
+        self.check_queued()?;
         let Ok(mut slot) = self.inner.try_lock() else {
             return Ok(Vec::new());
         };
@@ -253,6 +255,19 @@ impl SendHandle {
                 Ok(receipts::pack(&[result?]))
             }
         }
+    }
+}
+
+impl SendHandle {
+    /// A handle that holds its message has no receipt to wait for.
+    fn check_queued(&self) -> Result<()> {
+        if self.is_queued() {
+            return Ok(());
+        }
+        Err(invalid(
+            "this message was not queued (tryEnqueue found no room): queue it with enqueueHeld, \
+             or send it with enqueue",
+        ))
     }
 }
 
