@@ -66,7 +66,7 @@ async def main(url, station):
     handles = [await producer.enqueue(b"x" * 256, key=f"k{i % 10}") for i in range(20000)]
     await handles[-1]
     pending = [asyncio.ensure_future(producer.send(b"y", key="k")) for _ in range(2000)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop starts the sends; then leave with them under way
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """

@@ -115,6 +115,22 @@ pub(crate) enum Lane {
     },
 }
 
+/// A partition's state stream, with its name.
+async fn open_state_stream(
+    client: &Client,
+    station: &str,
+    partition: u32,
+) -> Result<(String, jetstream::stream::Stream<()>)> {
+    let state_name = client.inner.names.state_stream(station, partition);
+    let stream = client
+        .inner
+        .js
+        .get_stream_no_info(&state_name)
+        .await
+        .map_err(|e| Error::from_nats(&format!("opening {state_name}"), &e))?;
+    Ok((state_name, stream))
+}
+
 /// Whether group `group` is reading its snapshot on partition `partition`
 /// (its lane consumer exists on the state stream). Asked when a member joins
 /// a compacted station without `start: snapshot` and finds no consumer of
@@ -126,13 +142,7 @@ pub(crate) async fn in_progress(
     partition: u32,
     group: &str,
 ) -> Result<bool> {
-    let state_name = client.inner.names.state_stream(station, partition);
-    let state_stream = client
-        .inner
-        .js
-        .get_stream_no_info(&state_name)
-        .await
-        .map_err(|e| Error::from_nats(&format!("opening {state_name}"), &e))?;
+    let (state_name, state_stream) = open_state_stream(client, station, partition).await?;
     match state_stream.consumer_info(group).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(false),
@@ -154,14 +164,7 @@ pub(crate) async fn open(
     options: &ConsumerOptions,
     partition_stream: &jetstream::stream::Stream<()>,
 ) -> Result<Lane> {
-    let names = &client.inner.names;
-    let state_name = names.state_stream(station, partition);
-    let state_stream = client
-        .inner
-        .js
-        .get_stream_no_info(&state_name)
-        .await
-        .map_err(|e| Error::from_nats(&format!("opening {state_name}"), &e))?;
+    let (state_name, state_stream) = open_state_stream(client, station, partition).await?;
     if let Ok(follow) = partition_stream.get_consumer::<pull::Config>(group).await {
         // Past the snapshot; a lane left by a member that died switching goes.
         let _ = state_stream.delete_consumer(group).await;
