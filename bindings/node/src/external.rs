@@ -9,8 +9,8 @@
 //! process-wide lock, to tell its own externals from others. Here a value is
 //! a plain Node-API external whose finalizer frees it when the garbage
 //! collector drops it, and a Node-API type tag per kind of value tells ours
-//! from any other external. This module and `handle.rs` hold the `unsafe`
-//! code of the Node binding, each block with its reason.
+//! from any other external. This module holds the only `unsafe` code of
+//! the Node binding, each block with its reason.
 #![allow(unsafe_code)]
 
 use std::{ffi::c_void, marker::PhantomData, ptr};
