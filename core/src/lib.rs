@@ -46,7 +46,8 @@ pub use consumer::{
 pub use dead_letter::DeadLetter;
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{
-    BOOKKEEPING_BYTES, Message, Producer, ProducerOptions, Receipt, SendHandle, WhenFull,
+    BOOKKEEPING_BYTES, Message, Producer, ProducerOptions, Receipt, SendHandle, TryEnqueued,
+    WhenFull,
 };
 pub use schema::{
     Compatibility, SchemaBinding, SchemaDefinition, SchemaFormat, SchemaInfo, SchemaVersion,

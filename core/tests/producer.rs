@@ -6,7 +6,8 @@ use std::{collections::HashSet, time::Duration};
 
 use common::*;
 use jetstation::{
-    BOOKKEEPING_BYTES, ErrorKind, Message, ProducerOptions, StationConfig, Storage, WhenFull,
+    BOOKKEEPING_BYTES, ErrorKind, Message, ProducerOptions, StationConfig, Storage, TryEnqueued,
+    WhenFull,
 };
 
 /// Enqueues `per_key` rounds over `keys` keys ("emp-<k>"), pausing between
@@ -706,10 +707,9 @@ async fn the_buffer_counts_each_messages_bookkeeping() {
     let mut handles = Vec::new();
     let grew = |handles: &mut Vec<_>, message: Message| {
         let before = producer.buffered_bytes();
-        let handle = producer
-            .try_enqueue(&message)
-            .unwrap()
-            .expect("room in the buffer");
+        let TryEnqueued::Queued(handle) = producer.try_enqueue(message).unwrap() else {
+            panic!("no room in the buffer");
+        };
         handles.push(handle);
         producer.buffered_bytes() - before
     };
@@ -751,6 +751,66 @@ async fn the_buffer_counts_each_messages_bookkeeping() {
         0,
         "confirmed messages free their bytes"
     );
+}
+
+/// `try_enqueue` never waits: with the buffer full it queues nothing and
+/// hands the message back unchanged, and `enqueue` then sends that message
+/// once room frees up, in the key's order.
+#[tokio::test]
+async fn try_enqueue_hands_the_message_back_when_it_would_wait() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("payroll", StationConfig::default())
+        .await
+        .unwrap();
+    let options = ProducerOptions {
+        buffer_bytes: 4096,
+        ..Default::default()
+    };
+    let producer = client.producer("payroll", options).await.unwrap();
+    // Frozen, the broker confirms nothing: the buffer stays full.
+    server.freeze();
+    let message = |i: usize| {
+        Message::new(vec![b'x'; 1000])
+            .key("employee-7")
+            .header("source", format!("run-{i}"))
+            .msg_id(format!("payslip-{i}"))
+    };
+    let mut handles = Vec::new();
+    let mut i = 0;
+    let back = loop {
+        match producer.try_enqueue(message(i)).unwrap() {
+            TryEnqueued::Queued(handle) => handles.push(handle),
+            TryEnqueued::WouldWait(m) => break m,
+        }
+        i += 1;
+        assert!(i < 10, "a 4 KiB buffer took {i} messages of 1 KB");
+    };
+    assert!(!handles.is_empty(), "the empty buffer took nothing");
+    let outstanding = producer.outstanding();
+    assert_eq!(outstanding, handles.len(), "the refused message was queued");
+    let expected = message(i);
+    assert_eq!(back.payload, expected.payload);
+    assert_eq!(back.key, expected.key);
+    assert_eq!(back.headers, expected.headers);
+    assert_eq!(back.msg_id, expected.msg_id);
+
+    server.thaw();
+    let last = producer.enqueue(back).await.unwrap();
+    handles.push(last);
+    let mut sequences = Vec::new();
+    for h in handles {
+        let receipt = tokio::time::timeout(Duration::from_secs(30), h)
+            .await
+            .expect("confirmed after the broker resumed")
+            .unwrap();
+        sequences.push((receipt.sequence, receipt.msg_id));
+    }
+    let expected: Vec<_> = (0..=i)
+        .map(|n| (n as u64 + 1, format!("payslip-{n}")))
+        .collect();
+    assert_eq!(sequences, expected, "stored once each, in the order sent");
 }
 
 /// A unit longer than the server's largest atomic batch (1,000 messages)

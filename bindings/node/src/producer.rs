@@ -196,7 +196,10 @@ pub fn try_enqueue(
     msg_id: Option<String>,
 ) -> napi::Result<Option<Owned<Slot>>> {
     let m = message(&payload, key, headers, msg_id)?;
-    Ok(producer.try_enqueue(&m).js()?.map(new_handle))
+    Ok(match producer.try_enqueue(m).js()? {
+        jetstation::TryEnqueued::Queued(handle) => Some(new_handle(handle)),
+        jetstation::TryEnqueued::WouldWait(_) => None,
+    })
 }
 
 /// The queued messages of one `enqueueBatch` chunk; `wait()` resolves with

@@ -132,9 +132,12 @@ impl Producer {
         let producer = self.producer()?;
         let m = message(payload, key, headers, msg_id);
         let _context = runtime().enter();
-        Ok(producer.try_enqueue(&m).py_err()?.map(|handle| SendHandle {
-            handle: Mutex::new(Some(handle)),
-        }))
+        Ok(match producer.try_enqueue(m).py_err()? {
+            jetstation::TryEnqueued::Queued(handle) => Some(SendHandle {
+                handle: Mutex::new(Some(handle)),
+            }),
+            jetstation::TryEnqueued::WouldWait(_) => None,
+        })
     }
 
     /// Queues one chunk of `send_batch` in order, waiting for room as

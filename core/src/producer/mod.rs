@@ -361,6 +361,27 @@ impl Outstanding {
     }
 }
 
+/// What [`Producer::try_enqueue`] did with a message.
+#[derive(Debug)]
+pub enum TryEnqueued {
+    /// Queued: the handle resolves once the message is stored.
+    Queued(SendHandle),
+    /// Not queued, because queueing would have to wait (for buffer space,
+    /// or for the station's schema): the message, unchanged, for
+    /// [`Producer::enqueue`].
+    WouldWait(Message),
+}
+
+/// A message's admission: what [`Producer::admit`] worked out and reserved.
+struct Admitted {
+    partition: u32,
+    msg_id: String,
+    /// jetstation's headers for it, after the application's.
+    added: Vec<(String, String)>,
+    subject: async_nats::Subject,
+    permit: OwnedSemaphorePermit,
+}
+
 /// Awaitable result of [`Producer::enqueue`].
 #[derive(Debug)]
 pub struct SendHandle {
@@ -504,19 +525,21 @@ impl Producer {
     }
 
     /// Queues `message` at once if that needs no waiting (buffer space is
-    /// free, the station's schema is loaded) and returns its handle;
-    /// `Ok(None)` means it would have to wait: nothing was queued, call
+    /// free, the station's schema is loaded): [`TryEnqueued::Queued`] with
+    /// its handle. When it would have to wait, nothing is queued and the
+    /// message comes back as [`TryEnqueued::WouldWait`], to be passed to
     /// [`Producer::enqueue`]. Refusals (bad input, buffer full with
     /// `WhenFull::FailFast`, closed) are errors as with `enqueue`.
     /// Must be called inside a Tokio runtime.
-    pub fn try_enqueue(&self, message: &Message) -> Result<Option<SendHandle>> {
+    pub fn try_enqueue(&self, message: Message) -> Result<TryEnqueued> {
         use futures::FutureExt;
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::closed("producer"));
-        }
-        // The enqueue future queues in its last step only: dropping it while
-        // pending leaves nothing queued (at most a derived id goes unused).
-        self.enqueue(message.clone()).now_or_never().transpose()
+        // Admission takes the message by reference and the message is only
+        // consumed once admitted: when admission would wait, dropping its
+        // future leaves nothing queued (at most a derived id goes unused).
+        let Some(admitted) = self.admit(&message, false).now_or_never() else {
+            return Ok(TryEnqueued::WouldWait(message));
+        };
+        Ok(TryEnqueued::Queued(self.queue(message, admitted?)?))
     }
 
     /// Queues every message in order (keys keep their order across the
@@ -569,21 +592,25 @@ impl Producer {
     }
 
     async fn enqueue_as(&self, message: Message, tombstone: bool) -> Result<SendHandle> {
+        let admitted = self.admit(&message, tombstone).await?;
+        self.queue(message, admitted)
+    }
+
+    /// Everything queueing `message` needs that may wait or refuse it: its
+    /// partition, id and subject, jetstation's headers (schema, tombstone,
+    /// trace context; the payload is validated against the schema), size
+    /// checks and buffer space. The message is only borrowed, so a caller
+    /// that cannot wait still has it.
+    async fn admit(&self, message: &Message, tombstone: bool) -> Result<Admitted> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed("producer"));
         }
-        let (partition, msg_id) = self.prepare(&message)?;
-        let generated_id = message.msg_id.is_none();
-        let Message {
-            payload,
-            key,
-            mut headers,
-            ..
-        } = message;
+        let (partition, msg_id) = self.prepare(message)?;
+        let mut added: Vec<(String, String)> = Vec::new();
         if tombstone {
-            headers.push((headers::OP.into(), "delete".into()));
-            headers.push((
+            added.push((headers::OP.into(), "delete".into()));
+            added.push((
                 headers::TTL.into(),
                 format!("{}s", inner.tombstone_ttl.as_secs().max(1)),
             ));
@@ -595,15 +622,16 @@ impl Producer {
                 .compiled_schema(&binding.name, binding.version)
                 .await?;
             compiled
-                .validate(&payload)
+                .validate(&message.payload)
                 .map_err(|detail| schema_refusal(&binding.name, version, &detail))?;
-            headers.push((SCHEMA_HEADER.into(), binding.name.clone()));
-            headers.push((SCHEMA_VERSION_HEADER.into(), version.to_string()));
+            added.push((SCHEMA_HEADER.into(), binding.name.clone()));
+            added.push((SCHEMA_VERSION_HEADER.into(), version.to_string()));
         }
         #[cfg(feature = "otel")]
-        crate::telemetry::otel::create_span(&mut headers, &inner.station, partition, &msg_id);
+        crate::telemetry::otel::create_span(&mut added, &inner.station, partition, &msg_id);
+        let key = message.key.as_deref();
         // Without compaction a partition has one subject: built once.
-        let subject = match (&key, inner.compaction) {
+        let subject = match (key, inner.compaction) {
             (Some(key), true) => {
                 async_nats::Subject::from(inner.client.inner.names.message_subject(
                     &inner.station,
@@ -614,7 +642,8 @@ impl Producer {
             }
             _ => inner.subjects[partition as usize].clone(),
         };
-        let message_bytes = payload.len() + header_bytes(&msg_id, key.as_deref(), &headers);
+        let message_bytes = message.payload.len()
+            + header_bytes(&msg_id, key, message.headers.iter().chain(&added));
         let size = message_bytes + subject.len() + BOOKKEEPING_BYTES;
         let max_payload = inner.max_payload;
         if message_bytes > max_payload {
@@ -656,24 +685,44 @@ impl Producer {
                     )
                 }),
         }?;
+        Ok(Admitted {
+            partition,
+            msg_id,
+            added,
+            subject,
+            permit,
+        })
+    }
+
+    /// Queues an admitted message: nothing here waits or refuses it, but for
+    /// a producer stopped in between.
+    fn queue(&self, message: Message, admitted: Admitted) -> Result<SendHandle> {
+        let inner = &self.inner;
+        let Message {
+            payload,
+            key,
+            mut headers,
+            msg_id: given_id,
+        } = message;
+        headers.extend(admitted.added);
         inner.outstanding.add();
         let ticket = Ticket {
-            _permit: permit,
+            _permit: admitted.permit,
             outstanding: inner.outstanding.clone(),
         };
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
-            subject,
+            subject: admitted.subject,
             payload,
-            msg_id,
-            generated_id,
+            msg_id: admitted.msg_id,
+            generated_id: given_id.is_none(),
             key,
             headers,
             deadline: Instant::now() + inner.options.delivery_timeout,
             reply,
             _ticket: ticket,
         };
-        inner.queues[partition as usize]
+        inner.queues[admitted.partition as usize]
             .send(pending)
             .map_err(|_| Error::closed("producer"))?;
         Ok(SendHandle { rx })
@@ -777,10 +826,14 @@ fn check_header(name: &str, value: &str) -> Result<()> {
 }
 
 /// The message's headers on the wire.
-fn header_bytes(msg_id: &str, key: Option<&str>, others: &[(String, String)]) -> usize {
+fn header_bytes<'a>(
+    msg_id: &str,
+    key: Option<&str>,
+    others: impl Iterator<Item = &'a (String, String)>,
+) -> usize {
     // "NATS/1.0\r\n" + "name: value\r\n" per header + "\r\n".
     let line = |name: &str, value: &str| name.len() + value.len() + 4;
     12 + line(headers::MSG_ID, msg_id)
         + key.map_or(0, |k| line(headers::KEY, k))
-        + others.iter().map(|(n, v)| line(n, v)).sum::<usize>()
+        + others.map(|(n, v)| line(n, v)).sum::<usize>()
 }
