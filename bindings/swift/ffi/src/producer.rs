@@ -141,41 +141,16 @@ impl Producer {
     }
 
     /// Copies one chunk of the Swift `sendBatch` into the core: the payloads
-    /// one after another in `payloads` (borrowed for the call, copied once),
-    /// `lengths[i]` bytes each, with `keys[i]`. Each message's payload is a
-    /// slice of the one copy. Queue it with `enqueueBatch`.
+    /// one after another in `payloads` (borrowed for the call), `lengths[i]`
+    /// bytes each, with `keys[i]` (see `split_chunk`). Queue it with
+    /// `enqueueBatch`.
     pub fn stage_batch(
         &self,
         payloads: &[u8],
         lengths: Vec<u32>,
         keys: Vec<Option<String>>,
     ) -> Result<Arc<StagedBatch>> {
-        if lengths.len() != keys.len() {
-            return Err(invalid("payloads and keys must have the same length"));
-        }
-        let total: usize = lengths.iter().map(|&n| n as usize).sum();
-        if total != payloads.len() {
-            return Err(invalid(format!(
-                "the payloads hold {} bytes, their lengths add up to {total}",
-                payloads.len()
-            )));
-        }
-        let all = Bytes::copy_from_slice(payloads);
-        let mut start = 0;
-        let messages = lengths
-            .into_iter()
-            .zip(keys)
-            .map(|(length, key)| {
-                let end = start + length as usize;
-                let payload = all.slice(start..end);
-                start = end;
-                jetstation::Message {
-                    payload,
-                    key,
-                    ..Default::default()
-                }
-            })
-            .collect();
+        let messages = split_chunk(payloads, lengths, keys)?;
         Ok(Arc::new(StagedBatch {
             messages: tokio::sync::Mutex::new(Some(messages)),
         }))
@@ -185,18 +160,55 @@ impl Producer {
 impl Producer {
     fn try_queue(&self, message: jetstation::Message) -> Result<Arc<SendHandle>> {
         // Polled inside the runtime the async calls use, in case the enqueue
-        // has to start a task (a schema look-up).
-        let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(&message) });
-        let queued = futures::FutureExt::now_or_never(in_runtime).unwrap_or(Ok(None))?;
-        let held = match queued {
-            Some(_) => None,
-            None => Some(message),
+        // has to start a task (a schema look-up); the block never waits.
+        let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(message) });
+        let tried = futures::executor::block_on(in_runtime)?;
+        let (queued, held) = match tried {
+            jetstation::TryEnqueued::Queued(handle) => (Some(handle), None),
+            jetstation::TryEnqueued::WouldWait(message) => (None, Some(message)),
         };
         Ok(Arc::new(SendHandle {
             inner: tokio::sync::Mutex::new(queued),
             held: std::sync::Mutex::new(held),
         }))
     }
+}
+
+/// The messages of a staged chunk, each payload copied on its own: a slice
+/// of one shared copy would keep the whole chunk in memory while any of its
+/// messages waits (say, on a partition without a leader), and the buffer
+/// counts only that message's bytes, so memory would outgrow
+/// `buffer_bytes` by up to the partition count.
+fn split_chunk(
+    payloads: &[u8],
+    lengths: Vec<u32>,
+    keys: Vec<Option<String>>,
+) -> Result<Vec<jetstation::Message>> {
+    if lengths.len() != keys.len() {
+        return Err(invalid("payloads and keys must have the same length"));
+    }
+    let total: usize = lengths.iter().map(|&n| n as usize).sum();
+    if total != payloads.len() {
+        return Err(invalid(format!(
+            "the payloads hold {} bytes, their lengths add up to {total}",
+            payloads.len()
+        )));
+    }
+    let mut start = 0;
+    Ok(lengths
+        .into_iter()
+        .zip(keys)
+        .map(|(length, key)| {
+            let end = start + length as usize;
+            let payload = Bytes::copy_from_slice(&payloads[start..end]);
+            start = end;
+            jetstation::Message {
+                payload,
+                key,
+                ..Default::default()
+            }
+        })
+        .collect())
 }
 
 /// One chunk of `sendBatch`, copied into the core and not queued yet.
@@ -292,5 +304,37 @@ impl BatchHandle {
             receipts.push(handle?.await?);
         }
         Ok(receipts::pack(&receipts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::JetstationError;
+
+    #[test]
+    fn a_staged_chunk_holds_each_payload_on_its_own() {
+        let keys = vec![Some("a".to_string()), None, Some("b".to_string())];
+        let messages = split_chunk(b"onetwothree", vec![3, 3, 5], keys).unwrap();
+        let payloads: Vec<_> = messages.iter().map(|m| &m.payload[..]).collect();
+        assert_eq!(payloads, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(messages[0].key.as_deref(), Some("a"));
+        assert_eq!(messages[1].key, None);
+        // Unique: no message keeps another's bytes alive.
+        assert!(messages.iter().all(|m| m.payload.is_unique()));
+    }
+
+    #[test]
+    fn a_chunk_whose_lengths_disagree_is_refused() {
+        let wrong_total = split_chunk(b"abc", vec![1, 1], vec![None, None]);
+        assert!(matches!(
+            wrong_total,
+            Err(JetstationError::InvalidArgument { .. })
+        ));
+        let wrong_keys = split_chunk(b"ab", vec![1, 1], vec![None]);
+        assert!(matches!(
+            wrong_keys,
+            Err(JetstationError::InvalidArgument { .. })
+        ));
     }
 }
