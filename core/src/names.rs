@@ -58,7 +58,8 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-/// Checks a message key.
+/// Checks a message key: at most [`MAX_KEY_LEN`] bytes, and no line break
+/// (a key travels as a header value, where one would end the header).
 pub fn validate_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid(format!(
@@ -66,6 +67,12 @@ pub fn validate_key(key: &str) -> Result<()> {
              identifier (e.g. the employee id) as key",
             key.len()
         )));
+    }
+    if key.contains(['\r', '\n']) {
+        return Err(Error::invalid(
+            "a message key must not contain a line break; use an identifier (e.g. the \
+             employee id) as key",
+        ));
     }
     Ok(())
 }

@@ -347,6 +347,17 @@ async fn bad_input_is_refused_before_anything_is_sent() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("line break"), "{err}");
+    // So does a key (its header is `Jst-Key`): an employee name used as a
+    // key must not be able to add a deduplication id of its own.
+    for key in [
+        "Ada\r\nNats-Msg-Id: payslip-1",
+        "two\nlines",
+        "carriage\rreturn",
+    ] {
+        let err = producer.send(Message::new("x").key(key)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{key:?}");
+        assert!(err.message().contains("line break"), "{err}");
+    }
     for id in ["", "two\nlines"] {
         let options = ProducerOptions {
             producer_id: Some(id.into()),
