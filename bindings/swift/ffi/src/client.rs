@@ -70,7 +70,11 @@ impl Client {
     ) -> Result<Arc<Producer>> {
         let options = producer_options(options)?;
         let inner = self.inner.producer(&station, options).await?;
-        Ok(Arc::new(Producer { inner }))
+        Ok(Arc::new(Producer {
+            inner,
+            // Called from an async call: inside the runtime they all share.
+            runtime: tokio::runtime::Handle::current(),
+        }))
     }
 
     pub async fn consumer(

@@ -18,6 +18,10 @@ async fn take_once<T>(slot: &tokio::sync::Mutex<Option<T>>, already: &str) -> Re
 #[derive(uniffi::Object)]
 pub struct Producer {
     pub(crate) inner: jetstation::Producer,
+    /// The runtime the async calls run on, entered by the synchronous
+    /// `tryEnqueue` in case the enqueue has to start a task (a schema
+    /// look-up).
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -159,10 +163,8 @@ impl Producer {
 
 impl Producer {
     fn try_queue(&self, message: jetstation::Message) -> Result<Arc<SendHandle>> {
-        // Polled inside the runtime the async calls use, in case the enqueue
-        // has to start a task (a schema look-up); the block never waits.
-        let in_runtime = async_compat::Compat::new(async { self.inner.try_enqueue(message) });
-        let tried = futures::executor::block_on(in_runtime)?;
+        let _context = self.runtime.enter();
+        let tried = self.inner.try_enqueue(message)?;
         let (queued, held) = match tried {
             jetstation::TryEnqueued::Queued(handle) => (Some(handle), None),
             jetstation::TryEnqueued::WouldWait(message) => (None, Some(message)),
