@@ -300,7 +300,7 @@ mod tests {
     use crate::error::JetstationError;
 
     #[test]
-    fn a_staged_chunk_holds_each_payload_on_its_own() {
+    fn a_staged_chunk_pairs_each_payload_with_its_key() {
         let keys = vec![Some("a".to_string()), None, Some("b".to_string())];
         let messages = split_chunk(b"onetwothree", vec![3, 3, 5], keys).unwrap();
         let payloads: Vec<_> = messages.iter().map(|m| &m.payload[..]).collect();
