@@ -628,7 +628,13 @@ impl Producer {
             added.push((SCHEMA_VERSION_HEADER.into(), version.to_string()));
         }
         #[cfg(feature = "otel")]
-        crate::telemetry::otel::create_span(&mut added, &inner.station, partition, &msg_id);
+        crate::telemetry::otel::create_span(
+            &message.headers,
+            &mut added,
+            &inner.station,
+            partition,
+            &msg_id,
+        );
         let key = message.key.as_deref();
         // Without compaction a partition has one subject: built once.
         let subject = match (key, inner.compaction) {

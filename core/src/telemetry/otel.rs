@@ -169,16 +169,19 @@ fn current() -> Context {
     }
 }
 
-/// Gives a message without trace context a `create` span and carries the
-/// span's context in its headers.
+/// Gives a message without trace context (none in the application's
+/// `given` headers) a `create` span and carries the span's context in
+/// `headers`, the ones jetstation adds.
 pub(crate) fn create_span(
+    given: &[(String, String)],
     headers: &mut Vec<(String, String)>,
     station: &str,
     partition: u32,
     msg_id: &str,
 ) {
-    if headers
+    if given
         .iter()
+        .chain(headers.iter())
         .any(|(name, _)| name.eq_ignore_ascii_case(TRACEPARENT))
     {
         return;
