@@ -133,6 +133,12 @@ impl Error {
         self
     }
 
+    /// The same error, its message led by where it happened.
+    pub(crate) fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     pub(crate) fn with_broker_code(mut self, code: u16) -> Self {
         self.broker_code = Some(code);
         self

@@ -368,6 +368,44 @@ async fn bad_input_is_refused_before_anything_is_sent() {
     }
     producer.send(Message::new("fine")).await.unwrap();
     assert_eq!(client.station("strict").await.unwrap().messages, 1);
+
+    // A batch is checked whole before any of it is queued: one refused
+    // message (in the middle, so messages before and after it are fine)
+    // sends nothing, and every result names it with its own kind.
+    let refusals = [
+        (
+            Message::new("x").key("Ada\r\nNats-Msg-Id: payslip-1"),
+            ErrorKind::InvalidArgument,
+        ),
+        (Message::new(vec![0u8; 70_000]), ErrorKind::PayloadTooLarge),
+        (
+            Message::new("x").header("Nats-Msg-Id", "sneaky"),
+            ErrorKind::InvalidArgument,
+        ),
+    ];
+    for (bad, kind) in refusals {
+        let batch = vec![
+            Message::new("first").key("k"),
+            bad,
+            Message::new("last").key("k"),
+        ];
+        let results = producer.send_batch(batch).await;
+        assert_eq!(results.len(), 3);
+        for result in results {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), kind, "{err}");
+            assert!(err.message().contains("message 1 of the batch"), "{err}");
+            assert!(err.message().contains("nothing of it was queued"), "{err}");
+        }
+    }
+    producer.flush().await.unwrap();
+    assert_eq!(client.station("strict").await.unwrap().messages, 1);
+    let receipts = producer
+        .send_batch(vec![Message::new("a").key("k"), Message::new("b").key("k")])
+        .await;
+    let sequences: Vec<u64> = receipts.into_iter().map(|r| r.unwrap().sequence).collect();
+    assert!(sequences[0] < sequences[1], "{sequences:?}");
+    assert_eq!(client.station("strict").await.unwrap().messages, 3);
 }
 
 /// Server stopped, 1 MiB buffer: sends wait (or fail fast), memory stays

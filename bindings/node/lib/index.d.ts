@@ -84,7 +84,15 @@ export declare class Producer {
      * wait for room in the buffer.
      */
     enqueue(payload: Payload, { key, headers, msgId }?: Omit<SendOptions, 'signal'>): Promise<SendHandle>;
-    /** Sends many `{ payload, key }` in one call; receipts in order. */
+    /**
+     * Sends many `{ payload, key }` in one call; receipts in order.
+     *
+     * Messages are checked (key, size, schema) and queued in chunks of 4,096,
+     * each chunk checked whole before any of it is queued: a batch of up to
+     * 4,096 messages with a refused message sends nothing. In a larger batch
+     * the chunks before the refused message's chunk are queued and sent; the
+     * error names the message and says so.
+     */
     sendBatch(messages: Array<{
         payload: Payload;
         key?: string;

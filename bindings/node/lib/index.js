@@ -245,21 +245,24 @@ class Producer {
         this.waiting = pending.then(() => { }, () => { }).finally(() => { this.waiting = null; });
         return new SendHandle(await pending, this.station);
     }
-    /** Sends many `{ payload, key }` in one call; receipts in order. */
+    /**
+     * Sends many `{ payload, key }` in one call; receipts in order.
+     *
+     * Messages are checked (key, size, schema) and queued in chunks of 4,096,
+     * each chunk checked whole before any of it is queued: a batch of up to
+     * 4,096 messages with a refused message sends nothing. In a larger batch
+     * the chunks before the refused message's chunk are queued and sent; the
+     * error names the message and says so.
+     */
     async sendBatch(messages) {
-        if (telemetry.active()) {
-            // Each message carries its own trace context, so each is queued on its own.
-            const handles = [];
-            for (const m of messages)
-                handles.push(await this.enqueue(m.payload, { key: m.key }));
-            return Promise.all(handles.map((h) => h.receipt()));
-        }
-        // Every message is checked before the first leaves: bad input sends nothing.
-        const outgoing = messages.map((m) => {
+        for (const m of messages) {
             if (m.key != null && typeof m.key !== 'string')
                 throw new errors_1.InvalidArgumentError(`key must be a string, not ${typeof m.key}`);
-            return { payload: toBuffer(m.payload), key: m.key ?? undefined };
-        });
+        }
+        const traced = telemetry.active(); // then each message carries its own trace context
+        const outgoing = messages.map((m) => traced
+            ? { payload: toBuffer(m.payload), key: m.key ?? undefined, headers: toHeaders(telemetry.headersFor(this.station, undefined)) }
+            : { payload: toBuffer(m.payload), key: m.key ?? undefined });
         // Chunks of SEND_BATCH_CHUNK: the JavaScript thread hands over the next
         // chunk while the earlier ones are sent, and turns each chunk's receipts
         // into objects as it completes, instead of converting every message
@@ -267,7 +270,7 @@ class Producer {
         const chunks = [];
         for (let start = 0; start < outgoing.length; start += SEND_BATCH_CHUNK) {
             const chunk = outgoing.slice(start, start + SEND_BATCH_CHUNK);
-            const queued = await call(() => this.inner.enqueueBatch(chunk));
+            const queued = await call(() => this.inner.enqueueBatch(chunk, start, outgoing.length));
             const receipts = call(() => queued.wait()).then((r) => this.receipts(r));
             receipts.catch(() => { }); // awaited below in order; meanwhile a failure is not unhandled
             chunks.push(receipts);

@@ -115,9 +115,11 @@ export declare class Producer {
    * does, and resolves once all of it is queued, with a handle to the
    * chunk's receipts. The caller queues the next chunk after this one
    * resolved, so chunks keep their order while the JavaScript thread
-   * converts the next chunk and earlier ones are on their way.
+   * converts the next chunk and earlier ones are on their way. The chunk
+   * holds messages `first..` of a batch of `total`; a refused message
+   * rejects, nothing of its chunk queued.
    */
-  enqueueBatch(messages: Array<OutgoingMessage>): Promise<BatchHandle>
+  enqueueBatch(messages: Array<OutgoingMessage>, first: number, total: number): Promise<BatchHandle>
   /**
    * The producer as an external, for `tryEnqueue` (called per message:
    * a free function taking an external costs less than a class method).
@@ -268,6 +270,8 @@ export interface MemberStats {
 export interface OutgoingMessage {
   payload: Buffer
   key?: string
+  /** `[name, value]` pairs: the trace context when telemetry is on. */
+  headers?: Array<Array<string>>
 }
 
 /** How one partition of a consumer group member is doing. */

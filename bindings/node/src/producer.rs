@@ -58,6 +58,8 @@ pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::P
 pub struct OutgoingMessage {
     pub payload: Buffer,
     pub key: Option<String>,
+    /// `[name, value]` pairs: the trace context when telemetry is on.
+    pub headers: Option<Vec<Vec<String>>>,
 }
 
 fn message(
@@ -122,14 +124,25 @@ impl Producer {
     /// does, and resolves once all of it is queued, with a handle to the
     /// chunk's receipts. The caller queues the next chunk after this one
     /// resolved, so chunks keep their order while the JavaScript thread
-    /// converts the next chunk and earlier ones are on their way.
+    /// converts the next chunk and earlier ones are on their way. The chunk
+    /// holds messages `first..` of a batch of `total`; a refused message
+    /// rejects, nothing of its chunk queued.
     #[napi]
-    pub async fn enqueue_batch(&self, messages: Vec<OutgoingMessage>) -> napi::Result<BatchHandle> {
+    pub async fn enqueue_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+        first: u32,
+        total: u32,
+    ) -> napi::Result<BatchHandle> {
         let messages = messages
             .into_iter()
-            .map(|m| message(&m.payload, m.key, None, None))
+            .map(|m| message(&m.payload, m.key, m.headers, None))
             .collect::<napi::Result<Vec<_>>>()?;
-        let handles = self.inner.enqueue_batch(messages).await;
+        let handles = self
+            .inner
+            .enqueue_chunk(messages, first as usize, total as usize)
+            .await
+            .js()?;
         Ok(BatchHandle {
             handles: std::sync::Mutex::new(Some(handles)),
         })

@@ -97,7 +97,7 @@ const jetstation = require(${JSON.stringify(path.resolve(__dirname, '..'))})
 })()
 `
 
-test('sendBatch larger than one native chunk keeps order and sends nothing on bad input', async (t) => {
+test('sendBatch larger than one native chunk keeps order and checks each chunk whole', async (t) => {
   const { client } = await setup(t)
   await client.createStation('chunks')
   const producer = await client.producer('chunks')
@@ -105,6 +105,14 @@ test('sendBatch larger than one native chunk keeps order and sends nothing on ba
   const bad = [...Array(count).keys()].map((i) => ({ payload: `m${i}`, key: `k${i % 7}` }))
   bad[9000] = { payload: null, key: 'k0' }
   await assert.rejects(producer.sendBatch(bad), (e) => e instanceof jetstation.InvalidArgumentError)
+  assert.equal((await client.station('chunks')).messages, 0)
+  // What the core refuses (here a key with a line break) is found chunk by
+  // chunk: in the first chunk nothing is sent...
+  bad[9000] = { payload: 'm', key: 'k0' }
+  bad[1000] = { payload: 'm', key: 'Ada\r\nNats-Msg-Id: payslip-1' }
+  await assert.rejects(producer.sendBatch(bad), (e) => e instanceof jetstation.InvalidArgumentError &&
+    e.message.includes('message 1000 of the batch of 10000') && e.message.includes('nothing of it was queued'))
+  await producer.flush()
   assert.equal((await client.station('chunks')).messages, 0)
   const receipts = await producer.sendBatch([...Array(count).keys()].map((i) => ({ payload: `m${i}`, key: `k${i % 7}` })))
   assert.equal(receipts.length, count)
@@ -123,6 +131,15 @@ test('sendBatch larger than one native chunk keeps order and sends nothing on ba
     if (got.length === count) break
   }
   assert.deepEqual(got, [...Array(count).keys()].map((i) => `m${i}`))
+  // ...in a later one, the chunks before it were sent and the error says so.
+  await client.createStation('later-chunk')
+  const later = await client.producer('later-chunk')
+  const batch = [...Array(count).keys()].map((i) => ({ payload: `m${i}`, key: `k${i % 7}` }))
+  batch[9000] = { payload: 'm', key: 'Ada\r\nNats-Msg-Id: payslip-1' }
+  await assert.rejects(later.sendBatch(batch), (e) => e instanceof jetstation.InvalidArgumentError &&
+    e.message.includes('message 9000 of the batch of 10000') && e.message.includes('messages 0 to 8191 were queued'))
+  await later.flush()
+  assert.equal((await client.station('later-chunk')).messages, 8192)
 })
 
 test('ordered acknowledgement after a crash', async (t) => {

@@ -52,6 +52,10 @@ fn message(
     }
 }
 
+/// One message of a `send_batch` chunk: payload, key and headers (the trace
+/// context when telemetry is on).
+type BatchItem = (PyBackedBytes, Option<String>, Option<Vec<(String, String)>>);
+
 #[pyclass(module = "jetstation._native", frozen)]
 pub(crate) struct Producer {
     inner: jetstation::Producer,
@@ -145,20 +149,27 @@ impl Producer {
     /// `BatchHandle` to await for the chunk's receipts. `send_batch` queues
     /// the next chunk after this one resolved, so chunks keep their order
     /// while the Python thread converts the next one and earlier ones are on
-    /// their way.
+    /// their way. The chunk holds messages `first..` of a batch of `total`;
+    /// a refused message raises, nothing of its chunk queued.
     fn enqueue_batch<'py>(
         &self,
         py: Python<'py>,
-        messages: Vec<(PyBackedBytes, Option<String>)>,
+        messages: Vec<BatchItem>,
+        first: usize,
+        total: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let producer = self.producer()?;
         let messages = messages
             .into_iter()
-            .map(|(payload, key)| message(payload, key, None, None))
+            .map(|(payload, key, headers)| message(payload, key, headers, None))
             .collect();
         awaitable(py, async move {
+            let handles = producer
+                .enqueue_chunk(messages, first, total)
+                .await
+                .py_err()?;
             Ok(BatchHandle {
-                handles: Mutex::new(Some(producer.enqueue_batch(messages).await)),
+                handles: Mutex::new(Some(handles)),
             })
         })
     }

@@ -45,7 +45,7 @@ async def test_order_per_key_over_ten_thousand_messages(client: jetstation.Clien
     assert all(v == list(range(100)) for v in seen.values())
 
 
-async def test_send_batch_larger_than_one_native_chunk_keeps_order_and_sends_nothing_on_bad_input(
+async def test_send_batch_larger_than_one_native_chunk_keeps_order_and_checks_each_chunk_whole(
     client: jetstation.Client,
 ) -> None:
     await client.create_station("chunks")
@@ -58,6 +58,14 @@ async def test_send_batch_larger_than_one_native_chunk_keeps_order_and_sends_not
             with pytest.raises(jetstation.InvalidArgumentError):
                 await producer.send_batch(batch)  # type: ignore[arg-type]
             assert (await client.station("chunks")).messages == 0
+        # What the core refuses (here a key with a line break) is found
+        # chunk by chunk: in the first chunk nothing is sent...
+        batch = [(f"m{i}", f"k{i % 7}") for i in range(count)]
+        batch[1_000] = ("m", "Ada\r\nNats-Msg-Id: payslip-1")
+        with pytest.raises(jetstation.InvalidArgumentError, match="message 1000 of the batch of 10000"):
+            await producer.send_batch(batch)  # type: ignore[arg-type]
+        await producer.flush()
+        assert (await client.station("chunks")).messages == 0
         receipts = await producer.send_batch([(f"m{i}", f"k{i % 7}") for i in range(count)])
         # One partition: receipts in call order are the stream's order.
         assert [r.sequence for r in receipts] == list(range(1, count + 1))
@@ -73,6 +81,16 @@ async def test_send_batch_larger_than_one_native_chunk_keeps_order_and_sends_not
             break
     await consumer.close()
     assert got == [f"m{i}" for i in range(count)]
+    # ...in a later one, the chunks before it were sent and the error says so.
+    await client.create_station("later-chunk")
+    async with await client.producer("later-chunk") as producer:
+        batch = [(f"m{i}", f"k{i % 7}") for i in range(count)]
+        batch[9_000] = ("m", "Ada\r\nNats-Msg-Id: payslip-1")
+        with pytest.raises(jetstation.InvalidArgumentError, match="messages 0 to 8191 were queued") as refused:
+            await producer.send_batch(batch)  # type: ignore[arg-type]
+        assert "message 9000 of the batch of 10000" in str(refused.value)
+        await producer.flush()
+    assert (await client.station("later-chunk")).messages == 8_192
 
 
 async def test_poison_message_is_dead_lettered_and_replayed(client: jetstation.Client) -> None:

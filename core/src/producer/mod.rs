@@ -373,6 +373,28 @@ pub enum TryEnqueued {
 }
 
 /// A message's admission: what [`Producer::admit`] worked out and reserved.
+/// A message that passed every check, before its buffer space.
+struct Vetted {
+    partition: u32,
+    msg_id: String,
+    added: Vec<(String, String)>,
+    subject: async_nats::Subject,
+    /// What the buffer counts for it.
+    size: usize,
+}
+
+impl Vetted {
+    fn admitted(self, permit: OwnedSemaphorePermit) -> Admitted {
+        Admitted {
+            partition: self.partition,
+            msg_id: self.msg_id,
+            added: self.added,
+            subject: self.subject,
+            permit,
+        }
+    }
+}
+
 struct Admitted {
     partition: u32,
     msg_id: String,
@@ -557,15 +579,62 @@ impl Producer {
     }
 
     /// Queues messages in order, as `enqueue` each (waiting for buffer space,
-    /// or failing fast), and returns their handles, or each one's error. The
-    /// bindings queue a large batch in chunks with it, each chunk after the
-    /// one before.
+    /// or failing fast), and returns their handles, or each one's error.
+    ///
+    /// Every message is checked first, as `enqueue` checks it (key, headers,
+    /// id, schema, size): if one is refused, nothing of the batch is queued
+    /// and every result is that refusal, its message naming the refused
+    /// message's index. Waiting for room (or failing fast) comes after.
     pub async fn enqueue_batch(&self, messages: Vec<Message>) -> Vec<Result<SendHandle>> {
-        let mut handles = Vec::with_capacity(messages.len());
-        for message in messages {
-            handles.push(self.enqueue(message).await);
+        let total = messages.len();
+        match self.enqueue_chunk(messages, 0, total).await {
+            Ok(handles) => handles,
+            Err(refusal) => (0..total).map(|_| Err(refusal.clone())).collect(),
         }
-        handles
+    }
+
+    /// [`Producer::enqueue_batch`] for messages `first..` of a batch of
+    /// `total` that is queued in chunks, each after the one before (how the
+    /// bindings queue a large batch without converting all of it first). A
+    /// refusal is the error, nothing of the chunk queued; its message names
+    /// the refused message's index in the whole batch and what was queued
+    /// before its chunk.
+    pub async fn enqueue_chunk(
+        &self,
+        messages: Vec<Message>,
+        first: usize,
+        total: usize,
+    ) -> Result<Vec<Result<SendHandle>>> {
+        let count = messages.len();
+        let mut vetted = Vec::with_capacity(count);
+        for (index, message) in messages.iter().enumerate() {
+            match self.vet(message, false).await {
+                Ok(v) => vetted.push(v),
+                Err(e) => {
+                    let index = first + index;
+                    let e = match first {
+                        0 => e.context(format_args!(
+                            "message {index} of the batch of {total} was refused, so nothing \
+                             of it was queued"
+                        )),
+                        _ => e.context(format_args!(
+                            "message {index} of the batch of {total} was refused: messages 0 \
+                             to {} were queued before it (they are sent), none from {first} on",
+                            first - 1
+                        )),
+                    };
+                    return Err(e);
+                }
+            }
+        }
+        let mut handles = Vec::with_capacity(count);
+        for (message, vetted) in messages.into_iter().zip(vetted) {
+            handles.push(match self.reserve(vetted.size).await {
+                Ok(permit) => self.queue(message, vetted.admitted(permit)),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(handles)
     }
 
     /// Queues a message (waiting for buffer space, or failing fast) and
@@ -602,6 +671,14 @@ impl Producer {
     /// checks and buffer space. The message is only borrowed, so a caller
     /// that cannot wait still has it.
     async fn admit(&self, message: &Message, tombstone: bool) -> Result<Admitted> {
+        let vetted = self.vet(message, tombstone).await?;
+        let permit = self.reserve(vetted.size).await?;
+        Ok(vetted.admitted(permit))
+    }
+
+    /// Everything of admission but the buffer space: what may refuse the
+    /// message (nothing here waits for room).
+    async fn vet(&self, message: &Message, tombstone: bool) -> Result<Vetted> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed("producer"));
@@ -669,7 +746,20 @@ impl Producer {
                 inner.options.buffer_bytes
             )));
         }
-        let permit = match inner.options.when_full {
+        Ok(Vetted {
+            partition,
+            msg_id,
+            added,
+            subject,
+            size,
+        })
+    }
+
+    /// Buffer space for a message of `size` bytes: waits for it, or fails
+    /// fast, as the producer's `when_full` says.
+    async fn reserve(&self, size: usize) -> Result<OwnedSemaphorePermit> {
+        let inner = &self.inner;
+        match inner.options.when_full {
             WhenFull::Wait => inner
                 .buffer
                 .clone()
@@ -690,14 +780,7 @@ impl Producer {
                         ),
                     )
                 }),
-        }?;
-        Ok(Admitted {
-            partition,
-            msg_id,
-            added,
-            subject,
-            permit,
-        })
+        }
     }
 
     /// Queues an admitted message: nothing here waits or refuses it, but for

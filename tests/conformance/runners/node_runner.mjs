@@ -66,12 +66,18 @@ async function stationProducer(client, op) {
 async function send(client, op) {
   const producer = op.producer ? producers.get(op.producer) : await stationProducer(client, op)
   const messages = [...(op.messages ?? []), ...(op.generate ? generated(op.generate) : [])]
-  const handles = []
-  for (const m of messages) {
-    handles.push(await producer.enqueue(await payloadOf(client, m), { key: m.key, headers: m.headers, msgId: m.msg_id }))
-  }
   const receipts = []
-  for (const handle of handles) receipts.push(await handle.receipt())
+  if (op.op === 'send_batch') { // one call; the batch carries payloads and keys
+    const batch = []
+    for (const m of messages) batch.push({ payload: await payloadOf(client, m), key: m.key })
+    receipts.push(...await producer.sendBatch(batch))
+  } else {
+    const handles = []
+    for (const m of messages) {
+      handles.push(await producer.enqueue(await payloadOf(client, m), { key: m.key, headers: m.headers, msgId: m.msg_id }))
+    }
+    for (const handle of handles) receipts.push(await handle.receipt())
+  }
   return {
     receipts: receipts.map((r) => ({ partition: r.partition, sequence: r.sequence, duplicate: r.duplicate, msg_id: r.msgId })),
   }
@@ -276,6 +282,7 @@ async function perform(op) {
       await producers.get(op.producer).close()
       return {}
     case 'send':
+    case 'send_batch':
       return send(client, op)
     case 'join':
       joined.set(op.as, await client.consumer(op.station, op.group, consumerOptions(op)))

@@ -67,14 +67,17 @@ async def station_producer(client: jetstation.Client, op: Dict[str, Any]) -> jet
 async def send(client: jetstation.Client, op: Dict[str, Any]) -> Dict[str, Any]:
     producer = producers[op["producer"]] if "producer" in op else await station_producer(client, op)
     messages = list(op.get("messages", [])) + (generated(op["generate"]) if "generate" in op else [])
-    handles = []
-    for m in messages:
-        handles.append(
-            await producer.enqueue(
-                await payload_of(client, m), key=m.get("key"), headers=m.get("headers"), msg_id=m.get("msg_id")
+    if op["op"] == "send_batch":  # one call; the batch carries payloads and keys
+        receipts = await producer.send_batch([(await payload_of(client, m), m.get("key")) for m in messages])
+    else:
+        handles = []
+        for m in messages:
+            handles.append(
+                await producer.enqueue(
+                    await payload_of(client, m), key=m.get("key"), headers=m.get("headers"), msg_id=m.get("msg_id")
+                )
             )
-        )
-    receipts = [await h for h in handles]
+        receipts = [await h for h in handles]
     return {
         "receipts": [
             {"partition": r.partition, "sequence": r.sequence, "duplicate": r.duplicate, "msg_id": r.msg_id}
@@ -280,7 +283,7 @@ async def perform(op: Dict[str, Any]) -> Dict[str, Any]:
     if kind == "close_producer":
         await producers[op["producer"]].close()
         return {}
-    if kind == "send":
+    if kind in ("send", "send_batch"):
         return await send(client, op)
     if kind == "join":
         joined[op["as"]] = await client.consumer(op["station"], op["group"], **consumer_options(op))

@@ -328,15 +328,21 @@ class Producer(_AsyncClosing):
         self, messages: Sequence[Tuple[Payload, Optional[str]]]
     ) -> List[Receipt]:
         """Sends many (payload, key) pairs in one call; receipts in order.
-        Every message is checked before the first leaves: bad input sends
-        nothing."""
-        outgoing = [(_payload(p), k) for p, k in messages]
-        for _, k in outgoing:
+
+        Messages are checked (key, size, schema) and queued in chunks of
+        4,096, each chunk checked whole before any of it is queued: a batch
+        of up to 4,096 messages with a refused message sends nothing. In a
+        larger batch the chunks before the refused message's chunk are
+        queued and sent; the error names the message and says so."""
+        for _, k in messages:
             if k is not None and not isinstance(k, str):
                 raise InvalidArgumentError(f"key must be a str, not {type(k).__name__}")
-        if telemetry._state is not None:  # each message carries its trace context
-            handles = [await self.enqueue(p, key=k) for p, k in outgoing]
-            return [await h for h in handles]
+        outgoing = (
+            [(_payload(p), k, None) for p, k in messages]
+            if telemetry._state is None
+            # each message carries its own trace context
+            else [(_payload(p), k, _headers(None, self._station)) for p, k in messages]
+        )
         # Chunks of _SEND_BATCH_CHUNK: the next chunk is handed over while the
         # earlier ones are sent, and each chunk's receipts become objects as
         # it completes, instead of converting every message before the first
@@ -344,7 +350,9 @@ class Producer(_AsyncClosing):
         waits: List[asyncio.Future[List[Receipt]]] = []
         try:
             for start in range(0, len(outgoing), _SEND_BATCH_CHUNK):
-                queued = await self._native.enqueue_batch(outgoing[start : start + _SEND_BATCH_CHUNK])
+                queued = await self._native.enqueue_batch(
+                    outgoing[start : start + _SEND_BATCH_CHUNK], start, len(outgoing)
+                )
                 waits.append(asyncio.ensure_future(queued.wait()))
         except BaseException:
             for wait in waits:  # what is queued is sent; its receipts are not awaited

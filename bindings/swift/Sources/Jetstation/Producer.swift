@@ -36,7 +36,11 @@ public extension Producer {
     /// queued after the one before, so a large batch is never copied across
     /// in one buffer and the first chunk is on its way while the next is
     /// handed over. A chunk's payloads cross as one borrowed buffer with
-    /// their lengths.
+    /// their lengths. Each chunk is checked whole (key, size, schema) before
+    /// any of it is queued: a batch of up to `sendBatchChunk` messages with
+    /// a refused message sends nothing; in a larger one the chunks before
+    /// the refused message's chunk are queued and sent, and the error names
+    /// the message and says so.
     func sendBatch(payloads: [Data], keys: [String?]) async throws -> [Receipt] {
         guard payloads.count == keys.count else {
             throw JetstationError.InvalidArgument(message: "payloads and keys must have the same length")
@@ -56,7 +60,7 @@ public extension Producer {
                 lengths.append(length)
             }
             let chunk = try stageBatch(payloads: joined, lengths: lengths, keys: Array(keys[start..<end]))
-            queued.append(try await enqueueBatch(chunk: chunk))
+            queued.append(try await enqueueBatch(chunk: chunk, first: UInt64(start), total: UInt64(payloads.count)))
             start = end
         }
         var receipts: [Receipt] = []

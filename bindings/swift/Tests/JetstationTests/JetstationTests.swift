@@ -50,8 +50,38 @@ final class JetstationTests: XCTestCase {
         } catch let error as JetstationError {
             XCTAssertEqual(error.kind, "invalid_argument")
         }
+        // What the core refuses (here a key with a line break) is found
+        // chunk by chunk: in the first chunk nothing is sent...
+        var refused = keys
+        refused[1_000] = "Ada\r\nNats-Msg-Id: payslip-1"
+        do {
+            _ = try await producer.sendBatch(payloads: payloads, keys: refused)
+            XCTFail("a batch with a key the core refuses was accepted")
+        } catch let error as JetstationError {
+            XCTAssertEqual(error.kind, "invalid_argument")
+            XCTAssertTrue(error.message.contains("message 1000 of the batch of 10000"), error.message)
+            XCTAssertTrue(error.message.contains("nothing of it was queued"), error.message)
+        }
+        try await producer.flush()
         let untouched = try await client.station(name: station)
         XCTAssertEqual(untouched.messages, 0)
+        // ...in a later one, the chunks before it were sent and the error says so.
+        let later = unique("later")
+        _ = try await client.createStation(name: later, config: StationConfig(partitions: 4))
+        let laterProducer = try await client.producer(station: later)
+        refused[1_000] = keys[1_000]
+        refused[9_000] = "Ada\r\nNats-Msg-Id: payslip-1"
+        do {
+            _ = try await laterProducer.sendBatch(payloads: payloads, keys: refused)
+            XCTFail("a batch with a key the core refuses was accepted")
+        } catch let error as JetstationError {
+            XCTAssertEqual(error.kind, "invalid_argument")
+            XCTAssertTrue(error.message.contains("message 9000 of the batch of 10000"), error.message)
+            XCTAssertTrue(error.message.contains("messages 0 to 8191 were queued"), error.message)
+        }
+        try await laterProducer.flush()
+        let sent = try await client.station(name: later)
+        XCTAssertEqual(sent.messages, 8_192)
         let receipts = try await producer.sendBatch(payloads: payloads, keys: keys)
         XCTAssertEqual(receipts.count, 10_000)
         // More than one chunk crosses into the core; receipts stay in call order.

@@ -74,10 +74,20 @@ impl Producer {
     /// as `enqueue` does, and returns once all of it is queued, with a handle
     /// to the chunk's receipts. `sendBatch` stages the next chunk and queues
     /// it after this one returned, so chunks keep their order and no call
-    /// carries the whole batch across the boundary in one buffer.
-    pub async fn enqueue_batch(&self, chunk: Arc<StagedBatch>) -> Result<Arc<BatchHandle>> {
+    /// carries the whole batch across the boundary in one buffer. The chunk
+    /// holds messages `first..` of a batch of `total`; a refused message
+    /// throws, nothing of its chunk queued.
+    pub async fn enqueue_batch(
+        &self,
+        chunk: Arc<StagedBatch>,
+        first: u64,
+        total: u64,
+    ) -> Result<Arc<BatchHandle>> {
         let messages = take_once(&chunk.messages, "this chunk was already queued").await?;
-        let handles = self.inner.enqueue_batch(messages).await;
+        let handles = self
+            .inner
+            .enqueue_chunk(messages, first as usize, total as usize)
+            .await?;
         Ok(Arc::new(BatchHandle {
             handles: tokio::sync::Mutex::new(Some(handles)),
         }))

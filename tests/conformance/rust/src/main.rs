@@ -306,7 +306,8 @@ impl Runner {
                     .map_err(fail)?;
                 Ok(json!({}))
             }
-            "send" => self.send(&client, op).await,
+            "send" => self.send(&client, op, false).await,
+            "send_batch" => self.send(&client, op, true).await,
             "join" => {
                 let c = client
                     .consumer(
@@ -402,7 +403,8 @@ impl Runner {
         Ok(self.producers[&name].clone())
     }
 
-    async fn send(&mut self, client: &Client, op: &Value) -> Outcome {
+    /// `batch`: the messages go in one `send_batch` call, else each is enqueued.
+    async fn send(&mut self, client: &Client, op: &Value, batch: bool) -> Outcome {
         let producer = match op["producer"].as_str() {
             Some(name) => self
                 .producers
@@ -415,7 +417,7 @@ impl Runner {
         if !op["generate"].is_null() {
             messages.extend(generated(&op["generate"]));
         }
-        let mut handles = Vec::with_capacity(messages.len());
+        let mut outgoing = Vec::with_capacity(messages.len());
         for m in &messages {
             let payload: Vec<u8> = if !m["value"].is_null() {
                 client
@@ -439,11 +441,24 @@ impl Runner {
                     message = message.header(name, value.as_str().unwrap_or_default());
                 }
             }
-            handles.push(producer.enqueue(message).await.map_err(fail)?);
+            outgoing.push(message);
         }
-        let mut receipts = Vec::with_capacity(handles.len());
-        for h in handles {
-            let r = h.await.map_err(fail)?;
+        let results = if batch {
+            producer.send_batch(outgoing).await
+        } else {
+            let mut handles = Vec::with_capacity(outgoing.len());
+            for message in outgoing {
+                handles.push(producer.enqueue(message).await.map_err(fail)?);
+            }
+            let mut results = Vec::with_capacity(handles.len());
+            for h in handles {
+                results.push(h.await);
+            }
+            results
+        };
+        let mut receipts = Vec::with_capacity(results.len());
+        for r in results {
+            let r = r.map_err(fail)?;
             receipts.push(json!({"partition": r.partition, "sequence": r.sequence, "duplicate": r.duplicate, "msg_id": r.msg_id}));
         }
         Ok(json!({ "receipts": receipts }))

@@ -243,7 +243,7 @@ final class Runner {
         case "close_producer":
             try await producers[op["producer"] as! String]!.close()
             return [:]
-        case "send":
+        case "send", "send_batch":
             return try await send(client, op)
         case "join":
             joined[op["as"] as! String] = try await client.consumer(
@@ -303,7 +303,7 @@ final class Runner {
         }
         var messages = op["messages"] as? [Object] ?? []
         if let spec = op["generate"] as? Object { messages += generated(spec) }
-        var handles: [SendHandle] = []
+        var outgoing: [OutgoingMessage] = []
         for m in messages {
             let payload: Data
             if let value = m["value"] {
@@ -316,11 +316,18 @@ final class Runner {
             }
             let headers = (m["headers"] as? [String: String] ?? [:]).map { Header(name: $0.key, value: $0.value) }
             let message = OutgoingMessage(payload: payload, key: m["key"] as? String, headers: headers, msgId: m["msg_id"] as? String)
-            handles.append(try await producer.enqueue(message))
+            outgoing.append(message)
+        }
+        var sent: [Receipt] = []
+        if op["op"] as? String == "send_batch" {  // one call; the batch carries payloads and keys
+            sent = try await producer.sendBatch(payloads: outgoing.map { $0.payload }, keys: outgoing.map { $0.key })
+        } else {
+            var handles: [SendHandle] = []
+            for message in outgoing { handles.append(try await producer.enqueue(message)) }
+            for handle in handles { sent.append(try await handle.receipt()) }
         }
         var receipts: [Object] = []
-        for handle in handles {
-            let r = try await handle.receipt()
+        for r in sent {
             receipts.append(["partition": r.partition, "sequence": r.sequence, "duplicate": r.duplicate, "msg_id": r.msgId])
         }
         return ["receipts": receipts]
