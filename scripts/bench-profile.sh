@@ -4,7 +4,9 @@
 # batches and as one fast-ingest batch, and the Rust core's producer. Each run
 # is recorded system-wide by perf (call graphs by frame pointer, which Go
 # keeps); nats-server's functions are named from its own function table.
-# Writes the tables to BENCHMARKS.md.
+# Then where a reader's CPU goes while it consumes the same stored messages:
+# a raw pull consumer beside a consumer group. Writes the tables to
+# BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
@@ -13,7 +15,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v perf >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
 fi
-cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce
+cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce --bin consume_read
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 dir=$(mktemp -d)
@@ -42,3 +44,18 @@ profile fast "$bin/raw_produce" "$url" RAWF "$COUNT" 256 fast
 profile core "$bin/produce" "$url" bench "$COUNT" 256
 echo "$server" > "$dir/server.pid"
 python3 scripts/bench-profile-table.py "$dir" "$server_bin" 999 "make bench-profile"
+
+# Consuming: the same stored messages read by a raw pull consumer and by a
+# consumer group, each reader's process recorded on its own with DWARF call
+# graphs (the Rust code has no frame pointers), and nats-server's CPU over
+# each reader's run read from /proc.
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+"$bin/consume_read" "$url" fill "$COUNT" 256
+for reader in raw group; do
+  before=$(server_ticks)
+  as_root perf record -q --call-graph dwarf,16384 -F 499 -o "$dir/read-$reader.data" -- \
+    "$bin/consume_read" "$url" "$reader" "$COUNT" > "$dir/read-$reader.json" 2>/dev/null
+  echo $(( $(server_ticks) - before )) > "$dir/read-$reader.server"
+  as_root perf script -i "$dir/read-$reader.data" -F tid,ip,sym 2>/dev/null > "$dir/read-$reader.txt"
+done
+python3 scripts/bench-profile-consume-table.py "$dir" 499 "make bench-profile"

@@ -1,0 +1,98 @@
+//! One reader of the consume benchmark on its own, for a profiler to record:
+//! `consume_read <url> fill <count> <size>` stores `count` messages (one
+//! partition, 100 keys) with a jetstation producer; `consume_read <url> raw
+//! <count>` reads them all with a raw async-nats pull consumer acknowledging
+//! each message, and `consume_read <url> group <count>` with a jetstation
+//! consumer group (concurrency 16, ordered commits). Each reader is new, so
+//! it reads the whole station; it prints one JSON line with its rate and its
+//! CPU per message. Run by `scripts/bench-profile.sh`.
+
+use std::time::Instant;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
+use jetstation_bench::{cpu_seconds, handle_count};
+
+const STATION: &str = "bench-consume-profile";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (url, mode, count) = (&args[1], args[2].as_str(), args[3].parse::<usize>()?);
+    let client = Client::connect(ConnectOptions::new(url)).await?;
+    let reader = format!("{mode}-{}", std::process::id());
+    match mode {
+        "fill" => {
+            let size: usize = args[4].parse()?;
+            let _ = client.delete_station(STATION).await;
+            client
+                .create_station(STATION, StationConfig::default())
+                .await?;
+            let producer = client.producer(STATION, Default::default()).await?;
+            let payload = bytes::Bytes::from(vec![b'x'; size]);
+            let mut handles = Vec::with_capacity(count);
+            for i in 0..count {
+                let message = Message::new(payload.clone()).key(format!("k{}", i % 100));
+                handles.push(producer.enqueue(message).await?);
+            }
+            for h in handles {
+                h.await?;
+            }
+            return Ok(());
+        }
+        "raw" => {
+            let js = jetstream::new(async_nats::connect(url).await?);
+            let stream = js
+                .get_stream(format!("JST__{STATION}__P0").as_str())
+                .await?;
+            let consumer = stream
+                .create_consumer(pull::Config {
+                    durable_name: Some(reader.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    max_ack_pending: 4096,
+                    ..Default::default()
+                })
+                .await?;
+            let (started, cpu) = (Instant::now(), cpu_seconds());
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(256)
+                .messages()
+                .await?;
+            let mut received = 0;
+            while let Some(m) = messages.next().await {
+                m?.ack().await.map_err(|e| e.to_string())?;
+                received += 1;
+                if received == count {
+                    break;
+                }
+            }
+            report(mode, count, started, cpu);
+            drop(messages);
+            stream.delete_consumer(&reader).await?;
+        }
+        "group" => {
+            let consumer = client
+                .consumer(STATION, &reader, ConsumerOptions::default())
+                .await?;
+            let (started, cpu) = (Instant::now(), cpu_seconds());
+            let worker = handle_count(&consumer, count).await;
+            report(mode, count, started, cpu);
+            consumer.close().await?;
+            worker.await??;
+            client.delete_group(STATION, &reader).await?;
+        }
+        _ => return Err(format!("unknown mode {mode}").into()),
+    }
+    Ok(())
+}
+
+fn report(mode: &str, count: usize, started: Instant, cpu: f64) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"{mode}\",\"count\":{count},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
+        count as f64 / seconds,
+        (cpu_seconds() - cpu) * 1e6 / count as f64
+    );
+}
