@@ -31,9 +31,11 @@ for client, r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
         target, verdict = "", ""
     rows.append(f"| {client} | {r['mode']} | {r['rate']:,.0f} | {ratio:.2f}× | {r['cpu_us_per_message']:.1f} | {target} | {verdict} |")
 sample = next(iter(best.values()))
+consume_rounds = sum(1 for r in lines("consume.jsonl") if r["client"] == "async-nats (raw)")
 section("Consume throughput", "\n".join([
     f"{machine} {sample['count']:,} stored messages of {sample['size']} B, 1 partition, 100 keys, file storage; "
-    "each reader reads them all and acknowledges every one; best of 2 rounds, against one nats-server. "
+    f"each reader reads them all and acknowledges every one; best of {consume_rounds} rounds (the readers take "
+    "turns in each), against one nats-server. "
     "Reader CPU is the user + system time of the reading process over the read, per message.",
     f"Reproduce with `{command}`.", "",
     "| reader | mode | messages/s | × raw | reader CPU µs/message | target | |", "|---|---|---|---|---|---|---|", *rows]))

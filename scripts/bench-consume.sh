@@ -19,7 +19,9 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 url="nats://127.0.0.1:$port"
 
-"$bin/consume" "$url" "$COUNT" 256 > "$dir/consume.jsonl"
+# Twice the messages for the readers: a read of 100,000 took about 0.6 s,
+# short enough for the machine's moments to move a round by 10 %.
+"$bin/consume" "$url" "$((COUNT * 2))" 256 3 > "$dir/consume.jsonl"
 for round in 1 2 3; do "$bin/latency" "$url" 5 >> "$dir/latency.jsonl"; done
 "$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
 "$bin/produce_memory" "$url" 10000000 256 >> "$dir/memory.jsonl"

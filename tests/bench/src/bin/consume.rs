@@ -1,9 +1,9 @@
 //! Consume throughput, side by side on the same stored messages:
-//! `consume <url> <count> <size>` fills one station (1 partition, 100 keys),
-//! then reads it all twice: with a raw async-nats pull consumer acking each
-//! message explicitly (the floor cost: no order, no ordered commits), and with
-//! a jetstation consumer group (per-key order, commits in stream order), and
-//! with a group that processes exactly once.
+//! `consume <url> <count> <size> <rounds>` fills one station (1 partition,
+//! 100 keys), then reads it all in each round: with a raw async-nats pull
+//! consumer acking each message explicitly (the floor cost: no order, no
+//! ordered commits), with a jetstation consumer group (per-key order,
+//! commits in stream order), and with a group that processes exactly once.
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = &args[1];
     let count: usize = args[2].parse()?;
     let size: usize = args[3].parse()?;
+    let rounds: usize = args[4].parse()?;
     let station = "bench-consume";
     let client = Client::connect(ConnectOptions::new(url)).await?;
     let _ = client.delete_station(station).await;
@@ -39,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         h.await?;
     }
 
-    for round in 0..2 {
+    for round in 0..rounds {
         // Raw: a durable pull consumer on the partition's stream, explicit acks.
         let js = jetstream::new(async_nats::connect(url).await?);
         let stream = js.get_stream("JST__bench-consume__P0").await?;
