@@ -367,12 +367,14 @@ pub enum TryEnqueued {
     /// Queued: the handle resolves once the message is stored.
     Queued(SendHandle),
     /// Not queued, because queueing would have to wait (for buffer space,
-    /// or for the station's schema): the message, unchanged, for
-    /// [`Producer::enqueue`].
+    /// or for the station's schema): the message, for
+    /// [`Producer::enqueue`]. Unchanged, but that with the `otel` feature a
+    /// message turned back for want of room carries the trace context of
+    /// the `create` span made for it (`traceparent`), so queueing it makes
+    /// no second one.
     WouldWait(Message),
 }
 
-/// A message's admission: what [`Producer::admit`] worked out and reserved.
 /// A message that passed every check, before its buffer space.
 struct Vetted {
     partition: u32,
@@ -395,6 +397,7 @@ impl Vetted {
     }
 }
 
+/// A message's admission: what [`Producer::admit`] worked out and reserved.
 struct Admitted {
     partition: u32,
     msg_id: String,
@@ -553,15 +556,30 @@ impl Producer {
     /// [`Producer::enqueue`]. Refusals (bad input, buffer full with
     /// `WhenFull::FailFast`, closed) are errors as with `enqueue`.
     /// Must be called inside a Tokio runtime.
-    pub fn try_enqueue(&self, message: Message) -> Result<TryEnqueued> {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    pub fn try_enqueue(&self, mut message: Message) -> Result<TryEnqueued> {
         use futures::FutureExt;
         // Admission takes the message by reference and the message is only
         // consumed once admitted: when admission would wait, dropping its
         // future leaves nothing queued (at most a derived id goes unused).
-        let Some(admitted) = self.admit(&message, false).now_or_never() else {
+        // Vetting waits only for a schema not loaded yet, before any span.
+        let Some(vetted) = self.vet(&message, false).now_or_never() else {
             return Ok(TryEnqueued::WouldWait(message));
         };
-        Ok(TryEnqueued::Queued(self.queue(message, admitted?)?))
+        let vetted = vetted?;
+        let Some(permit) = self.reserve(vetted.size).now_or_never() else {
+            #[cfg(feature = "otel")]
+            message.headers.extend(
+                vetted
+                    .added
+                    .into_iter()
+                    .filter(|(name, _)| crate::telemetry::otel::is_trace_header(name)),
+            );
+            return Ok(TryEnqueued::WouldWait(message));
+        };
+        Ok(TryEnqueued::Queued(
+            self.queue(message, vetted.admitted(permit?))?,
+        ))
     }
 
     /// Queues every message in order (keys keep their order across the

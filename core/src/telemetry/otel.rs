@@ -200,6 +200,12 @@ pub(crate) fn create_span(
     cx.span().end();
 }
 
+/// Whether `name` is a header of the trace context (`traceparent`,
+/// `tracestate`).
+pub(crate) fn is_trace_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case(TRACEPARENT) || name.eq_ignore_ascii_case("tracestate")
+}
+
 /// The producer's context carried by a message (empty when it has none).
 pub fn context_of(message: &ReceivedMessage) -> Context {
     global::get_text_map_propagator(|p| p.extract(&Pairs(&message.headers)))

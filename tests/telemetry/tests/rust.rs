@@ -156,3 +156,64 @@ async fn spans_link_across_the_broker_and_metrics_count() {
     );
     assert_eq!(otel.metric_total("messaging.process.duration", &[]), 5.0);
 }
+
+/// A message `try_enqueue` turns back for want of room carries the context
+/// of the `create` span made for it, so queueing it later makes no second
+/// one: one `create` span per message sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_turned_back_for_want_of_room_keeps_its_create_span() {
+    let otel = Otel::install();
+    let server = NatsServer::start();
+    let client = Client::connect(ConnectOptions::new(server.url()))
+        .await
+        .unwrap();
+    client
+        .create_station("payroll", StationConfig::default())
+        .await
+        .unwrap();
+    let options = jetstation::ProducerOptions {
+        buffer_bytes: 4096,
+        ..Default::default()
+    };
+    let producer = client.producer("payroll", options).await.unwrap();
+    // Frozen, the broker confirms nothing: the buffer stays full.
+    server.freeze();
+    let mut handles = Vec::new();
+    let back = loop {
+        let message = Message::new(vec![b'x'; 1000]).key("emp-7");
+        match producer.try_enqueue(message).unwrap() {
+            jetstation::TryEnqueued::Queued(handle) => handles.push(handle),
+            jetstation::TryEnqueued::WouldWait(m) => break m,
+        }
+        assert!(
+            handles.len() < 10,
+            "a 4 KiB buffer took 10 messages of 1 KB"
+        );
+    };
+    let context = back
+        .headers
+        .iter()
+        .find(|(name, _)| name == "traceparent")
+        .map(|(_, value)| value.clone())
+        .expect("the turned-back message carries its create span's context");
+    server.thaw();
+    handles.push(producer.enqueue(back).await.unwrap());
+    for handle in handles.iter_mut() {
+        tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .expect("confirmed after the broker resumed")
+            .unwrap();
+    }
+    let creates: Vec<_> = otel
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "create payroll")
+        .collect();
+    assert_eq!(creates.len(), handles.len(), "one create span per message");
+    assert!(
+        creates
+            .iter()
+            .any(|c| context == format!("00-{}-{}-01", c.trace_id, c.span_id)),
+        "{context} names one of the create spans"
+    );
+}
