@@ -48,3 +48,28 @@ pub async fn handle_count(
     all_done.notified().await;
     worker
 }
+
+/// Creates `station` anew (one partition) and stores `count` messages of
+/// `size` bytes in it, keyed over 100 keys: what the consume benchmarks read.
+pub async fn fill_station(
+    client: &jetstation::Client,
+    station: &str,
+    count: usize,
+    size: usize,
+) -> jetstation::Result<()> {
+    let _ = client.delete_station(station).await;
+    client
+        .create_station(station, jetstation::StationConfig::default())
+        .await?;
+    let producer = client.producer(station, Default::default()).await?;
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let message = jetstation::Message::new(payload.clone()).key(format!("k{}", i % 100));
+        handles.push(producer.enqueue(message).await?);
+    }
+    for h in handles {
+        h.await?;
+    }
+    Ok(())
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
-use jetstation_bench::{cpu_seconds, handle_count};
+use jetstation::{Client, ConnectOptions, ConsumerOptions};
+use jetstation_bench::{cpu_seconds, fill_station, handle_count};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,23 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = args[4].parse()?;
     let station = "bench-consume";
     let client = Client::connect(ConnectOptions::new(url)).await?;
-    let _ = client.delete_station(station).await;
-    client
-        .create_station(station, StationConfig::default())
-        .await?;
-    let producer = client.producer(station, Default::default()).await?;
-    let payload = bytes::Bytes::from(vec![b'x'; size]);
-    let mut handles = Vec::with_capacity(count);
-    for i in 0..count {
-        handles.push(
-            producer
-                .enqueue(Message::new(payload.clone()).key(format!("k{}", i % 100)))
-                .await?,
-        );
-    }
-    for h in handles {
-        h.await?;
-    }
+    fill_station(&client, station, count, size).await?;
 
     for round in 0..rounds {
         // Raw: a durable pull consumer on the partition's stream, explicit acks.

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
-use jetstation_bench::{cpu_seconds, handle_count};
+use jetstation::{Client, ConnectOptions, ConsumerOptions};
+use jetstation_bench::{cpu_seconds, fill_station, handle_count};
 
 const STATION: &str = "bench-consume-profile";
 
@@ -25,20 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match mode {
         "fill" => {
             let size: usize = args[4].parse()?;
-            let _ = client.delete_station(STATION).await;
-            client
-                .create_station(STATION, StationConfig::default())
-                .await?;
-            let producer = client.producer(STATION, Default::default()).await?;
-            let payload = bytes::Bytes::from(vec![b'x'; size]);
-            let mut handles = Vec::with_capacity(count);
-            for i in 0..count {
-                let message = Message::new(payload.clone()).key(format!("k{}", i % 100));
-                handles.push(producer.enqueue(message).await?);
-            }
-            for h in handles {
-                h.await?;
-            }
+            fill_station(&client, STATION, count, size).await?;
             return Ok(());
         }
         "raw" => {
