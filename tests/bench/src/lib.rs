@@ -73,3 +73,46 @@ pub async fn fill_station(
     }
     Ok(())
 }
+
+/// Reads `count` messages of a partition's stream with a raw async-nats
+/// durable pull consumer named `name` (explicit ack per message, batches of
+/// 256, up to 4,096 unacknowledged), then deletes it. Returns the read's
+/// wall time and this process's CPU seconds over it (the consumer's creation
+/// and deletion are not counted).
+pub async fn raw_read(
+    url: &str,
+    stream: &str,
+    name: &str,
+    count: usize,
+) -> Result<(std::time::Duration, f64), Box<dyn std::error::Error>> {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt;
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let stream = js.get_stream(stream).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.to_string()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 4096,
+            ..Default::default()
+        })
+        .await?;
+    let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(256)
+        .messages()
+        .await?;
+    let mut received = 0;
+    while let Some(m) = messages.next().await {
+        m?.ack().await.map_err(|e| e.to_string())?;
+        received += 1;
+        if received == count {
+            break;
+        }
+    }
+    let spent = (started.elapsed(), cpu_seconds() - cpu);
+    drop(messages);
+    stream.delete_consumer(name).await?;
+    Ok(spent)
+}

@@ -8,10 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
-use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions};
-use jetstation_bench::{cpu_seconds, fill_station, handle_count};
+use jetstation_bench::{cpu_seconds, fill_station, handle_count, raw_read};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,37 +24,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for round in 0..rounds {
         // Raw: a durable pull consumer on the partition's stream, explicit acks.
-        let js = jetstream::new(async_nats::connect(url).await?);
-        let stream = js.get_stream("JST__bench-consume__P0").await?;
-        let name = format!("raw-{round}");
-        let raw = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                max_ack_pending: 4096,
-                ..Default::default()
-            })
-            .await?;
-        let started = Instant::now();
-        let cpu = cpu_seconds();
-        let mut messages = raw.stream().max_messages_per_batch(256).messages().await?;
-        let mut received = 0;
-        while let Some(m) = messages.next().await {
-            m?.ack().await.map_err(|e| e.to_string())?;
-            received += 1;
-            if received == count {
-                break;
-            }
-        }
+        let (elapsed, cpu) = raw_read(
+            url,
+            "JST__bench-consume__P0",
+            &format!("raw-{round}"),
+            count,
+        )
+        .await?;
         report(
             "async-nats (raw)",
             "pull consumer, explicit ack per message",
             count,
             size,
-            started.elapsed(),
-            cpu_seconds() - cpu,
+            elapsed,
+            cpu,
         );
-        stream.delete_consumer(&name).await?;
 
         // jetstation: a consumer group, per-key order, ordered commits; then
         // the same with exactly-once processing.

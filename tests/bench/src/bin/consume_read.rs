@@ -7,12 +7,10 @@
 //! it reads the whole station; it prints one JSON line with its rate and its
 //! CPU per message. Run by `scripts/bench-profile.sh`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
-use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions};
-use jetstation_bench::{cpu_seconds, fill_station, handle_count};
+use jetstation_bench::{cpu_seconds, fill_station, handle_count, raw_read};
 
 const STATION: &str = "bench-consume-profile";
 
@@ -29,35 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
         "raw" => {
-            let js = jetstream::new(async_nats::connect(url).await?);
-            let stream = js
-                .get_stream(format!("JST__{STATION}__P0").as_str())
-                .await?;
-            let consumer = stream
-                .create_consumer(pull::Config {
-                    durable_name: Some(reader.clone()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    max_ack_pending: 4096,
-                    ..Default::default()
-                })
-                .await?;
-            let (started, cpu) = (Instant::now(), cpu_seconds());
-            let mut messages = consumer
-                .stream()
-                .max_messages_per_batch(256)
-                .messages()
-                .await?;
-            let mut received = 0;
-            while let Some(m) = messages.next().await {
-                m?.ack().await.map_err(|e| e.to_string())?;
-                received += 1;
-                if received == count {
-                    break;
-                }
-            }
-            report(mode, count, started, cpu);
-            drop(messages);
-            stream.delete_consumer(&reader).await?;
+            let stream = format!("JST__{STATION}__P0");
+            let (elapsed, cpu) = raw_read(url, &stream, &reader, count).await?;
+            report(mode, count, elapsed, cpu);
         }
         "group" => {
             let consumer = client
@@ -65,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             let (started, cpu) = (Instant::now(), cpu_seconds());
             let worker = handle_count(&consumer, count).await;
-            report(mode, count, started, cpu);
+            report(mode, count, started.elapsed(), cpu_seconds() - cpu);
             consumer.close().await?;
             worker.await??;
             client.delete_group(STATION, &reader).await?;
@@ -75,11 +47,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn report(mode: &str, count: usize, started: Instant, cpu: f64) {
-    let seconds = started.elapsed().as_secs_f64();
+fn report(mode: &str, count: usize, elapsed: Duration, cpu: f64) {
+    let seconds = elapsed.as_secs_f64();
     println!(
         "{{\"mode\":\"{mode}\",\"count\":{count},\"seconds\":{seconds:.4},\"rate\":{:.0},\"cpu_us_per_message\":{:.2}}}",
         count as f64 / seconds,
-        (cpu_seconds() - cpu) * 1e6 / count as f64
+        cpu * 1e6 / count as f64
     );
 }
