@@ -395,3 +395,91 @@ async fn a_broker_pause_does_not_stall_the_member_until_its_pin_expires() {
     member.close().await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// A pull that counts requests as open which the broker does not hold
+/// (async-nats counts a pull request only once its publish returned, so the
+/// answers to it that arrive first are not counted, and the pull waits for
+/// them forever). Here the broker drops them on purpose: the group's durable
+/// takes one waiting request and 200 unacknowledged messages, so each
+/// second request of the pull arrives while the first still waits and is
+/// dropped without an answer (the pull asks for idle heartbeats). The
+/// broker then holds no request, sends no heartbeat, and the pull waits:
+/// until its idle heartbeats are missed (two of them, a sixth of the
+/// handover timeout) if nothing else notices. The member notices that its
+/// pull went quiet while messages wait, asks the broker, and pulls anew at
+/// once: no gap between two messages comes near one heartbeat.
+#[tokio::test]
+async fn a_pull_whose_requests_the_broker_dropped_resumes_at_once() {
+    use async_nats::jetstream::consumer::{AckPolicy, PriorityPolicy, pull};
+    init_tracing();
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("dropped", StationConfig::default().partitions(1))
+        .await
+        .unwrap();
+    produce(&client, "dropped", 10, 100).await;
+    let handover = Duration::from_secs(30);
+    let heartbeat = handover / 12;
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    js.get_stream_no_info(partition_stream("dropped", 0))
+        .await
+        .unwrap()
+        .create_consumer(pull::Config {
+            durable_name: Some("readers".into()),
+            ack_policy: AckPolicy::All,
+            max_deliver: -1,
+            max_ack_pending: 200,
+            max_waiting: 1,
+            priority_policy: PriorityPolicy::PinnedClient,
+            priority_groups: vec!["jst".into()],
+            priority_timeout: handover,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let member = client
+        .consumer(
+            "dropped",
+            "readers",
+            ConsumerOptions::default().handover_timeout(handover),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = member.clone();
+    let task = tokio::spawn(async move {
+        reader
+            .consume(move |m| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((m.payload.to_vec(), std::time::Instant::now()));
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+    });
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    let (mut last, mut longest) = (None::<std::time::Instant>, Duration::ZERO);
+    for n in 0..1000 {
+        let (body, at) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {n} of 1000 within 60 s"))
+            .unwrap();
+        let (key, i) = parse(&body);
+        let next = per_key.entry(key.clone()).or_default();
+        assert_eq!(i, *next, "key {key} out of order");
+        *next += 1;
+        if let Some(last) = last {
+            longest = longest.max(at - last);
+        }
+        last = Some(at);
+    }
+    assert!(
+        longest < heartbeat,
+        "the longest gap between two messages was {longest:?}; missed heartbeats tell after {:?}",
+        heartbeat * 2
+    );
+    member.close().await.unwrap();
+    task.await.unwrap().unwrap();
+}

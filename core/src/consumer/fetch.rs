@@ -93,10 +93,7 @@ impl Fetch {
         loop {
             let opened = match kept.take() {
                 Some(reading) => Ok(reading),
-                None => self.open().await.map(|messages| Reading {
-                    messages,
-                    pin: None,
-                }),
+                None => self.open().await.map(Reading::new),
             };
             let ended = match opened {
                 Ok(reading) if self.validation.is_none() => self.hand_over(reading).await,
@@ -118,7 +115,8 @@ impl Fetch {
             {
                 tracing::debug!(
                     partition = self.partition,
-                    "missed idle heartbeats; the broker still pins this pull, reading it on"
+                    why = %error,
+                    "the broker still pins this pull and holds requests of it, reading it on"
                 );
                 kept = Some(r);
                 continue;
@@ -224,11 +222,10 @@ impl Fetch {
     /// scheduler is gone.
     async fn drain(&self, mut reading: Reading) -> Option<Ended> {
         loop {
-            let message = match reading.messages.next().await {
-                Some(Ok(message)) => message,
-                other => return Some(ended(other, reading)),
+            let message = match futures::future::poll_fn(|cx| reading.poll_next(cx)).await {
+                Next::Message(message) => message,
+                Next::End(end) => return Some(ended(end, reading)),
             };
-            note_pin(&mut reading.pin, &message);
             let invalid = match &self.validation {
                 Some((client, binding)) => check_schema(client, binding, &message).await,
                 None => None,
@@ -322,6 +319,105 @@ pub(crate) struct Pull {
 pub(crate) struct Reading {
     messages: pull::Stream,
     pin: Option<String>,
+    /// The last message said more wait behind it: from the moment the pull
+    /// has nothing more to give, it may stay quiet for [`QUIET`] only.
+    expecting: bool,
+    /// Runs out [`QUIET`] after it was last set (made at the first quiet
+    /// moment, set again when it ran out and a message came meanwhile: a
+    /// silence is told between one and two `QUIET` after the last message,
+    /// without reading the clock for each message).
+    quiet: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A message came since `quiet` was last set.
+    seen: bool,
+}
+
+/// How long a pull may give nothing while its last message said more wait
+/// behind it, before the broker is asked whether it holds a request of the
+/// pull. async-nats counts a pull request as open from the moment its
+/// publish returned; the broker's answers to it that arrive before are
+/// subtracted from a count that is still zero, and lost. The pull then
+/// waits for messages the broker was never asked for: it holds no request,
+/// so it sends no idle heartbeat either, and without this only the missed
+/// heartbeats (two sixths of the handover timeout) would tell. A broker
+/// that holds messages back (the group's `max_ack_pending` reached) still
+/// holds the request: the pull is read on, and asked about again only after
+/// its next message.
+const QUIET: Duration = Duration::from_millis(200);
+
+/// What a pull gave.
+enum Next {
+    Message(jetstream::Message),
+    /// The pull's last item (`None`: it ended; `Some(Err)`: it failed).
+    End(Option<Result<jetstream::Message, QuietOr>>),
+}
+
+/// How a pull failed: as async-nats tells, or quiet while messages wait.
+enum QuietOr {
+    Quiet,
+    Failed(MessagesError),
+}
+
+impl Reading {
+    fn new(messages: pull::Stream) -> Self {
+        Self {
+            messages,
+            pin: None,
+            expecting: false,
+            quiet: None,
+            seen: false,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        match self.messages.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(message))) => {
+                note_pin(&mut self.pin, &message);
+                self.expecting = message.reply.as_deref().is_some_and(more_waiting);
+                self.seen = true;
+                Poll::Ready(Next::Message(message))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Next::End(Some(Err(QuietOr::Failed(e))))),
+            Poll::Ready(None) => Poll::Ready(Next::End(None)),
+            Poll::Pending if !self.expecting => Poll::Pending,
+            Poll::Pending => {
+                let timer = match &mut self.quiet {
+                    Some(timer) => timer,
+                    none => {
+                        self.seen = false;
+                        none.insert(Box::pin(tokio::time::sleep(QUIET)))
+                    }
+                };
+                loop {
+                    futures::ready!(timer.as_mut().poll(cx));
+                    if !std::mem::take(&mut self.seen) {
+                        break;
+                    }
+                    timer.as_mut().reset(tokio::time::Instant::now() + QUIET);
+                }
+                // Asked about once per message that said more wait.
+                self.expecting = false;
+                self.quiet = None;
+                Poll::Ready(Next::End(Some(Err(QuietOr::Quiet))))
+            }
+        }
+    }
+}
+
+/// Whether the broker said, delivering a message with the acknowledgement
+/// subject `reply`, that more messages wait behind it: the count of
+/// pending messages in that subject,
+/// the last token (`$JS.ACK.<stream>.<consumer>.<deliveries>.<stream seq>.
+/// <consumer seq>.<time>.<pending>`) or, in the form with a domain and an
+/// account (12 tokens and more), the one before a last random token.
+fn more_waiting(reply: &str) -> bool {
+    let mut tokens = reply.rsplit('.');
+    let last = tokens.next();
+    let pending = if reply.bytes().filter(|b| *b == b'.').count() >= 11 {
+        tokens.next()
+    } else {
+        last
+    };
+    pending.is_some_and(|p| p != "0")
 }
 
 /// Why a pull ended, with the pull itself when it may be read on (it missed
@@ -358,12 +454,9 @@ impl Stream for Open {
         let Some(reading) = self.reading.as_mut() else {
             return Poll::Ready(None);
         };
-        let pulled = match futures::ready!(reading.messages.poll_next_unpin(cx)) {
-            Some(Ok(message)) => {
-                note_pin(&mut reading.pin, &message);
-                Ok(message)
-            }
-            other => Err(ended(other, self.reading.take().expect("polled above"))),
+        let pulled = match futures::ready!(reading.poll_next(cx)) {
+            Next::Message(message) => Ok(message),
+            Next::End(end) => Err(ended(end, self.reading.take().expect("polled above"))),
         };
         Poll::Ready(Some((partition, pulled)))
     }
@@ -383,20 +476,30 @@ fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
     }
 }
 
-/// How a pull ended, from its last item: one that missed its heartbeats may
-/// be read on.
-fn ended(item: Option<Result<jetstream::Message, MessagesError>>, reading: Reading) -> Ended {
-    let missed = matches!(&item, Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat);
+/// How a pull ended, from its last item: one that missed its heartbeats or
+/// went quiet while messages wait may be read on.
+fn ended(item: Option<Result<jetstream::Message, QuietOr>>, reading: Reading) -> Ended {
+    let resumable = match &item {
+        Some(Err(QuietOr::Quiet)) => true,
+        Some(Err(QuietOr::Failed(e))) => e.kind() == MessagesErrorKind::MissingHeartbeat,
+        _ => false,
+    };
     Ended {
         error: failure(item),
-        resumable: missed.then_some(reading),
+        resumable: resumable.then_some(reading),
     }
 }
 
 /// Why a pull ended, from its last item.
-fn failure(item: Option<Result<jetstream::Message, MessagesError>>) -> Error {
+fn failure(item: Option<Result<jetstream::Message, QuietOr>>) -> Error {
     let e = match item {
-        Some(Err(e)) => e,
+        Some(Err(QuietOr::Failed(e))) => e,
+        Some(Err(QuietOr::Quiet)) => {
+            return Error::new(
+                ErrorKind::Timeout,
+                "the pull went quiet while messages wait",
+            );
+        }
         _ => return Error::new(ErrorKind::Connection, "the pull ended"),
     };
     match e.kind() {
@@ -450,5 +553,24 @@ pub(crate) async fn check_schema(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::more_waiting;
+
+    #[test]
+    fn the_pending_count_is_read_from_either_form_of_ack_subject() {
+        assert!(more_waiting(
+            "$JS.ACK.S.C.1.42.42.1796331415506950172.85408"
+        ));
+        assert!(!more_waiting("$JS.ACK.S.C.1.42.42.1796331415506950172.0"));
+        assert!(more_waiting(
+            "$JS.ACK.D.HASH.S.C.1.42.42.1796331415506950172.7.X1y2"
+        ));
+        assert!(!more_waiting(
+            "$JS.ACK.D.HASH.S.C.1.42.42.1796331415506950172.0.X1y2"
+        ));
     }
 }
