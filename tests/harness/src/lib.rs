@@ -134,22 +134,40 @@ impl ServerBuilder {
         self
     }
 
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server and waits until it accepts connections (on
+    /// another port when the one picked was taken before the server bound
+    /// it).
     pub fn start(self) -> NatsServer {
-        let dir = tempfile::Builder::new()
-            .prefix("jetstation-nats-")
-            .tempdir()
-            .expect("temp dir for nats-server");
-        let mut server = NatsServer {
-            builder: self,
-            port: free_port(),
-            cluster: None,
-            dir,
-            child: None,
-        };
-        server.spawn();
-        server
+        let mut attempt = 1;
+        loop {
+            let dir = tempfile::Builder::new()
+                .prefix("jetstation-nats-")
+                .tempdir()
+                .expect("temp dir for nats-server");
+            let mut server = NatsServer {
+                builder: self.clone(),
+                port: free_port(),
+                cluster: None,
+                dir,
+                child: None,
+            };
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(log) if port_taken(&log) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(log) => panic!("nats-server exited at start; its log:\n{log}"),
+            }
+        }
     }
+}
+
+/// How many times a server or cluster is started on fresh ports when a
+/// port picked for it was taken before the server bound it (another
+/// process, or an outgoing connection given it as its local port).
+const START_ATTEMPTS: u32 = 5;
+
+/// Whether a server's log says it could not bind one of its ports.
+fn port_taken(log: &str) -> bool {
+    log.contains("address already in use")
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +245,29 @@ impl NatsServer {
         text
     }
 
+    /// Starts the process and waits until it listens: panics when it does
+    /// not. On its own port again (a restart), a port some outgoing
+    /// connection holds for a moment is tried again a few times.
     fn spawn(&mut self) {
+        let mut attempt = 1;
+        loop {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(log) if port_taken(&log) && attempt < START_ATTEMPTS => {
+                    attempt += 1;
+                    // The connection holding the port is given time to end.
+                    thread::sleep(Duration::from_millis(500));
+                }
+                Err(log) => panic!("nats-server exited at start; its log:\n{log}"),
+            }
+        }
+    }
+
+    /// Starts the process and waits until it listens; `Err` with its log
+    /// when it exited instead.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        // What this start writes to the log comes after this.
+        let logged = fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
         let conf = self.dir.path().join("server.conf");
         fs::write(&conf, self.config_text()).expect("write server config");
         let child = Command::new(&self.builder.binary)
@@ -241,18 +281,21 @@ impl NatsServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.builder.binary.display()));
         self.child = Some(child);
-        self.wait_listening(Duration::from_secs(15));
+        self.wait_listening(Duration::from_secs(15), logged)
     }
 
-    fn wait_listening(&mut self, limit: Duration) {
+    /// Waits until the server listens; `Err` with what it logged from byte
+    /// `logged` on when it exited instead.
+    fn wait_listening(&mut self, limit: Duration, logged: usize) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return Ok(());
             }
             if !self.is_running() {
-                let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-                panic!("nats-server exited at start; its log:\n{log}");
+                self.child = None;
+                let log = fs::read(self.log_path()).unwrap_or_default();
+                return Err(String::from_utf8_lossy(log.get(logged..).unwrap_or_default()).into());
             }
             assert!(
                 Instant::now() < deadline,
@@ -353,6 +396,19 @@ impl Cluster {
     /// upgrade node by node with [`NatsServer::restart_with_binary`]).
     pub fn start_with_binary(size: usize, binary: impl Into<PathBuf>) -> Self {
         let binary = binary.into();
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(size, &binary) {
+                Ok(cluster) => return cluster,
+                Err(log) if port_taken(&log) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(log) => panic!("nats-server exited at start; its log:\n{log}"),
+            }
+        }
+    }
+
+    /// Starts every node on fresh ports; `Err` with the log of a node that
+    /// exited instead (the nodes started so far stop when dropped).
+    fn try_start(size: usize, binary: &Path) -> Result<Self, String> {
         let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let name = format!("jst{}", free_port());
@@ -371,7 +427,7 @@ impl Cluster {
             nodes.push(NatsServer {
                 builder: ServerBuilder {
                     name: format!("n{}", i + 1),
-                    binary: binary.clone(),
+                    binary: binary.to_path_buf(),
                     ..ServerBuilder::default()
                 },
                 port: client_ports[i],
@@ -391,9 +447,9 @@ impl Cluster {
             fs::write(&conf, node.config_text()).expect("write server config");
         }
         for node in &mut nodes {
-            node.spawn();
+            node.try_spawn()?;
         }
-        Self { nodes }
+        Ok(Self { nodes })
     }
 
     /// Comma-separated URLs of every node.
@@ -470,5 +526,48 @@ impl Drop for Relay {
         self.cut();
         // Unblocks the accept loop so its thread ends.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Socket, Type};
+
+    /// A socket bound to `port` that does not listen: what an outgoing
+    /// connection given that port as its local one looks like to a server
+    /// that wants to bind it.
+    fn hold(port: u16) -> Socket {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        socket.bind(&address.into()).unwrap();
+        socket
+    }
+
+    /// A server whose port something holds exits at start and says why.
+    #[test]
+    fn a_taken_port_is_told_apart() {
+        let mut server = ServerBuilder::default().start();
+        server.stop();
+        let _holder = hold(server.port());
+        let log = server.try_spawn().expect_err("the port is held");
+        assert!(port_taken(&log), "{log}");
+    }
+
+    /// A restart on a port that something holds for a moment waits for it.
+    #[test]
+    fn a_restart_waits_for_its_port_to_be_released() {
+        let mut server = ServerBuilder::default().start();
+        server.stop();
+        let holder = hold(server.port());
+        let release = thread::spawn(move || {
+            // Held for longer than one start attempt, shorter than all.
+            thread::sleep(Duration::from_millis(700));
+            drop(holder);
+        });
+        server.start_again();
+        assert!(server.is_running());
+        assert!(TcpStream::connect(("127.0.0.1", server.port())).is_ok());
+        release.join().unwrap();
     }
 }
