@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 CACHE="${JETSTATION_CACHE:-$HOME/.cache/jetstation}"
 COUNT="${BENCH_COUNT:-100000}"
 SIZES="${BENCH_SIZES:-256 4096}"
+# Rounds of every client in turn; each client's best round is its figure.
+ROUNDS="${BENCH_ROUNDS:-5}"
 
 cargo build -q --release -p jetstation-bench --bin produce --bin raw_produce --bin clear
 # Official clients, for comparison.
@@ -47,7 +49,7 @@ url="nats://127.0.0.1:$port"
 
 for size in $SIZES; do
   results="$dir/results-$size.jsonl"
-  for round in 1 2 3; do
+  for round in $(seq "$ROUNDS"); do
     measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size"
     measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers
     measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches

@@ -85,7 +85,7 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
 body = "\n".join([
     measured(rustc(), nats_server(), f"Python {sys.version.split()[0]}") + f" {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
-    "100 keys/subjects, default producer options; best of 3 rounds, all against one nats-server, whose streams are "
+    f"100 keys/subjects, default producer options; best of {len(rounds[RAW_KEY])} rounds, all against one nats-server, whose streams are "
     "deleted after each run (every run starts on an empty store). "
     "× raw compares each client's best round with raw's best; × raw per round is the median over the rounds of "
     "the client's rate against raw's in the same round (the target's verdict is on the best rounds). "
