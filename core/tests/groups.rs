@@ -320,6 +320,30 @@ async fn two_members_split_partitions_and_fail_over() {
     }
 }
 
+/// Runs `member`'s handler loop in a task; each handled payload comes out
+/// of the channel with the moment it was handled.
+fn handled_with_times(
+    member: &jetstation::Consumer,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, std::time::Instant)>,
+    tokio::task::JoinHandle<jetstation::Result<()>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = member.clone();
+    let task = tokio::spawn(async move {
+        reader
+            .consume(move |m| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((m.payload.to_vec(), std::time::Instant::now()));
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+    });
+    (rx, task)
+}
+
 /// The broker stops (SIGSTOP) for longer than two idle heartbeats of a
 /// member's pull, so the pull reports them missed. The broker still holds
 /// the member's pin and its waiting pull requests: once it resumes, the
@@ -348,19 +372,7 @@ async fn a_broker_pause_does_not_stall_the_member_until_its_pin_expires() {
         )
         .await
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let reader = member.clone();
-    let task = tokio::spawn(async move {
-        reader
-            .consume(move |m| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((m.payload.to_vec(), std::time::Instant::now()));
-                    Ok::<(), String>(())
-                }
-            })
-            .await
-    });
+    let (mut rx, task) = handled_with_times(&member);
     producer.send(Message::new("before")).await.unwrap();
     let (first, _) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
@@ -446,19 +458,7 @@ async fn a_pull_whose_requests_the_broker_dropped_resumes_at_once() {
         )
         .await
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let reader = member.clone();
-    let task = tokio::spawn(async move {
-        reader
-            .consume(move |m| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((m.payload.to_vec(), std::time::Instant::now()));
-                    Ok::<(), String>(())
-                }
-            })
-            .await
-    });
+    let (mut rx, task) = handled_with_times(&member);
     let mut per_key: HashMap<String, usize> = HashMap::new();
     let (mut last, mut longest) = (None::<std::time::Instant>, Duration::ZERO);
     for n in 0..1000 {
