@@ -320,14 +320,14 @@ async fn two_members_split_partitions_and_fail_over() {
     }
 }
 
+/// Handled payloads, each with the moment it was handled.
+type Handled = tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, std::time::Instant)>;
+
 /// Runs `member`'s handler loop in a task; each handled payload comes out
 /// of the channel with the moment it was handled.
 fn handled_with_times(
     member: &jetstation::Consumer,
-) -> (
-    tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, std::time::Instant)>,
-    tokio::task::JoinHandle<jetstation::Result<()>>,
-) {
+) -> (Handled, tokio::task::JoinHandle<jetstation::Result<()>>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = member.clone();
     let task = tokio::spawn(async move {
