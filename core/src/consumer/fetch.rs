@@ -223,8 +223,8 @@ impl Fetch {
     async fn drain(&self, mut reading: Reading) -> Option<Ended> {
         loop {
             let message = match futures::future::poll_fn(|cx| reading.poll_next(cx)).await {
-                Next::Message(message) => message,
-                Next::End(end) => return Some(ended(end, reading)),
+                Ok(message) => message,
+                Err(stop) => return Some(ended(stop, reading)),
             };
             let invalid = match &self.validation {
                 Some((client, binding)) => check_schema(client, binding, &message).await,
@@ -344,15 +344,12 @@ pub(crate) struct Reading {
 /// its next message.
 const QUIET: Duration = Duration::from_millis(200);
 
-/// What a pull gave.
-enum Next {
-    Message(jetstream::Message),
-    /// The pull's last item (`None`: it ended; `Some(Err)`: it failed).
-    End(Option<Result<jetstream::Message, QuietOr>>),
-}
+/// What a pull gave: a message, or the end of the pull (`None`: it ended;
+/// `Some`: it stopped).
+type Next = Result<jetstream::Message, Option<Stop>>;
 
-/// How a pull failed: as async-nats tells, or quiet while messages wait.
-enum QuietOr {
+/// Why a pull stopped: as async-nats tells, or quiet while messages wait.
+enum Stop {
     Quiet,
     Failed(MessagesError),
 }
@@ -374,10 +371,10 @@ impl Reading {
                 note_pin(&mut self.pin, &message);
                 self.expecting = message.reply.as_deref().is_some_and(more_waiting);
                 self.seen = true;
-                Poll::Ready(Next::Message(message))
+                Poll::Ready(Ok(message))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Next::End(Some(Err(QuietOr::Failed(e))))),
-            Poll::Ready(None) => Poll::Ready(Next::End(None)),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(Some(Stop::Failed(e)))),
+            Poll::Ready(None) => Poll::Ready(Err(None)),
             Poll::Pending if !self.expecting => Poll::Pending,
             Poll::Pending => {
                 let timer = match &mut self.quiet {
@@ -397,7 +394,7 @@ impl Reading {
                 // Asked about once per message that said more wait.
                 self.expecting = false;
                 self.quiet = None;
-                Poll::Ready(Next::End(Some(Err(QuietOr::Quiet))))
+                Poll::Ready(Err(Some(Stop::Quiet)))
             }
         }
     }
@@ -454,10 +451,8 @@ impl Stream for Open {
         let Some(reading) = self.reading.as_mut() else {
             return Poll::Ready(None);
         };
-        let pulled = match futures::ready!(reading.poll_next(cx)) {
-            Next::Message(message) => Ok(message),
-            Next::End(end) => Err(ended(end, self.reading.take().expect("polled above"))),
-        };
+        let pulled = futures::ready!(reading.poll_next(cx))
+            .map_err(|stop| ended(stop, self.reading.take().expect("polled above")));
         Poll::Ready(Some((partition, pulled)))
     }
 }
@@ -476,31 +471,31 @@ fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
     }
 }
 
-/// How a pull ended, from its last item: one that missed its heartbeats or
-/// went quiet while messages wait may be read on.
-fn ended(item: Option<Result<jetstream::Message, QuietOr>>, reading: Reading) -> Ended {
-    let resumable = match &item {
-        Some(Err(QuietOr::Quiet)) => true,
-        Some(Err(QuietOr::Failed(e))) => e.kind() == MessagesErrorKind::MissingHeartbeat,
-        _ => false,
+/// How a pull ended: one that missed its heartbeats or went quiet while
+/// messages wait may be read on.
+fn ended(stop: Option<Stop>, reading: Reading) -> Ended {
+    let resumable = match &stop {
+        Some(Stop::Quiet) => true,
+        Some(Stop::Failed(e)) => e.kind() == MessagesErrorKind::MissingHeartbeat,
+        None => false,
     };
     Ended {
-        error: failure(item),
+        error: failure(stop),
         resumable: resumable.then_some(reading),
     }
 }
 
-/// Why a pull ended, from its last item.
-fn failure(item: Option<Result<jetstream::Message, QuietOr>>) -> Error {
-    let e = match item {
-        Some(Err(QuietOr::Failed(e))) => e,
-        Some(Err(QuietOr::Quiet)) => {
+/// Why a pull ended.
+fn failure(stop: Option<Stop>) -> Error {
+    let e = match stop {
+        Some(Stop::Failed(e)) => e,
+        Some(Stop::Quiet) => {
             return Error::new(
                 ErrorKind::Timeout,
                 "the pull went quiet while messages wait",
             );
         }
-        _ => return Error::new(ErrorKind::Connection, "the pull ended"),
+        None => return Error::new(ErrorKind::Connection, "the pull ended"),
     };
     match e.kind() {
         MessagesErrorKind::MissingHeartbeat => Error::new(
