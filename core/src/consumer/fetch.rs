@@ -25,7 +25,10 @@
 //! pull without one). When the pin is this pull's but the broker holds no
 //! request of it (the pull would ask again only when its requests expire),
 //! the loop unpins the consumer and opens a new pull, which nobody else
-//! waits before.
+//! waits before. A pull that gives nothing for a moment while its last
+//! message said more wait behind it is treated the same way, without
+//! waiting for its heartbeats (see [`QUIET`]: async-nats can lose count of
+//! the requests it made).
 //!
 //! Nothing here decides about messages. Without a schema, the open pull
 //! itself goes to the scheduler, which reads it beside its other events: a
