@@ -384,6 +384,8 @@ impl Reading {
                     Some(timer) => timer,
                     none => {
                         self.seen = false;
+                        // The quiet deadline itself (polled beside the
+                        // pull, never awaited on its own): not a wait.
                         none.insert(Box::pin(tokio::time::sleep(QUIET)))
                     }
                 };
