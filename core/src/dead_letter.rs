@@ -28,6 +28,9 @@ use crate::{
     station::unknown_station,
 };
 
+/// Dead letters asked for in one request when listing them.
+const LISTING_BATCH: usize = 1000;
+
 /// Where a message to dead-letter comes from, and why it failed.
 #[derive(Debug, Clone)]
 pub(crate) struct Origin {
@@ -218,15 +221,29 @@ impl Client {
             })
             .await
             .map_err(|e| Error::from_nats("reading dead letters", &e))?;
-        let mut messages = reader
-            .messages()
-            .await
-            .map_err(|e| Error::from_nats("reading dead letters", &e))?;
-        while let Some(m) = messages.next().await {
-            let m = m.map_err(|e| Error::from_nats("reading dead letters", &e))?;
-            let sequence = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            out.push(parse(sequence, m.headers.as_ref(), m.payload.clone()));
-            if sequence >= last || m.info().map(|i| i.pending == 0).unwrap_or(false) {
+        // One-shot requests for what is there (`fetch`: no wait), not a
+        // continuous pull: each ends by itself, so none can wait on
+        // messages it never asked for (see `consumer::fetch`, `QUIET`).
+        loop {
+            let mut batch = reader
+                .fetch()
+                .max_messages(LISTING_BATCH)
+                .messages()
+                .await
+                .map_err(|e| Error::from_nats("reading dead letters", &e))?;
+            let mut got = 0;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| Error::from_nats("reading dead letters", e.as_ref()))?;
+                got += 1;
+                let info = m.info().ok();
+                let sequence = info.as_ref().map(|i| i.stream_sequence).unwrap_or(0);
+                let pending = info.as_ref().map(|i| i.pending).unwrap_or(1);
+                out.push(parse(sequence, m.headers.as_ref(), m.payload.clone()));
+                if sequence >= last || pending == 0 {
+                    return Ok(out);
+                }
+            }
+            if got == 0 {
                 break;
             }
         }

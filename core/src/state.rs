@@ -178,9 +178,35 @@ impl Client {
             .map_err(|e| Error::from_nats("opening the state view", &e))?
             .state
             .clone();
+        let messages = self
+            .state_messages(station, partition, DeliverPolicy::All)
+            .await?;
+        Ok(Reader {
+            partition,
+            messages,
+            last: state.last_sequence,
+            next: 0,
+            done: state.messages == 0,
+            failing_since: None,
+        })
+    }
+
+    /// An ordered consumer of one partition's state stream and its messages.
+    async fn state_messages(
+        &self,
+        station: &str,
+        partition: u32,
+        deliver_policy: DeliverPolicy,
+    ) -> Result<Messages> {
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(self.inner.names.state_stream(station, partition))
+            .await
+            .map_err(|e| Error::from_nats("opening the state view", &e))?;
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -189,14 +215,22 @@ impl Client {
             .messages()
             .await
             .map_err(|e| Error::from_nats("reading the state view", &e))?;
-        Ok(Reader {
-            partition,
-            messages: Box::pin(messages),
-            last: state.last_sequence,
-            done: state.messages == 0,
-        })
+        Ok(Box::pin(messages))
     }
 }
+
+/// How long a snapshot's reader may stay quiet while its partition has more
+/// to give before it is opened again at its next message. An ordered pull
+/// notices a lost consumer (its node died) or a lost count of what it asked
+/// for (async-nats can count a request's messages before the request itself,
+/// see `consumer::fetch`) only when two 15 s heartbeats are missed; a
+/// snapshot reads messages that are all there, so a second of silence
+/// already says that the pull stopped.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// How long a partition's reader keeps being opened again after errors (a
+/// node lost, a leader being elected) before the snapshot returns the error.
+const REOPEN_FOR: Duration = Duration::from_secs(30);
 
 type Messages = std::pin::Pin<
     Box<
@@ -212,7 +246,12 @@ struct Reader {
     messages: Messages,
     /// The state stream's last sequence when the reader started.
     last: u64,
+    /// The stream sequence after the last message read (0: none read yet).
+    next: u64,
     done: bool,
+    /// When the reader began failing (stalled or in error) without a
+    /// message since.
+    failing_since: Option<std::time::Instant>,
 }
 
 /// The state view of a station, key by key (see [`Client::snapshot`]).
@@ -254,18 +293,28 @@ impl Snapshot {
             if reader.done {
                 continue;
             }
-            let message = match reader.messages.next().await {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => return Some(Err(Error::from_nats("reading the state view", &e))),
-                None => {
-                    reader.done = true;
-                    continue;
+            let message = match tokio::time::timeout(QUIET, reader.messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                // The partition has more to give (its reader is not done):
+                // an error, an end or a silence means the pull stopped.
+                Ok(Some(Err(e))) => {
+                    let cause = Error::from_nats("reading the state view", &e);
+                    match self.reopen(Some(cause)).await {
+                        Ok(()) => continue,
+                        Err(e) => return Some(Err(e)),
+                    }
                 }
+                Ok(None) | Err(_) => match self.reopen(None).await {
+                    Ok(()) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
             };
             let Ok(info) = message.info() else {
                 continue;
             };
             let sequence = info.stream_sequence;
+            reader.failing_since = None;
+            reader.next = sequence + 1;
             if sequence > reader.last {
                 reader.done = true;
                 continue;
@@ -282,6 +331,57 @@ impl Snapshot {
             };
             if let Some(entry) = entry(&self.station, reader.partition, message) {
                 return Some(Ok(entry));
+            }
+        }
+    }
+
+    /// Opens the current partition's reader again at its next message. A
+    /// failed opening keeps the old reader (it may still recover by itself)
+    /// and is tried again at the next silence, for [`REOPEN_FOR`]; then the
+    /// error (the read's own `cause` if there was one) is returned.
+    async fn reopen(&mut self, cause: Option<Error>) -> Result<()> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(());
+        };
+        let since = *reader
+            .failing_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= REOPEN_FOR {
+            return Err(cause.unwrap_or_else(|| {
+                Error::new(
+                    crate::error::ErrorKind::Timeout,
+                    format!(
+                        "reading the state view: partition {} of {:?} gave nothing for {:?}",
+                        reader.partition, self.station, REOPEN_FOR
+                    ),
+                )
+            }));
+        }
+        let deliver_policy = match reader.next {
+            0 => DeliverPolicy::All,
+            start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
+        };
+        tracing::debug!(
+            station = %self.station,
+            partition = reader.partition,
+            next = reader.next,
+            "the snapshot's reader stopped; opening it again"
+        );
+        match self
+            .client
+            .state_messages(&self.station, reader.partition, deliver_policy)
+            .await
+        {
+            Ok(messages) => {
+                reader.messages = messages;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "opening the snapshot's reader again failed");
+                // A pause before the next try while the broker recovers (a
+                // leader being elected); REOPEN_FOR bounds the tries.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok(())
             }
         }
     }

@@ -11,6 +11,7 @@ use std::{
 };
 
 use common::*;
+use futures::StreamExt;
 use jetstation::{Message, ProducerOptions, StationConfig};
 
 /// Two producers write the same partitions of an R3 station while each node
@@ -402,4 +403,94 @@ async fn a_single_replica_station_on_a_cluster_is_warned_about() {
         "{text}"
     );
     assert!(text.contains("sync_interval: always"), "{text}");
+}
+
+/// A snapshot of a replicated compacted station goes on when the leader of
+/// its state view is killed in the middle of the read: every key comes once,
+/// and the read waits for the new leader, not for the 30 s after which the
+/// ordered pull would notice its missed heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_goes_on_when_its_state_views_leader_is_killed() {
+    let mut cluster = Cluster::start(3);
+    let client = connect_cluster(&cluster).await;
+    client
+        .create_station(
+            "staff",
+            StationConfig::default().replicas(3).compaction(true),
+        )
+        .await
+        .unwrap();
+    let keys = 20_000;
+    let producer = patient_producer(&client, "staff").await;
+    let mut handles = Vec::with_capacity(keys);
+    for k in 0..keys {
+        let key = format!("emp-{k}");
+        handles.push(
+            producer
+                .enqueue(Message::new(payload(&key, 0)).key(key))
+                .await
+                .unwrap(),
+        );
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let view = "JST__staff__S0";
+    let addresses: Vec<async_nats::ServerAddr> =
+        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    wait_until(
+        Duration::from_secs(30),
+        "every key in the state view",
+        || {
+            let js = js.clone();
+            async move {
+                match js.get_stream(view).await {
+                    Ok(mut s) => s
+                        .info()
+                        .await
+                        .is_ok_and(|i| i.state.messages == keys as u64),
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    wait_replicas_current(&cluster.nodes[0].url(), view, Duration::from_secs(30)).await;
+
+    let mut snapshot = client.snapshot("staff").await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut longest = Duration::ZERO;
+    let mut last = Instant::now();
+    loop {
+        let entry = tokio::time::timeout(Duration::from_secs(60), snapshot.next())
+            .await
+            .unwrap_or_else(|_| panic!("the snapshot stalled after {} keys", seen.len()));
+        let Some(entry) = entry else { break };
+        let entry = entry.unwrap();
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        assert!(seen.insert(entry.key.clone()), "{} came twice", entry.key);
+        if seen.len() == 2_000 {
+            // The node that serves the snapshot's (ephemeral) consumer.
+            let stream = js.get_stream(view).await.unwrap();
+            let mut consumers = stream.consumers();
+            let info = consumers
+                .next()
+                .await
+                .expect("the snapshot's consumer")
+                .unwrap();
+            let leader = info.cluster.and_then(|c| c.leader).unwrap();
+            let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+            eprintln!("killing {leader}, which serves the snapshot's consumer");
+            cluster.nodes[node].kill();
+            last = Instant::now();
+        }
+    }
+    eprintln!("longest wait between two keys: {longest:?}");
+    assert_eq!(seen.len(), keys, "keys missing from the snapshot");
+    assert!(
+        longest < Duration::from_secs(15),
+        "the snapshot waited {longest:?} for one key"
+    );
 }
