@@ -22,6 +22,9 @@ pub const EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
 pub const PIN_ID: &str = "Nats-Pin-Id";
 /// The message key (routing and per-key order).
 pub const KEY: &str = "Jst-Key";
+/// [`KEY`] as a header name: looking a header up by `&str` builds (and
+/// allocates) the name each time.
+pub(crate) static KEY_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(KEY);
 /// `delete` on a tombstone: the key was deleted (`Producer::delete`).
 pub const OP: &str = "Jst-Op";
 /// Per-message time to live (seconds, e.g. `86400s`), set on tombstones.

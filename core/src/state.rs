@@ -398,7 +398,7 @@ fn entry(station: &str, partition: u32, message: StreamMessage) -> Option<StateE
     if is_tombstone(Some(&message.headers)) {
         return None;
     }
-    let key = message.headers.get(headers::KEY)?.to_string();
+    let key = message.headers.get(headers::KEY_NAME.clone())?.to_string();
     let sequence = message
         .headers
         .get(STREAM_SOURCE)

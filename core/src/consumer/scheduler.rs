@@ -24,7 +24,7 @@ use std::{
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{
-    StreamExt,
+    FutureExt, StreamExt,
     stream::{AbortHandle, Abortable, SelectAll},
 };
 use tokio::{
@@ -164,6 +164,8 @@ struct Partition {
     broker_undelivered: u64,
     /// A silence already warned about (reset by the next message).
     warned_silent: bool,
+    /// A commit decided in this round, sent at its end.
+    commit_due: bool,
 }
 
 impl Partition {
@@ -235,6 +237,8 @@ pub(crate) struct Scheduler {
 }
 
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Most events and pulled messages taken into one round after the first.
+const BURST: usize = 64;
 /// How often an idle snapshot lane asks whether it is over.
 const LANE_CHECK: Duration = Duration::from_millis(300);
 /// Longest wait for one consumer-info answer.
@@ -285,6 +289,7 @@ impl Scheduler {
                 last_error: None,
                 broker_undelivered: 0,
                 warned_silent: false,
+                commit_due: false,
             })
             .collect::<Vec<_>>();
         let machine = Machine::new(
@@ -377,10 +382,16 @@ impl Scheduler {
             let pulls = &mut self.pulls;
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(e) => self.on_event(e),
+                    Some(e) => {
+                        self.on_event(e);
+                        self.take_burst(&mut events);
+                    }
                     None => break,
                 },
-                Some(pulled) = pulls.next(), if pulling => self.on_pulled(pulled),
+                Some(pulled) = pulls.next(), if pulling => {
+                    self.on_pulled(pulled);
+                    self.take_burst(&mut events);
+                }
                 _ = tick.tick() => self.on_tick(),
                 _ = abandoned => {
                     // Every handle was dropped without close: stop like a
@@ -390,11 +401,52 @@ impl Scheduler {
                     return;
                 }
             }
+            self.end_round();
             if self.close_ready() {
                 self.finish_close().await;
                 return;
             }
         }
+    }
+
+    /// Takes what else is already there (events and pulled messages, up to
+    /// [`BURST`]) into the same round, so that the round's commits, checks
+    /// and hand-outs are done once for all of them (see [`Self::end_round`]).
+    fn take_burst(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) {
+        for _ in 0..BURST {
+            let mut took = false;
+            if let Ok(e) = events.try_recv() {
+                self.on_event(e);
+                took = true;
+            }
+            // Polled without a waker of its own: the next `select!` polls
+            // the pulls again before the task can sleep.
+            if let Some(Some(pulled)) = self.pulls.next().now_or_never() {
+                self.on_pulled(pulled);
+                took = true;
+            }
+            if !took {
+                return;
+            }
+        }
+    }
+
+    /// What a round of events leads to, done once per round: the commits
+    /// its events made due (one acknowledgement per partition for all of
+    /// them), the check of partitions being handed over, and the hand-out of
+    /// what may run now.
+    fn end_round(&mut self) {
+        for i in 0..self.parts.len() {
+            if std::mem::take(&mut self.parts[i].commit_due) {
+                self.commit_now(i);
+            }
+        }
+        for i in 0..self.parts.len() {
+            if self.parts[i].revoking {
+                self.check_revoked(i);
+            }
+        }
+        self.dispatch();
     }
 
     fn start_fetch(&mut self, index: usize) {
@@ -559,12 +611,6 @@ impl Scheduler {
                 self.machine.close();
             }
         }
-        for i in 0..self.parts.len() {
-            if self.parts[i].revoking {
-                self.check_revoked(i);
-            }
-        }
-        self.dispatch();
     }
 
     fn on_fetched(
@@ -606,7 +652,7 @@ impl Scheduler {
         let key = message
             .headers
             .as_ref()
-            .and_then(|h| h.get(headers::KEY))
+            .and_then(|h| h.get(headers::KEY_NAME.clone()))
             .map(|v| v.to_string());
         // A snapshot lane hands out the latest message of each key up to its
         // bound; the rest is committed unseen.
@@ -743,8 +789,14 @@ impl Scheduler {
         }
     }
 
-    /// Acknowledges the contiguous prefix of finished messages, if in sync.
+    /// Commits the partition at the end of this round (see
+    /// [`Self::end_round`]).
     fn commit(&mut self, index: usize) {
+        self.parts[index].commit_due = true;
+    }
+
+    /// Acknowledges the contiguous prefix of finished messages, if in sync.
+    fn commit_now(&mut self, index: usize) {
         if !self.parts[index].in_sync {
             self.request_sync(index);
             return;
@@ -1128,6 +1180,8 @@ impl Scheduler {
     fn take_release(&mut self, index: usize) -> Release {
         let part = &mut self.parts[index];
         part.revoking = false;
+        // The release commits the finished prefix itself.
+        part.commit_due = false;
         part.in_sync = false;
         part.syncing = false;
         part.sync_point = None;

@@ -275,7 +275,6 @@ pub(crate) struct Pending {
 
 static MSG_ID_HEADER: HeaderName = HeaderName::from_static(headers::MSG_ID);
 static PRODUCER_ID_HEADER: HeaderName = HeaderName::from_static(headers::PRODUCER_ID);
-static KEY_HEADER: HeaderName = HeaderName::from_static(headers::KEY);
 
 impl Pending {
     /// The headers to publish the message with, before the transport ones
@@ -298,7 +297,7 @@ impl Pending {
         let mut map = HeaderMap::new();
         map.insert(id.clone(), self.msg_id.as_str());
         if let Some(key) = &self.key {
-            map.insert(KEY_HEADER.clone(), key.as_str());
+            map.insert(headers::KEY_NAME.clone(), key.as_str());
         }
         for (name, value) in &self.headers {
             // Checked at enqueue (`check_header`): cannot fail.
