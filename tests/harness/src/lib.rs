@@ -86,8 +86,23 @@ pub(crate) fn stop_child(child: &mut Child, signal: &str, within: Duration) {
     let _ = child.wait();
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, below Linux's range of
+/// ephemeral ports (32768 and up): a port from that range can be given to an
+/// outgoing connection while the server that had it is down, and a restart
+/// on it then fails.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u64 = 10_000;
+    const HIGH: u64 = 32_000;
+    for _ in 0..100 {
+        // A random port of the range: RandomState is seeded per instance.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0);
+        let port = (LOW + hasher.finish() % (HIGH - LOW)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
