@@ -320,6 +320,12 @@ impl Client {
         parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
     }
 
+    /// Whether the server can reset a consumer to its ack floor
+    /// (nats-server 2.14+).
+    pub(crate) fn has_consumer_reset(&self) -> bool {
+        parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
+    }
+
     /// Largest message (payload + headers) the server accepts.
     pub fn max_payload(&self) -> usize {
         self.inner.nats.server_info().max_payload

@@ -61,6 +61,10 @@ pub(crate) struct Entry<M> {
     pub(crate) invalid: Option<String>,
 }
 
+/// The delivery sequence of a held message whose delivery the broker forgot
+/// (see [`Book::forget_deliveries`]): above any it will use.
+pub(crate) const FORGOTTEN: u64 = u64::MAX;
+
 /// What became of a message the broker delivered.
 #[derive(Debug)]
 pub(crate) enum Admitted<M> {
@@ -315,6 +319,20 @@ impl<M: Clone> Book<M> {
         }
         self.committed = floor;
         true
+    }
+
+    /// The broker forgot every delivery it made (the group's consumer was
+    /// reset to its commit point): each held message comes again with a new
+    /// delivery sequence. Until it does, it counts as not delivered (see
+    /// [`super::sync`]) and is never the commit point, whose acknowledgement
+    /// would name a delivery sequence from before the reset (the broker would
+    /// take it as its new floor and ignore the commits after it).
+    pub(crate) fn forget_deliveries(&mut self) {
+        for (sequence, entry) in &mut self.entries {
+            entry.delivery = FORGOTTEN;
+            // The commit point is then chosen by delivery sequence.
+            self.redelivered.insert(*sequence);
+        }
     }
 
     /// Everything held, for handing the partition over; the book is empty after.
@@ -665,6 +683,8 @@ mod tests {
         Commit,
         /// Another member committed up to a point (a fraction of the stream).
         Forget(u8),
+        /// The group's consumer is reset to its commit point.
+        Reset,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -675,6 +695,7 @@ mod tests {
             1 => any::<usize>().prop_map(Step::Stored),
             2 => Just(Step::Commit),
             1 => (0u8..=100).prop_map(Step::Forget),
+            1 => Just(Step::Reset),
         ]
     }
 
@@ -697,6 +718,8 @@ mod tests {
         let mut dead_lettering: Vec<Token> = Vec::new();
         let mut committed = 0u64;
         let mut ran: HashMap<String, Vec<u64>> = HashMap::new();
+        // The last delivery made before the latest reset.
+        let mut reset_after = 0u64;
 
         let apply = |actions: Vec<Action>,
                      in_app: &mut Vec<Token>,
@@ -845,9 +868,18 @@ mod tests {
                         committed = floor;
                     }
                 }
+                Step::Reset => {
+                    m.book(0).forget_deliveries();
+                    reset_after = next_delivery;
+                }
                 Step::Commit => {
                     if let Some((point, (raw_seq, delivery))) = m.book(0).commit_prefix() {
                         prop_assert_eq!(point, raw_seq);
+                        prop_assert!(
+                            delivery > reset_after,
+                            "commit with delivery {} from before the reset",
+                            delivery
+                        );
                         // The broker acknowledges every pending delivery up
                         // to the committing one's: none may be held still.
                         for later in m.books[0].deliveries() {
@@ -948,6 +980,31 @@ mod tests {
             "1 (delivery 3) cannot go before 2 (delivery 2)"
         );
         m.settle(t2, Settle::Ack);
+        assert_eq!(m.book(0).commit_prefix(), Some((2, 2)));
+    }
+
+    #[test]
+    fn a_message_held_across_a_reset_is_committed_once_delivered_again() {
+        let delays = RedeliveryDelays {
+            first: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        let mut m: Machine<u64> = Machine::new(1, 2, 5, delays);
+        m.book(0).admit(1, 41, 1, None, None, 41);
+        m.book(0).admit(2, 42, 1, None, None, 42);
+        for t in m.dispatch(|_| true) {
+            let Action::Deliver(token) = t else {
+                panic!("{t:?}")
+            };
+            m.settle(token, Settle::Ack);
+        }
+        m.book(0).forget_deliveries();
+        assert_eq!(m.book(0).commit_prefix(), None, "41 and 42 are forgotten");
+        assert!(m.books[0].deliveries().all(|d| d == FORGOTTEN));
+        // Delivered again after the reset, as 1 and 2.
+        m.book(0).admit(1, 1, 1, None, None, 1);
+        assert_eq!(m.book(0).commit_prefix(), Some((1, 1)));
+        m.book(0).admit(2, 2, 1, None, None, 2);
         assert_eq!(m.book(0).commit_prefix(), Some((2, 2)));
     }
 }

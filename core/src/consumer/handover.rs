@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, AckKind};
 
 use super::{
     PIN_GROUP,
-    book::{Entry, commit_prefix},
+    book::{Entry, FORGOTTEN, commit_prefix},
     committer::Committer,
 };
 use crate::error::{Error, Result};
@@ -44,7 +44,13 @@ impl Release {
             }
             attempts += 1;
             if let Ok(info) = self.stream.consumer_info(&self.group).await {
-                let ours = self.entries.len();
+                // A message held across a consumer reset is not pending at
+                // the broker until it is delivered again.
+                let ours = self
+                    .entries
+                    .values()
+                    .filter(|e| e.delivery != FORGOTTEN)
+                    .count();
                 self.in_sync = info.delivered.consumer_sequence == self.last_delivery
                     && info.num_ack_pending == ours;
             }

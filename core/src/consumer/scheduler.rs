@@ -102,6 +102,12 @@ pub(crate) enum Event {
     Recreated {
         partition: u32,
     },
+    /// A partition's consumer was reset to its commit point (see
+    /// [`Scheduler::check_lost`]), or the reset failed.
+    Reset {
+        partition: u32,
+        error: Option<String>,
+    },
     /// A partition's pull failed (and is being opened again).
     FetchFailed {
         partition: u32,
@@ -166,6 +172,17 @@ struct Partition {
     warned_silent: bool,
     /// A commit decided in this round, sent at its end.
     commit_due: bool,
+    /// This member was in sync since it took the partition, so every
+    /// message the broker counts as pending was delivered to it: a pending
+    /// message it does not hold was lost on the way.
+    sole_reader: bool,
+    /// The broker's last delivery sequence when it was first seen counting
+    /// pending messages this member does not hold, and when.
+    lost_since: Option<(u64, Instant)>,
+    /// The consumer is being reset.
+    resetting: bool,
+    /// A reset failed: none is tried again before this.
+    reset_after: Option<Instant>,
 }
 
 impl Partition {
@@ -243,6 +260,11 @@ const BURST: usize = 64;
 const LANE_CHECK: Duration = Duration::from_millis(300);
 /// Longest wait for one consumer-info answer.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the broker must stand still, counting pending messages a sole
+/// reader does not hold and sending nothing, before they count as lost.
+const LOSS_QUIET: Duration = Duration::from_secs(1);
+/// Longest wait for the broker's answer to a consumer reset.
+const RESET_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Scheduler {
     #[allow(clippy::too_many_arguments)]
@@ -290,6 +312,10 @@ impl Scheduler {
                 broker_undelivered: 0,
                 warned_silent: false,
                 commit_due: false,
+                sole_reader: false,
+                lost_since: None,
+                resetting: false,
+                reset_after: None,
             })
             .collect::<Vec<_>>();
         let machine = Machine::new(
@@ -593,6 +619,7 @@ impl Scheduler {
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
             Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, *follow),
             Event::Recreated { partition } => self.parts[partition as usize].look_up_all = true,
+            Event::Reset { partition, error } => self.on_reset(partition, error),
             Event::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -878,6 +905,7 @@ impl Scheduler {
         part.handle.phase = None;
         part.config = phase.follow.clone();
         part.in_sync = false;
+        part.sole_reader = false;
         part.syncing = false;
         part.sync_point = None;
         part.last_delivery = 0;
@@ -993,6 +1021,7 @@ impl Scheduler {
         {
             // The lane delivered everything there is, and all of it is committed.
             part.in_sync = true;
+            part.sole_reader = true;
             self.switch_lane(index);
             return;
         }
@@ -1000,16 +1029,119 @@ impl Scheduler {
             if !part.in_sync && part.owned && !part.revoking {
                 // Nothing pending anywhere: trivially in sync.
                 part.in_sync = true;
+                part.sole_reader = true;
+                part.lost_since = None;
                 part.last_delivery = info.delivered.consumer_sequence;
                 part.gap_at = 0;
             }
             return;
         }
-        part.sync_point = Some(SyncPoint {
+        let point = SyncPoint {
             delivered: info.delivered.consumer_sequence,
             pending: info.num_ack_pending,
-        });
+        };
+        part.sync_point = Some(point);
         self.try_sync(index);
+        self.check_lost(index, point);
+    }
+
+    /// A sole reader that is not in sync, while the broker stands still,
+    /// has lost deliveries on the way (with a node, or in a reconnect): the
+    /// broker counts them as pending, so with `max_ack_pending` reached it
+    /// delivers nothing more until `ack_wait` makes them due again. After
+    /// [`LOSS_QUIET`] with the same last delivery at the broker and no
+    /// message here, the partition's consumer is reset to its commit point.
+    fn check_lost(&mut self, index: usize, point: SyncPoint) {
+        let part = &mut self.parts[index];
+        if part.in_sync {
+            part.lost_since = None;
+            return;
+        }
+        if !part.sole_reader
+            || !part.owned
+            || part.revoking
+            || part.switching
+            || part.resetting
+            || part.fetch.is_none()
+            || part.reset_after.is_some_and(|t| Instant::now() < t)
+            || !self.client.has_consumer_reset()
+        {
+            return;
+        }
+        match part.lost_since {
+            Some((delivered, since))
+                if delivered == point.delivered && part.last_activity < since =>
+            {
+                if since.elapsed() >= LOSS_QUIET {
+                    self.reset(index);
+                }
+            }
+            _ => part.lost_since = Some((point.delivered, Instant::now())),
+        }
+    }
+
+    /// Resets the partition's consumer to its commit point: the broker
+    /// forgets what it delivered and delivers everything uncommitted again,
+    /// at once, with delivery sequences from 1 (nats-server 2.14+). Read
+    /// from a new pull, so that nothing delivered before the reset arrives
+    /// after it; the old pull's pin is cleared for the new one.
+    fn reset(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        tracing::warn!(
+            station = %self.station, group = %self.group, partition = part.handle.partition,
+            held = self.machine.books[index].len(),
+            "deliveries lost on the way (the broker counts them as pending); resetting the partition's consumer to its commit point"
+        );
+        part.resetting = true;
+        part.lost_since = None;
+        part.stop_fetch();
+        // From here on (whether the reset succeeds or not) the delivery
+        // sequences held here may name deliveries the broker forgot.
+        part.in_sync = false;
+        part.sync_point = None;
+        part.last_delivery = 0;
+        part.gap_at = 0;
+        // Delivery counts start again at 1.
+        part.look_up_all = true;
+        self.machine.books[index].forget_deliveries();
+        let (stream, group, committer, events, partition) = (
+            part.handle.stream.clone(),
+            self.group.clone(),
+            self.committer.clone(),
+            self.events.clone(),
+            part.handle.partition,
+        );
+        tokio::spawn(async move {
+            // Commits decided before go first.
+            committer.flush().await;
+            let reset = stream.reset_consumer(&group, None);
+            let error = match tokio::time::timeout(RESET_TIMEOUT, reset).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer to the consumer reset".to_owned()),
+            };
+            let unpin = super::handover::unpin(&stream, &group);
+            let _ = tokio::time::timeout(RESET_TIMEOUT, unpin).await;
+            let _ = events.send(Event::Reset { partition, error });
+        });
+    }
+
+    fn on_reset(&mut self, partition: u32, error: Option<String>) {
+        let index = partition as usize;
+        let part = &mut self.parts[index];
+        part.resetting = false;
+        if let Some(error) = error {
+            tracing::warn!(
+                station = %self.station, group = %self.group, partition,
+                %error,
+                "cannot reset the partition's consumer; the broker redelivers after ack_wait"
+            );
+            part.reset_after = Some(Instant::now() + self.options.ack_wait);
+            part.last_error = Some(error);
+        }
+        if part.owned && !part.revoking && self.closing.is_none() {
+            self.start_fetch(index);
+        }
     }
 
     /// Checks the last sync point against what this member holds now; asks
@@ -1027,6 +1159,8 @@ impl Scheduler {
         match sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point) {
             Verdict::InSync => {
                 part.in_sync = true;
+                part.sole_reader = true;
+                part.lost_since = None;
                 part.sync_point = None;
                 self.commit(index);
             }
@@ -1080,8 +1214,13 @@ impl Scheduler {
 
     fn on_tick(&mut self) {
         for i in 0..self.parts.len() {
-            if !self.parts[i].in_sync && !self.machine.books[i].is_empty() {
+            let part = &self.parts[i];
+            if !part.in_sync && !self.machine.books[i].is_empty() {
                 self.request_sync(i);
+            } else if !part.in_sync && part.sole_reader && part.owned && !part.revoking {
+                // Nothing held, but pending messages may have been lost on
+                // the way (see `check_lost`).
+                self.force_sync(i);
             }
             let part = &self.parts[i];
             if part.handle.phase.is_some()
@@ -1154,11 +1293,14 @@ impl Scheduler {
             if mine && !part.owned && !part.revoking {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
                 part.owned = true;
+                part.sole_reader = false;
+                part.lost_since = None;
                 self.start_fetch(i);
             } else if !mine && part.owned {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "handing partition over");
                 part.owned = false;
                 part.revoking = true;
+                part.sole_reader = false;
                 self.lag.set(partition, 0);
                 part.stop_fetch();
                 self.check_revoked(i);
