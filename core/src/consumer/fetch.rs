@@ -69,6 +69,9 @@ pub(crate) struct Fetch {
     /// Which start of the partition's pulls this task is (the scheduler
     /// ignores a pull handed over by a task it has stopped since).
     pub(crate) generation: u64,
+    /// Clear the consumer's pin before the first pull (it may still be held
+    /// by a pull the scheduler dropped).
+    pub(crate) unpin_first: bool,
     pub(crate) stream: jetstream::stream::Stream<()>,
     pub(crate) consumer: jetstream::consumer::Consumer<pull::Config>,
     /// The group's consumer configuration, to recreate the durable with.
@@ -92,6 +95,10 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Fetch {
     pub(crate) async fn run(mut self) {
+        if self.unpin_first {
+            let unpin = super::handover::unpin(&self.stream, self.name());
+            let _ = tokio::time::timeout(ASK_TIMEOUT, unpin).await;
+        }
         let mut kept: Option<Reading> = None;
         loop {
             let opened = match kept.take() {

@@ -476,6 +476,12 @@ impl Scheduler {
     }
 
     fn start_fetch(&mut self, index: usize) {
+        self.spawn_fetch(index, false);
+    }
+
+    /// Starts the partition's fetch task; `unpin_first`: it clears the
+    /// consumer's pin before its first pull.
+    fn spawn_fetch(&mut self, index: usize, unpin_first: bool) {
         self.parts[index].generation += 1;
         let part = &self.parts[index];
         // Pulls must be renewed well within the handover timeout, or the pin
@@ -490,6 +496,7 @@ impl Scheduler {
             phase: part.handle.phase.clone(),
             committed: part.committed_shared.clone(),
             generation: part.generation,
+            unpin_first,
             batch: self.options.fetch_batch,
             expires,
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
@@ -502,11 +509,13 @@ impl Scheduler {
         part.fetch = Some(tokio::spawn(fetch.run()));
     }
 
-    /// Opens a partition's pull again (after a silence with messages waiting).
+    /// Opens a partition's pull again (after a silence with messages
+    /// waiting), unpinning first: the broker may still pin the pull this
+    /// drops, and would hold the new one back until that pin expired.
     fn restart_fetch(&mut self, index: usize) {
         self.parts[index].stop_fetch();
         self.parts[index].in_sync = false;
-        self.start_fetch(index);
+        self.spawn_fetch(index, true);
     }
 
     fn stop_fetching(&mut self) {
