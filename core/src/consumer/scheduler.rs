@@ -176,9 +176,12 @@ struct Partition {
     /// message the broker counts as pending was delivered to it: a pending
     /// message it does not hold was lost on the way.
     sole_reader: bool,
-    /// The broker's last delivery sequence when it was first seen counting
-    /// pending messages this member does not hold, and when.
-    lost_since: Option<(u64, Instant)>,
+    /// Since when every answer of the broker showed pending messages this
+    /// member does not hold (see `check_lost`).
+    lost_since: Option<Instant>,
+    /// The broker's last delivery sequence at an answer, and when it was
+    /// first seen there.
+    still_since: Option<(u64, Instant)>,
     /// The consumer is being reset.
     resetting: bool,
     /// A reset failed: none is tried again before this.
@@ -314,6 +317,7 @@ impl Scheduler {
                 commit_due: false,
                 sole_reader: false,
                 lost_since: None,
+                still_since: None,
                 resetting: false,
                 reset_after: None,
             })
@@ -1054,19 +1058,37 @@ impl Scheduler {
         self.check_lost(index, point);
     }
 
-    /// A sole reader that is not in sync, while the broker stands still,
-    /// has lost deliveries on the way (with a node, or in a reconnect): the
-    /// broker counts them as pending, so with `max_ack_pending` reached it
-    /// delivers nothing more until `ack_wait` makes them due again. After
-    /// [`LOSS_QUIET`] with the same last delivery at the broker and no
-    /// message here, the partition's consumer is reset to its commit point.
+    /// A sole reader that stays out of sync has lost deliveries on the way
+    /// (with a node, or in a reconnect): the broker counts them as pending
+    /// and redelivers them only after `ack_wait`, and until then the
+    /// partition runs nothing (see [`Self::dispatch`]); with
+    /// `max_ack_pending` reached the broker delivers nothing more either.
+    /// After [`LOSS_QUIET`] of answers that all show pending messages not
+    /// held here, the partition's consumer is reset to its commit point when
+    /// the last answer shows such a message delivered before one this member
+    /// received (`Stale`), or when the broker stood still meanwhile (same
+    /// last delivery, nothing received: deliveries this member has not
+    /// received are not on their way).
     fn check_lost(&mut self, index: usize, point: SyncPoint) {
         let part = &mut self.parts[index];
-        if part.in_sync {
-            part.lost_since = None;
-            return;
-        }
-        if !part.sole_reader
+        let book = &self.machine.books[index];
+        let verdict = if part.in_sync {
+            Verdict::InSync
+        } else {
+            sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point)
+        };
+        let missing = match verdict {
+            Verdict::InSync => false,
+            Verdict::Stale => true,
+            // After a pull failure this member forgets where its deliveries
+            // stood, and waits for the next one: with every pending message
+            // held here (a slow handler and a full window), nothing is lost.
+            Verdict::Wait => {
+                book.deliveries().filter(|d| *d <= point.delivered).count() != point.pending
+            }
+        };
+        if !missing
+            || !part.sole_reader
             || !part.owned
             || part.revoking
             || part.switching
@@ -1075,17 +1097,22 @@ impl Scheduler {
             || part.reset_after.is_some_and(|t| Instant::now() < t)
             || !self.client.has_consumer_reset()
         {
+            part.lost_since = None;
             return;
         }
-        match part.lost_since {
-            Some((delivered, since))
-                if delivered == point.delivered && part.last_activity < since =>
-            {
-                if since.elapsed() >= LOSS_QUIET {
-                    self.reset(index);
-                }
+        let now = Instant::now();
+        let since = *part.lost_since.get_or_insert(now);
+        let still = match part.still_since {
+            Some((delivered, at)) if delivered == point.delivered && part.last_activity < at => {
+                now - at >= LOSS_QUIET
             }
-            _ => part.lost_since = Some((point.delivered, Instant::now())),
+            _ => {
+                part.still_since = Some((point.delivered, now));
+                false
+            }
+        };
+        if now - since >= LOSS_QUIET && (verdict == Verdict::Stale || still) {
+            self.reset(index);
         }
     }
 
@@ -1103,6 +1130,7 @@ impl Scheduler {
         );
         part.resetting = true;
         part.lost_since = None;
+        part.still_since = None;
         part.stop_fetch();
         // From here on (whether the reset succeeds or not) the delivery
         // sequences held here may name deliveries the broker forgot.
@@ -1110,8 +1138,10 @@ impl Scheduler {
         part.sync_point = None;
         part.last_delivery = 0;
         part.gap_at = 0;
-        // Delivery counts start again at 1.
-        part.look_up_all = true;
+        // Delivery counts start again at 1, but exactly once needs no
+        // look-ups for it: a sole reader holds every message it ran and did
+        // not commit, and a redelivery at or below its commit point is
+        // acknowledged unrun.
         self.machine.books[index].forget_deliveries();
         let (stream, group, committer, events, partition) = (
             part.handle.stream.clone(),
