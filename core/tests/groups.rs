@@ -483,3 +483,91 @@ async fn a_pull_whose_requests_the_broker_dropped_resumes_at_once() {
     member.close().await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// Deliveries lost when a member's connection is cut mid-read count as
+/// pending at the broker, and the member cannot run anything of the
+/// partition without them (a key's later message could overtake them). At a
+/// low rate the `max_ack_pending` window never fills, so the broker goes on
+/// delivering and would redeliver the lost ones only after `ack_wait`
+/// (30 s by default). The member resets the partition's consumer to its
+/// commit point after 1 s of that instead (nats-server 2.14+).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
+    let server = NatsServer::start();
+    let relay = jetstation_harness::Relay::start(server.port());
+    let direct = connect(&server).await;
+    direct
+        .create_station("lost", StationConfig::default())
+        .await
+        .unwrap();
+    let producer = direct
+        .producer("lost", ProducerOptions::default())
+        .await
+        .unwrap();
+    // Large messages: the broker pushes them into the member's pull far
+    // ahead of its handler, so a cut loses some on the way.
+    let stored = 2_000;
+    let filler = "x".repeat(16 * 1024);
+    let mut handles = Vec::with_capacity(stored);
+    for i in 0..stored {
+        let m = Message::new(format!("{i}:{filler}")).key(format!("k{}", i % 10));
+        handles.push(producer.enqueue(m).await.unwrap());
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let member = Client::connect(
+        jetstation::ConnectOptions::new(relay.url())
+            .request_timeout(Duration::from_secs(2))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap();
+    let consumer = member
+        .consumer("lost", "payroll", ConsumerOptions::default())
+        .await
+        .unwrap();
+    // A trickle of new messages: the broker never stands still.
+    let trickle = tokio::spawn(async move {
+        for i in 0..400 {
+            let m = Message::new(format!("trickle-{i}")).key("trickle");
+            producer.enqueue(m).await.unwrap().await.unwrap();
+            // The trickle's pace: 20 messages a second.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut seen = HashSet::new();
+    let mut cut_at = None;
+    let mut cuts = 0;
+    while seen.len() < stored {
+        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("the group stalled after {} messages", seen.len()))
+            .expect("the group ends only when closed")
+            .unwrap();
+        let text = String::from_utf8_lossy(&delivery.payload).to_string();
+        if let Some((i, _)) = text.split_once(':') {
+            seen.insert(i.parse::<usize>().unwrap());
+        }
+        delivery.ack().unwrap();
+        // Six cuts while the first 750 are handled: each loses what is on
+        // the way at that moment, if anything.
+        if seen.len() % 150 == 1 && seen.len() <= 751 && cuts < 6 {
+            cuts += 1;
+            relay.cut();
+            cut_at.get_or_insert_with(std::time::Instant::now);
+        }
+    }
+    let took = cut_at.unwrap().elapsed();
+    eprintln!("every stored message handled {took:?} after the first cut");
+    trickle.abort();
+    // Before nats-server 2.14 there is no consumer reset: up to ack_wait.
+    let version = member.server_version();
+    let has_reset = !(version.starts_with("2.12.") || version.starts_with("2.13."));
+    let bound = Duration::from_secs(if has_reset { 15 } else { 45 });
+    assert!(
+        took < bound,
+        "the stored messages took {took:?} after the first cut (ack_wait is 30 s)"
+    );
+    consumer.close().await.unwrap();
+}

@@ -20,7 +20,14 @@ use serde_json::json;
 const STATION: &str = "chaos";
 const GROUP: &str = "sync";
 const PARTITIONS: u32 = 4;
-const ACK_WAIT_MS: u64 = 3000;
+/// The members' `ack_wait`, unless `CHAOS_ACK_WAIT_MS` says otherwise (a
+/// run with the default, 30,000, shows the pauses a short one hides).
+fn ack_wait_ms() -> u64 {
+    std::env::var("CHAOS_ACK_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
 const HANDOVER_MS: u64 = 2000;
 
 /// One fault, `at` seconds after the flow starts, lasting `hold` seconds.
@@ -61,7 +68,7 @@ impl Plan {
     /// next node while one still catches up leaves a partition without a
     /// quorum, which is a two-node loss, not what this suite claims).
     fn cycle(offset: f64) -> Vec<(f64, Fault, f64)> {
-        let freeze = ACK_WAIT_MS as f64 / 1000.0 + 1.0;
+        let freeze = ack_wait_ms() as f64 / 1000.0 + 1.0;
         vec![
             (offset + 4.0, Fault::KillNode(0), 3.5),
             (offset + 14.0, Fault::KillNode(1), 3.5),
@@ -176,7 +183,7 @@ impl Workers {
             .env("CHAOS_STATION", STATION)
             .env("CHAOS_GROUP", GROUP)
             .env("CHAOS_PARTITIONS", PARTITIONS.to_string())
-            .env("CHAOS_ACK_WAIT_MS", ACK_WAIT_MS.to_string())
+            .env("CHAOS_ACK_WAIT_MS", ack_wait_ms().to_string())
             .env("CHAOS_HANDOVER_MS", HANDOVER_MS.to_string())
             .stdin(Stdio::null());
         cmd
@@ -380,7 +387,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     // that came later (the producer's exit follows its last confirmation).
     // Stop waiting as soon as they all are.
     let producer_done = unix_now();
-    let deadline_after = 2.0 * ACK_WAIT_MS as f64 / 1000.0 + HANDOVER_MS as f64 / 1000.0 + 10.0;
+    let deadline_after = 2.0 * ack_wait_ms() as f64 / 1000.0 + HANDOVER_MS as f64 / 1000.0 + 10.0;
     let deadline = last_fault_end.max(producer_done) + deadline_after;
     while unix_now() < deadline + 2.0 {
         if all_handled(&out) {
