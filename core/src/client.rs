@@ -206,6 +206,7 @@ pub(crate) struct ClientInner {
     pub(crate) names: Names,
     pub(crate) schemas: crate::schema::registry::Registry,
     pub(crate) telemetry: Arc<crate::telemetry::Recorder>,
+    pub(crate) liveness: crate::liveness::Liveness,
 }
 
 impl Client {
@@ -267,6 +268,7 @@ impl Client {
                 schemas: crate::schema::registry::Registry::new(names.namespace()),
                 names,
                 telemetry: Default::default(),
+                liveness: Default::default(),
             }),
         })
     }
@@ -318,6 +320,12 @@ impl Client {
     /// Whether the server takes fast-ingest batches (nats-server 2.14+).
     pub(crate) fn has_fast_batches(&self) -> bool {
         parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
+    }
+
+    /// Makes sure the server still answers (see [`crate::liveness`]): called
+    /// when a request or a pull of this client got no answer.
+    pub(crate) fn check_connection(&self) {
+        self.inner.liveness.check(&self.inner.nats);
     }
 
     /// Whether the server can reset a consumer to its ack floor

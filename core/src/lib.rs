@@ -27,6 +27,7 @@ pub mod convert;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
+mod liveness;
 pub mod log;
 pub mod names;
 mod nats_errors;

@@ -607,3 +607,139 @@ async fn wait_stream_holds(js: &async_nats::jetstream::Context, stream: &str, co
     )
     .await;
 }
+
+/// A group member whose node freezes (SIGSTOP: its sockets stay open, it
+/// answers nothing) goes on through another node soon, not when the node
+/// comes back: a frozen peer is a connection that looks alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_goes_on_when_its_members_node_freezes() {
+    let cluster = Cluster::start(3);
+    let client = connect_cluster(&cluster).await;
+    client
+        .create_station("roster", StationConfig::default().replicas(3))
+        .await
+        .unwrap();
+    let keys = 10_000;
+    store_keys(&client, "roster", keys).await;
+    let addresses: Vec<async_nats::ServerAddr> =
+        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    wait_stream_holds(&js, "JST__roster__P0", keys).await;
+    // The member connects to n1 only; it learns the others from the cluster.
+    let member = jetstation::Client::connect(
+        jetstation::ConnectOptions::new(cluster.nodes[0].url())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap();
+    let consumer = member
+        .consumer(
+            "roster",
+            "onboarding",
+            jetstation::ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let freeze = Duration::from_secs(25);
+    let mut seen = std::collections::HashSet::new();
+    let mut longest = Duration::ZERO;
+    let mut last = Instant::now();
+    let mut frozen_at = None;
+    while seen.len() < keys {
+        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("the group stalled after {} keys", seen.len()))
+            .expect("the group ends only when closed")
+            .unwrap();
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        seen.insert(delivery.key.clone().unwrap());
+        delivery.ack().unwrap();
+        if seen.len() == 2_000 && frozen_at.is_none() {
+            eprintln!("freezing n1, the member's node, for {freeze:?}");
+            cluster.nodes[0].freeze();
+            frozen_at = Some(Instant::now());
+            last = Instant::now();
+            let pid = cluster.nodes[0].pid().unwrap();
+            std::thread::spawn(move || {
+                // The length of the freeze.
+                std::thread::sleep(freeze);
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
+            });
+        }
+    }
+    cluster.nodes[0].thaw();
+    eprintln!("longest wait between two deliveries: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(18),
+        "the group waited {longest:?} for one delivery while its node was frozen for {freeze:?}"
+    );
+    consumer.close().await.unwrap();
+}
+
+/// A producer whose node freezes goes on through another node soon: its
+/// sends time out, it finds that the server no longer echoes, and connects
+/// again. Every message is stored once, in order (checked on the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_goes_on_when_its_node_freezes() {
+    let cluster = Cluster::start(3);
+    let client = connect_cluster(&cluster).await;
+    client
+        .create_station("payroll", StationConfig::default().replicas(3))
+        .await
+        .unwrap();
+    // The producer connects to n1 only; it learns the others from the cluster.
+    let sender = jetstation::Client::connect(
+        jetstation::ConnectOptions::new(cluster.nodes[0].url())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap();
+    let producer = sender
+        .producer("payroll", ProducerOptions::default())
+        .await
+        .unwrap();
+    let freeze = Duration::from_secs(25);
+    let total = 600;
+    let mut longest = Duration::ZERO;
+    for i in 0..total {
+        if i == 100 {
+            eprintln!("freezing n1, the producer's node, for {freeze:?}");
+            cluster.nodes[0].freeze();
+            let pid = cluster.nodes[0].pid().unwrap();
+            std::thread::spawn(move || {
+                // The length of the freeze.
+                std::thread::sleep(freeze);
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
+            });
+        }
+        let started = Instant::now();
+        let key = format!("emp-{}", i % 10);
+        producer
+            .send(Message::new(payload(&key, i)).key(key))
+            .await
+            .unwrap();
+        longest = longest.max(started.elapsed());
+    }
+    cluster.nodes[0].thaw();
+    eprintln!("longest send: {longest:?}");
+    assert!(
+        longest < Duration::from_secs(18),
+        "one send took {longest:?} while the producer's node was frozen for {freeze:?}"
+    );
+    let stored = read_stream(&cluster.nodes[1].url(), "JST__payroll__P0").await;
+    assert_eq!(stored.len(), total, "every message stored once");
+    let mut last: std::collections::HashMap<String, usize> = Default::default();
+    for m in &stored {
+        let (key, i) = parse(&m.payload);
+        if let Some(before) = last.insert(key.clone(), i) {
+            assert!(before < i, "{key}: {i} stored after {before}");
+        }
+    }
+}

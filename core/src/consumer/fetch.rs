@@ -85,6 +85,9 @@ pub(crate) struct Fetch {
     pub(crate) expires: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) validation: Option<(Client, SchemaBinding)>,
+    /// The member's client, whose connection is checked when the broker
+    /// does not answer.
+    pub(crate) client: Client,
     pub(crate) events: mpsc::UnboundedSender<Event>,
 }
 
@@ -144,6 +147,8 @@ impl Fetch {
             }
             match (pin, resumable) {
                 (PinState::NoAnswer, Some(r)) => {
+                    // The connected server itself may be frozen.
+                    self.client.check_connection();
                     // The pull is kept (see the module's notes), and the
                     // scheduler checks where the partition stands as after
                     // any failure.

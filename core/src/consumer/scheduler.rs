@@ -505,6 +505,7 @@ impl Scheduler {
             expires,
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
             validation: self.schema.clone().map(|b| (self.client.clone(), b)),
+            client: self.client.clone(),
             events: self.events.clone(),
         };
         let part = &mut self.parts[index];
@@ -1015,6 +1016,10 @@ impl Scheduler {
             Ok(info) => info,
             Err(e) => {
                 tracing::debug!(partition, error = %e, "sync failed; retrying");
+                if e.kind() == ErrorKind::Timeout {
+                    // The connected server itself may be frozen.
+                    self.client.check_connection();
+                }
                 return;
             }
         };

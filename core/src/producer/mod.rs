@@ -499,7 +499,8 @@ impl Client {
                 rx,
                 self.inner.telemetry.clone(),
             )
-            .with_fast_batches(fast_batches);
+            .with_fast_batches(fast_batches)
+            .with_liveness(self.inner.liveness.clone());
             tokio::spawn(worker.run());
         }
         Ok(Producer {

@@ -118,6 +118,8 @@ pub(super) struct Worker {
     guard: Option<u64>,
     backoff: ExponentialBackoff,
     telemetry: Arc<Recorder>,
+    /// Checks the connection after a send the broker did not answer.
+    liveness: crate::liveness::Liveness,
 }
 
 impl Worker {
@@ -157,7 +159,15 @@ impl Worker {
             guard: None,
             backoff,
             telemetry,
+            liveness: Default::default(),
         }
+    }
+
+    /// Checks the client's connection with `liveness` when a send gets no
+    /// answer (see [`crate::liveness`]).
+    pub(super) fn with_liveness(mut self, liveness: crate::liveness::Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// Lets the pipeline send fast batches (the server has them).
@@ -621,6 +631,10 @@ impl Worker {
                     station = %self.station, partition = self.partition, error = %e,
                     "send failed; retrying"
                 );
+                if e.kind() == ErrorKind::Timeout {
+                    // The connected server itself may be frozen.
+                    self.liveness.check(&self.js.client());
+                }
                 self.wait_or_expire(deadline, e).await
             }
         };
