@@ -516,32 +516,15 @@ async fn group_read_with_a_leader_killed(start: jetstation::StartPosition) {
         )
         .await
         .unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let mut longest = Duration::ZERO;
-    let mut last = Instant::now();
-    let mut killed = false;
-    while seen.len() < keys {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("the group stalled after {} keys", seen.len()))
-            .expect("the group ends only when closed")
-            .unwrap();
-        longest = longest.max(last.elapsed());
-        last = Instant::now();
-        seen.insert(delivery.key.clone().unwrap());
-        delivery.ack().unwrap();
-        if seen.len() == 2_000 && !killed {
-            killed = true;
-            let stream = js.get_stream(read).await.unwrap();
-            let info = stream.consumer_info("onboarding").await.unwrap();
-            let leader = info.cluster.clone().and_then(|c| c.leader).unwrap();
-            let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
-            eprintln!("killing {leader}, which leads the group's consumer on {read}");
-            cluster.nodes[node].kill();
-            last = Instant::now();
-        }
-    }
-    eprintln!("longest wait between two deliveries: {longest:?}");
+    let longest = read_every_key(&consumer, keys, async || {
+        let stream = js.get_stream(read).await.unwrap();
+        let info = stream.consumer_info("onboarding").await.unwrap();
+        let leader = info.cluster.clone().and_then(|c| c.leader).unwrap();
+        let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        eprintln!("killing {leader}, which leads the group's consumer on {read}");
+        cluster.nodes[node].kill();
+    })
+    .await;
     // A consumer leader election takes 4 to 9 s in nats-server; the default
     // ack_wait is 30 s. Before nats-server 2.14 there is no consumer reset,
     // and the pause lasts up to ack_wait (the README says so).
@@ -625,14 +608,7 @@ async fn a_group_goes_on_when_its_members_node_freezes() {
         cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
     let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
     wait_stream_holds(&js, "JST__roster__P0", keys).await;
-    // The member connects to n1 only; it learns the others from the cluster.
-    let member = jetstation::Client::connect(
-        jetstation::ConnectOptions::new(cluster.nodes[0].url())
-            .request_timeout(Duration::from_secs(5))
-            .max_reconnect_delay(Duration::from_millis(250)),
-    )
-    .await
-    .unwrap();
+    let member = connect_to_first_node(&cluster).await;
     let consumer = member
         .consumer(
             "roster",
@@ -642,37 +618,12 @@ async fn a_group_goes_on_when_its_members_node_freezes() {
         .await
         .unwrap();
     let freeze = Duration::from_secs(25);
-    let mut seen = std::collections::HashSet::new();
-    let mut longest = Duration::ZERO;
-    let mut last = Instant::now();
-    let mut frozen_at = None;
-    while seen.len() < keys {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("the group stalled after {} keys", seen.len()))
-            .expect("the group ends only when closed")
-            .unwrap();
-        longest = longest.max(last.elapsed());
-        last = Instant::now();
-        seen.insert(delivery.key.clone().unwrap());
-        delivery.ack().unwrap();
-        if seen.len() == 2_000 && frozen_at.is_none() {
-            eprintln!("freezing n1, the member's node, for {freeze:?}");
-            cluster.nodes[0].freeze();
-            frozen_at = Some(Instant::now());
-            last = Instant::now();
-            let pid = cluster.nodes[0].pid().unwrap();
-            std::thread::spawn(move || {
-                // The length of the freeze.
-                std::thread::sleep(freeze);
-                let _ = std::process::Command::new("kill")
-                    .args(["-CONT", &pid.to_string()])
-                    .status();
-            });
-        }
-    }
+    let longest = read_every_key(&consumer, keys, async || {
+        eprintln!("freezing n1, the member's node, for {freeze:?}");
+        freeze_for(&cluster.nodes[0], freeze);
+    })
+    .await;
     cluster.nodes[0].thaw();
-    eprintln!("longest wait between two deliveries: {longest:?}");
     assert!(
         longest < Duration::from_secs(18),
         "the group waited {longest:?} for one delivery while its node was frozen for {freeze:?}"
@@ -691,14 +642,7 @@ async fn a_producer_goes_on_when_its_node_freezes() {
         .create_station("payroll", StationConfig::default().replicas(3))
         .await
         .unwrap();
-    // The producer connects to n1 only; it learns the others from the cluster.
-    let sender = jetstation::Client::connect(
-        jetstation::ConnectOptions::new(cluster.nodes[0].url())
-            .request_timeout(Duration::from_secs(5))
-            .max_reconnect_delay(Duration::from_millis(250)),
-    )
-    .await
-    .unwrap();
+    let sender = connect_to_first_node(&cluster).await;
     let producer = sender
         .producer("payroll", ProducerOptions::default())
         .await
@@ -709,15 +653,7 @@ async fn a_producer_goes_on_when_its_node_freezes() {
     for i in 0..total {
         if i == 100 {
             eprintln!("freezing n1, the producer's node, for {freeze:?}");
-            cluster.nodes[0].freeze();
-            let pid = cluster.nodes[0].pid().unwrap();
-            std::thread::spawn(move || {
-                // The length of the freeze.
-                std::thread::sleep(freeze);
-                let _ = std::process::Command::new("kill")
-                    .args(["-CONT", &pid.to_string()])
-                    .status();
-            });
+            freeze_for(&cluster.nodes[0], freeze);
         }
         let started = Instant::now();
         let key = format!("emp-{}", i % 10);
@@ -742,4 +678,63 @@ async fn a_producer_goes_on_when_its_node_freezes() {
             assert!(before < i, "{key}: {i} stored after {before}");
         }
     }
+}
+
+/// Reads until every one of `keys` keys came, acknowledging each, and runs
+/// `fault` after the 2,000th; returns the longest wait for a delivery
+/// (counted from the end of the fault at its turn).
+async fn read_every_key(
+    consumer: &jetstation::Consumer,
+    keys: usize,
+    fault: impl AsyncFnOnce(),
+) -> Duration {
+    let mut fault = Some(fault);
+    let mut seen = std::collections::HashSet::new();
+    let mut longest = Duration::ZERO;
+    let mut last = Instant::now();
+    while seen.len() < keys {
+        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("the group stalled after {} keys", seen.len()))
+            .expect("the group ends only when closed")
+            .unwrap();
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+        seen.insert(delivery.key.clone().unwrap());
+        delivery.ack().unwrap();
+        if seen.len() == 2_000
+            && let Some(fault) = fault.take()
+        {
+            fault().await;
+            last = Instant::now();
+        }
+    }
+    eprintln!("longest wait between two deliveries: {longest:?}");
+    longest
+}
+
+/// A client connected to the first node only (it learns the others from
+/// the cluster).
+async fn connect_to_first_node(cluster: &Cluster) -> jetstation::Client {
+    jetstation::Client::connect(
+        jetstation::ConnectOptions::new(cluster.nodes[0].url())
+            .request_timeout(Duration::from_secs(5))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap()
+}
+
+/// Freezes `node` (SIGSTOP) and thaws it after `hold`, whatever the test
+/// awaits meanwhile.
+fn freeze_for(node: &jetstation_harness::NatsServer, hold: Duration) {
+    node.freeze();
+    let pid = node.pid().unwrap();
+    std::thread::spawn(move || {
+        // The length of the freeze.
+        std::thread::sleep(hold);
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status();
+    });
 }
