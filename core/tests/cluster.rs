@@ -460,8 +460,10 @@ async fn a_snapshot_goes_on_when_its_state_views_leader_is_killed() {
     }
     eprintln!("longest wait between two keys: {longest:?}");
     assert_eq!(seen.len(), keys, "keys missing from the snapshot");
+    // Usually 6 to 7 s; 13.5 s once in a full run of this file, when the
+    // killed node was also the client's (a reconnect, then the election).
     assert!(
-        longest < Duration::from_secs(15),
+        longest < Duration::from_secs(20),
         "the snapshot waited {longest:?} for one key"
     );
 }
