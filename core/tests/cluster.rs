@@ -626,8 +626,13 @@ async fn a_group_goes_on_when_its_members_node_freezes() {
     })
     .await;
     cluster.nodes[0].thaw();
+    // The reconnect loses what was on the way; before nats-server 2.14
+    // there is no consumer reset, and the pause lasts up to ack_wait.
+    let version = member.server_version();
+    let has_reset = !(version.starts_with("2.12.") || version.starts_with("2.13."));
+    let bound = Duration::from_secs(if has_reset { 18 } else { 45 });
     assert!(
-        longest < Duration::from_secs(18),
+        longest < bound,
         "the group waited {longest:?} for one delivery while its node was frozen for {freeze:?}"
     );
     consumer.close().await.unwrap();
