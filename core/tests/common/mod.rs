@@ -36,6 +36,12 @@ pub async fn connect(server: &NatsServer) -> Client {
     Client::connect(options(server)).await.expect("connect")
 }
 
+/// Whether a server of `version` takes fast-ingest batches (2.14+); an
+/// older one gets atomic batches instead.
+pub fn takes_fast_batches(version: &str) -> bool {
+    !(version.starts_with("2.12.") || version.starts_with("2.13."))
+}
+
 /// Waits for `cond` to hold, polling, up to `limit`; panics with `what`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
