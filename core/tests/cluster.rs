@@ -118,9 +118,7 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 100 keep units of many messages queued.
     let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 5, 25));
-    let addresses: Vec<async_nats::ServerAddr> =
-        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
-    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    let js = raw_jetstream(&cluster).await;
     for round in 0..3 {
         // The fault schedule: 1.5 s of flow before each fault (the test is
         // about what the faults do to a running flow, not a condition).
@@ -425,9 +423,7 @@ async fn a_snapshot_goes_on_when_its_state_views_leader_is_killed() {
     let keys = 20_000;
     store_keys(&client, "staff", keys).await;
     let view = "JST__staff__S0";
-    let addresses: Vec<async_nats::ServerAddr> =
-        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
-    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    let js = raw_jetstream(&cluster).await;
     wait_stream_holds(&js, view, keys).await;
     wait_replicas_current(&cluster.nodes[0].url(), view, Duration::from_secs(30)).await;
 
@@ -501,9 +497,7 @@ async fn group_read_with_a_leader_killed(start: jetstation::StartPosition) {
         .unwrap();
     let keys = 10_000;
     store_keys(&client, "roster", keys).await;
-    let addresses: Vec<async_nats::ServerAddr> =
-        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
-    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    let js = raw_jetstream(&cluster).await;
     // The stream the group's consumer reads: the state view for a snapshot.
     let read = match start {
         jetstation::StartPosition::Snapshot => "JST__roster__S0",
@@ -608,9 +602,7 @@ async fn a_group_goes_on_when_its_members_node_freezes() {
         .unwrap();
     let keys = 10_000;
     store_keys(&client, "roster", keys).await;
-    let addresses: Vec<async_nats::ServerAddr> =
-        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
-    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    let js = raw_jetstream(&cluster).await;
     wait_stream_holds(&js, "JST__roster__P0", keys).await;
     let member = connect_to_first_node(&cluster).await;
     let consumer = member
@@ -756,4 +748,12 @@ fn binary_version(binary: &std::path::Path) -> String {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim().trim_start_matches("nats-server: v").to_owned()
+}
+
+/// A plain async-nats JetStream context on every node of `cluster`, to see
+/// what the broker holds.
+async fn raw_jetstream(cluster: &Cluster) -> async_nats::jetstream::Context {
+    let addresses: Vec<async_nats::ServerAddr> =
+        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap())
 }
