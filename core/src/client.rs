@@ -317,9 +317,14 @@ impl Client {
         self.inner.nats.server_info().version
     }
 
+    /// Whether the server is nats-server `version` or newer.
+    fn is_at_least(&self, version: (u64, u64, u64)) -> bool {
+        parse_version(&self.server_version()).is_some_and(|v| v >= version)
+    }
+
     /// Whether the server takes fast-ingest batches (nats-server 2.14+).
     pub(crate) fn has_fast_batches(&self) -> bool {
-        parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
+        self.is_at_least((2, 14, 0))
     }
 
     /// Makes sure the server still answers (see [`crate::liveness`]): called
@@ -331,7 +336,7 @@ impl Client {
     /// Whether the server can reset a consumer to its ack floor
     /// (nats-server 2.14+).
     pub(crate) fn has_consumer_reset(&self) -> bool {
-        parse_version(&self.server_version()).is_some_and(|v| v >= (2, 14, 0))
+        self.is_at_least((2, 14, 0))
     }
 
     /// Largest message (payload + headers) the server accepts.
