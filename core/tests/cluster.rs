@@ -673,10 +673,16 @@ async fn a_producer_goes_on_when_its_node_freezes() {
     );
     // Right after the thaw the frozen node may still answer as the
     // partition's leader with what it held when it froze (100 messages):
-    // read once the answers show at least every confirmed send.
-    let js = raw_jetstream(&cluster).await;
-    wait_stream_holds(&js, "JST__payroll__P0", total).await;
-    let stored = read_stream(&cluster.nodes[1].url(), "JST__payroll__P0").await;
+    // read again, for a while, until a read holds every confirmed send.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let stored = read_stream(&cluster.nodes[1].url(), "JST__payroll__P0").await;
+        if stored.len() >= total || Instant::now() > deadline {
+            break stored;
+        }
+        // Until the frozen node has stepped down; bounded by the deadline.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(stored.len(), total, "every message stored once");
     let mut last: std::collections::HashMap<String, usize> = Default::default();
     for m in &stored {
