@@ -260,17 +260,23 @@ class Producer {
                 throw new errors_1.InvalidArgumentError(`key must be a string, not ${typeof m.key}`);
         }
         const traced = telemetry.active(); // then each message carries its own trace context
-        const outgoing = messages.map((m) => traced
-            ? { payload: toBuffer(m.payload), key: m.key ?? undefined, headers: toHeaders(telemetry.headersFor(this.station, undefined)) }
-            : { payload: toBuffer(m.payload), key: m.key ?? undefined });
-        // Chunks of SEND_BATCH_CHUNK: the JavaScript thread hands over the next
-        // chunk while the earlier ones are sent, and turns each chunk's receipts
-        // into objects as it completes, instead of converting every message
-        // before the first leaves and every receipt after the last is stored.
+        const payloads = messages.map((m) => toBuffer(m.payload));
+        // Chunks of SEND_BATCH_CHUNK, by column (payloads, keys, headers when
+        // traced): the JavaScript thread hands over the next chunk while the
+        // earlier ones are sent, and turns each chunk's receipts into objects as
+        // it completes, instead of converting every message before the first
+        // leaves and every receipt after the last is stored.
         const chunks = [];
-        for (let start = 0; start < outgoing.length; start += SEND_BATCH_CHUNK) {
-            const chunk = outgoing.slice(start, start + SEND_BATCH_CHUNK);
-            const queued = await call(() => this.inner.enqueueBatch(chunk, start, outgoing.length));
+        for (let start = 0; start < messages.length; start += SEND_BATCH_CHUNK) {
+            const end = Math.min(start + SEND_BATCH_CHUNK, messages.length);
+            const keys = new Array(end - start);
+            for (let i = start; i < end; i++)
+                keys[i - start] = messages[i].key ?? undefined;
+            const headers = traced
+                ? keys.map(() => toHeaders(telemetry.headersFor(this.station, undefined)))
+                : undefined;
+            const chunk = payloads.slice(start, end);
+            const queued = await call(() => this.inner.enqueueBatch(chunk, keys, headers, start, messages.length));
             const receipts = call(() => queued.wait()).then((r) => this.receipts(r));
             receipts.catch(() => { }); // awaited below in order; meanwhile a failure is not unhandled
             chunks.push(receipts);

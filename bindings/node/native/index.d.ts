@@ -108,7 +108,13 @@ export declare class Message {
 export declare class Producer {
   get station(): string
   get producerId(): string
-  /** Sends and resolves once the broker stored the message. */
+  /**
+   * Sends and resolves once the broker stored the message. The message
+   * is made here, on the JavaScript thread: an argument of an `async`
+   * method is a `Buffer`, for which napi-rs keeps a reference (a global
+   * handle, deleted later from the JavaScript thread) until the future
+   * drops it; a copy of the bytes costs less.
+   */
   send(payload: Buffer, key?: string | undefined | null, headers?: Array<Array<string>> | undefined | null, msgId?: string | undefined | null): Promise<Receipt>
   /**
    * Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
@@ -116,10 +122,14 @@ export declare class Producer {
    * chunk's receipts. The caller queues the next chunk after this one
    * resolved, so chunks keep their order while the JavaScript thread
    * converts the next chunk and earlier ones are on their way. The chunk
-   * holds messages `first..` of a batch of `total`; a refused message
-   * rejects, nothing of its chunk queued.
+   * holds messages `first..` of a batch of `total`, by column: payloads,
+   * keys and (when telemetry is on) headers, one entry per message. Each
+   * message is made here, on the JavaScript thread, from its payload's
+   * bytes (no reference to the buffer outlives the call) and elements of
+   * arrays (no property looked up by name). A refused message rejects,
+   * nothing of its chunk queued.
    */
-  enqueueBatch(messages: Array<OutgoingMessage>, first: number, total: number): Promise<BatchHandle>
+  enqueueBatch(payloads: Array<Buffer>, keys: Array<string | undefined | null>, headers: Array<Array<Array<string>> | undefined | null> | undefined | null, first: number, total: number): Promise<BatchHandle>
   /**
    * The producer as an external, for `tryEnqueue` (called per message:
    * a free function taking an external costs less than a class method).
@@ -264,14 +274,6 @@ export interface MemberStats {
   /** Since its last announcement. */
   lastSeenMs: number
   partitions: Array<number>
-}
-
-/** One message for `sendBatch`. */
-export interface OutgoingMessage {
-  payload: Buffer
-  key?: string
-  /** `[name, value]` pairs: the trace context when telemetry is on. */
-  headers?: Array<Array<string>>
 }
 
 /** How one partition of a consumer group member is doing. */

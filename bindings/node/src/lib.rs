@@ -19,5 +19,8 @@ mod types;
 // The addon's own allocations go to mimalloc: with glibc's malloc, malloc
 // and free took 21 % of the JavaScript thread's samples while it enqueued
 // messages, 6 % with mimalloc (docs/design-notes.md, "Node binding").
+// Built without transparent huge pages for its own memory (`no_thp`): a
+// library in someone else's process does not ask for them, and a fresh
+// huge page costs 2 MiB of zeroing in one page fault.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

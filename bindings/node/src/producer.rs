@@ -1,6 +1,9 @@
 //! The `Producer` class.
 
-use napi::bindgen_prelude::{Buffer, BufferSlice, Float64Array, Uint8Array, Uint32Array};
+use napi::{
+    Env,
+    bindgen_prelude::{BufferSlice, Float64Array, PromiseRaw, Uint8Array, Uint32Array},
+};
 use napi_derive::napi;
 
 use crate::{
@@ -53,15 +56,6 @@ pub(crate) fn producer_options(o: ProducerOptions) -> napi::Result<jetstation::P
     Ok(p)
 }
 
-/// One message for `sendBatch`.
-#[napi(object)]
-pub struct OutgoingMessage {
-    pub payload: Buffer,
-    pub key: Option<String>,
-    /// `[name, value]` pairs: the trace context when telemetry is on.
-    pub headers: Option<Vec<Vec<String>>>,
-}
-
 fn message(
     payload: &[u8],
     key: Option<String>,
@@ -107,17 +101,23 @@ impl Producer {
         self.inner.producer_id().to_string()
     }
 
-    /// Sends and resolves once the broker stored the message.
-    #[napi]
-    pub async fn send(
+    /// Sends and resolves once the broker stored the message. The message
+    /// is made here, on the JavaScript thread: an argument of an `async`
+    /// method is a `Buffer`, for which napi-rs keeps a reference (a global
+    /// handle, deleted later from the JavaScript thread) until the future
+    /// drops it; a copy of the bytes costs less.
+    #[napi(ts_return_type = "Promise<Receipt>")]
+    pub fn send<'env>(
         &self,
-        payload: Buffer,
+        env: &'env Env,
+        payload: BufferSlice,
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<Receipt> {
+    ) -> napi::Result<PromiseRaw<'env, Receipt>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(self.inner.send(m).await.js()?.into())
+        let producer = self.inner.clone();
+        env.spawn_future(async move { Ok(producer.send(m).await.js()?.into()) })
     }
 
     /// Queues a chunk of `sendBatch` in order, waiting for room as `enqueue`
@@ -125,26 +125,50 @@ impl Producer {
     /// chunk's receipts. The caller queues the next chunk after this one
     /// resolved, so chunks keep their order while the JavaScript thread
     /// converts the next chunk and earlier ones are on their way. The chunk
-    /// holds messages `first..` of a batch of `total`; a refused message
-    /// rejects, nothing of its chunk queued.
-    #[napi]
-    pub async fn enqueue_batch(
+    /// holds messages `first..` of a batch of `total`, by column: payloads,
+    /// keys and (when telemetry is on) headers, one entry per message. Each
+    /// message is made here, on the JavaScript thread, from its payload's
+    /// bytes (no reference to the buffer outlives the call) and elements of
+    /// arrays (no property looked up by name). A refused message rejects,
+    /// nothing of its chunk queued.
+    #[napi(
+        ts_args_type = "payloads: Array<Buffer>, keys: Array<string | undefined | null>, headers: Array<Array<Array<string>> | undefined | null> | undefined | null, first: number, total: number",
+        ts_return_type = "Promise<BatchHandle>"
+    )]
+    pub fn enqueue_batch<'env>(
         &self,
-        messages: Vec<OutgoingMessage>,
+        env: &'env Env,
+        payloads: Vec<BufferSlice>,
+        keys: Vec<Option<String>>,
+        headers: Option<Vec<Option<Vec<Vec<String>>>>>,
         first: u32,
         total: u32,
-    ) -> napi::Result<BatchHandle> {
-        let messages = messages
-            .into_iter()
-            .map(|m| message(&m.payload, m.key, m.headers, None))
+    ) -> napi::Result<PromiseRaw<'env, BatchHandle>> {
+        if keys.len() != payloads.len()
+            || headers.as_ref().is_some_and(|h| h.len() != payloads.len())
+        {
+            return Err(invalid(
+                "enqueueBatch needs one key and one header list per payload",
+            ));
+        }
+        let mut headers = headers.map(Vec::into_iter);
+        let messages = payloads
+            .iter()
+            .zip(keys)
+            .map(|(payload, key)| {
+                let h = headers.as_mut().and_then(|h| h.next().flatten());
+                message(payload, key, h, None)
+            })
             .collect::<napi::Result<Vec<_>>>()?;
-        let handles = self
-            .inner
-            .enqueue_chunk(messages, first as usize, total as usize)
-            .await
-            .js()?;
-        Ok(BatchHandle {
-            handles: std::sync::Mutex::new(Some(handles)),
+        let producer = self.inner.clone();
+        env.spawn_future(async move {
+            let handles = producer
+                .enqueue_chunk(messages, first as usize, total as usize)
+                .await
+                .js()?;
+            Ok(BatchHandle {
+                handles: std::sync::Mutex::new(Some(handles)),
+            })
         })
     }
 
@@ -158,15 +182,17 @@ impl Producer {
     /// Queues a message, waiting for room if the buffer is full; resolves
     /// with its handle (not its receipt).
     #[napi(ts_return_type = "Promise<ExternalObject<'SendHandle'>>")]
-    pub async fn enqueue(
+    pub fn enqueue<'env>(
         &self,
-        payload: Buffer,
+        env: &'env Env,
+        payload: BufferSlice,
         key: Option<String>,
         headers: Option<Vec<Vec<String>>>,
         msg_id: Option<String>,
-    ) -> napi::Result<Owned<Slot>> {
+    ) -> napi::Result<PromiseRaw<'env, Owned<Slot>>> {
         let m = message(&payload, key, headers, msg_id)?;
-        Ok(new_handle(self.inner.enqueue(m).await.js()?))
+        let producer = self.inner.clone();
+        env.spawn_future(async move { Ok(new_handle(producer.enqueue(m).await.js()?)) })
     }
 
     /// Deletes `key` from a compacted station (a tombstone, in the key's order).

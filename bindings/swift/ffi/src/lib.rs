@@ -25,5 +25,8 @@ uniffi::setup_scaffolding!();
 // The library's own allocations go to mimalloc: `sendBatch` of 256 B
 // messages ran 13 % faster with it than with glibc's malloc, and per-message
 // enqueues 7 % (docs/design-notes.md, "Swift binding").
+// Built without transparent huge pages for its own memory (`no_thp`): a
+// library in someone else's process does not ask for them, and a fresh
+// huge page costs 2 MiB of zeroing in one page fault.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
