@@ -1059,8 +1059,8 @@ impl Scheduler {
             pending: info.num_ack_pending,
         };
         part.sync_point = Some(point);
-        self.try_sync(index);
-        self.check_lost(index, point);
+        let verdict = self.try_sync(index);
+        self.check_lost(index, point, verdict);
     }
 
     /// A sole reader that stays out of sync has lost deliveries on the way
@@ -1074,21 +1074,17 @@ impl Scheduler {
     /// received (`Stale`), or when the broker stood still meanwhile (same
     /// last delivery, nothing received: deliveries this member has not
     /// received are not on their way).
-    fn check_lost(&mut self, index: usize, point: SyncPoint) {
+    /// `verdict` is what [`Self::try_sync`] found for `point`.
+    fn check_lost(&mut self, index: usize, point: SyncPoint, verdict: Option<Verdict>) {
         let part = &mut self.parts[index];
         let book = &self.machine.books[index];
-        let verdict = if part.in_sync {
-            Verdict::InSync
-        } else {
-            sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point)
-        };
         let missing = match verdict {
-            Verdict::InSync => false,
-            Verdict::Stale => true,
+            None | Some(Verdict::InSync) => false,
+            Some(Verdict::Stale) => true,
             // After a pull failure this member forgets where its deliveries
             // stood, and waits for the next one: with every pending message
             // held here (a slow handler and a full window), nothing is lost.
-            Verdict::Wait => {
+            Some(Verdict::Wait) => {
                 book.deliveries().filter(|d| *d <= point.delivered).count() != point.pending
             }
         };
@@ -1116,7 +1112,7 @@ impl Scheduler {
                 false
             }
         };
-        if now - since >= LOSS_QUIET && (verdict == Verdict::Stale || still) {
+        if now - since >= LOSS_QUIET && (verdict == Some(Verdict::Stale) || still) {
             self.reset(index);
         }
     }
@@ -1190,17 +1186,23 @@ impl Scheduler {
 
     /// Checks the last sync point against what this member holds now; asks
     /// the broker again (at most every `SYNC_INTERVAL`) when it cannot hold.
-    fn try_sync(&mut self, index: usize) {
+    /// Returns the verdict (in sync if it already was), or nothing when the
+    /// partition is not this member's to check or has no sync point yet.
+    fn try_sync(&mut self, index: usize) -> Option<Verdict> {
         let part = &mut self.parts[index];
-        if part.in_sync || part.revoking || !part.owned {
-            return;
+        if part.in_sync {
+            return Some(Verdict::InSync);
+        }
+        if part.revoking || !part.owned {
+            return None;
         }
         let Some(point) = part.sync_point else {
             self.request_sync(index);
-            return;
+            return None;
         };
         let book = &self.machine.books[index];
-        match sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point) {
+        let verdict = sync_verdict(book.deliveries(), part.last_delivery, part.gap_at, point);
+        match verdict {
             Verdict::InSync => {
                 part.in_sync = true;
                 part.sole_reader = true;
@@ -1222,6 +1224,7 @@ impl Scheduler {
                 self.request_sync(index);
             }
         }
+        Some(verdict)
     }
 
     fn on_fetch_failed(&mut self, partition: u32, error: String) {

@@ -11,7 +11,7 @@ pub(crate) struct SyncPoint {
     pub(crate) pending: usize,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Every message the broker counts as pending is held here.
     InSync,
