@@ -680,7 +680,8 @@ async fn a_producer_goes_on_when_its_node_freezes() {
         if stored.len() >= total || Instant::now() > deadline {
             break stored;
         }
-        // Until the frozen node has stepped down; bounded by the deadline.
+        // Poll interval while the frozen node steps down as leader; the loop
+        // ends at the deadline.
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(stored.len(), total, "every message stored once");
