@@ -268,8 +268,8 @@ pub struct Consumer {
 #[derive(Debug)]
 struct Shared {
     station: String,
-    group: String,
-    ready: Mutex<mpsc::UnboundedReceiver<Delivery>>,
+    group: Arc<str>,
+    ready: Mutex<Inbox>,
     events: mpsc::UnboundedSender<scheduler::Event>,
     ledger: Arc<Ledger>,
     lag: Arc<crate::telemetry::Lag>,
@@ -399,8 +399,11 @@ impl Client {
         Ok(Consumer {
             shared: Arc::new(Shared {
                 station: station.to_string(),
-                group: group.to_string(),
-                ready: Mutex::new(ready_rx),
+                group: group.into(),
+                ready: Mutex::new(Inbox {
+                    rounds: ready_rx,
+                    queued: Vec::new().into_iter(),
+                }),
                 events: events_tx,
                 ledger,
                 lag,
@@ -444,6 +447,26 @@ impl Client {
     }
 }
 
+/// The deliveries handed to the application: the scheduler sends each
+/// round's hand-outs together; they are taken one at a time.
+#[derive(Debug)]
+struct Inbox {
+    rounds: mpsc::UnboundedReceiver<Vec<Delivery>>,
+    /// The rest of the round being taken.
+    queued: std::vec::IntoIter<Delivery>,
+}
+
+impl Inbox {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.queued.next() {
+                return Some(delivery);
+            }
+            self.queued = self.rounds.recv().await?.into_iter();
+        }
+    }
+}
+
 pub(crate) fn group_config(group: &str, options: &ConsumerOptions) -> pull::Config {
     pull::Config {
         durable_name: Some(group.to_string()),
@@ -477,7 +500,7 @@ impl Consumer {
 
     /// The next message, or `None` once the consumer is closed.
     pub async fn next(&self) -> Option<Result<Delivery>> {
-        self.shared.ready.lock().await.recv().await.map(Ok)
+        self.shared.ready.lock().await.next().await.map(Ok)
     }
 
     /// The messages as a `Stream` (ends when the consumer is closed).
@@ -502,8 +525,9 @@ impl Consumer {
     {
         let handler = Arc::new(handler);
         let mut tasks = tokio::task::JoinSet::new();
-        while let Some(delivery) = self.next().await {
-            let delivery = delivery?;
+        // Taken once for the whole run: this call is the application's reader.
+        let mut inbox = self.shared.ready.lock().await;
+        while let Some(delivery) = inbox.next().await {
             let mut work = Box::pin(handle(handler.clone(), delivery, self.shared.group.clone()));
             // The handler runs here up to its first pending await: one that
             // finishes without waiting (most do little more than a write to
@@ -571,8 +595,9 @@ impl Consumer {
         // Deliveries queued for an application that stopped reading go back
         // to the group (dropping one while closing releases it, no penalty).
         if let Ok(mut ready) = self.shared.ready.try_lock() {
-            while let Ok(delivery) = ready.try_recv() {
-                drop(delivery);
+            ready.queued = Vec::new().into_iter();
+            while let Ok(deliveries) = ready.rounds.try_recv() {
+                drop(deliveries);
             }
         }
         wait.await.unwrap_or(Ok(()))
@@ -580,7 +605,7 @@ impl Consumer {
 }
 
 /// Runs `handler` on one delivery and settles it by the outcome.
-async fn handle<F, Fut, E>(handler: Arc<F>, mut delivery: Delivery, group: String)
+async fn handle<F, Fut, E>(handler: Arc<F>, mut delivery: Delivery, group: Arc<str>)
 where
     F: Fn(ReceivedMessage) -> Fut,
     Fut: Future<Output = std::result::Result<(), E>>,

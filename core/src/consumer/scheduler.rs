@@ -239,7 +239,11 @@ pub(crate) struct Scheduler {
     pulls: SelectAll<Abortable<Open>>,
     /// What is held, what may run, what may be committed.
     machine: Machine<Arc<jetstream::Message>>,
-    ready: Option<mpsc::UnboundedSender<Delivery>>,
+    /// The application's deliveries, a round's worth per send (see
+    /// [`Self::send_outbox`]).
+    ready: Option<mpsc::UnboundedSender<Vec<Delivery>>>,
+    /// What this round handed out, sent at its end.
+    outbox: Vec<Delivery>,
     events: mpsc::UnboundedSender<Event>,
     ledger: Arc<Ledger>,
     closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
@@ -279,7 +283,7 @@ impl Scheduler {
         schema: Option<SchemaBinding>,
         options: ConsumerOptions,
         handles: Vec<PartitionHandle>,
-        ready: mpsc::UnboundedSender<Delivery>,
+        ready: mpsc::UnboundedSender<Vec<Delivery>>,
         events: mpsc::UnboundedSender<Event>,
         ledger: Arc<Ledger>,
         membership: Membership,
@@ -347,6 +351,7 @@ impl Scheduler {
             pulls: SelectAll::new(),
             machine,
             ready: Some(ready),
+            outbox: Vec::new(),
             events,
             ledger,
             closing: None,
@@ -477,6 +482,24 @@ impl Scheduler {
             }
         }
         self.dispatch();
+        self.send_outbox();
+    }
+
+    /// Gives the application what this round handed out, in one send: one
+    /// wake of the application's task per round instead of one per message
+    /// (on a multi-threaded runtime each wake of a sleeping thread is a
+    /// system call).
+    fn send_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        // The next round likely hands out about as many: room made once.
+        let room = self.outbox.len();
+        let deliveries = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
+        if let Some(ready) = &self.ready {
+            // If the application is gone, the deliveries' drop reports them back.
+            let _ = ready.send(deliveries);
+        }
     }
 
     fn start_fetch(&mut self, index: usize) {
@@ -648,6 +671,7 @@ impl Scheduler {
                 self.stop_fetching();
                 // Closing the channel ends the application's iteration once it
                 // has taken what is already queued for it.
+                self.send_outbox();
                 self.ready = None;
                 self.machine.close();
             }
@@ -792,10 +816,10 @@ impl Scheduler {
             &self.group_name,
             delivery.partition,
         );
-        if let Some(ready) = &self.ready {
-            // If the application is gone, the delivery's drop reports it back.
-            let _ = ready.send(delivery);
+        if self.ready.is_some() {
+            self.outbox.push(delivery);
         }
+        // Otherwise (closing) the delivery's drop reports it back.
     }
 
     /// Exactly once: the record's value a held message belongs to.
