@@ -289,11 +289,7 @@ impl Worker {
         let ack = self.publish(last.subject.clone(), publish, true).await?;
         self.atomic_next = false;
         // An atomic batch is stored contiguously, ending at the ack's sequence.
-        let first_sequence = ack.sequence + 1 - count as u64;
-        for i in 0..count {
-            let pending = self.unit.pop_front().expect("count <= unit length");
-            self.confirmed(pending, first_sequence + i as u64, false);
-        }
+        self.confirm_front(count, ack.sequence + 1 - count as u64);
         Ok(())
     }
 
@@ -366,10 +362,7 @@ impl Worker {
         let without_dedup = self.unit.iter().any(|p| p.generated_id);
         match outcome {
             Ok(Outcome::Stored { count }) => {
-                for i in 0..count {
-                    let pending = self.unit.pop_front().expect("count <= unit length");
-                    self.confirmed(pending, base + 1 + i as u64, false);
-                }
+                self.confirm_front(count, base + 1);
                 if !self.unit.is_empty() {
                     // The batch stopped at a refused message: the atomic
                     // path sends the rest and pins the refusal.
@@ -486,10 +479,7 @@ impl Worker {
             station = %self.station, partition = self.partition, stored, nothing_after,
             "looked up what an unproven fast batch stored"
         );
-        for i in 0..stored {
-            let pending = self.unit.pop_front().expect("stored <= unit length");
-            self.confirmed(pending, base + 1 + i as u64, false);
-        }
+        self.confirm_front(stored, base + 1);
         self.unsettled = None;
         self.guard = (nothing_after && !self.unit.is_empty()).then_some(base + stored as u64);
         if !nothing_after {
@@ -557,12 +547,27 @@ impl Worker {
         }
     }
 
+    /// The first `count` messages of the unit are stored, from `first` on.
+    fn confirm_front(&mut self, count: usize, first: u64) {
+        self.backoff.reset();
+        // One clock reading for the run's send durations.
+        let now = Instant::now();
+        for i in 0..count {
+            let pending = self.unit.pop_front().expect("count <= unit length");
+            self.confirmed_at(pending, first + i as u64, false, now);
+        }
+    }
+
     fn confirmed(&mut self, pending: Pending, sequence: u64, duplicate: bool) {
         self.backoff.reset();
+        self.confirmed_at(pending, sequence, duplicate, Instant::now());
+    }
+
+    fn confirmed_at(&mut self, pending: Pending, sequence: u64, duplicate: bool, now: Instant) {
         // A duplicate names where the first copy went, not where the
         // partition ends.
         self.last_sequence = (!duplicate).then_some(sequence);
-        self.record(&pending, None);
+        self.record(&pending, None, now);
         let receipt = Receipt {
             station: self.station.clone(),
             partition: self.partition,
@@ -575,12 +580,12 @@ impl Worker {
 
     /// A send's duration: its deadline is its enqueue time plus the
     /// delivery timeout.
-    fn record(&self, pending: &Pending, error: Option<ErrorKind>) {
+    fn record(&self, pending: &Pending, error: Option<ErrorKind>, now: Instant) {
         let enqueued = pending.deadline - self.options.delivery_timeout;
         self.telemetry.sent(
             &self.station_name,
             self.partition,
-            enqueued.elapsed(),
+            now.saturating_duration_since(enqueued),
             error,
         );
     }
@@ -698,10 +703,11 @@ impl Worker {
                 cause.message()
             ),
         );
-        self.record(&first, Some(cause.kind()));
+        let now = Instant::now();
+        self.record(&first, Some(cause.kind()), now);
         let _ = first.reply.send(Err(cause));
         for p in tail {
-            self.record(&p, Some(behind.kind()));
+            self.record(&p, Some(behind.kind()), now);
             let _ = p.reply.send(Err(behind.clone()));
         }
         self.singly = self.no_batches;
