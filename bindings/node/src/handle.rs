@@ -9,7 +9,7 @@ use napi_derive::napi;
 
 use crate::{
     error::{IntoJs, invalid},
-    external::{Borrowed, Owned, Tagged},
+    external::{Borrowed, Float64s, Owned, Tagged},
     types::Receipt,
 };
 
@@ -41,10 +41,6 @@ pub(crate) fn new_handle(handle: jetstation::SendHandle) -> Owned<Slot> {
 
 type HandleArg = Borrowed<Slot>;
 
-/// A `Float64Array` argument, written in place (named, so that napi-rs reads
-/// it as a typed array rather than as a native object borrowed mutably).
-type Numbers<'a> = &'a mut [f64];
-
 /// The receipt if the message is already resolved (no promise needed): its
 /// partition, sequence and duplicate flag (1 or 0) are written to `into`
 /// (three numbers) and its message id is returned; the TypeScript
@@ -52,8 +48,8 @@ type Numbers<'a> = &'a mut [f64];
 /// returns null while it is pending. Three numbers in an array the caller
 /// keeps cost less than a new array of four values per message.
 #[napi(ts_args_type = "handle: ExternalObject<'SendHandle'>, into: Float64Array")]
-pub fn try_receipt(handle: HandleArg, into: Numbers) -> napi::Result<Option<String>> {
-    let [partition, sequence, duplicate, ..] = into else {
+pub fn try_receipt(handle: HandleArg, mut into: Float64s) -> napi::Result<Option<String>> {
+    let [partition, sequence, duplicate, ..] = &mut *into else {
         return Err(invalid("tryReceipt needs room for three numbers"));
     };
     let mut slot = handle.0.lock().unwrap();
