@@ -35,7 +35,9 @@ consume_rounds = sum(1 for r in lines("consume.jsonl") if r["client"] == "async-
 section("Consume throughput", "\n".join([
     f"{machine} {sample['count']:,} stored messages of {sample['size']} B, 1 partition, 100 keys, file storage; "
     f"each reader reads them all and acknowledges every one; best of {consume_rounds} rounds (the readers take "
-    "turns in each), against one nats-server. "
+    "turns in each), against one nats-server. The pinned raw reader is the same pull consumer with a pinned-client "
+    "priority group, the fence each partition of a consumer group has (nats-server then adds the pin's id to "
+    "every message it delivers). "
     "Reader CPU is the user + system time of the reading process over the read, per message.",
     f"Reproduce with `{command}`.", "",
     "| reader | mode | messages/s | × raw | reader CPU µs/message | target | |", "|---|---|---|---|---|---|---|", *rows]))

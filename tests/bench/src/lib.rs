@@ -85,6 +85,19 @@ pub async fn raw_read(
     name: &str,
     count: usize,
 ) -> Result<(std::time::Duration, f64), Box<dyn std::error::Error>> {
+    raw_read_as(url, stream, name, count, false).await
+}
+
+/// [`raw_read`], with `pinned`: the consumer has a pinned-client priority
+/// group, as a consumer group's partition has, and pulls in that group (the
+/// broker then adds the pin's id to every message it delivers).
+pub async fn raw_read_as(
+    url: &str,
+    stream: &str,
+    name: &str,
+    count: usize,
+    pinned: bool,
+) -> Result<(std::time::Duration, f64), Box<dyn std::error::Error>> {
     use async_nats::jetstream::{self, consumer::pull};
     use futures::StreamExt;
     let js = jetstream::new(async_nats::connect(url).await?);
@@ -94,15 +107,21 @@ pub async fn raw_read(
             durable_name: Some(name.to_string()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             max_ack_pending: 4096,
+            priority_policy: if pinned {
+                jetstream::consumer::PriorityPolicy::PinnedClient
+            } else {
+                jetstream::consumer::PriorityPolicy::None
+            },
+            priority_groups: if pinned { vec!["pin".into()] } else { vec![] },
             ..Default::default()
         })
         .await?;
     let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(256)
-        .messages()
-        .await?;
+    let mut builder = consumer.stream().max_messages_per_batch(256);
+    if pinned {
+        builder = builder.group("pin");
+    }
+    let mut messages = builder.messages().await?;
     let mut received = 0;
     while let Some(m) = messages.next().await {
         m?.ack().await.map_err(|e| e.to_string())?;

@@ -2,14 +2,15 @@
 //! `consume <url> <count> <size> <rounds>` fills one station (1 partition,
 //! 100 keys), then reads it all in each round: with a raw async-nats pull
 //! consumer acking each message explicitly (the floor cost: no order, no
-//! ordered commits), with a jetstation consumer group (per-key order,
+//! ordered commits), with the same in a pinned-client priority group (the
+//! broker's fence a group's partition has), with a jetstation consumer group (per-key order,
 //! commits in stream order), and with a group that processes exactly once.
 //! Prints one JSON line per reader. Run by `scripts/bench-consume.sh`.
 
 use std::time::{Duration, Instant};
 
 use jetstation::{Client, ConnectOptions, ConsumerOptions};
-use jetstation_bench::{cpu_seconds, fill_station, handle_count, raw_read};
+use jetstation_bench::{cpu_seconds, fill_station, handle_count, raw_read, raw_read_as};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +35,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report(
             "async-nats (raw)",
             "pull consumer, explicit ack per message",
+            count,
+            size,
+            elapsed,
+            cpu,
+        );
+        // The same with a pinned-client priority group, as each partition of
+        // a consumer group has: what the pin costs the broker and the reader.
+        let (elapsed, cpu) = raw_read_as(
+            url,
+            "JST__bench-consume__P0",
+            &format!("raw-pinned-{round}"),
+            count,
+            true,
+        )
+        .await?;
+        report(
+            "async-nats (raw), pinned",
+            "the same, pinned-client priority group (as a group's partition)",
             count,
             size,
             elapsed,
