@@ -66,22 +66,37 @@ impl Plan {
     /// One round of every fault. Node faults are 10 s apart, so a node
     /// that comes back has caught up before the next one goes (killing the
     /// next node while one still catches up leaves a partition without a
-    /// quorum, which is a two-node loss, not what this suite claims).
+    /// quorum, which is a two-node loss, not what this suite claims). The
+    /// freeze outlasts `ack_wait`; the faults after it wait for its end, so
+    /// a run with the default `ack_wait` (30 s) meets the same faults one
+    /// after the other, only later.
     fn cycle(offset: f64) -> Vec<(f64, Fault, f64)> {
-        let freeze = ack_wait_ms() as f64 / 1000.0 + 1.0;
+        let freeze = Self::freeze();
+        let cut = 34.0 + freeze + 4.0;
         vec![
             (offset + 4.0, Fault::KillNode(0), 3.5),
             (offset + 14.0, Fault::KillNode(1), 3.5),
             (offset + 24.0, Fault::KillNode(2), 3.5),
             (offset + 34.0, Fault::FreezeNode(0), freeze),
-            (offset + 42.0, Fault::CutConnections, 0.0),
-            (offset + 45.0, Fault::KillMember(1), 2.0),
+            (offset + cut, Fault::CutConnections, 0.0),
+            (offset + cut + 3.0, Fault::KillMember(1), 2.0),
         ]
+    }
+
+    /// How long the freeze lasts: a second longer than `ack_wait`.
+    fn freeze() -> f64 {
+        ack_wait_ms() as f64 / 1000.0 + 1.0
+    }
+
+    /// Seconds of one round: 50 with the suite's `ack_wait` of 3 s (the
+    /// member killed last is back 3 s before the round ends).
+    fn cycle_length() -> f64 {
+        (34.0 + Self::freeze() + 4.0 + 3.0 + 5.0).max(50.0)
     }
 
     fn short() -> Self {
         Self {
-            duration: 50,
+            duration: Self::cycle_length() as u64,
             rate: 500,
             keys: 100,
             faults: Self::cycle(0.0),
@@ -127,10 +142,10 @@ impl Plan {
     fn long() -> Self {
         let mut faults = Vec::new();
         for c in 0..4 {
-            faults.extend(Self::cycle(c as f64 * 50.0));
+            faults.extend(Self::cycle(c as f64 * Self::cycle_length()));
         }
         Self {
-            duration: 200,
+            duration: 4 * Self::cycle_length() as u64,
             rate: 1000,
             keys: 100,
             faults,
