@@ -554,6 +554,11 @@ async fn health_shows_partitions_and_a_deleted_durable_is_recreated() {
     assert!(health.iter().all(|p| p.owned));
     assert!(health.iter().map(|p| p.held).sum::<usize>() >= 1);
     assert!(health.iter().any(|p| p.last_delivery.is_some()));
+    // The last delivery's time is a wall-clock time of this test's run.
+    let now = std::time::SystemTime::now();
+    assert!(health.iter().filter_map(|p| p.last_delivery).all(|t| {
+        t <= now && now.duration_since(t).unwrap() < std::time::Duration::from_secs(60)
+    }));
     held.ack().unwrap();
     let mut seen = 1;
     while seen < 20 {

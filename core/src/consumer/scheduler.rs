@@ -164,7 +164,9 @@ struct Partition {
     revoking: bool,
     /// When a message last arrived (or the partition was taken).
     last_activity: Instant,
-    last_delivery_at: Option<SystemTime>,
+    /// When a message last arrived (the wall-clock time is worked out when
+    /// asked: one clock reading per message, not two).
+    last_delivery_at: Option<Instant>,
     last_error: Option<String>,
     /// Messages the broker had not delivered yet at the last answer.
     broker_undelivered: u64,
@@ -696,8 +698,9 @@ impl Scheduler {
             info.delivered.max(1) as u64,
         );
         let part = &mut self.parts[partition as usize];
-        part.last_activity = Instant::now();
-        part.last_delivery_at = Some(SystemTime::now());
+        let now = Instant::now();
+        part.last_activity = now;
+        part.last_delivery_at = Some(now);
         if part.owned {
             self.lag.set(part.handle.partition, info.pending);
         }
@@ -1268,6 +1271,7 @@ impl Scheduler {
     }
 
     fn health(&self) -> Vec<PartitionHealth> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
         self.parts
             .iter()
             .zip(&self.machine.books)
@@ -1277,7 +1281,9 @@ impl Scheduler {
                 in_sync: p.in_sync,
                 held: book.len(),
                 undelivered: p.broker_undelivered,
-                last_delivery: p.last_delivery_at,
+                last_delivery: p
+                    .last_delivery_at
+                    .map(|at| wall - now.saturating_duration_since(at)),
                 last_error: p.last_error.clone(),
             })
             .collect()
