@@ -147,7 +147,11 @@ impl FromNapiValue for Float64s {
 impl std::ops::Deref for Float64s {
     type Target = [f64];
     fn deref(&self) -> &[f64] {
-        // SAFETY: as in `deref_mut`.
+        if self.1 == 0 {
+            return &[];
+        }
+        // SAFETY: as in `deref_mut` (an empty array may have no pointer,
+        // hence the check above).
         unsafe { std::slice::from_raw_parts(self.0, self.1) }
     }
 }
