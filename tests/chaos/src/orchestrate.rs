@@ -88,10 +88,12 @@ impl Plan {
         ack_wait_ms() as f64 / 1000.0 + 1.0
     }
 
-    /// Seconds of one round: 50 with the suite's `ack_wait` of 3 s (the
-    /// member killed last is back 3 s before the round ends).
+    /// Seconds of one round: its last fault is over 3 s before the round
+    /// ends, and a round lasts at least 50 s (exactly that with the suite's
+    /// `ack_wait` of 3 s).
     fn cycle_length() -> f64 {
-        (34.0 + Self::freeze() + 4.0 + 3.0 + 5.0).max(50.0)
+        let (at, _, hold) = *Self::cycle(0.0).last().expect("a round has faults");
+        (at + hold + 3.0).max(50.0)
     }
 
     fn short() -> Self {
