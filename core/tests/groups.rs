@@ -571,3 +571,128 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
     );
     consumer.close().await.unwrap();
 }
+
+/// A reset (see the test above) sends every uncommitted message again, with
+/// the broker's delivery counts back at 1. Here the member that reset the
+/// partition vanishes right after its reset request left (its network path
+/// goes silent, then its connections break), so the next member receives
+/// those messages first: the ones the first member had handed to its
+/// application must still read as redelivered (`deliveries > 1`), or an
+/// application would take a repeat for a first delivery, and exactly once
+/// would not look it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_next() {
+    let server = NatsServer::start();
+    let relay = jetstation_harness::Relay::start(server.port());
+    relay.silence_after("$JS.API.CONSUMER.RESET.");
+    let direct = connect(&server).await;
+    let version = direct.server_version();
+    if version.starts_with("2.12.") || version.starts_with("2.13.") {
+        // n/a: before 2.14 no consumer is reset, so delivery counts never
+        // start again (the repeats wait for ack_wait, counted on).
+        eprintln!("nats-server {version} has no consumer reset: nothing to check");
+        return;
+    }
+    direct
+        .create_station("marks", StationConfig::default().partitions(1))
+        .await
+        .unwrap();
+    let producer = direct
+        .producer("marks", ProducerOptions::default())
+        .await
+        .unwrap();
+    // Large messages: the broker pushes them into the member's pull far
+    // ahead of its handler, so a cut loses some on the way.
+    let stored = 2_000u64;
+    let filler = "x".repeat(16 * 1024);
+    let mut handles = Vec::new();
+    for i in 0..stored {
+        let m = Message::new(format!("{i}:{filler}")).key(format!("k{}", i % 10));
+        handles.push(producer.enqueue(m).await.unwrap());
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let options = ConsumerOptions::default().handover_timeout(Duration::from_secs(2));
+    let first = Client::connect(
+        jetstation::ConnectOptions::new(relay.url())
+            .request_timeout(Duration::from_secs(2))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap();
+    let member = first
+        .consumer("marks", "payroll", options.clone())
+        .await
+        .unwrap();
+    // The first message stays in its handler (unacknowledged), so nothing is
+    // committed and the reset sends back everything handed out.
+    let mut running = Vec::new();
+    let mut handed = HashSet::new();
+    let mut cuts = 0;
+    let started = std::time::Instant::now();
+    while !relay.is_silent() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no reset within 60 s; {} messages handed out, {cuts} cuts",
+            handed.len()
+        );
+        // Short waits: the loop also watches for the silence.
+        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), member.next()).await else {
+            continue;
+        };
+        let delivery = next.expect("the group ends only when closed").unwrap();
+        assert!(
+            handed.insert(delivery.sequence),
+            "message {} handed out twice by one member before its reset",
+            delivery.sequence
+        );
+        if running.is_empty() {
+            running.push(delivery);
+            continue;
+        }
+        delivery.ack().unwrap();
+        // Cuts while messages pour in, until one loses something on the way
+        // (not every cut does).
+        if handed.len() % 100 == 1 {
+            cuts += 1;
+            relay.cut();
+        }
+    }
+    // The member is gone: its connections break and it cannot reconnect.
+    relay.cut();
+    std::mem::forget(running); // a vanished process settles nothing
+    eprintln!("the first member handed out {} messages", handed.len());
+
+    let second = connect(&server).await;
+    let next_member = second.consumer("marks", "payroll", options).await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let floor = ack_floor(&js, &partition_stream("marks", 0), "payroll").await;
+    let mut left: BTreeSet<u64> = (floor + 1..=stored).collect();
+    let mut repeats = 0;
+    while !left.is_empty() {
+        let delivery = tokio::time::timeout(Duration::from_secs(60), next_member.next())
+            .await
+            .unwrap_or_else(|_| panic!("the group stalled with {} messages left", left.len()))
+            .expect("the group ends only when closed")
+            .unwrap();
+        left.remove(&delivery.sequence);
+        if handed.contains(&delivery.sequence) {
+            repeats += 1;
+            assert!(
+                delivery.deliveries > 1,
+                "message {} was handed out before the reset, and comes again with deliveries = {}",
+                delivery.sequence,
+                delivery.deliveries
+            );
+        }
+        delivery.ack().unwrap();
+    }
+    assert!(
+        repeats > 0,
+        "the next member received none of the {} messages handed out before the reset",
+        handed.len()
+    );
+    eprintln!("{repeats} repeats, all flagged");
+    next_member.close().await.unwrap();
+}

@@ -151,8 +151,10 @@ impl<M: Clone> Book<M> {
         if let Some(entry) = self.entries.get_mut(&sequence) {
             // A redelivery: the one awaited after a nack, or an ack-wait
             // expiry of a message that is waiting, running or finished here.
+            // At least one more than before: after a consumer reset the
+            // broker counts from 1 again.
             entry.raw = raw;
-            entry.deliveries = deliveries;
+            entry.deliveries = deliveries.max(entry.deliveries + 1);
             entry.delivery = delivery;
             self.redelivered.insert(sequence);
             if entry.state == State::Nacked {
@@ -332,6 +334,15 @@ impl<M: Clone> Book<M> {
             entry.delivery = FORGOTTEN;
             // The commit point is then chosen by delivery sequence.
             self.redelivered.insert(*sequence);
+        }
+    }
+
+    /// Counts every held message at or below stream sequence `through` as
+    /// delivered at least twice: delivered before a consumer reset, which
+    /// made the broker count from 1 again (see [`super::reset`]).
+    pub(crate) fn delivered_before(&mut self, through: u64) {
+        for entry in self.entries.range_mut(..=through).map(|(_, e)| e) {
+            entry.deliveries = entry.deliveries.max(2);
         }
     }
 
@@ -1006,5 +1017,26 @@ mod tests {
         assert_eq!(m.book(0).commit_prefix(), Some((1, 1)));
         m.book(0).admit(2, 2, 1, None, None, 2);
         assert_eq!(m.book(0).commit_prefix(), Some((2, 2)));
+        // The broker counts them as first deliveries; they are second ones.
+        assert!(m.books[0].entries.values().all(|e| e.deliveries == 2));
+    }
+
+    #[test]
+    fn a_delivery_count_that_starts_again_only_grows() {
+        let mut book: Book<u64> = Book::default();
+        book.admit(7, 1, 3, None, None, 1);
+        // After a reset the broker counts from 1 again.
+        book.admit(7, 1, 1, None, None, 1);
+        assert_eq!(book.entries[&7].deliveries, 4);
+        book.admit(7, 2, 2, None, None, 2);
+        assert_eq!(book.entries[&7].deliveries, 5);
+        // Held messages delivered before another member's reset.
+        book.admit(8, 3, 1, None, None, 3);
+        book.admit(9, 4, 1, None, None, 4);
+        book.delivered_before(8);
+        assert_eq!(book.entries[&8].deliveries, 2);
+        assert_eq!(book.entries[&9].deliveries, 1);
+        book.delivered_before(8);
+        assert_eq!(book.entries[&8].deliveries, 2, "counted once");
     }
 }

@@ -35,10 +35,12 @@
 //!   and the message id written in one transaction, a message whose id is
 //!   there changing nothing (`examples/rust/payments.rs`, which also
 //!   describes the outbox, the same idea on the producing side).
-//! - Only redeliveries are looked up (the broker counts deliveries): a first
-//!   delivery cannot have been handled before, unless the group's durable
-//!   consumer was lost and created again; from then on the member looks up
-//!   every message of that partition.
+//! - Only redeliveries are looked up (the broker counts deliveries, and
+//!   after a consumer reset the member counts what the broker had delivered
+//!   before, see [`super::reset`]): a first delivery cannot have been
+//!   handled before, unless the group's durable consumer was lost and
+//!   created again; from then on the member looks up every message of that
+//!   partition.
 
 use std::{collections::HashMap, future::Future, pin::Pin, time::Duration};
 

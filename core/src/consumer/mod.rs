@@ -37,6 +37,7 @@ mod fetch;
 mod handover;
 pub(crate) mod membership;
 mod progress;
+mod reset;
 pub(crate) mod scheduler;
 mod snapshot;
 mod sync;

@@ -106,6 +106,8 @@ pub(crate) enum Event {
     /// [`Scheduler::check_lost`]), or the reset failed.
     Reset {
         partition: u32,
+        /// What the consumer's metadata now says was delivered before.
+        delivered_through: Option<u64>,
         error: Option<String>,
     },
     /// A partition's pull failed (and is being opened again).
@@ -186,6 +188,9 @@ struct Partition {
     still_since: Option<(u64, Instant)>,
     /// The consumer is being reset.
     resetting: bool,
+    /// Every message at or below this stream sequence was delivered before
+    /// a reset of the consumer (see [`super::reset`]).
+    delivered_through: u64,
     /// A reset failed: none is tried again before this.
     reset_after: Option<Instant>,
 }
@@ -272,8 +277,8 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the broker must stand still, counting pending messages a sole
 /// reader does not hold and sending nothing, before they count as lost.
 const LOSS_QUIET: Duration = Duration::from_secs(1);
-/// Longest wait for the broker's answer to a consumer reset.
-const RESET_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before trying a reset again whose record could not be written.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
 
 impl Scheduler {
     #[allow(clippy::too_many_arguments)]
@@ -325,6 +330,7 @@ impl Scheduler {
                 lost_since: None,
                 still_since: None,
                 resetting: false,
+                delivered_through: 0,
                 reset_after: None,
             })
             .collect::<Vec<_>>();
@@ -658,7 +664,11 @@ impl Scheduler {
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
             Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, *follow),
             Event::Recreated { partition } => self.parts[partition as usize].look_up_all = true,
-            Event::Reset { partition, error } => self.on_reset(partition, error),
+            Event::Reset {
+                partition,
+                delivered_through,
+                error,
+            } => self.on_reset(partition, delivered_through, error),
             Event::Health { reply } => {
                 let _ = reply.send(self.health());
             }
@@ -692,12 +702,16 @@ impl Scheduler {
         let Ok(info) = message.info() else {
             return;
         };
-        let (sequence, delivery, deliveries) = (
+        let (sequence, delivery, mut deliveries) = (
             info.stream_sequence,
             info.consumer_sequence,
             info.delivered.max(1) as u64,
         );
         let part = &mut self.parts[partition as usize];
+        if sequence <= part.delivered_through {
+            // Delivered before a reset, which made the broker count from 1.
+            deliveries = deliveries.max(2);
+        }
         let now = Instant::now();
         part.last_activity = now;
         part.last_delivery_at = Some(now);
@@ -945,6 +959,8 @@ impl Scheduler {
         part.handle.consumer = consumer;
         part.handle.phase = None;
         part.config = phase.follow.clone();
+        // Sequences of another stream from here on.
+        part.delivered_through = 0;
         part.in_sync = false;
         part.sole_reader = false;
         part.syncing = false;
@@ -1053,6 +1069,13 @@ impl Scheduler {
         // Another member committed these while this one was not the owner.
         let floor = info.ack_floor.stream_sequence;
         let book = &mut self.machine.books[index];
+        let through = super::reset::delivered_through(&info.config);
+        if through > part.delivered_through {
+            // Another member reset the consumer: what it had been delivered
+            // comes again counted from 1.
+            part.delivered_through = through;
+            book.delivered_before(through);
+        }
         if book.forget_through(floor) {
             part.committed_shared
                 .store(floor, std::sync::atomic::Ordering::Release);
@@ -1166,10 +1189,8 @@ impl Scheduler {
         part.sync_point = None;
         part.last_delivery = 0;
         part.gap_at = 0;
-        // Delivery counts start again at 1, but exactly once needs no
-        // look-ups for it: a sole reader holds every message it ran and did
-        // not commit, and a redelivery at or below its commit point is
-        // acknowledged unrun.
+        // The broker counts deliveries from 1 again: messages delivered
+        // before are counted here (see [`super::reset`]).
         self.machine.books[index].forget_deliveries();
         let (stream, group, committer, events, partition) = (
             part.handle.stream.clone(),
@@ -1179,31 +1200,38 @@ impl Scheduler {
             part.handle.partition,
         );
         tokio::spawn(async move {
-            // Commits decided before go first.
-            committer.flush().await;
-            let reset = stream.reset_consumer(&group, None);
-            let error = match tokio::time::timeout(RESET_TIMEOUT, reset).await {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some("no answer to the consumer reset".to_owned()),
-            };
-            let unpin = super::handover::unpin(&stream, &group);
-            let _ = tokio::time::timeout(RESET_TIMEOUT, unpin).await;
-            let _ = events.send(Event::Reset { partition, error });
+            let (delivered_through, error) = super::reset::reset(&stream, &group, &committer).await;
+            let _ = events.send(Event::Reset {
+                partition,
+                delivered_through,
+                error,
+            });
         });
     }
 
-    fn on_reset(&mut self, partition: u32, error: Option<String>) {
+    fn on_reset(&mut self, partition: u32, delivered_through: Option<u64>, error: Option<String>) {
         let index = partition as usize;
         let part = &mut self.parts[index];
         part.resetting = false;
+        if let Some(through) = delivered_through
+            && through > part.delivered_through
+        {
+            part.delivered_through = through;
+            self.machine.books[index].delivered_before(through);
+        }
         if let Some(error) = error {
+            // Nothing was reset when the record could not be written (the
+            // metadata layer may be electing a leader): try again soon.
+            let wait = match delivered_through {
+                Some(_) => self.options.ack_wait,
+                None => RECORD_RETRY,
+            };
             tracing::warn!(
                 station = %self.station, group = %self.group, partition,
                 %error,
-                "cannot reset the partition's consumer; the broker redelivers after ack_wait"
+                "cannot reset the partition's consumer; trying again in {wait:?} unless the broker redelivers first"
             );
-            part.reset_after = Some(Instant::now() + self.options.ack_wait);
+            part.reset_after = Some(Instant::now() + wait);
             part.last_error = Some(error);
         }
         if part.owned && !part.revoking && self.closing.is_none() {

@@ -481,6 +481,32 @@ pub struct Relay {
     port: u16,
     live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    silence: std::sync::Arc<Silence>,
+}
+
+/// When a relay stops passing bytes (see [`Relay::silence_after`]).
+#[derive(Debug, Default)]
+struct Silence {
+    on: std::sync::atomic::AtomicBool,
+    /// Client bytes whose passing turns the silence on.
+    trigger: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl Silence {
+    fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Called with what just went from a client to the server (`seen`: the
+    /// end of the bytes before, so a trigger split over two reads counts).
+    fn passed(&self, seen: &[u8]) {
+        let trigger = self.trigger.lock().unwrap();
+        if let Some(t) = trigger.as_deref()
+            && seen.windows(t.len()).any(|w| w == t)
+        {
+            self.on.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Relay {
@@ -491,7 +517,8 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (live2, stop2) = (live.clone(), stop.clone());
+        let silence = Arc::new(Silence::default());
+        let (live2, stop2, silence2) = (live.clone(), stop.clone(), silence.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stop2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -508,11 +535,21 @@ impl Relay {
                     live.push(client.try_clone().unwrap());
                     live.push(upstream.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                pipe(upstream, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    upstream.try_clone().unwrap(),
+                    silence2.clone(),
+                    true,
+                );
+                pipe(upstream, client, silence2.clone(), false);
             }
         });
-        Self { port, live, stop }
+        Self {
+            port,
+            live,
+            stop,
+            silence,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -525,11 +562,48 @@ impl Relay {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
+
+    /// Goes silent once a client has sent bytes containing `trigger` (they
+    /// reach the server): from then on nothing passes either way, on the
+    /// connections open and on new ones, and no socket closes. What a
+    /// client sees when the network path freezes right after a request.
+    pub fn silence_after(&self, trigger: &str) {
+        *self.silence.trigger.lock().unwrap() = Some(trigger.as_bytes().to_vec());
+    }
+
+    /// Whether the relay went silent (see [`Self::silence_after`]).
+    pub fn is_silent(&self) -> bool {
+        self.silence.is_on()
+    }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` until either closes, dropping what arrives while
+/// the relay is silent. `upstream`: client to server.
+fn pipe(mut from: TcpStream, mut to: TcpStream, silence: std::sync::Arc<Silence>, upstream: bool) {
+    use std::io::{Read, Write};
     thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buffer = vec![0u8; 64 * 1024];
+        // The last bytes passed, then the new ones: what the trigger is
+        // looked for in.
+        let mut seen: Vec<u8> = Vec::new();
+        loop {
+            let n = match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if silence.is_on() {
+                continue;
+            }
+            if to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+            if upstream {
+                let keep = seen.len().min(256);
+                seen.drain(..seen.len() - keep);
+                seen.extend_from_slice(&buffer[..n]);
+                silence.passed(&seen);
+            }
+        }
         let _ = to.shutdown(std::net::Shutdown::Both);
         let _ = from.shutdown(std::net::Shutdown::Both);
     });
