@@ -35,6 +35,7 @@ mod delivery;
 mod exactly_once;
 mod fetch;
 mod handover;
+mod inbox;
 pub(crate) mod membership;
 mod progress;
 mod reset;
@@ -270,7 +271,7 @@ pub struct Consumer {
 struct Shared {
     station: String,
     group: Arc<str>,
-    ready: Mutex<Inbox>,
+    ready: Mutex<inbox::Inbox>,
     events: mpsc::UnboundedSender<scheduler::Event>,
     ledger: Arc<Ledger>,
     lag: Arc<crate::telemetry::Lag>,
@@ -374,7 +375,7 @@ impl Client {
         let membership =
             membership::Membership::join(self, station, group, options.handover_timeout).await?;
         let members = membership.live().await?;
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (outlet, inbox) = inbox::channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ledger = Ledger::new(events_tx.clone());
         let lag = Arc::new(crate::telemetry::Lag::new(config.partitions as usize));
@@ -388,7 +389,7 @@ impl Client {
             config.schema.clone(),
             options,
             partitions,
-            ready_tx,
+            outlet,
             events_tx.clone(),
             ledger.clone(),
             membership,
@@ -401,10 +402,7 @@ impl Client {
             shared: Arc::new(Shared {
                 station: station.to_string(),
                 group: group.into(),
-                ready: Mutex::new(Inbox {
-                    rounds: ready_rx,
-                    queued: Vec::new().into_iter(),
-                }),
+                ready: Mutex::new(inbox),
                 events: events_tx,
                 ledger,
                 lag,
@@ -445,26 +443,6 @@ impl Client {
         }
         exactly_once::delete(self, station, group).await;
         Ok(())
-    }
-}
-
-/// The deliveries handed to the application: the scheduler sends each
-/// round's hand-outs together; they are taken one at a time.
-#[derive(Debug)]
-struct Inbox {
-    rounds: mpsc::UnboundedReceiver<Vec<Delivery>>,
-    /// The rest of the round being taken.
-    queued: std::vec::IntoIter<Delivery>,
-}
-
-impl Inbox {
-    async fn next(&mut self) -> Option<Delivery> {
-        loop {
-            if let Some(delivery) = self.queued.next() {
-                return Some(delivery);
-            }
-            self.queued = self.rounds.recv().await?.into_iter();
-        }
     }
 }
 
@@ -596,10 +574,7 @@ impl Consumer {
         // Deliveries queued for an application that stopped reading go back
         // to the group (dropping one while closing releases it, no penalty).
         if let Ok(mut ready) = self.shared.ready.try_lock() {
-            ready.queued = Vec::new().into_iter();
-            while let Ok(deliveries) = ready.rounds.try_recv() {
-                drop(deliveries);
-            }
+            ready.clear();
         }
         wait.await.unwrap_or(Ok(()))
     }

@@ -39,6 +39,7 @@ use super::{
     exactly_once::{Lane, Recorder, Records},
     fetch::{Open, Pull, Pulled},
     handover::Release,
+    inbox::Outlet,
     membership::{Membership, assignment},
     snapshot::{self, Phase},
     sync::{SyncPoint, Verdict, sync_verdict},
@@ -248,7 +249,7 @@ pub(crate) struct Scheduler {
     machine: Machine<Arc<jetstream::Message>>,
     /// The application's deliveries, a round's worth per send (see
     /// [`Self::send_outbox`]).
-    ready: Option<mpsc::UnboundedSender<Vec<Delivery>>>,
+    ready: Option<Outlet>,
     /// What this round handed out, sent at its end.
     outbox: Vec<Delivery>,
     events: mpsc::UnboundedSender<Event>,
@@ -290,7 +291,7 @@ impl Scheduler {
         schema: Option<SchemaBinding>,
         options: ConsumerOptions,
         handles: Vec<PartitionHandle>,
-        ready: mpsc::UnboundedSender<Vec<Delivery>>,
+        ready: Outlet,
         events: mpsc::UnboundedSender<Event>,
         ledger: Arc<Ledger>,
         membership: Membership,
@@ -501,12 +502,9 @@ impl Scheduler {
         if self.outbox.is_empty() {
             return;
         }
-        // The next round likely hands out about as many: room made once.
-        let room = self.outbox.len();
-        let deliveries = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
         if let Some(ready) = &self.ready {
-            // If the application is gone, the deliveries' drop reports them back.
-            let _ = ready.send(deliveries);
+            let round = std::mem::replace(&mut self.outbox, ready.empty());
+            ready.send(round);
         }
     }
 
