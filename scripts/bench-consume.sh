@@ -22,7 +22,7 @@ url="nats://127.0.0.1:$port"
 # Twice the messages for the readers: a read of 100,000 took about 0.6 s,
 # short enough for the machine's moments to move a round by 10 %.
 "$bin/consume" "$url" "$((COUNT * 2))" 256 "${BENCH_ROUNDS:-5}" > "$dir/consume.jsonl"
-for round in 1 2 3; do "$bin/latency" "$url" 5 >> "$dir/latency.jsonl"; done
+for round in 1 2 3; do "$bin/latency" "$url" 10 >> "$dir/latency.jsonl"; done
 "$bin/produce_memory" "$url" 1000000 256 > "$dir/memory.jsonl"
 "$bin/produce_memory" "$url" 10000000 256 >> "$dir/memory.jsonl"
 "$bin/snapshot" "$url" 100000 > "$dir/snapshot.jsonl"

@@ -357,7 +357,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let n = samples.len();
         let (p50, p99) = percentiles(&mut samples);
         println!(
-            "{{\"client\":\"{name}\",\"rate\":{rate:.0},\"max_rate\":{max:.0},\"messages\":{n},\"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3}}}"
+            "{{\"client\":\"{name}\",\"rate\":{rate:.0},\"max_rate\":{max:.0},\"seconds\":{seconds},\"messages\":{n},\"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3}}}"
         );
     }
     Ok(())
