@@ -20,8 +20,12 @@ use futures::TryStreamExt;
 
 use crate::{
     client::Client,
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
 };
+
+/// How long a joining member waits for a new membership bucket to be
+/// reachable from its server.
+const JOIN_PATIENCE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Membership {
@@ -75,8 +79,26 @@ impl Membership {
             member: nuid::next().to_string(),
             ttl,
         };
-        this.announce().await?;
-        Ok(this)
+        // A bucket made a moment ago (here or by another member) may not be
+        // reachable from this server yet: on a cluster the interest in its
+        // subjects reaches the other nodes on its own, and a put before that
+        // finds no stream. It is there, so try again for a while.
+        let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match this.announce().await {
+                Ok(()) => return Ok(this),
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "the membership bucket is not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub(crate) fn member(&self) -> &str {
