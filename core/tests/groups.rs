@@ -47,6 +47,33 @@ async fn ack_floor(js: &async_nats::jetstream::Context, stream: &str, group: &st
         .stream_sequence
 }
 
+/// Stores `count` messages of 16 KiB over 10 keys. Large messages: the
+/// broker pushes them into a member's pull far ahead of its handler, so a
+/// cut loses some on the way.
+async fn store_large(producer: &jetstation::Producer, count: usize) {
+    let filler = "x".repeat(16 * 1024);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let m = Message::new(format!("{i}:{filler}")).key(format!("k{}", i % 10));
+        handles.push(producer.enqueue(m).await.unwrap());
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// A client whose connections go through `relay` (see
+/// [`jetstation_harness::Relay`]).
+async fn connect_through(relay: &jetstation_harness::Relay) -> Client {
+    Client::connect(
+        jetstation::ConnectOptions::new(relay.url())
+            .request_timeout(Duration::from_secs(2))
+            .max_reconnect_delay(Duration::from_millis(250)),
+    )
+    .await
+    .unwrap()
+}
+
 fn pseudo_random(seed: u64) -> u64 {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
@@ -504,25 +531,9 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
         .producer("lost", ProducerOptions::default())
         .await
         .unwrap();
-    // Large messages: the broker pushes them into the member's pull far
-    // ahead of its handler, so a cut loses some on the way.
     let stored = 2_000;
-    let filler = "x".repeat(16 * 1024);
-    let mut handles = Vec::with_capacity(stored);
-    for i in 0..stored {
-        let m = Message::new(format!("{i}:{filler}")).key(format!("k{}", i % 10));
-        handles.push(producer.enqueue(m).await.unwrap());
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let member = Client::connect(
-        jetstation::ConnectOptions::new(relay.url())
-            .request_timeout(Duration::from_secs(2))
-            .max_reconnect_delay(Duration::from_millis(250)),
-    )
-    .await
-    .unwrap();
+    store_large(&producer, stored).await;
+    let member = connect_through(&relay).await;
     let consumer = member
         .consumer("lost", "payroll", ConsumerOptions::default())
         .await
@@ -601,26 +612,10 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
         .producer("marks", ProducerOptions::default())
         .await
         .unwrap();
-    // Large messages: the broker pushes them into the member's pull far
-    // ahead of its handler, so a cut loses some on the way.
     let stored = 2_000u64;
-    let filler = "x".repeat(16 * 1024);
-    let mut handles = Vec::new();
-    for i in 0..stored {
-        let m = Message::new(format!("{i}:{filler}")).key(format!("k{}", i % 10));
-        handles.push(producer.enqueue(m).await.unwrap());
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    store_large(&producer, stored as usize).await;
     let options = ConsumerOptions::default().handover_timeout(Duration::from_secs(2));
-    let first = Client::connect(
-        jetstation::ConnectOptions::new(relay.url())
-            .request_timeout(Duration::from_secs(2))
-            .max_reconnect_delay(Duration::from_millis(250)),
-    )
-    .await
-    .unwrap();
+    let first = connect_through(&relay).await;
     let member = first
         .consumer("marks", "payroll", options.clone())
         .await

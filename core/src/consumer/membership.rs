@@ -93,6 +93,7 @@ impl Membership {
                         && tokio::time::Instant::now() + pause < deadline =>
                 {
                     tracing::debug!(error = %e, "the membership bucket is not reachable yet");
+                    // Nothing to wait on: the interest arrives unannounced.
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
