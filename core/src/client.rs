@@ -207,6 +207,9 @@ pub(crate) struct ClientInner {
     pub(crate) schemas: crate::schema::registry::Registry,
     pub(crate) telemetry: Arc<crate::telemetry::Recorder>,
     pub(crate) liveness: crate::liveness::Liveness,
+    /// New stream leaders as the broker announces them (see
+    /// [`crate::elections`]).
+    pub(crate) elections: crate::elections::Elections,
 }
 
 impl Client {
@@ -269,6 +272,7 @@ impl Client {
                 names,
                 telemetry: Default::default(),
                 liveness: Default::default(),
+                elections: Default::default(),
             }),
         })
     }

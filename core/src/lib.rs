@@ -25,6 +25,7 @@ pub mod client;
 pub mod consumer;
 pub mod convert;
 pub mod dead_letter;
+mod elections;
 pub mod error;
 pub mod headers;
 mod liveness;

@@ -173,6 +173,102 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
     );
 }
 
+/// When the leader of a partition's stream dies, the partition takes no
+/// writes until the other replicas elect a new one (nats-server waits 4 to
+/// 9 s before a replica stands). The producer's pipeline meanwhile waits
+/// for answers that do not come; it learns of the new leader from the
+/// broker's announcement and sends again at once, instead of when its
+/// attempt times out (2 s) and its backoff ends (up to 2 s more). A send
+/// that was waiting is confirmed within a second of the announcement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_sends_again_as_soon_as_a_new_leader_is_elected() {
+    let mut cluster = Cluster::start(3);
+    let client = connect_cluster(&cluster).await;
+    client
+        .create_station("elect", StationConfig::default().replicas(3))
+        .await
+        .unwrap();
+    let producer = patient_producer(&client, "elect").await;
+    let stream = partition_stream("elect", 0);
+    let confirmed = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // One send at a time, each awaited: a send during the election waits
+    // for the new leader, and its confirmation is what the test times.
+    let sender = {
+        let (producer, confirmed, stop) = (producer.clone(), confirmed.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                producer
+                    .send(Message::new(payload("steady", i)).key("steady"))
+                    .await
+                    .unwrap();
+                confirmed.lock().unwrap().push(Instant::now());
+                i += 1;
+                // The flow's pace: about a hundred sends a second.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            i
+        })
+    };
+    let js = raw_jetstream(&cluster).await;
+    // A node that is up at the start of each round.
+    let mut up = 0;
+    for round in 0..2 {
+        wait_replicas_current(&cluster.nodes[up].url(), &stream, Duration::from_secs(30)).await;
+        let info = js.get_stream(&stream).await.unwrap().info().await.unwrap().clone();
+        let leader = info.cluster.and_then(|c| c.leader).unwrap();
+        let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        up = (node + 1) % 3;
+        // The announcement, seen from a node that stays up.
+        let watcher = async_nats::connect(cluster.nodes[up].url())
+            .await
+            .unwrap();
+        let mut elected = watcher
+            .subscribe(format!("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}"))
+            .await
+            .unwrap();
+        watcher.flush().await.unwrap();
+        eprintln!("round {round}: killing the leader {leader}");
+        cluster.nodes[node].kill();
+        let killed = Instant::now();
+        tokio::time::timeout(Duration::from_secs(30), elected.next())
+            .await
+            .expect("a new leader within 30 s")
+            .unwrap();
+        let announced = Instant::now();
+        let resumed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(t) = confirmed.lock().unwrap().iter().find(|t| **t >= announced) {
+                    return *t;
+                }
+                // Poll interval of the check; the timeout around bounds it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("a send confirmed within 20 s of the new leader");
+        let lag = resumed - announced;
+        eprintln!(
+            "round {round}: new leader announced {:?} after the kill, a send confirmed {lag:?} \
+             after that",
+            announced - killed
+        );
+        assert!(
+            lag < Duration::from_secs(1),
+            "the first send after the new leader was announced took {lag:?}"
+        );
+        cluster.nodes[node].start_again();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("the flow stops")
+        .unwrap();
+    let stored = check_station(&cluster.nodes[up].url(), "elect", 1).await;
+    assert_eq!(stored["steady"], (0..sent).collect::<Vec<_>>(), "a gap or a repeat");
+}
+
 /// A rolling upgrade under load: a station made on a cluster of nats-server
 /// 2.12 (jetstation's oldest supported release) keeps taking sends while
 /// each node in turn is stopped and started again as 2.15. Every send is

@@ -500,7 +500,13 @@ impl Client {
                 self.inner.telemetry.clone(),
             )
             .with_fast_batches(fast_batches)
-            .with_liveness(self.inner.liveness.clone());
+            .with_liveness(self.inner.liveness.clone())
+            .with_election(
+                self.inner
+                    .elections
+                    .watch(&self.inner.nats, &self.inner.names.partition_stream(station, p))
+                    .await,
+            );
             tokio::spawn(worker.run());
         }
         Ok(Producer {

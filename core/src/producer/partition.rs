@@ -38,6 +38,7 @@ use super::{
     fast::{self, Outcome, Replies},
 };
 use crate::{
+    elections::Election,
     error::{Error, ErrorKind},
     headers,
     telemetry::Recorder,
@@ -120,6 +121,10 @@ pub(super) struct Worker {
     telemetry: Arc<Recorder>,
     /// Checks the connection after a send the broker did not answer.
     liveness: crate::liveness::Liveness,
+    /// New leaders of the partition's stream: an attempt waiting for an
+    /// answer, or a backoff, ends when one is announced (see
+    /// [`crate::elections`]).
+    election: Election,
 }
 
 impl Worker {
@@ -160,6 +165,7 @@ impl Worker {
             backoff,
             telemetry,
             liveness: Default::default(),
+            election: Election::never(),
         }
     }
 
@@ -167,6 +173,12 @@ impl Worker {
     /// answer (see [`crate::liveness`]).
     pub(super) fn with_liveness(mut self, liveness: crate::liveness::Liveness) -> Self {
         self.liveness = liveness;
+        self
+    }
+
+    /// Watches the partition stream's elections with `election`.
+    pub(super) fn with_election(mut self, election: Election) -> Self {
+        self.election = election;
         self
     }
 
@@ -185,6 +197,8 @@ impl Worker {
                 }
                 self.singly = self.no_batches;
             }
+            // An election before this attempt is no reason to end it.
+            self.election.mark_seen();
             let attempt = if let Some(base) = self.unsettled {
                 self.settle(base).await
             } else if let Some(expected) = self.guard {
@@ -452,8 +466,9 @@ impl Worker {
                 break true;
             };
             let sequence = base + 1 + stored as u64;
-            let read =
-                tokio::time::timeout(ATTEMPT_TIMEOUT, stream.get_raw_message(sequence)).await;
+            let read = self
+                .until_elected(ATTEMPT_TIMEOUT, stream.get_raw_message(sequence))
+                .await;
             let unread = |detail: String| {
                 Failure::Transient(Error::new(
                     ErrorKind::Connection,
@@ -464,15 +479,15 @@ impl Worker {
                 ))
             };
             match read {
-                Ok(Ok(message)) if stored_id(&message.headers) == Some(&expected.msg_id) => {
+                Some(Ok(message)) if stored_id(&message.headers) == Some(&expected.msg_id) => {
                     stored += 1;
                 }
                 // Another message: another producer's, or one of ours that
                 // failed before.
-                Ok(Ok(_)) => break false,
-                Ok(Err(e)) if e.kind() == RawMessageErrorKind::NoMessageFound => break true,
-                Ok(Err(e)) => return Err(unread(e.to_string())),
-                Err(_) => return Err(unread(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
+                Some(Ok(_)) => break false,
+                Some(Err(e)) if e.kind() == RawMessageErrorKind::NoMessageFound => break true,
+                Some(Err(e)) => return Err(unread(e.to_string())),
+                None => return Err(unread(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
             }
         };
         tracing::debug!(
@@ -539,11 +554,31 @@ impl Worker {
         publish: PublishMessage,
     ) -> std::result::Result<PublishAck, PublishError> {
         match self.js.send_publish(subject, publish).await {
-            Ok(ack) => match tokio::time::timeout(ATTEMPT_TIMEOUT, ack.into_future()).await {
-                Ok(answer) => answer,
-                Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+            Ok(ack) => match self.until_elected(ATTEMPT_TIMEOUT, ack.into_future()).await {
+                Some(answer) => answer,
+                None => Err(PublishError::new(PublishErrorKind::TimedOut)),
             },
             Err(e) => Err(e),
+        }
+    }
+
+    /// `answer`, unless `limit` passes first or a new leader of the stream
+    /// is announced meanwhile: then the request went to no leader (or a
+    /// dead one) and no answer will come; `None` as for a timeout.
+    async fn until_elected<T>(
+        &self,
+        limit: std::time::Duration,
+        answer: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::select! {
+            answer = tokio::time::timeout(limit, answer) => answer.ok(),
+            _ = self.election.next() => {
+                tracing::debug!(
+                    station = %self.station, partition = self.partition,
+                    "a new leader was announced while waiting for an answer; asking it"
+                );
+                None
+            }
         }
     }
 
@@ -619,9 +654,11 @@ impl Worker {
             // or was deleted. Asked briefly: without a leader the question
             // times out too, and the unit is simply sent again.
             Failure::NoStream(e) => {
-                match tokio::time::timeout(ATTEMPT_TIMEOUT, self.js.get_stream(&self.stream)).await
+                match self
+                    .until_elected(ATTEMPT_TIMEOUT, self.js.get_stream(&self.stream))
+                    .await
                 {
-                    Ok(Err(err)) if Error::from_nats("", &err).kind() == ErrorKind::NotFound => {
+                    Some(Err(err)) if Error::from_nats("", &err).kind() == ErrorKind::NotFound => {
                         Some(Error::not_found(format!(
                             "station {:?} (partition {}) no longer exists; it was deleted while \
                          this producer was sending",
@@ -651,6 +688,11 @@ impl Worker {
     /// Backs off before a retry; returns the error to fail with when the
     /// first message's delivery timeout passes first.
     async fn wait_or_expire(&mut self, deadline: Instant, cause: Error) -> Option<Error> {
+        if self.election.take() {
+            // The attempt ended because a new leader was announced: the
+            // waits start again from the first step.
+            self.backoff.reset();
+        }
         let delay = self
             .backoff
             .next_backoff()
@@ -668,8 +710,23 @@ impl Worker {
             ));
         }
         tracing::debug!(station = %self.station, partition = self.partition, ?delay, "retrying");
-        // The exponential backoff (with jitter) between two attempts.
-        tokio::time::sleep(delay).await;
+        // The exponential backoff (with jitter) between two attempts, cut
+        // short by a new leader: then only the first step is waited, which
+        // leaves the leader the moment between its announcement and taking
+        // publishes.
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.election.next() => {
+                self.election.mark_seen();
+                self.backoff.reset();
+                let step = self.backoff.next_backoff().unwrap_or(self.options.retry_initial);
+                tracing::debug!(
+                    station = %self.station, partition = self.partition, ?step,
+                    "a new leader was announced; retrying"
+                );
+                tokio::time::sleep(step).await;
+            }
+        }
         None
     }
 
