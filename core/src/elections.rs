@@ -1,18 +1,21 @@
-//! New stream leaders, as the broker announces them.
+//! New stream and consumer leaders, as the broker announces them.
 //!
-//! When a node of a cluster dies, every stream it led is without a leader
-//! until the other replicas elect one; nats-server's replicas wait 4 to 9 s
-//! (its raft election timeout) before one stands. Meanwhile nothing answers
-//! a publish to the stream or a read of it, and a producer's pipeline that
-//! waits for an answer would only try again once its attempt timed out
-//! (2 s) and its backoff ended (up to `retry_max`): seconds on top of the
-//! election. The new leader announces itself on
-//! `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>`; a pipeline that
-//! watches its stream here ends the attempt and the backoff it waits in, and
-//! tries again after the first backoff step (the announcement leaves the
-//! new leader a moment before it takes publishes).
+//! When a node of a cluster dies, every stream and consumer it led is
+//! without a leader until the other replicas elect one; nats-server's
+//! replicas wait 4 to 9 s (its raft election timeout) before one stands.
+//! Meanwhile nothing answers a publish to the stream, a read of it or a
+//! pull, and a part that waits for an answer would only try again when its
+//! own timeout ran out: a producer's pipeline when its attempt timed out
+//! (2 s) and its backoff ended (up to `retry_max`), a group's pull when it
+//! missed its idle heartbeats. That is seconds on top of the election. A new
+//! leader announces itself on
+//! `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>` or
+//! `$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.<stream>.<consumer>`; a part
+//! that watches its stream or consumer here stops waiting then, and asks
+//! again after a short pause (the announcement leaves the new leader a
+//! moment before it takes requests).
 //!
-//! One subscription per client, made when the first pipeline watches.
+//! One subscription per client, made when the first part watches.
 
 use std::{
     collections::HashMap,
@@ -22,7 +25,10 @@ use std::{
 use futures::StreamExt;
 use tokio::sync::watch;
 
-const ANNOUNCED: &str = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED";
+/// The announcements' subjects: `<ADVISORIES><what>` where `what` is
+/// `STREAM.LEADER_ELECTED.<stream>` or
+/// `CONSUMER.LEADER_ELECTED.<stream>.<consumer>`.
+const ADVISORIES: &str = "$JS.EVENT.ADVISORY.";
 
 /// The client's watch on leader announcements.
 #[derive(Debug, Default)]
@@ -34,34 +40,51 @@ pub(crate) struct Elections {
 struct State {
     /// The task reading the announcements, once subscribed.
     reader: Option<tokio::task::AbortHandle>,
-    /// One counter per watched stream, raised at each of its elections.
-    streams: HashMap<String, watch::Sender<u64>>,
+    /// One counter per watched stream or consumer (by the end of its
+    /// announcements' subject), raised at each of its elections.
+    watched: HashMap<String, watch::Sender<u64>>,
 }
 
 impl Elections {
-    /// A watch on `stream`'s elections. Without the subscription (refused,
-    /// for example by the user's permissions) the watch never fires, and
-    /// the pipeline only has its timeouts, as before.
-    pub(crate) async fn watch(&self, nats: &async_nats::Client, stream: &str) -> Election {
-        let subscribe = self.state.lock().unwrap().reader.is_none();
-        if subscribe {
-            match nats.subscribe(format!("{ANNOUNCED}.*")).await {
-                Ok(subscriber) => {
-                    let mut state = self.state.lock().unwrap();
-                    if state.reader.is_none() {
-                        let task = tokio::spawn(read(subscriber, Arc::downgrade(&self.state)));
-                        state.reader = Some(task.abort_handle());
-                    }
-                    // Else another watch subscribed meanwhile: this
-                    // subscriber is dropped, which unsubscribes it.
-                }
-                Err(e) => tracing::debug!(error = %e, "cannot watch leader elections"),
-            }
+    /// Subscribes to the announcements, once per client. Without the
+    /// subscription (refused, for example by the user's permissions) no
+    /// watch fires, and each part only has its own timeouts.
+    pub(crate) async fn subscribe(&self, nats: &async_nats::Client) {
+        if self.state.lock().unwrap().reader.is_some() {
+            return;
         }
+        match nats
+            .subscribe(format!("{ADVISORIES}*.LEADER_ELECTED.>"))
+            .await
+        {
+            Ok(subscriber) => {
+                let mut state = self.state.lock().unwrap();
+                if state.reader.is_none() {
+                    let task = tokio::spawn(read(subscriber, Arc::downgrade(&self.state)));
+                    state.reader = Some(task.abort_handle());
+                }
+                // Else another part subscribed meanwhile: this subscriber
+                // is dropped, which unsubscribes it.
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch leader elections"),
+        }
+    }
+
+    /// A watch on `stream`'s elections.
+    pub(crate) fn stream(&self, stream: &str) -> Election {
+        self.watch(format!("STREAM.LEADER_ELECTED.{stream}"))
+    }
+
+    /// A watch on the elections of `stream`'s consumer `consumer`.
+    pub(crate) fn consumer(&self, stream: &str, consumer: &str) -> Election {
+        self.watch(format!("CONSUMER.LEADER_ELECTED.{stream}.{consumer}"))
+    }
+
+    fn watch(&self, what: String) -> Election {
         let mut state = self.state.lock().unwrap();
         let sender = state
-            .streams
-            .entry(stream.to_string())
+            .watched
+            .entry(what)
             .or_insert_with(|| watch::channel(0).0);
         Election {
             seen: sender.subscribe(),
@@ -77,28 +100,25 @@ impl Drop for Elections {
     }
 }
 
-/// Raises the counter of each stream whose new leader is announced.
+/// Raises the counter of each watched stream or consumer whose new leader
+/// is announced.
 async fn read(mut subscriber: async_nats::Subscriber, state: std::sync::Weak<Mutex<State>>) {
     while let Some(message) = subscriber.next().await {
         let Some(state) = state.upgrade() else {
             return;
         };
         let mut state = state.lock().unwrap();
-        // Streams no pipeline watches any more are forgotten.
-        state.streams.retain(|_, s| s.receiver_count() > 0);
-        let stream = message
-            .subject
-            .as_str()
-            .strip_prefix(ANNOUNCED)
-            .and_then(|s| s.strip_prefix('.'));
-        if let Some(sender) = stream.and_then(|s| state.streams.get(s)) {
-            tracing::debug!(stream = stream.unwrap_or_default(), "new stream leader");
+        // What no part watches any more is forgotten.
+        state.watched.retain(|_, s| s.receiver_count() > 0);
+        let what = message.subject.as_str().strip_prefix(ADVISORIES);
+        if let Some(sender) = what.and_then(|w| state.watched.get(w)) {
+            tracing::debug!(what = what.unwrap_or_default(), "new leader");
             sender.send_modify(|n| *n += 1);
         }
     }
 }
 
-/// One pipeline's watch on its stream's elections.
+/// One part's watch on its stream's or consumer's elections.
 #[derive(Debug, Clone)]
 pub(crate) struct Election {
     seen: watch::Receiver<u64>,
@@ -128,10 +148,12 @@ impl Election {
 
     /// Completes at the first election not yet seen (at once if one
     /// happened since [`Self::mark_seen`]); never when nothing watches.
-    pub(crate) async fn next(&self) {
+    pub(crate) fn next(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut seen = self.seen.clone();
-        if seen.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        async move {
+            if seen.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

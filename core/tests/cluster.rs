@@ -216,14 +216,19 @@ async fn a_producer_sends_again_as_soon_as_a_new_leader_is_elected() {
     let mut up = 0;
     for round in 0..2 {
         wait_replicas_current(&cluster.nodes[up].url(), &stream, Duration::from_secs(30)).await;
-        let info = js.get_stream(&stream).await.unwrap().info().await.unwrap().clone();
+        let info = js
+            .get_stream(&stream)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
         let leader = info.cluster.and_then(|c| c.leader).unwrap();
         let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
         up = (node + 1) % 3;
         // The announcement, seen from a node that stays up.
-        let watcher = async_nats::connect(cluster.nodes[up].url())
-            .await
-            .unwrap();
+        let watcher = async_nats::connect(cluster.nodes[up].url()).await.unwrap();
         let mut elected = watcher
             .subscribe(format!("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}"))
             .await
@@ -266,7 +271,11 @@ async fn a_producer_sends_again_as_soon_as_a_new_leader_is_elected() {
         .expect("the flow stops")
         .unwrap();
     let stored = check_station(&cluster.nodes[up].url(), "elect", 1).await;
-    assert_eq!(stored["steady"], (0..sent).collect::<Vec<_>>(), "a gap or a repeat");
+    assert_eq!(
+        stored["steady"],
+        (0..sent).collect::<Vec<_>>(),
+        "a gap or a repeat"
+    );
 }
 
 /// A rolling upgrade under load: a station made on a cluster of nats-server
@@ -610,11 +619,31 @@ async fn group_read_with_a_leader_killed(start: jetstation::StartPosition) {
         )
         .await
         .unwrap();
-    let longest = read_every_key(&consumer, keys, async || {
+    let announced = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let (longest, resumed) = read_every_key(&consumer, keys, async || {
         let stream = js.get_stream(read).await.unwrap();
         let info = stream.consumer_info("onboarding").await.unwrap();
         let leader = info.cluster.clone().and_then(|c| c.leader).unwrap();
         let node: usize = leader.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        // The new consumer leader's announcement, seen from a node that
+        // stays up.
+        let watcher = async_nats::connect(cluster.nodes[(node + 1) % 3].url())
+            .await
+            .unwrap();
+        let mut elected = watcher
+            .subscribe(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{read}.onboarding"
+            ))
+            .await
+            .unwrap();
+        watcher.flush().await.unwrap();
+        let announced = announced.clone();
+        tokio::spawn(async move {
+            let _watcher = watcher;
+            if elected.next().await.is_some() {
+                *announced.lock().unwrap() = Some(Instant::now());
+            }
+        });
         eprintln!("killing {leader}, which leads the group's consumer on {read}");
         cluster.nodes[node].kill();
     })
@@ -629,6 +658,21 @@ async fn group_read_with_a_leader_killed(start: jetstation::StartPosition) {
         longest < bound,
         "the group waited {longest:?} for one delivery (bound {bound:?})"
     );
+    // The group hears of the new leader and asks it at once; it then waits
+    // a second of quiet before it resets what was lost with the old leader.
+    // Without a reset (before 2.14) what was lost comes back after ack_wait.
+    let announced = announced
+        .lock()
+        .unwrap()
+        .expect("the new consumer leader was announced");
+    let after = resumed.saturating_duration_since(announced);
+    eprintln!("deliveries went on {after:?} after the new consumer leader was announced");
+    if has_reset {
+        assert!(
+            after < Duration::from_secs(3),
+            "deliveries went on only {after:?} after the new consumer leader was announced"
+        );
+    }
     // Every delivery is committed: nothing pending or undelivered remains at
     // the broker (the group follows the history on the partition stream).
     wait_until(
@@ -711,7 +755,7 @@ async fn a_group_goes_on_when_its_members_node_freezes() {
         .await
         .unwrap();
     let freeze = Duration::from_secs(25);
-    let longest = read_every_key(&consumer, keys, async || {
+    let (longest, _) = read_every_key(&consumer, keys, async || {
         eprintln!("freezing n1, the member's node, for {freeze:?}");
         freeze_for(&cluster.nodes[0], freeze);
     })
@@ -797,18 +841,23 @@ async fn read_every_key(
     consumer: &jetstation::Consumer,
     keys: usize,
     fault: impl AsyncFnOnce(),
-) -> Duration {
+) -> (Duration, Instant) {
     let mut fault = Some(fault);
     let mut seen = std::collections::HashSet::new();
     let mut longest = Duration::ZERO;
     let mut last = Instant::now();
+    // When the longest wait ended.
+    let mut resumed = last;
     while seen.len() < keys {
         let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
             .await
             .unwrap_or_else(|_| panic!("the group stalled after {} keys", seen.len()))
             .expect("the group ends only when closed")
             .unwrap();
-        longest = longest.max(last.elapsed());
+        if last.elapsed() > longest {
+            longest = last.elapsed();
+            resumed = Instant::now();
+        }
         last = Instant::now();
         seen.insert(delivery.key.clone().unwrap());
         delivery.ack().unwrap();
@@ -820,7 +869,7 @@ async fn read_every_key(
         }
     }
     eprintln!("longest wait between two deliveries: {longest:?}");
-    longest
+    (longest, resumed)
 }
 
 /// A client connected to the first node only (it learns the others from

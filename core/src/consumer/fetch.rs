@@ -39,6 +39,7 @@
 //! it over, so a registry look-up never blocks the scheduler.
 
 use std::{
+    future::Future,
     pin::Pin,
     sync::{
         Arc,
@@ -59,6 +60,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{PIN_GROUP, scheduler::Event};
 use crate::{
     client::Client,
+    elections::Election,
     error::{Error, ErrorKind},
     schema::{SCHEMA_HEADER, SCHEMA_VERSION_HEADER, SchemaBinding},
 };
@@ -88,6 +90,8 @@ pub(crate) struct Fetch {
     /// The member's client, whose connection is checked when the broker
     /// does not answer.
     pub(crate) client: Client,
+    /// New leaders of the consumer (see [`crate::elections`]).
+    pub(crate) election: Election,
     pub(crate) events: mpsc::UnboundedSender<Event>,
 }
 
@@ -95,6 +99,9 @@ pub(crate) struct Fetch {
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Longest wait for the broker's answer about the durable consumer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between a new consumer leader's announcement and asking it about
+/// the pin (it announces itself just before it takes requests).
+const AFTER_ELECTION: Duration = Duration::from_millis(100);
 
 impl Fetch {
     pub(crate) async fn run(mut self) {
@@ -102,11 +109,16 @@ impl Fetch {
             let unpin = super::handover::unpin(&self.stream, self.name());
             let _ = tokio::time::timeout(ASK_TIMEOUT, unpin).await;
         }
+        let inner = &self.client.inner;
+        inner.elections.subscribe(&inner.nats).await;
         let mut kept: Option<Reading> = None;
         loop {
             let opened = match kept.take() {
                 Some(reading) => Ok(reading),
-                None => self.open().await.map(Reading::new),
+                None => self
+                    .open()
+                    .await
+                    .map(|messages| Reading::new(messages, self.election.clone())),
             };
             let ended = match opened {
                 Ok(reading) if self.validation.is_none() => self.hand_over(reading).await,
@@ -114,11 +126,22 @@ impl Fetch {
                 Err(error) => Some(Ended {
                     error,
                     resumable: None,
+                    elected: false,
                 }),
             };
-            let Some(Ended { error, resumable }) = ended else {
+            let Some(Ended {
+                error,
+                resumable,
+                elected,
+            }) = ended
+            else {
                 return; // the scheduler is gone
             };
+            if elected {
+                // The announcement leaves a moment before the new leader
+                // answers.
+                tokio::time::sleep(AFTER_ELECTION).await;
+            }
             let pin = match resumable.as_ref().and_then(|r| r.pin.as_deref()) {
                 Some(pin) => self.pin_state(pin).await,
                 None => PinState::Elsewhere,
@@ -344,6 +367,12 @@ pub(crate) struct Reading {
     quiet: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A message came since `quiet` was last set.
     seen: bool,
+    /// New leaders of the consumer: the pull's requests went to the old
+    /// one, so the pull stops at the announcement (see
+    /// [`crate::elections`]).
+    election: Election,
+    /// The wait for the next announcement, made when the pull first waits.
+    announced: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// How long a pull may give nothing while its last message said more wait
@@ -363,24 +392,45 @@ const QUIET: Duration = Duration::from_millis(200);
 /// `Some`: it stopped).
 type Next = Result<jetstream::Message, Option<Stop>>;
 
-/// Why a pull stopped: as async-nats tells, or quiet while messages wait.
+/// Why a pull stopped: as async-nats tells, quiet while messages wait, or
+/// a new consumer leader was announced.
 enum Stop {
     Quiet,
+    Elected,
     Failed(MessagesError),
 }
 
 impl Reading {
-    fn new(messages: pull::Stream) -> Self {
+    fn new(messages: pull::Stream, mut election: Election) -> Self {
+        // Only a later election stops this pull.
+        election.mark_seen();
         Self {
             messages,
             pin: None,
             expecting: false,
             quiet: None,
             seen: false,
+            election,
+            announced: None,
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        let next = self.poll_messages(cx);
+        if next.is_pending() {
+            let announced = self
+                .announced
+                .get_or_insert_with(|| Box::pin(self.election.next()));
+            if announced.as_mut().poll(cx).is_ready() {
+                self.announced = None;
+                self.election.mark_seen();
+                return Poll::Ready(Err(Some(Stop::Elected)));
+            }
+        }
+        next
+    }
+
+    fn poll_messages(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         match self.messages.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(message))) => {
                 note_pin(&mut self.pin, &message);
@@ -439,6 +489,8 @@ fn more_waiting(reply: &str) -> bool {
 pub(crate) struct Ended {
     error: Error,
     resumable: Option<Reading>,
+    /// A new consumer leader was announced.
+    elected: bool,
 }
 
 /// A pull read by the scheduler: its messages tagged with the partition, then
@@ -492,11 +544,12 @@ fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
 /// messages wait may be read on.
 fn ended(stop: Option<Stop>, reading: Reading) -> Ended {
     let resumable = match &stop {
-        Some(Stop::Quiet) => true,
+        Some(Stop::Quiet | Stop::Elected) => true,
         Some(Stop::Failed(e)) => e.kind() == MessagesErrorKind::MissingHeartbeat,
         None => false,
     };
     Ended {
+        elected: matches!(stop, Some(Stop::Elected)),
         error: failure(stop),
         resumable: resumable.then_some(reading),
     }
@@ -510,6 +563,12 @@ fn failure(stop: Option<Stop>) -> Error {
             return Error::new(
                 ErrorKind::Timeout,
                 "the pull went quiet while messages wait",
+            );
+        }
+        Some(Stop::Elected) => {
+            return Error::new(
+                ErrorKind::Timeout,
+                "a new consumer leader was elected (the pull's requests went to the old one)",
             );
         }
         None => return Error::new(ErrorKind::Connection, "the pull ended"),

@@ -46,6 +46,7 @@ use super::{
 };
 use crate::{
     client::Client,
+    elections::Election,
     error::{Error, ErrorKind, Result},
     headers,
     schema::SchemaBinding,
@@ -194,6 +195,9 @@ struct Partition {
     delivered_through: u64,
     /// A reset failed: none is tried again before this.
     reset_after: Option<Instant>,
+    /// New leaders of the consumer pulled now: a question about it that
+    /// waits then goes to the new leader (see [`crate::elections`]).
+    election: Election,
 }
 
 impl Partition {
@@ -333,6 +337,7 @@ impl Scheduler {
                 resetting: false,
                 delivered_through: 0,
                 reset_after: None,
+                election: Election::never(),
             })
             .collect::<Vec<_>>();
         let machine = Machine::new(
@@ -521,6 +526,10 @@ impl Scheduler {
         // (the partition) is lost between two pulls.
         let expires = (self.options.handover_timeout / 3)
             .clamp(Duration::from_millis(500), Duration::from_secs(30));
+        let election = self.client.inner.elections.consumer(
+            &part.handle.consumer.cached_info().stream_name,
+            part.config.durable_name.as_deref().unwrap_or_default(),
+        );
         let fetch = super::fetch::Fetch {
             partition: part.handle.partition,
             stream: part.handle.stream.clone(),
@@ -535,9 +544,11 @@ impl Scheduler {
             heartbeat: (expires / 4).max(Duration::from_millis(100)),
             validation: self.schema.clone().map(|b| (self.client.clone(), b)),
             client: self.client.clone(),
+            election: election.clone(),
             events: self.events.clone(),
         };
         let part = &mut self.parts[index];
+        part.election = election;
         part.last_activity = Instant::now();
         part.warned_silent = false;
         part.fetch = Some(tokio::spawn(fetch.run()));
@@ -1034,13 +1045,22 @@ impl Scheduler {
         let group = self.group.clone();
         let partition = part.handle.partition;
         let events = self.events.clone();
+        part.election.mark_seen();
+        let elected = part.election.next();
         tokio::spawn(async move {
             // Bounded below the request timeout: during a consumer leader
-            // election the question is better asked again soon.
-            let info = match tokio::time::timeout(SYNC_TIMEOUT, stream.consumer_info(&group)).await
-            {
-                Ok(info) => info.map_err(|e| Error::from_nats("reading consumer info", &e)),
-                Err(_) => Err(Error::new(ErrorKind::Timeout, "consumer info timed out")),
+            // election the question is better asked again soon, and at once
+            // when the new leader is announced (the question went to none).
+            let asked = tokio::time::timeout(SYNC_TIMEOUT, stream.consumer_info(&group));
+            let info = tokio::select! {
+                info = asked => match info {
+                    Ok(info) => info.map_err(|e| Error::from_nats("reading consumer info", &e)),
+                    Err(_) => Err(Error::new(ErrorKind::Timeout, "consumer info timed out")),
+                },
+                () = elected => Err(Error::new(
+                    ErrorKind::Timeout,
+                    "a new consumer leader was elected while asking",
+                )),
             };
             let _ = events.send(Event::Synced {
                 partition,

@@ -486,6 +486,7 @@ impl Client {
             .clone()
             .unwrap_or_else(|| nuid::next().to_string());
         let fast_batches = self.has_fast_batches();
+        self.inner.elections.subscribe(&self.inner.nats).await;
         let mut queues = Vec::new();
         for p in 0..config.partitions {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -504,8 +505,7 @@ impl Client {
             .with_election(
                 self.inner
                     .elections
-                    .watch(&self.inner.nats, &self.inner.names.partition_stream(station, p))
-                    .await,
+                    .stream(&self.inner.names.partition_stream(station, p)),
             );
             tokio::spawn(worker.run());
         }
