@@ -139,9 +139,15 @@ impl Election {
         self.seen.mark_unchanged();
     }
 
+    /// Whether an election happened since the last [`Self::mark_seen`]
+    /// (one atomic read).
+    pub(crate) fn happened(&self) -> bool {
+        self.seen.has_changed().unwrap_or(false)
+    }
+
     /// Whether an election happened since the last look; counts it seen.
     pub(crate) fn take(&mut self) -> bool {
-        let happened = self.seen.has_changed().unwrap_or(false);
+        let happened = self.happened();
         self.seen.mark_unchanged();
         happened
     }

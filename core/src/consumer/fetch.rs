@@ -259,6 +259,7 @@ impl Fetch {
     /// Checks and hands messages over until the pull ends; `None` when the
     /// scheduler is gone.
     async fn drain(&self, mut reading: Reading) -> Option<Ended> {
+        reading.moved();
         loop {
             let message = match futures::future::poll_fn(|cx| reading.poll_next(cx)).await {
                 Ok(message) => message,
@@ -418,16 +419,31 @@ impl Reading {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         let next = self.poll_messages(cx);
         if next.is_pending() {
-            let announced = self
-                .announced
-                .get_or_insert_with(|| Box::pin(self.election.next()));
-            if announced.as_mut().poll(cx).is_ready() {
+            // The wait for an announcement is polled once per reader (it
+            // keeps that reader's waker); after that a look at the counter
+            // is enough, and costs no lock on every quiet poll.
+            let elected = match &mut self.announced {
+                None => self
+                    .announced
+                    .insert(Box::pin(self.election.next()))
+                    .as_mut()
+                    .poll(cx)
+                    .is_ready(),
+                Some(_) => self.election.happened(),
+            };
+            if elected {
                 self.announced = None;
                 self.election.mark_seen();
                 return Poll::Ready(Err(Some(Stop::Elected)));
             }
         }
         next
+    }
+
+    /// The pull is read by another task from now on: the wait for an
+    /// announcement is made again for its waker.
+    fn moved(&mut self) {
+        self.announced = None;
     }
 
     fn poll_messages(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
@@ -504,7 +520,8 @@ pub(crate) struct Open {
 pub(crate) type Pulled = (u32, Result<jetstream::Message, Ended>);
 
 impl Open {
-    pub(crate) fn new(partition: u32, reading: Reading) -> Self {
+    pub(crate) fn new(partition: u32, mut reading: Reading) -> Self {
+        reading.moved();
         Self {
             partition,
             reading: Some(reading),

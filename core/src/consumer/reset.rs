@@ -23,8 +23,13 @@ use super::committer::Committer;
 /// delivered before a reset.
 const DELIVERED_THROUGH: &str = "jetstation.delivered_through";
 
-/// Longest wait for each of the broker's answers around a reset.
+/// Longest wait for the broker's answer to the reset.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for the record before a reset. Writing it needs the leader
+/// of the metadata layer, which answers at once when there is one; a
+/// request sent while it is being elected gets no answer, and is better
+/// sent again soon (see the scheduler's `RECORD_RETRY`).
+const RECORD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a consumer's configuration says was delivered before a reset (0:
 /// nothing, or no reset yet).
@@ -47,7 +52,7 @@ pub(crate) async fn reset(
 ) -> (Option<u64>, Option<String>) {
     // Commits decided before go first.
     committer.flush().await;
-    let through = match step(record(stream, group)).await {
+    let through = match step(RECORD_TIMEOUT, record(stream, group)).await {
         Ok(through) => through,
         Err(e) => {
             return (
@@ -62,7 +67,7 @@ pub(crate) async fn reset(
             .await
             .map_err(|e| e.to_string())
     };
-    let error = step(reset).await.err();
+    let error = step(STEP_TIMEOUT, reset).await.err();
     let _ = tokio::time::timeout(STEP_TIMEOUT, super::handover::unpin(stream, group)).await;
     (Some(through), error)
 }
@@ -89,8 +94,11 @@ async fn record(stream: &jetstream::stream::Stream<()>, group: &str) -> Result<u
     Ok(through)
 }
 
-async fn step<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::time::timeout(STEP_TIMEOUT, work)
+async fn step<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, work)
         .await
         .unwrap_or_else(|_| Err("no answer from the broker".to_owned()))
 }

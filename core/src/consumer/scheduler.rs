@@ -282,8 +282,9 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the broker must stand still, counting pending messages a sole
 /// reader does not hold and sending nothing, before they count as lost.
 const LOSS_QUIET: Duration = Duration::from_secs(1);
-/// Wait before trying a reset again whose record could not be written.
-const RECORD_RETRY: Duration = Duration::from_secs(2);
+/// Wait before trying a reset again whose record could not be written (the
+/// metadata layer may be electing a leader, which the client is not told).
+const RECORD_RETRY: Duration = Duration::from_millis(500);
 
 impl Scheduler {
     #[allow(clippy::too_many_arguments)]
