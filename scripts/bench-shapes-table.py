@@ -54,7 +54,8 @@ write_section("Produce and consume, one node and a 3-node cluster", "\n".join([
     "Raw async-nats (pipelined publishes, window 1,024, no ids; a pull consumer acknowledging each message) runs on "
     "the same servers in the same run; the raw reader also reads the 1-partition station, whose messages carry the "
     "headers the producer sent (id, key, and the expected sequence or batch headers, which nats-server stores). Four producers each use a connection of their own and send a quarter of the "
-    "messages. Best of 2 runs.",
+    "messages. Best of 2 runs; in each run the raw reader and the group read the 1-partition station three times "
+    "each, in turns (the best of the six reads of each is shown).",
     f"Reproduce with `{command}`.", "",
     "| | client | shape | one node msgs/s | × raw | 3-node R3 msgs/s | × raw | R3 × one node | target | |",
     "|---|---|---|---|---|---|---|---|---|---|", *rows]))

@@ -110,12 +110,18 @@ async fn run(setup: &Setup, count: usize) -> Result<()> {
         };
         report(setup, "produce", "jetstation (Rust)", &mode, rate);
         if partitions == 1 {
-            // The same reader on the messages the group reads: they carry
-            // the headers the producer sent, which the server stores.
-            let rate = raw_consume(&js, "JST__shape-1__P0", count).await?;
-            report(setup, "consume", "async-nats (raw)", RAW_ON_STATION, rate);
+            // The same reader on the messages the group reads (they carry
+            // the headers the producer sent, which the server stores), in
+            // turns with the group: a read of 100,000 messages lasts half a
+            // second, and one of each per run is at the mercy of a moment.
+            for _ in 0..SAME_MESSAGES_TURNS {
+                let rate = raw_consume(&js, "JST__shape-1__P0", count).await?;
+                report(setup, "consume", "async-nats (raw)", RAW_ON_STATION, rate);
+                let rate = consume(&client, station, count, false).await?;
+                report(setup, "consume", "jetstation (Rust)", GROUP_ON_ONE, rate);
+            }
         }
-        if producers == 1 && partitions != 4 {
+        if producers == 1 && partitions == 64 {
             let rate = consume(&client, station, count, false).await?;
             let mode = format!("group, {}, {keys} keys", partitions_label(partitions));
             report(setup, "consume", "jetstation (Rust)", &mode, rate);
@@ -168,6 +174,11 @@ async fn raw_produce(js: &jetstream::Context, setup: &Setup, count: usize) -> Re
 /// The raw reader's rows: on raw publishes (no headers), and on the
 /// station's one partition (the messages the group reads).
 const RAW_CONSUME: &str = "pull consumer, ack per message";
+/// The group's row on the 1-partition station.
+const GROUP_ON_ONE: &str = "group, 1 partition, 100 keys";
+/// How many times per run the raw reader and the group each read the
+/// 1-partition station, in turns.
+const SAME_MESSAGES_TURNS: usize = 3;
 const RAW_ON_STATION: &str = "the same, on the group's messages (1 partition)";
 
 /// Reads `count` messages of `stream` with a durable pull consumer,
