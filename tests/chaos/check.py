@@ -209,7 +209,8 @@ def main():
     if consumers:
         print(f"  consumers on the cluster: at most {consumers['max']} (bound {consumers['bound']})")
         if consumers["max"] > consumers["bound"]:
-            print("  FAIL: consumers piled up")
+            print("  FAIL: consumers piled up; at the most, at "
+                  f"{consumers.get('at_s', 0):.1f}: " + ", ".join(consumers.get("at_max", [])))
             bad += 1
     if len(confirmed) == 0:
         print("  FAIL: nothing was confirmed")

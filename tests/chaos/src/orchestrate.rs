@@ -6,10 +6,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -349,7 +346,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     let mut producer = workers.spawn("produce", "producer");
     let started = Instant::now();
 
-    let max_consumers = Arc::new(AtomicUsize::new(0));
+    let max_consumers = Arc::new(std::sync::Mutex::new(Peak::default()));
     let sampler = tokio::spawn(sample_consumers(direct_urls.clone(), max_consumers.clone()));
 
     let mut faults_log = fs::File::create(out.join("faults.jsonl")).expect("faults log");
@@ -419,10 +416,11 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     }
     sampler.abort();
     let bound = PARTITIONS as usize + 4;
-    let seen = max_consumers.load(Ordering::SeqCst);
+    let peak = max_consumers.lock().unwrap().clone();
     fs::write(
         out.join("consumers.json"),
-        json!({"max": seen, "bound": bound}).to_string(),
+        json!({"max": peak.count, "bound": bound, "at_max": peak.names, "at_s": peak.at})
+            .to_string(),
     )
     .expect("consumers summary");
     drop(relays);
@@ -469,7 +467,16 @@ async fn admin_client(urls: &[String]) -> Client {
 
 /// Samples how many consumers the cluster holds, over every stream: members
 /// that recreate pulls or watches on every reconnect would pile them up.
-async fn sample_consumers(urls: Vec<String>, max: Arc<AtomicUsize>) {
+/// The most consumers the cluster held at once, which ones ("stream >
+/// consumer", as far as they could be listed) and when (Unix seconds).
+#[derive(Debug, Clone, Default)]
+struct Peak {
+    count: usize,
+    names: Vec<String>,
+    at: f64,
+}
+
+async fn sample_consumers(urls: Vec<String>, max: Arc<std::sync::Mutex<Peak>>) {
     use futures::TryStreamExt;
     let addrs: Vec<async_nats::ServerAddr> = urls.iter().filter_map(|u| u.parse().ok()).collect();
     let Ok(nats) = async_nats::connect(addrs).await else {
@@ -477,9 +484,31 @@ async fn sample_consumers(urls: Vec<String>, max: Arc<AtomicUsize>) {
     };
     let js = async_nats::jetstream::new(nats);
     loop {
-        if let Ok(infos) = js.streams().try_collect::<Vec<_>>().await {
+        if let Ok(listed) = js.streams().try_collect::<Vec<_>>().await {
+            // The listing comes in pages; while a node is down or comes back
+            // a stream can appear on two of them: it counts once.
+            let infos: std::collections::BTreeMap<_, _> = listed
+                .into_iter()
+                .map(|i| (i.config.name.clone(), i))
+                .collect();
+            let infos: Vec<_> = infos.into_values().collect();
             let total: usize = infos.iter().map(|i| i.state.consumer_count).sum();
-            max.fetch_max(total, Ordering::SeqCst);
+            if total > max.lock().unwrap().count {
+                let mut names = Vec::new();
+                for info in &infos {
+                    let stream = &info.config.name;
+                    if let Ok(s) = js.get_stream_no_info(stream).await
+                        && let Ok(list) = s.consumer_names().try_collect::<Vec<_>>().await
+                    {
+                        names.extend(list.into_iter().map(|c| format!("{stream} > {c}")));
+                    }
+                }
+                *max.lock().unwrap() = Peak {
+                    count: total,
+                    names,
+                    at: unix_now(),
+                };
+            }
         }
         // Sampling period of the consumer count.
         tokio::time::sleep(Duration::from_millis(500)).await;
