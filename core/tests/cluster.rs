@@ -108,13 +108,7 @@ async fn ordered_sends_survive_each_node_being_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed() {
     let mut cluster = Cluster::start(3);
-    let client = connect_cluster(&cluster).await;
-    client
-        .create_station("fastr3", StationConfig::default().replicas(3))
-        .await
-        .unwrap();
-    let producer = patient_producer(&client, "fastr3").await;
-    let stream = partition_stream("fastr3", 0);
+    let (client, producer, stream) = replicated_station(&cluster, "fastr3").await;
     let stop = Arc::new(AtomicBool::new(false));
     // Bursts of 100 keep units of many messages queued.
     let sender = tokio::spawn(send_bursts(producer.clone(), stop.clone(), "emp", 5, 25));
@@ -183,13 +177,7 @@ async fn fast_batches_on_a_replicated_partition_survive_its_leader_being_killed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_sends_again_as_soon_as_a_new_leader_is_elected() {
     let mut cluster = Cluster::start(3);
-    let client = connect_cluster(&cluster).await;
-    client
-        .create_station("elect", StationConfig::default().replicas(3))
-        .await
-        .unwrap();
-    let producer = patient_producer(&client, "elect").await;
-    let stream = partition_stream("elect", 0);
+    let (_client, producer, stream) = replicated_station(&cluster, "elect").await;
     let confirmed = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     // One send at a time, each awaited: a send during the election waits
@@ -423,6 +411,21 @@ async fn send_bursts(
 }
 
 /// A producer whose sends wait out node losses (a 90 s delivery timeout).
+/// A client on `cluster`, a new R3 station of one partition, a patient
+/// producer on it and the name of its partition's stream.
+async fn replicated_station(
+    cluster: &Cluster,
+    station: &str,
+) -> (jetstation::Client, jetstation::Producer, String) {
+    let client = connect_cluster(cluster).await;
+    client
+        .create_station(station, StationConfig::default().replicas(3))
+        .await
+        .unwrap();
+    let producer = patient_producer(&client, station).await;
+    (client, producer, partition_stream(station, 0))
+}
+
 async fn patient_producer(client: &jetstation::Client, station: &str) -> jetstation::Producer {
     client
         .producer(
