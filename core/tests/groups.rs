@@ -549,7 +549,6 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
     });
     let mut seen = HashSet::new();
     let mut cut_at = None;
-    let mut cuts = 0;
     while seen.len() < stored {
         let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
             .await
@@ -561,24 +560,24 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
             seen.insert(i.parse::<usize>().unwrap());
         }
         delivery.ack().unwrap();
-        // Six cuts while the first 750 are handled: each loses what is on
-        // the way at that moment, if anything.
-        if seen.len() % 150 == 1 && seen.len() <= 751 && cuts < 6 {
-            cuts += 1;
-            relay.cut();
-            cut_at.get_or_insert_with(std::time::Instant::now);
+        // The next delivery is lost on the way, with the connection (a
+        // cut loses only what happens to be on the way, maybe nothing).
+        if seen.len() == 150 {
+            relay.lose_next("$JS.ACK.");
+            cut_at = Some(std::time::Instant::now());
         }
     }
     let took = cut_at.unwrap().elapsed();
-    eprintln!("every stored message handled {took:?} after the first cut");
+    eprintln!("every stored message handled {took:?} after the loss was armed");
     trickle.abort();
+    assert!(relay.lost(), "no delivery passed the relay to be lost");
     // Before nats-server 2.14 there is no consumer reset: up to ack_wait.
     let version = member.server_version();
     let has_reset = !(version.starts_with("2.12.") || version.starts_with("2.13."));
     let bound = Duration::from_secs(if has_reset { 15 } else { 45 });
     assert!(
         took < bound,
-        "the stored messages took {took:?} after the first cut (ack_wait is 30 s)"
+        "the stored messages took {took:?} after the loss (ack_wait is 30 s)"
     );
     consumer.close().await.unwrap();
 }
@@ -620,17 +619,27 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
         .consumer("marks", "payroll", options.clone())
         .await
         .unwrap();
+    // A trickle of new messages: deliveries go on after everything stored
+    // was delivered, so the loss armed below has a delivery to hit.
+    let trickle = tokio::spawn(async move {
+        for i in 0..1_200 {
+            let m = Message::new(format!("trickle-{i}")).key("trickle");
+            producer.enqueue(m).await.unwrap().await.unwrap();
+            // The trickle's pace: 20 messages a second.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     // The first message stays in its handler (unacknowledged), so nothing is
     // committed and the reset sends back everything handed out.
     let mut running = Vec::new();
     let mut handed = HashSet::new();
-    let mut cuts = 0;
     let started = std::time::Instant::now();
     while !relay.is_silent() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no reset within 60 s; {} messages handed out, {cuts} cuts",
-            handed.len()
+            "no reset within 60 s; {} messages handed out, a delivery lost on the way: {}",
+            handed.len(),
+            relay.lost()
         );
         // Short waits: the loop also watches for the silence.
         let Ok(next) = tokio::time::timeout(Duration::from_millis(200), member.next()).await else {
@@ -647,13 +656,13 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
             continue;
         }
         delivery.ack().unwrap();
-        // Cuts while messages pour in, until one loses something on the way
-        // (not every cut does).
-        if handed.len() % 100 == 1 {
-            cuts += 1;
-            relay.cut();
+        // Once the member reads on its own, the next delivery is lost on
+        // the way (a cut may lose nothing when every message already came).
+        if handed.len() == 100 {
+            relay.lose_next("$JS.ACK.");
         }
     }
+    trickle.abort();
     // The member is gone: its connections break and it cannot reconnect.
     relay.cut();
     std::mem::forget(running); // a vanished process settles nothing

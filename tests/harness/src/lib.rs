@@ -481,31 +481,49 @@ pub struct Relay {
     port: u16,
     live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    silence: std::sync::Arc<Silence>,
+    faults: std::sync::Arc<Faults>,
 }
 
-/// When a relay stops passing bytes (see [`Relay::silence_after`]).
+/// The faults a relay was told to make (see [`Relay::silence_after`] and
+/// [`Relay::lose_next`]).
 #[derive(Debug, Default)]
-struct Silence {
-    on: std::sync::atomic::AtomicBool,
+struct Faults {
+    silent: std::sync::atomic::AtomicBool,
     /// Client bytes whose passing turns the silence on.
-    trigger: std::sync::Mutex<Option<Vec<u8>>>,
+    silence_trigger: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Server bytes whose next read is dropped, and its connection broken.
+    loss_trigger: std::sync::Mutex<Option<Vec<u8>>>,
+    /// A read was lost.
+    lost: std::sync::atomic::AtomicBool,
 }
 
-impl Silence {
-    fn is_on(&self) -> bool {
-        self.on.load(std::sync::atomic::Ordering::SeqCst)
+impl Faults {
+    fn is_silent(&self) -> bool {
+        self.silent.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Called with what just went from a client to the server (`seen`: the
     /// end of the bytes before, so a trigger split over two reads counts).
     fn passed(&self, seen: &[u8]) {
-        let trigger = self.trigger.lock().unwrap();
+        let trigger = self.silence_trigger.lock().unwrap();
         if let Some(t) = trigger.as_deref()
             && seen.windows(t.len()).any(|w| w == t)
         {
-            self.on.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+    }
+
+    /// Whether `read`, from the server, is to be lost (once per arming).
+    fn loses(&self, read: &[u8]) -> bool {
+        let mut trigger = self.loss_trigger.lock().unwrap();
+        let hit = trigger
+            .as_deref()
+            .is_some_and(|t| read.windows(t.len()).any(|w| w == t));
+        if hit {
+            *trigger = None;
+            self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        hit
     }
 }
 
@@ -517,8 +535,8 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let silence = Arc::new(Silence::default());
-        let (live2, stop2, silence2) = (live.clone(), stop.clone(), silence.clone());
+        let faults = Arc::new(Faults::default());
+        let (live2, stop2, faults2) = (live.clone(), stop.clone(), faults.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stop2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -538,17 +556,17 @@ impl Relay {
                 pipe(
                     client.try_clone().unwrap(),
                     upstream.try_clone().unwrap(),
-                    silence2.clone(),
+                    faults2.clone(),
                     true,
                 );
-                pipe(upstream, client, silence2.clone(), false);
+                pipe(upstream, client, faults2.clone(), false);
             }
         });
         Self {
             port,
             live,
             stop,
-            silence,
+            faults,
         }
     }
 
@@ -568,18 +586,31 @@ impl Relay {
     /// connections open and on new ones, and no socket closes. What a
     /// client sees when the network path freezes right after a request.
     pub fn silence_after(&self, trigger: &str) {
-        *self.silence.trigger.lock().unwrap() = Some(trigger.as_bytes().to_vec());
+        *self.faults.silence_trigger.lock().unwrap() = Some(trigger.as_bytes().to_vec());
     }
 
     /// Whether the relay went silent (see [`Self::silence_after`]).
     pub fn is_silent(&self) -> bool {
-        self.silence.is_on()
+        self.faults.is_silent()
+    }
+
+    /// Drops the next read from the server that contains `trigger` and
+    /// breaks its connection: what was in it is lost on the way, for sure
+    /// (a [`Self::cut`] loses only what happens to be on the way). Once.
+    pub fn lose_next(&self, trigger: &str) {
+        *self.faults.loss_trigger.lock().unwrap() = Some(trigger.as_bytes().to_vec());
+    }
+
+    /// Whether a loss armed by [`Self::lose_next`] happened.
+    pub fn lost(&self) -> bool {
+        self.faults.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 /// Copies `from` to `to` until either closes, dropping what arrives while
-/// the relay is silent. `upstream`: client to server.
-fn pipe(mut from: TcpStream, mut to: TcpStream, silence: std::sync::Arc<Silence>, upstream: bool) {
+/// the relay is silent, and breaking the connection at a read to lose.
+/// `upstream`: client to server.
+fn pipe(mut from: TcpStream, mut to: TcpStream, faults: std::sync::Arc<Faults>, upstream: bool) {
     use std::io::{Read, Write};
     thread::spawn(move || {
         let mut buffer = vec![0u8; 64 * 1024];
@@ -591,8 +622,11 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, silence: std::sync::Arc<Silence>
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if silence.is_on() {
+            if faults.is_silent() {
                 continue;
+            }
+            if !upstream && faults.loses(&buffer[..n]) {
+                break;
             }
             if to.write_all(&buffer[..n]).is_err() {
                 break;
@@ -601,7 +635,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, silence: std::sync::Arc<Silence>
                 let keep = seen.len().min(256);
                 seen.drain(..seen.len() - keep);
                 seen.extend_from_slice(&buffer[..n]);
-                silence.passed(&seen);
+                faults.passed(&seen);
             }
         }
         let _ = to.shutdown(std::net::Shutdown::Both);
