@@ -47,19 +47,28 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"; swift_r
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 url="nats://127.0.0.1:$port"
 
+# Every client, in the order of the first round. Each round starts one
+# client further on, so that no client always runs right after the same one
+# (a run leaves the server busy for a moment after its streams are deleted,
+# and the heavier runs leave it busier).
+clients=(
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAW \$COUNT \$size"
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAWH \$COUNT \$size headers"
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAWB \$COUNT \$size batches"
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAWF \$COUNT \$size fast"
+  "${CARGO_TARGET_DIR:-target}/release/produce \$url bench-rust \$COUNT \$size"
+  "$BASE_VENV/bin/python tests/bench/baselines/nats_py_produce.py \$url NATSPY \$COUNT \$size"
+  "node tests/bench/baselines/nats_js_produce.js \$url NATSJS \$COUNT \$size"
+  "$CACHE/python-test-venv/bin/python bindings/python/bench/produce.py \$url bench-py \$COUNT \$size"
+  "node bindings/node/bench/produce.js \$url bench-node \$COUNT \$size"
+  "swift_produce \$url bench-swift \$COUNT \$size"
+)
 for size in $SIZES; do
   results="$dir/results-$size.jsonl"
   for round in $(seq "$ROUNDS"); do
-    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAW" "$COUNT" "$size"
-    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWH" "$COUNT" "$size" headers
-    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWB" "$COUNT" "$size" batches
-    measure "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" "RAWF" "$COUNT" "$size" fast
-    measure "${CARGO_TARGET_DIR:-target}/release/produce" "$url" "bench-rust" "$COUNT" "$size"
-    measure "$BASE_VENV/bin/python" tests/bench/baselines/nats_py_produce.py "$url" "NATSPY" "$COUNT" "$size"
-    measure node tests/bench/baselines/nats_js_produce.js "$url" "NATSJS" "$COUNT" "$size"
-    measure "$CACHE/python-test-venv/bin/python" bindings/python/bench/produce.py "$url" "bench-py" "$COUNT" "$size"
-    measure node bindings/node/bench/produce.js "$url" "bench-node" "$COUNT" "$size"
-    measure swift_produce "$url" "bench-swift" "$COUNT" "$size"
+    for turn in "${!clients[@]}"; do
+      eval "measure ${clients[$(( (round - 1 + turn) % ${#clients[@]} ))]}"
+    done
   done
 done
 for size in $SIZES; do

@@ -86,7 +86,8 @@ body = "\n".join([
     measured(rustc(), nats_server(), f"Python {sys.version.split()[0]}") + f" {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
     f"100 keys/subjects, default producer options; best of {len(rounds[RAW_KEY])} rounds, all against one nats-server, whose streams are "
-    "deleted after each run (every run starts on an empty store). "
+    "deleted after each run (every run starts on an empty store); each round starts one client further on in the list, "
+    "so that no client always runs right after the same one. "
     "× raw compares each client's best round with raw's best; × raw per round is the median over the rounds of "
     "the client's rate against raw's in the same round (the target's verdict is on the best rounds). "
     "Client CPU (Rust programs) is the user + system time of the sending process, per message.",
