@@ -36,7 +36,7 @@ swift_produce() {
 
 # Runs one client, its JSON lines appended to $results, then deletes every
 # stream, so each run starts on an empty store (see tests/bench/src/bin/clear.rs).
-measure() { "$@" >> "$results"; "${CARGO_TARGET_DIR:-target}/release/clear" "$url"; }
+measure() { "$@" | tag >> "$results"; "${CARGO_TARGET_DIR:-target}/release/clear" "$url"; }
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -48,9 +48,7 @@ for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; 
 url="nats://127.0.0.1:$port"
 
 # Every client, in the order of the first round. Each round starts one
-# client further on, so that no client always runs right after the same one
-# (a run leaves the server busy for a moment after its streams are deleted,
-# and the heavier runs leave it busier).
+# client further on, so that no client always runs right after the same one.
 clients=(
   "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAW \$COUNT \$size"
   "${CARGO_TARGET_DIR:-target}/release/raw_produce \$url RAWH \$COUNT \$size headers"
@@ -63,11 +61,33 @@ clients=(
   "node bindings/node/bench/produce.js \$url bench-node \$COUNT \$size"
   "swift_produce \$url bench-swift \$COUNT \$size"
 )
+# The machine's speed drifts by tens of percent over seconds, so every other
+# client's run follows a run of raw pipelined publishes (the first client),
+# whose rate the client's lines carry as `raw_before`: the ratio of two runs
+# a moment apart (see scripts/bench-table.py).
+before=""
+raw_now() {
+  "${CARGO_TARGET_DIR:-target}/release/raw_produce" "$url" RAWP "$COUNT" "$size" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["rate"])'
+  "${CARGO_TARGET_DIR:-target}/release/clear" "$url"
+}
+tag() {
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    if line.strip():
+        run = json.loads(line)
+        if sys.argv[1]:
+            run["raw_before"] = float(sys.argv[1])
+        print(json.dumps(run))' "$before"
+}
 for size in $SIZES; do
   results="$dir/results-$size.jsonl"
   for round in $(seq "$ROUNDS"); do
     for turn in "${!clients[@]}"; do
-      eval "measure ${clients[$(( (round - 1 + turn) % ${#clients[@]} ))]}"
+      index=$(( (round - 1 + turn) % ${#clients[@]} ))
+      before=""
+      [ "$index" -eq 0 ] || before=$(raw_now)
+      eval "measure ${clients[$index]}"
     done
   done
 done

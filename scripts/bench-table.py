@@ -3,10 +3,10 @@
 
 Arguments: section title, results file, reproduce command. The best of the
 rounds of each (client, mode) is reported with its ratio to raw async-nats
-(the floor cost) and to the jetstation Rust core; beside it, the median of
-each round's ratio to raw in that same round (the rounds run the clients in
-turn, so a round's ratio compares moments of the machine close together,
-where the best of each client may come from different rounds); and the targets of the
+(the floor cost) and to the jetstation Rust core; beside it, the median over
+the rounds of each run's ratio to a run of raw made right before it (its
+`raw_before`: two moments of the machine close together, where the best of
+each client may come from different moments); and the targets of the
 project: Rust >= 1.0x raw at 256 B (0.9x at other sizes); every binding
 (Python, Node, Swift) >= 0.8x Rust in both modes; Python >= 10x sequential
 nats-py.
@@ -18,19 +18,22 @@ from benchmarks_md import measured, nats_server, rustc, write_section
 title, results, command = sys.argv[1:4]
 runs = [json.loads(l) for l in open(results) if l.strip()]
 best = {}
-# Each (client, mode)'s rates by round: the n-th run of a client is in round n.
-rounds = {}
 for r in runs:
     key = (r["client"], r["mode"])
     if key not in best or r["rate"] > best[key]["rate"]:
         best[key] = r
-    rounds.setdefault(key, []).append(r["rate"])
 RAW_KEY = ("async-nats (raw)", "pipelined, window 1024")
 
+# Each (client, mode)'s rate over the rate of raw pipelined publishes run
+# right before it, by round (raw's own runs: 1).
+paired = {}
+for r in runs:
+    key = (r["client"], r["mode"])
+    paired.setdefault(key, []).append(r["rate"] / r["raw_before"] if "raw_before" in r else 1.0)
+
 def round_ratio(key):
-    """The median over the rounds of `key`'s rate / raw's rate in the same round."""
-    pairs = list(zip(rounds[key], rounds.get(RAW_KEY, [])))
-    return statistics.median(a / b for a, b in pairs) if pairs else None
+    """The median over the rounds of `key`'s rate / the rate of raw run right before it."""
+    return statistics.median(paired[key]) if paired.get(key) else None
 
 def rate(client, mode=None):
     rates = [r["rate"] for (c, m), r in best.items() if c == client and (mode is None or m == mode)]
@@ -85,15 +88,16 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
 body = "\n".join([
     measured(rustc(), nats_server(), f"Python {sys.version.split()[0]}") + f" {sample['count']:,} messages of {sample['size']} B per run "
     "(nats-py sequential: a tenth of that), acked, file storage, one stream (jetstation: 1 partition), "
-    f"100 keys/subjects, default producer options; best of {len(rounds[RAW_KEY])} rounds, all against one nats-server, whose streams are "
+    f"100 keys/subjects, default producer options; best of {len(paired[RAW_KEY])} rounds, all against one nats-server, whose streams are "
     "deleted after each run (every run starts on an empty store); each round starts one client further on in the list, "
     "so that no client always runs right after the same one. "
-    "× raw compares each client's best round with raw's best; × raw per round is the median over the rounds of "
-    "the client's rate against raw's in the same round (the target's verdict is on the best rounds). "
+    "× raw compares each client's best round with raw's best; × raw just before is the median over the rounds of "
+    "the client's rate against that of raw pipelined publishes run right before it (the machine's speed drifts over "
+    "seconds; the target's verdict is on the best rounds). "
     "Client CPU (Rust programs) is the user + system time of the sending process, per message.",
     f"Reproduce with `{command}`.",
     "",
-    "| client | mode | messages/s | × raw | × raw per round (median) | × Rust core | client CPU µs/message | target | |",
+    "| client | mode | messages/s | × raw | × raw just before (median) | × Rust core | client CPU µs/message | target | |",
     "|---|---|---|---|---|---|---|---|---|",
     *rows,
 ])
