@@ -91,6 +91,9 @@ for size in $SIZES; do
     done
   done
 done
+# The runs themselves, for a closer look than the tables give.
+mkdir -p "$CACHE/bench"
+cp "$dir"/results-*.jsonl "$CACHE/bench/"
 for size in $SIZES; do
   label="$size B"
   [ "$size" = 4096 ] && label="4 KiB"

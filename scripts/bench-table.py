@@ -82,7 +82,7 @@ for (client, mode), r in sorted(best.items(), key=lambda kv: -kv[1]["rate"]):
     x_raw = times(r["rate"] / raw, raw_bar) if raw else ""
     x_rust = times(r["rate"] / rust, rust_bar) if rust else ""
     per_round = round_ratio((client, mode))
-    x_round = f"{per_round:.2f}×" if per_round is not None else ""
+    x_round = times(per_round, raw_bar) if per_round is not None else ""
     cpu_us = f"{r['cpu_us_per_message']:.1f}" if "cpu_us_per_message" in r else ""
     rows.append(f"| {client} | {mode} | {r['rate']:,.0f} | {x_raw} | {x_round} | {x_rust} | {cpu_us} | {t} | {verdict} |")
 body = "\n".join([
