@@ -62,6 +62,17 @@ async fn store_large(producer: &jetstation::Producer, count: usize) {
     }
 }
 
+/// Sends `count` messages of one key, 20 a second: deliveries that go on
+/// after everything stored was delivered.
+async fn trickle(producer: jetstation::Producer, count: usize) {
+    for i in 0..count {
+        let m = Message::new(format!("trickle-{i}")).key("trickle");
+        producer.enqueue(m).await.unwrap().await.unwrap();
+        // The trickle's pace: 20 messages a second.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A client whose connections go through `relay` (see
 /// [`jetstation_harness::Relay`]).
 async fn connect_through(relay: &jetstation_harness::Relay) -> Client {
@@ -539,14 +550,7 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
         .await
         .unwrap();
     // A trickle of new messages: the broker never stands still.
-    let trickle = tokio::spawn(async move {
-        for i in 0..400 {
-            let m = Message::new(format!("trickle-{i}")).key("trickle");
-            producer.enqueue(m).await.unwrap().await.unwrap();
-            // The trickle's pace: 20 messages a second.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let trickle = tokio::spawn(trickle(producer, 400));
     let mut seen = HashSet::new();
     let mut cut_at = None;
     while seen.len() < stored {
@@ -621,14 +625,7 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
         .unwrap();
     // A trickle of new messages: deliveries go on after everything stored
     // was delivered, so the loss armed below has a delivery to hit.
-    let trickle = tokio::spawn(async move {
-        for i in 0..1_200 {
-            let m = Message::new(format!("trickle-{i}")).key("trickle");
-            producer.enqueue(m).await.unwrap().await.unwrap();
-            // The trickle's pace: 20 messages a second.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let trickle = tokio::spawn(trickle(producer, 1_200));
     // The first message stays in its handler (unacknowledged), so nothing is
     // committed and the reset sends back everything handed out.
     let mut running = Vec::new();
