@@ -68,7 +68,8 @@ async fn trickle(producer: jetstation::Producer, count: usize) {
     for i in 0..count {
         let m = Message::new(format!("trickle-{i}")).key("trickle");
         producer.enqueue(m).await.unwrap().await.unwrap();
-        // The trickle's pace: 20 messages a second.
+        // A pace, not a wait for a condition: the trickle's point is a
+        // slow, steady stream of 20 messages a second.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -550,7 +551,7 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
         .await
         .unwrap();
     // A trickle of new messages: the broker never stands still.
-    let trickle = tokio::spawn(trickle(producer, 400));
+    let trickling = tokio::spawn(trickle(producer, 400));
     let mut seen = HashSet::new();
     let mut cut_at = None;
     while seen.len() < stored {
@@ -573,7 +574,7 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
     }
     let took = cut_at.unwrap().elapsed();
     eprintln!("every stored message handled {took:?} after the loss was armed");
-    trickle.abort();
+    trickling.abort();
     assert!(relay.lost(), "no delivery passed the relay to be lost");
     // Before nats-server 2.14 there is no consumer reset: up to ack_wait.
     let version = member.server_version();
@@ -625,7 +626,7 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
         .unwrap();
     // A trickle of new messages: deliveries go on after everything stored
     // was delivered, so the loss armed below has a delivery to hit.
-    let trickle = tokio::spawn(trickle(producer, 1_200));
+    let trickling = tokio::spawn(trickle(producer, 1_200));
     // The first message stays in its handler (unacknowledged), so nothing is
     // committed and the reset sends back everything handed out.
     let mut running = Vec::new();
@@ -659,7 +660,7 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
             relay.lose_next("$JS.ACK.");
         }
     }
-    trickle.abort();
+    trickling.abort();
     // The member is gone: its connections break and it cannot reconnect.
     relay.cut();
     std::mem::forget(running); // a vanished process settles nothing
