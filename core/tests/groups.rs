@@ -698,3 +698,122 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
     eprintln!("{repeats} repeats, all flagged");
     next_member.close().await.unwrap();
 }
+
+/// A member is killed holding messages in its handlers, while new messages
+/// keep coming. The broker would give those messages to the next owner only
+/// after `ack_wait` (a minute here), and until then the partition could run
+/// nothing in order. Once the killed member has left the group and the
+/// broker delivers to the next owner, that owner resets the partition's
+/// consumer to its commit point: the partition goes on within seconds, and
+/// the killed member's messages come again flagged as redelivered.
+#[tokio::test]
+async fn a_killed_members_partition_goes_on_long_before_its_ack_wait() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("takeover", StationConfig::default())
+        .await
+        .unwrap();
+    let (keys, per_key) = (5, 10);
+    produce(&client, "takeover", keys, per_key).await;
+    let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
+
+    // Member A takes the partition and holds four messages, one of each of
+    // four keys, without settling them.
+    let a_client = connect(&server).await;
+    let a = a_client
+        .consumer("takeover", "g", options.clone())
+        .await
+        .unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let runner = {
+        let (a, held) = (a.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Some(d) = a.next().await {
+                held.lock().unwrap().push(d.unwrap());
+            }
+        })
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "member A holding 4 messages",
+        || {
+            let held = held.clone();
+            async move { held.lock().unwrap().len() == 4 }
+        },
+    )
+    .await;
+    let held_payloads: HashSet<Vec<u8>> = held
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.payload.to_vec())
+        .collect();
+
+    // A's process dies: nothing of it is settled or closed.
+    runner.abort();
+    let _ = runner.await;
+    std::mem::forget(held);
+    drop(a);
+    drop(a_client);
+    let killed = std::time::Instant::now();
+
+    // New messages keep coming, and member B is there to take over.
+    let producer = client
+        .producer("takeover", ProducerOptions::default())
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(trickle(producer, 400));
+    let b_client = connect(&server).await;
+    let b = b_client.consumer("takeover", "g", options).await.unwrap();
+    let handled: Arc<Mutex<HashMap<Vec<u8>, u64>>> = Default::default();
+    let b_task = {
+        let (b, handled) = (b.clone(), handled.clone());
+        tokio::spawn(async move {
+            b.consume(move |m| {
+                let handled = handled.clone();
+                async move {
+                    let mut handled = handled.lock().unwrap();
+                    let deliveries = handled.entry(m.payload.to_vec()).or_default();
+                    *deliveries = (*deliveries).max(m.deliveries);
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+        })
+    };
+    let stored: Vec<Vec<u8>> = (0..per_key)
+        .flat_map(|i| (0..keys).map(move |k| format!("k{k}:{i}").into_bytes()))
+        .collect();
+    wait_until(
+        Duration::from_secs(25),
+        "member B to handle every message stored before the kill",
+        || {
+            let (handled, stored) = (handled.clone(), stored.clone());
+            async move {
+                let handled = handled.lock().unwrap();
+                stored.iter().all(|p| handled.contains_key(p))
+            }
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(25),
+        "took {took:?} after the kill"
+    );
+    {
+        let handled = handled.lock().unwrap();
+        for p in &held_payloads {
+            assert!(
+                handled[p] >= 2,
+                "{} came to member B as a first delivery",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+    trickling.abort();
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+    println!("member B handled everything stored {took:?} after the kill");
+}

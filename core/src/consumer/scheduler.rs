@@ -182,6 +182,16 @@ struct Partition {
     /// message the broker counts as pending was delivered to it: a pending
     /// message it does not hold was lost on the way.
     sole_reader: bool,
+    /// The member that held the partition before this one took it, by the
+    /// member list of that moment (`None`: unknown, or this member).
+    previous_holder: Option<String>,
+    /// Whatever the broker counts as delivered and this member does not
+    /// hold can only be held by a member that has left the group: the
+    /// previous holder is not live, or (unknown) no other member is.
+    holder_gone: bool,
+    /// The broker delivered to this member since it took the partition: it
+    /// holds the partition's pin, so no other pull has been served since.
+    delivered_since_taken: bool,
     /// Since when every answer of the broker showed pending messages this
     /// member does not hold (see `check_lost`).
     lost_since: Option<Instant>,
@@ -333,6 +343,9 @@ impl Scheduler {
                 warned_silent: false,
                 commit_due: false,
                 sole_reader: false,
+                previous_holder: None,
+                holder_gone: false,
+                delivered_since_taken: false,
                 lost_since: None,
                 still_since: None,
                 resetting: false,
@@ -729,6 +742,7 @@ impl Scheduler {
             self.lag.set(part.handle.partition, info.pending);
         }
         part.warned_silent = false;
+        part.delivered_since_taken |= part.owned;
         if !part.owned {
             // A late message of a partition being handed over: give it back.
             tokio::spawn(async move {
@@ -1143,6 +1157,16 @@ impl Scheduler {
     /// received (`Stale`), or when the broker stood still meanwhile (same
     /// last delivery, nothing received: deliveries this member has not
     /// received are not on their way).
+    ///
+    /// A member that took the partition is in the same place once the
+    /// member that held it has left the group (killed, or cut off for the
+    /// handover timeout) and the broker has delivered to this one since:
+    /// the broker pins the partition to one pull, so the one that left
+    /// stopped pulling, and what it was delivered would otherwise come back
+    /// only after `ack_wait`. As with the broker's redelivery then, a member
+    /// that was only cut off may still be running a handler on one of those
+    /// messages when another member gets it again (its commits still cover
+    /// only what it finished itself, so they lose nothing).
     /// `verdict` is what [`Self::try_sync`] found for `point`.
     fn check_lost(&mut self, index: usize, point: SyncPoint, verdict: Option<Verdict>) {
         let part = &mut self.parts[index];
@@ -1157,8 +1181,13 @@ impl Scheduler {
                 book.deliveries().filter(|d| *d <= point.delivered).count() != point.pending
             }
         };
+        // A sole reader lost what is missing on the way; a member that took
+        // the partition from one that left the group, and is served by the
+        // broker since, knows that nobody alive holds it (see
+        // `holder_gone`).
+        let nobody_holds = part.sole_reader || part.holder_gone && part.delivered_since_taken;
         if !missing
-            || !part.sole_reader
+            || !nobody_holds
             || !part.owned
             || part.revoking
             || part.switching
@@ -1193,10 +1222,15 @@ impl Scheduler {
     /// after it; the old pull's pin is cleared for the new one.
     fn reset(&mut self, index: usize) {
         let part = &mut self.parts[index];
+        let why = if part.sole_reader {
+            "deliveries lost on the way (the broker counts them as pending)"
+        } else {
+            "the member that held the partition left the group with deliveries pending"
+        };
         tracing::warn!(
             station = %self.station, group = %self.group, partition = part.handle.partition,
             held = self.machine.books[index].len(),
-            "deliveries lost on the way (the broker counts them as pending); resetting the partition's consumer to its commit point"
+            "{why}; resetting the partition's consumer to its commit point"
         );
         part.resetting = true;
         part.lost_since = None;
@@ -1410,14 +1444,22 @@ impl Scheduler {
     fn apply_members(&mut self, members: Vec<String>) {
         let me = self.membership.member().to_string();
         let owners = assignment(&members, self.parts.len() as u32);
+        let before = assignment(&self.members, self.parts.len() as u32);
         for (i, owner) in owners.into_iter().enumerate() {
             let partition = self.parts[i].handle.partition;
             let mine = members.get(owner) == Some(&me);
+            let previous = before
+                .get(i)
+                .and_then(|&o| self.members.get(o))
+                .filter(|m| **m != me)
+                .cloned();
             let part = &mut self.parts[i];
             if mine && !part.owned && !part.revoking {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
                 part.owned = true;
                 part.sole_reader = false;
+                part.previous_holder = previous;
+                part.delivered_since_taken = false;
                 part.lost_since = None;
                 self.start_fetch(i);
             } else if !mine && part.owned {
@@ -1429,6 +1471,13 @@ impl Scheduler {
                 part.stop_fetch();
                 self.check_revoked(i);
             }
+        }
+        for part in &mut self.parts {
+            part.holder_gone = part.owned
+                && match &part.previous_holder {
+                    Some(holder) => !members.contains(holder),
+                    None => members.iter().all(|m| *m == me),
+                };
         }
         self.members = members;
     }
