@@ -699,6 +699,143 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
     next_member.close().await.unwrap();
 }
 
+/// The most deliveries each handled payload came with.
+type Deliveries = Arc<Mutex<HashMap<Vec<u8>, u64>>>;
+
+/// Runs `member`'s handler loop in a task, recording in `handled` the most
+/// deliveries each payload came with.
+fn recording(
+    member: &jetstation::Consumer,
+    handled: &Deliveries,
+) -> tokio::task::JoinHandle<jetstation::Result<()>> {
+    let (member, handled) = (member.clone(), handled.clone());
+    tokio::spawn(async move {
+        member
+            .consume(move |m| {
+                let handled = handled.clone();
+                async move {
+                    let mut handled = handled.lock().unwrap();
+                    let deliveries = handled.entry(m.payload.to_vec()).or_default();
+                    *deliveries = (*deliveries).max(m.deliveries);
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+    })
+}
+
+/// A member whose handlers never finish: it holds every message it is
+/// handed, until `held` is dropped.
+async fn holding(
+    client: &Client,
+    station: &str,
+    options: ConsumerOptions,
+) -> (
+    jetstation::Consumer,
+    tokio::task::JoinHandle<()>,
+    Arc<Mutex<Vec<jetstation::Delivery>>>,
+) {
+    let member = client.consumer(station, "g", options).await.unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let runner = {
+        let (member, held) = (member.clone(), held.clone());
+        tokio::spawn(async move {
+            while let Some(d) = member.next().await {
+                held.lock().unwrap().push(d.unwrap());
+            }
+        })
+    };
+    (member, runner, held)
+}
+
+/// Waits until a member made by [`holding`] holds `count` messages.
+async fn until_held(held: &Arc<Mutex<Vec<jetstation::Delivery>>>, count: usize) {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("a member holding {count} messages"),
+        || {
+            let held = held.clone();
+            async move { held.lock().unwrap().len() == count }
+        },
+    )
+    .await;
+}
+
+/// Waits until `member` owns `count` partitions, and only those.
+async fn until_owning(member: &jetstation::Consumer, count: usize) {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("a member owning {count} partitions"),
+        || async move {
+            let health = member.health().await.unwrap();
+            health.iter().filter(|p| p.owned).count() == count
+                && health.iter().all(|p| p.owned || p.held == 0)
+        },
+    )
+    .await;
+}
+
+/// Kills a member made by [`holding`]: nothing of it is settled or closed,
+/// as when its process dies. Returns the payloads it held.
+async fn kill(
+    member: jetstation::Consumer,
+    runner: tokio::task::JoinHandle<()>,
+    held: Arc<Mutex<Vec<jetstation::Delivery>>>,
+    client: Client,
+) -> Vec<Vec<u8>> {
+    runner.abort();
+    let _ = runner.await;
+    let payloads = held
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.payload.to_vec())
+        .collect();
+    std::mem::forget(held);
+    drop(member);
+    drop(client);
+    payloads
+}
+
+/// Waits until every payload of `stored` is in `handled`, and checks that
+/// each of `held` came again as a redelivery. Returns the time since `from`.
+async fn all_handled(
+    handled: &Deliveries,
+    stored: &[Vec<u8>],
+    held: &[Vec<u8>],
+    from: std::time::Instant,
+) -> Duration {
+    wait_until(
+        Duration::from_secs(25),
+        "every message stored before the kill handled",
+        || {
+            let (handled, stored) = (handled.clone(), stored.to_vec());
+            async move {
+                let handled = handled.lock().unwrap();
+                stored.iter().all(|p| handled.contains_key(p))
+            }
+        },
+    )
+    .await;
+    let took = from.elapsed();
+    let handled = handled.lock().unwrap();
+    for p in held {
+        assert!(
+            handled[p] >= 2,
+            "{} came again as a first delivery",
+            String::from_utf8_lossy(p)
+        );
+    }
+    took
+}
+
+/// The payloads [`produce`] stores.
+fn produced(keys: usize, per_key: usize) -> Vec<Vec<u8>> {
+    (0..per_key)
+        .flat_map(|i| (0..keys).map(move |k| format!("k{k}:{i}").into_bytes()))
+        .collect()
+}
+
 /// A member is killed holding messages in its handlers, while new messages
 /// keep coming. The broker would give those messages to the next owner only
 /// after `ack_wait` (a minute here), and until then the partition could run
@@ -719,43 +856,11 @@ async fn a_killed_members_partition_goes_on_long_before_its_ack_wait() {
     let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
 
     // Member A takes the partition and holds four messages, one of each of
-    // four keys, without settling them.
+    // four keys; then it dies.
     let a_client = connect(&server).await;
-    let a = a_client
-        .consumer("takeover", "g", options.clone())
-        .await
-        .unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let runner = {
-        let (a, held) = (a.clone(), held.clone());
-        tokio::spawn(async move {
-            while let Some(d) = a.next().await {
-                held.lock().unwrap().push(d.unwrap());
-            }
-        })
-    };
-    wait_until(
-        Duration::from_secs(20),
-        "member A holding 4 messages",
-        || {
-            let held = held.clone();
-            async move { held.lock().unwrap().len() == 4 }
-        },
-    )
-    .await;
-    let held_payloads: HashSet<Vec<u8>> = held
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|d| d.payload.to_vec())
-        .collect();
-
-    // A's process dies: nothing of it is settled or closed.
-    runner.abort();
-    let _ = runner.await;
-    std::mem::forget(held);
-    drop(a);
-    drop(a_client);
+    let (a, runner, held) = holding(&a_client, "takeover", options.clone()).await;
+    until_held(&held, 4).await;
+    let held = kill(a, runner, held, a_client).await;
     let killed = std::time::Instant::now();
 
     // New messages keep coming, and member B is there to take over.
@@ -766,54 +871,69 @@ async fn a_killed_members_partition_goes_on_long_before_its_ack_wait() {
     let trickling = tokio::spawn(trickle(producer, 400));
     let b_client = connect(&server).await;
     let b = b_client.consumer("takeover", "g", options).await.unwrap();
-    let handled: Arc<Mutex<HashMap<Vec<u8>, u64>>> = Default::default();
-    let b_task = {
-        let (b, handled) = (b.clone(), handled.clone());
-        tokio::spawn(async move {
-            b.consume(move |m| {
-                let handled = handled.clone();
-                async move {
-                    let mut handled = handled.lock().unwrap();
-                    let deliveries = handled.entry(m.payload.to_vec()).or_default();
-                    *deliveries = (*deliveries).max(m.deliveries);
-                    Ok::<(), String>(())
-                }
-            })
-            .await
-        })
-    };
-    let stored: Vec<Vec<u8>> = (0..per_key)
-        .flat_map(|i| (0..keys).map(move |k| format!("k{k}:{i}").into_bytes()))
-        .collect();
-    wait_until(
-        Duration::from_secs(25),
-        "member B to handle every message stored before the kill",
-        || {
-            let (handled, stored) = (handled.clone(), stored.clone());
-            async move {
-                let handled = handled.lock().unwrap();
-                stored.iter().all(|p| handled.contains_key(p))
-            }
-        },
-    )
-    .await;
-    let took = killed.elapsed();
-    assert!(
-        took < Duration::from_secs(25),
-        "took {took:?} after the kill"
-    );
-    {
-        let handled = handled.lock().unwrap();
-        for p in &held_payloads {
-            assert!(
-                handled[p] >= 2,
-                "{} came to member B as a first delivery",
-                String::from_utf8_lossy(p)
-            );
-        }
-    }
+    let handled = Deliveries::default();
+    let b_task = recording(&b, &handled);
+    let took = all_handled(&handled, &produced(keys, per_key), &held, killed).await;
     trickling.abort();
     b.close().await.unwrap();
     b_task.await.unwrap().unwrap();
-    println!("member B handled everything stored {took:?} after the kill");
+    println!("everything stored was handled {took:?} after the kill");
+}
+
+/// As above, with a member that lives on beside the one that takes the
+/// killed member's partition (a killed member's process restarted at once
+/// is such a new member): the new owner learns from that member's
+/// membership announcements that it holds nothing of the partition.
+#[tokio::test]
+async fn a_killed_members_partition_goes_on_beside_a_member_that_lives() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("takeover2", StationConfig::default().partitions(2))
+        .await
+        .unwrap();
+    let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
+
+    // Member B handles one partition; member A takes the other one and
+    // holds four of its messages; then A dies, and member C starts at once.
+    let handled = Deliveries::default();
+    let b_client = connect(&server).await;
+    let b = b_client
+        .consumer("takeover2", "g", options.clone())
+        .await
+        .unwrap();
+    let b_task = recording(&b, &handled);
+    let a_client = connect(&server).await;
+    let (a, runner, held) = holding(&a_client, "takeover2", options.clone()).await;
+    until_owning(&a, 1).await;
+    until_owning(&b, 1).await;
+    let (keys, per_key) = (20, 5);
+    produce(&client, "takeover2", keys, per_key).await;
+    until_held(&held, 4).await;
+    let held = kill(a, runner, held, a_client).await;
+    let killed = std::time::Instant::now();
+    let c_client = connect(&server).await;
+    let c = c_client.consumer("takeover2", "g", options).await.unwrap();
+    let c_task = recording(&c, &handled);
+
+    let producer = client
+        .producer("takeover2", ProducerOptions::default())
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(async move {
+        // New messages on both partitions: each key's partition is its own.
+        for i in 0..400 {
+            let m = Message::new(format!("trickle-{i}")).key(format!("t{}", i % 4));
+            producer.enqueue(m).await.unwrap().await.unwrap();
+            // A pace, not a wait for a condition: a slow, steady stream.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let took = all_handled(&handled, &produced(keys, per_key), &held, killed).await;
+    trickling.abort();
+    for (member, task) in [(b, b_task), (c, c_task)] {
+        member.close().await.unwrap();
+        task.await.unwrap().unwrap();
+    }
+    println!("everything stored was handled {took:?} after the kill");
 }

@@ -6,6 +6,11 @@
 //! younger than `handover_timeout`, measured against the broker's timestamp of
 //! our own latest announcement (so host clocks do not matter).
 //!
+//! An announcement also names the partitions whose deliveries the member may
+//! hold (`holds=0,3`: owned, being handed over, or with messages in hand).
+//! The member that takes a partition reads it to know that no live member
+//! holds what the broker counts as delivered there (see [`Live::holds`]).
+//!
 //! Every member computes the same assignment from the same live set with
 //! capped rendezvous hashing (see [`assignment`]): balanced, and a member
 //! joining or leaving moves few partitions. The
@@ -13,10 +18,14 @@
 //! client policy makes sure a partition is never delivered to two members at
 //! once while the assignment changes hands.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_nats::jetstream::{self, kv};
 use futures::TryStreamExt;
+use time::OffsetDateTime;
 
 use crate::{
     client::Client,
@@ -33,6 +42,33 @@ pub(crate) struct Membership {
     prefix: String,
     member: String,
     ttl: Duration,
+    /// The partitions this member may hold deliveries of, as announced
+    /// (`0,3`), kept up to date by the scheduler.
+    holds: Arc<Mutex<String>>,
+}
+
+/// The live members, as their latest announcements read.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    /// Sorted, this member included.
+    pub(crate) members: Vec<String>,
+    /// The broker's time of this member's latest announcement.
+    pub(crate) at: OffsetDateTime,
+    /// Every other live member's latest announcement: when the broker
+    /// stored it, and the partitions it said it holds (`None`: it did not
+    /// say, as a member of an older version).
+    pub(crate) others: Vec<(String, OffsetDateTime, Option<Vec<u32>>)>,
+}
+
+impl Live {
+    /// Whether a live member other than this one may hold deliveries of
+    /// `partition` after `since`: yes unless every other member announced
+    /// after `since` that it holds none.
+    pub(crate) fn holds(&self, partition: u32, since: OffsetDateTime) -> bool {
+        self.others.iter().any(|(_, at, holds)| {
+            *at <= since || holds.as_ref().is_none_or(|h| h.contains(&partition))
+        })
+    }
 }
 
 impl Membership {
@@ -78,6 +114,7 @@ impl Membership {
             prefix: format!("{station}.{group}."),
             member: nuid::next().to_string(),
             ttl,
+            holds: Arc::default(),
         };
         // A bucket made a moment ago (here or by another member) may not be
         // reachable from this server yet: on a cluster the interest in its
@@ -106,10 +143,19 @@ impl Membership {
         &self.member
     }
 
+    /// The partitions this member may hold deliveries of, from its next
+    /// announcement on.
+    pub(crate) fn set_holds(&self, partitions: impl Iterator<Item = u32>) {
+        let list: Vec<String> = partitions.map(|p| p.to_string()).collect();
+        *self.holds.lock().unwrap_or_else(|e| e.into_inner()) = list.join(",");
+    }
+
     pub(crate) async fn announce(&self) -> Result<()> {
         // The value says how long the announcement counts (for observers:
-        // the members themselves use their own handover timeout).
-        let value = format!("live ttl_ms={}", self.ttl.as_millis());
+        // the members themselves use their own handover timeout), and which
+        // partitions this member may hold deliveries of.
+        let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let value = format!("live ttl_ms={} holds={holds}", self.ttl.as_millis());
         self.store
             .put(format!("{}{}", self.prefix, self.member), value.into())
             .await
@@ -117,8 +163,8 @@ impl Membership {
             .map_err(|e| Error::from_nats("announcing a group member", &e))
     }
 
-    /// Live members (sorted), this one included.
-    pub(crate) async fn live(&self) -> Result<Vec<String>> {
+    /// The live members and what they announced.
+    pub(crate) async fn live(&self) -> Result<Live> {
         let err =
             |e: &(dyn std::error::Error + 'static)| Error::from_nats("reading group members", e);
         let own = self
@@ -127,7 +173,11 @@ impl Membership {
             .await
             .map_err(|e| err(&e))?;
         let Some(own) = own else {
-            return Ok(vec![self.member.clone()]);
+            return Ok(Live {
+                members: vec![self.member.clone()],
+                at: OffsetDateTime::now_utc(),
+                others: Vec::new(),
+            });
         };
         let now = own.created;
         // The bucket's subjects name the keys. Listing them from the stream's
@@ -148,11 +198,16 @@ impl Membership {
             .filter_map(|(subject, _)| subject.strip_prefix(&self.store.prefix).map(String::from))
             .collect();
         let mut live = Vec::new();
+        let mut others = Vec::new();
         for key in keys.iter().filter(|k| k.starts_with(&self.prefix)) {
             if let Ok(Some(entry)) = self.store.entry(key.clone()).await {
                 let age = now - entry.created;
                 if entry.operation == kv::Operation::Put && age < self.ttl {
-                    live.push(key[self.prefix.len()..].to_string());
+                    let member = key[self.prefix.len()..].to_string();
+                    if member != self.member {
+                        others.push((member.clone(), entry.created, announced_holds(&entry.value)));
+                    }
+                    live.push(member);
                 }
             }
         }
@@ -160,7 +215,11 @@ impl Membership {
             live.push(self.member.clone());
         }
         live.sort();
-        Ok(live)
+        Ok(Live {
+            members: live,
+            at: now,
+            others,
+        })
     }
 
     pub(crate) async fn leave(&self) {
@@ -174,10 +233,26 @@ impl Membership {
 /// How long an announcement counts, from its value (`live ttl_ms=<n>`);
 /// ten seconds (the default handover timeout) when it does not say.
 pub(crate) fn member_ttl(value: &[u8]) -> Duration {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.split_once("ttl_ms=")?.1.trim().parse().ok())
+    announced(value, "ttl_ms=")
+        .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// The partitions an announcement says its member may hold deliveries of
+/// (`holds=0,3`; `None` when it does not say).
+fn announced_holds(value: &[u8]) -> Option<Vec<u32>> {
+    let list = announced(value, "holds=")?;
+    list.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The word after `name` in an announcement (`live ttl_ms=2000 holds=0,3`).
+fn announced<'a>(value: &'a [u8], name: &str) -> Option<&'a str> {
+    let text = std::str::from_utf8(value).ok()?;
+    let rest = text.split_once(name)?.1;
+    Some(rest.split_whitespace().next().unwrap_or(""))
 }
 
 /// Which member takes each partition: rendezvous hashing with a cap, so the
@@ -212,7 +287,38 @@ pub(crate) fn assignment(members: &[String], partitions: u32) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::assignment;
+    use super::*;
+
+    #[test]
+    fn announcements_read_back() {
+        let value = b"live ttl_ms=2000 holds=0,3";
+        assert_eq!(member_ttl(value), Duration::from_millis(2000));
+        assert_eq!(announced_holds(value), Some(vec![0, 3]));
+        assert_eq!(announced_holds(b"live ttl_ms=2000 holds="), Some(vec![]));
+        // An older member says nothing about what it holds.
+        assert_eq!(member_ttl(b"live ttl_ms=2500"), Duration::from_millis(2500));
+        assert_eq!(announced_holds(b"live ttl_ms=2500"), None);
+        assert_eq!(announced_holds(b"live holds=1,x"), None);
+    }
+
+    #[test]
+    fn only_fresh_announcements_that_name_nothing_clear_a_partition() {
+        let t = |s: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let live = |others| Live {
+            members: Vec::new(),
+            at: t(100),
+            others,
+        };
+        let taken = t(50);
+        // Nobody else is live.
+        assert!(!live(vec![]).holds(2, taken));
+        // Announced after the take, holding other partitions only.
+        assert!(!live(vec![("b".into(), t(60), Some(vec![0, 1]))]).holds(2, taken));
+        // Holding it, announced before the take, or not saying.
+        assert!(live(vec![("b".into(), t(60), Some(vec![2]))]).holds(2, taken));
+        assert!(live(vec![("b".into(), t(40), Some(vec![]))]).holds(2, taken));
+        assert!(live(vec![("b".into(), t(60), None)]).holds(2, taken));
+    }
 
     fn members(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()

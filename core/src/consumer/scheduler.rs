@@ -40,7 +40,7 @@ use super::{
     fetch::{Open, Pull, Pulled},
     handover::Release,
     inbox::Outlet,
-    membership::{Membership, assignment},
+    membership::{Live, Membership, assignment},
     snapshot::{self, Phase},
     sync::{SyncPoint, Verdict, sync_verdict},
 };
@@ -94,7 +94,7 @@ pub(crate) enum Event {
         partition: u32,
         info: Box<Result<jetstream::consumer::Info>>,
     },
-    Members(Vec<String>),
+    Members(Live),
     /// A partition's snapshot lane is over: its follow consumer.
     SnapshotOver {
         partition: u32,
@@ -182,12 +182,13 @@ struct Partition {
     /// message the broker counts as pending was delivered to it: a pending
     /// message it does not hold was lost on the way.
     sole_reader: bool,
-    /// The member that held the partition before this one took it, by the
-    /// member list of that moment (`None`: unknown, or this member).
-    previous_holder: Option<String>,
+    /// The broker's time of the member list that gave this member the
+    /// partition (see [`Live::at`]).
+    taken_at: Option<time::OffsetDateTime>,
     /// Whatever the broker counts as delivered and this member does not
-    /// hold can only be held by a member that has left the group: the
-    /// previous holder is not live, or (unknown) no other member is.
+    /// hold can only be held by a member that has left the group: every
+    /// other live member announced, since this one took the partition, that
+    /// it holds nothing of it (see [`Live::holds`]).
     holder_gone: bool,
     /// The broker delivered to this member since it took the partition: it
     /// holds the partition's pin, so no other pull has been served since.
@@ -270,7 +271,10 @@ pub(crate) struct Scheduler {
     ledger: Arc<Ledger>,
     closing: Option<(oneshot::Sender<Result<()>>, Instant)>,
     membership: Membership,
-    members: Vec<String>,
+    /// The live members as last read.
+    live: Live,
+    /// The partitions this member last said it may hold deliveries of.
+    holds: Vec<u32>,
     committer: Committer,
     /// Exactly once: the task that writes and reads the group's record of
     /// handled messages.
@@ -310,7 +314,7 @@ impl Scheduler {
         events: mpsc::UnboundedSender<Event>,
         ledger: Arc<Ledger>,
         membership: Membership,
-        members: Vec<String>,
+        live: Live,
         records: Option<Arc<Records>>,
         lag: Arc<Lag>,
     ) -> Self {
@@ -343,7 +347,7 @@ impl Scheduler {
                 warned_silent: false,
                 commit_due: false,
                 sole_reader: false,
-                previous_holder: None,
+                taken_at: None,
                 holder_gone: false,
                 delivered_since_taken: false,
                 lost_since: None,
@@ -384,14 +388,15 @@ impl Scheduler {
             ledger,
             closing: None,
             membership,
-            members,
+            live,
+            holds: Vec::new(),
             committer,
             recorder,
         }
     }
 
     pub(crate) async fn run(mut self, events: mpsc::UnboundedReceiver<Event>) {
-        self.apply_members(self.members.clone());
+        self.apply_members(self.live.clone());
         let heartbeat = {
             let membership = self.membership.clone();
             let events = self.events.clone();
@@ -511,6 +516,24 @@ impl Scheduler {
         }
         self.dispatch();
         self.send_outbox();
+        self.publish_holds();
+    }
+
+    /// Keeps what the next membership announcement says this member may hold
+    /// deliveries of: owned partitions, those being handed over, and any
+    /// with messages in hand (see [`Live::holds`]).
+    fn publish_holds(&mut self) {
+        let books = &self.machine.books;
+        let holds = self
+            .parts
+            .iter()
+            .zip(books)
+            .filter(|(part, book)| part.owned || part.revoking || !book.is_empty())
+            .map(|(part, _)| part.handle.partition);
+        if !holds.clone().eq(self.holds.iter().copied()) {
+            self.holds = holds.collect();
+            self.membership.set_holds(self.holds.iter().copied());
+        }
     }
 
     /// Gives the application what this round handed out, in one send: one
@@ -1158,15 +1181,16 @@ impl Scheduler {
     /// last delivery, nothing received: deliveries this member has not
     /// received are not on their way).
     ///
-    /// A member that took the partition is in the same place once the
-    /// member that held it has left the group (killed, or cut off for the
-    /// handover timeout) and the broker has delivered to this one since:
-    /// the broker pins the partition to one pull, so the one that left
-    /// stopped pulling, and what it was delivered would otherwise come back
-    /// only after `ack_wait`. As with the broker's redelivery then, a member
-    /// that was only cut off may still be running a handler on one of those
-    /// messages when another member gets it again (its commits still cover
-    /// only what it finished itself, so they lose nothing).
+    /// A member that took the partition is in the same place once no live
+    /// member may hold deliveries of it (`holder_gone`: the one that held
+    /// them was killed, or cut off for the handover timeout) and the broker
+    /// has delivered to this one since: the broker pins the partition to one
+    /// pull, so the one that left stopped pulling, and what it was delivered
+    /// would otherwise come back only after `ack_wait`. As with the
+    /// broker's redelivery then, a member that was only cut off may still be
+    /// running a handler on one of those messages when another member gets
+    /// it again (its commits still cover only what it finished itself, so
+    /// they lose nothing).
     /// `verdict` is what [`Self::try_sync`] found for `point`.
     fn check_lost(&mut self, index: usize, point: SyncPoint, verdict: Option<Verdict>) {
         let part = &mut self.parts[index];
@@ -1182,8 +1206,8 @@ impl Scheduler {
             }
         };
         // A sole reader lost what is missing on the way; a member that took
-        // the partition from one that left the group, and is served by the
-        // broker since, knows that nobody alive holds it (see
+        // the partition, and that the broker serves since, knows that nobody
+        // alive holds it once every other live member said so (see
         // `holder_gone`).
         let nobody_holds = part.sole_reader || part.holder_gone && part.delivered_since_taken;
         if !missing
@@ -1441,24 +1465,19 @@ impl Scheduler {
     }
 
     /// Takes and gives away partitions after the live members changed.
-    fn apply_members(&mut self, members: Vec<String>) {
+    fn apply_members(&mut self, live: Live) {
+        let members = live.members.clone();
         let me = self.membership.member().to_string();
         let owners = assignment(&members, self.parts.len() as u32);
-        let before = assignment(&self.members, self.parts.len() as u32);
         for (i, owner) in owners.into_iter().enumerate() {
             let partition = self.parts[i].handle.partition;
             let mine = members.get(owner) == Some(&me);
-            let previous = before
-                .get(i)
-                .and_then(|&o| self.members.get(o))
-                .filter(|m| **m != me)
-                .cloned();
             let part = &mut self.parts[i];
             if mine && !part.owned && !part.revoking {
                 tracing::debug!(station = %self.station, group = %self.group, partition, "taking partition");
                 part.owned = true;
                 part.sole_reader = false;
-                part.previous_holder = previous;
+                part.taken_at = Some(live.at);
                 part.delivered_since_taken = false;
                 part.lost_since = None;
                 self.start_fetch(i);
@@ -1472,14 +1491,16 @@ impl Scheduler {
                 self.check_revoked(i);
             }
         }
+        // Announcements made within one interval of the take may predate
+        // it (and the broker's clocks may differ across a leader change).
+        let interval = self.options.handover_timeout / 4;
         for part in &mut self.parts {
             part.holder_gone = part.owned
-                && match &part.previous_holder {
-                    Some(holder) => !members.contains(holder),
-                    None => members.iter().all(|m| *m == me),
-                };
+                && part
+                    .taken_at
+                    .is_some_and(|taken| !live.holds(part.handle.partition, taken + interval));
         }
-        self.members = members;
+        self.live = live;
     }
 
     /// Hands a revoked partition over once the application holds nothing of it.
