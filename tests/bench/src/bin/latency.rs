@@ -7,7 +7,9 @@
 //! counted (new streams, consumers and connections warm up): raw async-nats (acked publishes, pull
 //! consumer, explicit acks); jetstation (producer, consumer group); and, to
 //! split the two, a jetstation producer's station read by a raw pull consumer,
-//! and raw async-nats publishes into a station read by a jetstation group.
+//! and raw async-nats publishes into a station read by a jetstation group;
+//! and raw async-nats again with the pull consumer pinned to its reader, as
+//! a group's consumers are (the broker's priority policy `pinned_client`).
 //! Each payload carries its send time. Prints one JSON line per reader with p50/p99 in
 //! milliseconds. Run by `scripts/bench-consume.sh`.
 
@@ -21,6 +23,8 @@ use futures::StreamExt;
 use jetstation::{Client, ConnectOptions, ConsumerOptions, Message, StationConfig};
 
 const SIZE: usize = 256;
+/// The priority group of the pinned raw reader.
+const PIN_GROUP: &str = "latency";
 
 fn stamped(origin: Instant) -> bytes::Bytes {
     let mut payload = vec![b'x'; SIZE];
@@ -152,28 +156,31 @@ async fn producer_paced(
 }
 
 /// A durable pull consumer on `stream` acknowledging each message, recording
-/// each message's latency as it arrives.
+/// each message's latency as it arrives; `pinned`: the consumer pins its
+/// reader, as a group's consumers do.
 async fn raw_reader(
     stream: &jetstream::stream::Stream,
     origin: Instant,
+    pinned: bool,
 ) -> Result<(Samples, tokio::task::JoinHandle<()>), Box<dyn std::error::Error>> {
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("raw".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await?;
+    let mut config = pull::Config {
+        durable_name: Some("raw".into()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ..Default::default()
+    };
+    if pinned {
+        config.priority_policy = jetstream::consumer::PriorityPolicy::PinnedClient;
+        config.priority_groups = vec![PIN_GROUP.into()];
+        config.priority_timeout = Duration::from_secs(10);
+    }
+    let consumer = stream.create_consumer(config).await?;
     let samples: Samples = Arc::default();
     let reader = {
         let samples = samples.clone();
         tokio::spawn(async move {
-            let mut messages = consumer
-                .stream()
-                .max_messages_per_batch(256)
-                .messages()
-                .await
-                .unwrap();
+            let pull = consumer.stream().max_messages_per_batch(256);
+            let pull = if pinned { pull.group(PIN_GROUP) } else { pull };
+            let mut messages = pull.messages().await.unwrap();
             while let Some(Ok(m)) = messages.next().await {
                 samples.lock().unwrap().push(latency_of(origin, &m.payload));
                 let _ = m.ack().await;
@@ -252,6 +259,9 @@ enum Path {
     ProducerHalf,
     /// Raw publishes into a station read by a group.
     GroupHalf,
+    /// Raw publishes into a plain stream read by a raw pull consumer that
+    /// pins its reader.
+    RawPinned,
 }
 
 /// How long each path is sent through before the next one takes its turn.
@@ -277,7 +287,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
         .await?;
-    let (raw, raw_task) = raw_reader(&raw_stream, origin).await?;
+    let (raw, raw_task) = raw_reader(&raw_stream, origin, false).await?;
+    let _ = js.delete_stream("LATENCY_RAW_PINNED").await;
+    let pinned_stream = js
+        .create_stream(stream::Config {
+            name: "LATENCY_RAW_PINNED".into(),
+            subjects: vec!["latpin.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    let (raw_pinned, raw_pinned_task) = raw_reader(&pinned_stream, origin, true).await?;
 
     station(&client, "bench-latency").await?;
     let producer = client.producer("bench-latency", Default::default()).await?;
@@ -288,7 +307,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .producer("bench-latency-producer", Default::default())
         .await?;
     let half_stream = js.get_stream("JST__bench-latency-producer__P0").await?;
-    let (producer_half, producer_half_task) = raw_reader(&half_stream, origin).await?;
+    let (producer_half, producer_half_task) = raw_reader(&half_stream, origin, false).await?;
 
     // The station's one partition, written as plain acked publishes with the
     // key header the group orders by.
@@ -301,10 +320,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Path::Jetstation,
         Path::ProducerHalf,
         Path::GroupHalf,
+        Path::RawPinned,
     ];
-    let mut sent = [0usize; 4];
+    let mut sent = [0usize; 5];
     let cycles = (seconds / SLICE_SECONDS).round().max(1.0) as usize;
-    let readers = [&raw, &ours, &producer_half, &group_half];
+    let readers = [&raw, &ours, &producer_half, &group_half, &raw_pinned];
     // Cycle 0 warms up: its latencies are dropped.
     for cycle in 0..=cycles {
         for turn in 0..paths.len() {
@@ -328,6 +348,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })
                     .await
                 }
+                Path::RawPinned => {
+                    raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
+                        (format!("latpin.k{}", i % 100), async_nats::HeaderMap::new())
+                    })
+                    .await
+                }
             };
             sent[index] += n;
             // The next slice starts once this one's messages are all read.
@@ -337,10 +363,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for reader in readers {
                 reader.lock().unwrap().clear();
             }
-            sent = [0; 4];
+            sent = [0; 5];
         }
     }
-    for task in [raw_task, producer_half_task] {
+    for task in [raw_task, producer_half_task, raw_pinned_task] {
         task.abort();
     }
     ours_group.close().await?;
@@ -352,6 +378,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("jetstation (Rust)", &ours),
         ("async-nats producer, jetstation group", &group_half),
         ("jetstation producer, async-nats reader", &producer_half),
+        ("async-nats (raw), pinned reader", &raw_pinned),
     ] {
         let mut samples = std::mem::take(&mut *samples.lock().unwrap());
         let n = samples.len();
