@@ -47,7 +47,10 @@ def stacks(path):
                 if stack is not None:
                     yield stack
                 stack = None
-            elif not line[0].isspace():
+            elif not line.startswith("\t"):
+                # The sample's line (its thread id, padded with spaces when
+                # short); its frames follow, each on a line of its own that
+                # starts with a tab.
                 stack = []
             elif stack is not None:
                 parts = line.strip().split(" ", 1)
