@@ -94,7 +94,7 @@ pub(crate) enum Event {
         partition: u32,
         info: Box<Result<jetstream::consumer::Info>>,
     },
-    Members(Live),
+    Members(Box<Live>),
     /// A partition's snapshot lane is over: its follow consumer.
     SnapshotOver {
         partition: u32,
@@ -397,6 +397,8 @@ impl Scheduler {
 
     pub(crate) async fn run(mut self, events: mpsc::UnboundedReceiver<Event>) {
         self.apply_members(self.live.clone());
+        // The first announcement after this one names what was just taken.
+        self.publish_holds();
         let heartbeat = {
             let membership = self.membership.clone();
             let events = self.events.clone();
@@ -422,7 +424,7 @@ impl Scheduler {
                     }
                     match membership.live().await {
                         Ok(members) => {
-                            if events.send(Event::Members(members)).is_err() {
+                            if events.send(Event::Members(Box::new(members))).is_err() {
                                 return;
                             }
                         }
@@ -720,7 +722,7 @@ impl Scheduler {
             }
             Event::Members(members) => {
                 if self.closing.is_none() {
-                    self.apply_members(members);
+                    self.apply_members(*members);
                 }
             }
             Event::Close { done } => {
