@@ -62,11 +62,11 @@ async fn store_large(producer: &jetstation::Producer, count: usize) {
     }
 }
 
-/// Sends `count` messages of one key, 20 a second: deliveries that go on
-/// after everything stored was delivered.
-async fn trickle(producer: jetstation::Producer, count: usize) {
+/// Sends `count` messages over `keys` keys, 20 a second: deliveries that go
+/// on after everything stored was delivered.
+async fn trickle(producer: jetstation::Producer, count: usize, keys: usize) {
     for i in 0..count {
-        let m = Message::new(format!("trickle-{i}")).key("trickle");
+        let m = Message::new(format!("trickle-{i}")).key(format!("t{}", i % keys));
         producer.enqueue(m).await.unwrap().await.unwrap();
         // A pace, not a wait for a condition: the trickle's point is a
         // slow, steady stream of 20 messages a second.
@@ -551,7 +551,7 @@ async fn a_group_goes_on_soon_after_deliveries_are_lost_in_a_reconnect() {
         .await
         .unwrap();
     // A trickle of new messages: the broker never stands still.
-    let trickling = tokio::spawn(trickle(producer, 400));
+    let trickling = tokio::spawn(trickle(producer, 400, 1));
     let mut seen = HashSet::new();
     let mut cut_at = None;
     while seen.len() < stored {
@@ -626,7 +626,7 @@ async fn what_a_member_handed_out_before_its_reset_reads_as_redelivered_at_the_n
         .unwrap();
     // A trickle of new messages: deliveries go on after everything stored
     // was delivered, so the loss armed below has a delivery to hit.
-    let trickling = tokio::spawn(trickle(producer, 1_200));
+    let trickling = tokio::spawn(trickle(producer, 1_200, 1));
     // The first message stays in its handler (unacknowledged), so nothing is
     // committed and the reset sends back everything handed out.
     let mut running = Vec::new();
@@ -868,7 +868,7 @@ async fn a_killed_members_partition_goes_on_long_before_its_ack_wait() {
         .producer("takeover", ProducerOptions::default())
         .await
         .unwrap();
-    let trickling = tokio::spawn(trickle(producer, 400));
+    let trickling = tokio::spawn(trickle(producer, 400, 1));
     let b_client = connect(&server).await;
     let b = b_client.consumer("takeover", "g", options).await.unwrap();
     let handled = Deliveries::default();
@@ -920,15 +920,8 @@ async fn a_killed_members_partition_goes_on_beside_a_member_that_lives() {
         .producer("takeover2", ProducerOptions::default())
         .await
         .unwrap();
-    let trickling = tokio::spawn(async move {
-        // New messages on both partitions: each key's partition is its own.
-        for i in 0..400 {
-            let m = Message::new(format!("trickle-{i}")).key(format!("t{}", i % 4));
-            producer.enqueue(m).await.unwrap().await.unwrap();
-            // A pace, not a wait for a condition: a slow, steady stream.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    // New messages on both partitions: four keys spread over the two.
+    let trickling = tokio::spawn(trickle(producer, 400, 4));
     let took = all_handled(&handled, &produced(keys, per_key), &held, killed).await;
     trickling.abort();
     for (member, task) in [(b, b_task), (c, c_task)] {
