@@ -247,6 +247,22 @@ async fn raw_paced(
     sent
 }
 
+/// A fresh stream of plain messages under `<prefix>.>`.
+async fn plain_stream(
+    js: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+) -> Result<jetstream::stream::Stream, Box<dyn std::error::Error>> {
+    let _ = js.delete_stream(name).await;
+    Ok(js
+        .create_stream(stream::Config {
+            name: name.into(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await?)
+}
+
 /// The paths measured, each with its own sender and readers, set up once
 /// and then sent through in turns.
 #[derive(Clone, Copy)]
@@ -279,24 +295,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Raw publishes use a connection of their own, as a raw service would.
     let js = jetstream::new(async_nats::connect(url).await?);
-    let _ = js.delete_stream("LATENCY_RAW").await;
-    let raw_stream = js
-        .create_stream(stream::Config {
-            name: "LATENCY_RAW".into(),
-            subjects: vec!["lat.>".into()],
-            ..Default::default()
-        })
-        .await?;
-    let (raw, raw_task) = raw_reader(&raw_stream, origin, false).await?;
-    let _ = js.delete_stream("LATENCY_RAW_PINNED").await;
-    let pinned_stream = js
-        .create_stream(stream::Config {
-            name: "LATENCY_RAW_PINNED".into(),
-            subjects: vec!["latpin.>".into()],
-            ..Default::default()
-        })
-        .await?;
-    let (raw_pinned, raw_pinned_task) = raw_reader(&pinned_stream, origin, true).await?;
+    let (raw, raw_task) = raw_reader(
+        &plain_stream(&js, "LATENCY_RAW", "lat").await?,
+        origin,
+        false,
+    )
+    .await?;
+    let (raw_pinned, raw_pinned_task) = raw_reader(
+        &plain_stream(&js, "LATENCY_RAW_PINNED", "latpin").await?,
+        origin,
+        true,
+    )
+    .await?;
 
     station(&client, "bench-latency").await?;
     let producer = client.producer("bench-latency", Default::default()).await?;
@@ -330,9 +340,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for turn in 0..paths.len() {
             let index = (cycle + turn) % paths.len();
             let n = match paths[index] {
-                Path::Raw => {
+                Path::Raw | Path::RawPinned => {
+                    let prefix = if matches!(paths[index], Path::Raw) {
+                        "lat"
+                    } else {
+                        "latpin"
+                    };
                     raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
-                        (format!("lat.k{}", i % 100), async_nats::HeaderMap::new())
+                        (
+                            format!("{prefix}.k{}", i % 100),
+                            async_nats::HeaderMap::new(),
+                        )
                     })
                     .await
                 }
@@ -345,12 +363,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let mut headers = async_nats::HeaderMap::new();
                         headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
                         ("jst._.bench-latency-split.0.m".to_string(), headers)
-                    })
-                    .await
-                }
-                Path::RawPinned => {
-                    raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
-                        (format!("latpin.k{}", i % 100), async_nats::HeaderMap::new())
                     })
                     .await
                 }
