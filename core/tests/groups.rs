@@ -930,3 +930,142 @@ async fn a_killed_members_partition_goes_on_beside_a_member_that_lives() {
     }
     println!("everything stored was handled {took:?} after the kill");
 }
+
+/// What a member that stalled ran, in order: each payload with the
+/// deliveries it came with, and whether it ran after the stall.
+type Runs = Arc<Mutex<Vec<(Vec<u8>, u64, bool)>>>;
+
+/// A member whose whole process stops for longer than the handover timeout
+/// (a virtual machine paused, a long garbage collection, SIGSTOP) while it
+/// holds messages: its first handler blocks the thread of the member's own
+/// runtime, so its scheduler, its pulls and its membership announcements
+/// stop with it. The group takes the partition meanwhile and runs what the
+/// stalled member held. When the member comes back, the messages it had
+/// been handed but had not started must not run there as first deliveries:
+/// another member ran them already. Only the handler that was running when
+/// the process stopped finishes (nothing can stop it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("stall", StationConfig::default())
+        .await
+        .unwrap();
+    let (keys, per_key) = (5, 10);
+    produce(&client, "stall", keys, per_key).await;
+    let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
+    let stall = Duration::from_secs(5);
+
+    // Member A, on a runtime of its own thread.
+    let runs: Runs = Arc::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (resumed_tx, resumed) = tokio::sync::oneshot::channel::<std::time::Instant>();
+    let stalling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a_thread = {
+        let (url, options, runs) = (server.url(), options.clone(), runs.clone());
+        let stalling = stalling.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let a_client = Client::connect(jetstation::ConnectOptions::new(url))
+                    .await
+                    .unwrap();
+                let a = a_client.consumer("stall", "g", options).await.unwrap();
+                let resumed_tx = Mutex::new(Some(resumed_tx));
+                let consuming = a.consume(move |m| {
+                    let runs = runs.clone();
+                    let first = runs.lock().unwrap().is_empty();
+                    if first {
+                        stalling.store(true, std::sync::atomic::Ordering::SeqCst);
+                        // Stops the member's whole runtime: nothing of it
+                        // runs until this returns.
+                        std::thread::sleep(stall);
+                    }
+                    let after = first || resumed_tx.lock().unwrap().is_none();
+                    if let Some(tx) = resumed_tx.lock().unwrap().take().filter(|_| first) {
+                        let _ = tx.send(std::time::Instant::now());
+                    }
+                    runs.lock()
+                        .unwrap()
+                        .push((m.payload.to_vec(), m.deliveries, after));
+                    async { Ok::<(), String>(()) }
+                });
+                tokio::select! {
+                    _ = consuming => {}
+                    _ = stopped => {}
+                }
+                a.close().await.unwrap();
+            });
+        })
+    };
+
+    // Member B joins once A runs, and takes the partition while A stalls.
+    wait_until(Duration::from_secs(20), "member A stalling", || {
+        let stalling = stalling.clone();
+        async move { stalling.load(std::sync::atomic::Ordering::SeqCst) }
+    })
+    .await;
+    let b_client = connect(&server).await;
+    let b = b_client.consumer("stall", "g", options).await.unwrap();
+    let handled = Deliveries::default();
+    let b_task = recording(&b, &handled);
+    // New messages keep coming: the broker then serves B, which shows B that
+    // A's pin has expired (see the takeover tests above).
+    let producer = client
+        .producer("stall", ProducerOptions::default())
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(trickle(producer, 400, 1));
+    let resumed = tokio::time::timeout(Duration::from_secs(20), resumed)
+        .await
+        .expect("member A comes back from its stall")
+        .unwrap();
+    wait_until(
+        Duration::from_secs(25),
+        "every stored message handled",
+        || {
+            let (handled, runs) = (handled.clone(), runs.clone());
+            async move {
+                let handled = handled.lock().unwrap();
+                let runs = runs.lock().unwrap();
+                produced(keys, per_key)
+                    .iter()
+                    .all(|p| handled.contains_key(p) || runs.iter().any(|(r, _, _)| r == p))
+            }
+        },
+    )
+    .await;
+    // A settles back in: whatever it would still run has come by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trickling.abort();
+    let _ = stop.send(());
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+    a_thread.join().unwrap();
+
+    let runs = runs.lock().unwrap();
+    let handled = handled.lock().unwrap();
+    let stalled = &runs[0].0;
+    assert!(
+        handled.contains_key(stalled),
+        "B ran the message A was running when it stalled"
+    );
+    for (payload, deliveries, after) in runs.iter().skip(1) {
+        assert!(
+            !*after || *deliveries > 1 || !handled.contains_key(payload),
+            "{} ran again on the stalled member as a first delivery after B ran it",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    println!(
+        "A ran {} messages before its stall of {stall:?}, {} after (back {:?} ago); B ran {}",
+        runs.iter().filter(|r| !r.2).count(),
+        runs.iter().filter(|r| r.2).count() - 1,
+        resumed.elapsed(),
+        handled.len()
+    );
+}

@@ -15,7 +15,11 @@ when the message was confirmed):
 - inversions: two confirmed messages of one key whose first deliveries
   happened in the opposite order of their sending;
 - unflagged repeats: a message handled again without being marked as a
-  redelivery;
+  redelivery. Excused, and counted apart as "ran through a freeze": a run
+  that started before its member was SIGSTOPped and ended after (no library
+  can stop a handler that is running when its process stops; its partition
+  went to the other member meanwhile). Runs record when they started;
+  histories without that excuse nothing;
 - stored twice: one sent message delivered under two stream sequences;
 - failed then confirmed: a send that failed, followed (in send order) by a
   confirmed send to the same partition;
@@ -29,7 +33,8 @@ when the message was confirmed):
   one is recorded. So of a killed member's runs, only the last one of each
   key can have been cut before its record; how long before the kill it ran
   depends on how long the record waited (a record sent to a node that died
-  waits for the new stream leader). The oldest excused run is printed.
+  waits for the new stream leader). The oldest excused run is printed. A
+  second run is excused as well when either run ran through a freeze.
 It also prints, per fault, the time from the fault's start to the first
 new delivery on every partition (median and max over partitions), and
 writes everything to DIR/summary.json. Exits 1 on any violation.
@@ -74,6 +79,14 @@ def main():
         return 1
     faults.sort(key=lambda f: f["start"])
     names = ["before faults"] + [f["fault"] for f in faults]
+    freezes = defaultdict(list)  # member -> start of each SIGSTOP
+    for f in faults:
+        if f["fault"].startswith("sigstop member "):
+            freezes[f["fault"].split()[-1]].append(f["start"])
+
+    def through_freeze(r):
+        started = r.get("started")
+        return started is not None and any(started < s <= r["t"] for s in freezes.get(r.get("member"), []))
 
     def fault_at(t):
         idx = 0
@@ -92,12 +105,16 @@ def main():
     handled.sort(key=lambda r: r["t"])
     first = {}
     seqs = defaultdict(set)
+    through = set()  # the runs excused for a freeze: (member, msg_id, t)
     for r in handled:
         mid = r.get("msg_id")
         seqs[(r.get("key"), r.get("n"))].add(r.get("seq"))
         if mid in first:
             if not r.get("redelivered"):
-                counts[fault_at(r["t"])]["unflagged repeats"] += 1
+                if through_freeze(r):
+                    through.add((r.get("member"), mid, r["t"]))
+                else:
+                    counts[fault_at(r["t"])]["unflagged repeats"] += 1
         else:
             first[mid] = r
 
@@ -178,6 +195,10 @@ def main():
 
         for mid, rs in runs.items():
             for earlier, later in zip(rs, rs[1:]):
+                frozen = [r for r in (earlier, later) if through_freeze(r)]
+                if frozen:
+                    through.update((r.get("member"), mid, r["t"]) for r in frozen)
+                    continue
                 # The fault's start is stamped just before the signal is sent:
                 # a run the killed member logged after it (before its end, the
                 # restart) happened while the signal was on its way.
@@ -202,6 +223,9 @@ def main():
         print(f"  {name:<26} {c['confirmed']:>9} " + " ".join(f"{c[r]:>9}" for r in rules) + rec)
     totals = {r: sum(c[r] for c in counts) for r in rules}
     print("  total: " + ", ".join(f"{v} {k}" for k, v in totals.items()))
+    ran_through_freeze = len(through)
+    if ran_through_freeze:
+        print(f"  {ran_through_freeze} repeated runs excused: they ran through a member's freeze")
     if args.exactly_once:
         print(f"  exactly once: {len(handled) - len(first)} repeated runs, {cut_by_kill} of them cut by a "
               f"member kill (its last run of the key before it; the oldest {oldest_cut:.3f} s before it)")
@@ -218,6 +242,7 @@ def main():
     (d / "summary.json").write_text(json.dumps({
         "label": args.label, "sent": len(sends), "confirmed": len(confirmed),
         "totals": totals, "recovery": recovery, "consumers": consumers, "cut_by_kill": cut_by_kill,
+        "ran_through_freeze": ran_through_freeze,
         "oldest_cut_s": round(oldest_cut, 3),
     }, indent=1))
     print("chaos check: " + ("passed" if bad == 0 else "FAILED"))

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The chaos checker judged on small hand-made histories, before it judges
 real ones: its exactly-once rule counts a second run of a message unless
-the first was the killed member's last run of that key before the kill."""
+the first was the killed member's last run of that key before the kill, and
+a repeat that is not flagged as a redelivery counts unless it ran through
+its member's freeze."""
 import json
 import subprocess
 import sys
@@ -11,25 +13,31 @@ from pathlib import Path
 CHECK = Path(__file__).with_name("check.py")
 
 
-def judge(member_runs):
+def judge(member_runs, fault="sigkill member m2", exactly_once=True):
     """Runs the checker on a history of four messages of key k (one
-    partition) and the given runs; m2 is killed at t=10 and restarted at t=12."""
+    partition) and the given runs (member, n, t, deliveries[, started]);
+    `fault` hits m2 at t=10 and ends at t=12."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         sends = [{"ev": "send", "i": n, "key": "k", "msg_id": f"id{n}", "n": n, "ok": True,
                   "partition": 0, "seq": n + 1, "t": 1.0 + n * 0.01} for n in range(4)]
         (d / "producer.jsonl").write_text("".join(json.dumps(s) + "\n" for s in sends))
-        faults = [{"fault": "sigkill member m2", "start": 10.0, "end": 12.0}]
+        faults = [{"fault": fault, "start": 10.0, "end": 12.0}]
         (d / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in faults))
         for member in ("m1", "m2"):
-            lines = [json.dumps({"ev": "handled", "member": member, "key": "k", "n": n,
-                                 "partition": 0, "seq": n + 1, "msg_id": f"id{n}",
-                                 "deliveries": d_, "redelivered": d_ > 1, "t": t}) + "\n"
-                     for (m, n, t, d_) in member_runs if m == member]
+            lines = [json.dumps({"ev": "handled", "member": member, "key": "k", "n": run[1],
+                                 "partition": 0, "seq": run[1] + 1, "msg_id": f"id{run[1]}",
+                                 "deliveries": run[3], "redelivered": run[3] > 1, "t": run[2],
+                                 "started": run[4] if len(run) > 4 else run[2] - 0.02}) + "\n"
+                     for run in member_runs if run[0] == member]
             (d / f"{member}.jsonl").write_text("".join(lines))
-        out = subprocess.run([sys.executable, str(CHECK), str(d), "--deadline-after", "30",
-                              "--exactly-once"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, str(CHECK), str(d), "--deadline-after", "30"]
+                             + (["--exactly-once"] if exactly_once else []),
+                             capture_output=True, text=True, timeout=60)
         summary = json.loads((d / "summary.json").read_text())
+        if not exactly_once:
+            return (out.returncode, summary["totals"]["unflagged repeats"],
+                    summary["ran_through_freeze"])
         return out.returncode, summary["totals"]["handled twice"], summary["cut_by_kill"]
 
 
@@ -46,7 +54,17 @@ def main():
     # A second run by a member that was never killed is never excused.
     code, twice, cut = judge([("m1", n, 2.0 + n, 1) for n in range(4)] + [("m1", 3, 11.0, 2)])
     assert (code, twice, cut) == (1, 1, 0), (code, twice, cut)
-    print("test result: ok. 3 passed; 0 failed (chaos checker)")
+    # m2 is frozen from t=10 to t=12 while it runs message 3 (started at
+    # 9.99); m1 runs 3 at 11 as a redelivery, m2 finishes its run at 12.01:
+    # that run is not flagged, and excused.
+    frozen = "sigstop member m2"
+    runs = base[:3] + [("m1", 3, 11.0, 2), ("m2", 3, 12.01, 1, 9.99)]
+    assert judge(runs, frozen, exactly_once=False) == (0, 0, 1)
+    assert judge(runs, frozen) == (0, 0, 0), "nor counted as handled twice"
+    # A run m2 starts after the freeze, of a message m1 ran: a violation.
+    runs = base[:3] + [("m1", 3, 11.0, 2), ("m2", 3, 12.05, 1, 12.03)]
+    assert judge(runs, frozen, exactly_once=False) == (1, 1, 0)
+    print("test result: ok. 5 passed; 0 failed (chaos checker)")
 
 
 if __name__ == "__main__":

@@ -113,11 +113,18 @@ async def consume() -> int:
                 for p in parts if p.owned]})
             await asyncio.sleep(2)  # the period of the member's health records
 
+    handler_s = int(var("CHAOS_HANDLER_MS")) / 1000
+
     async def handle(m: jetstation.Delivery) -> None:
+        started = time.time()
+        # The handler's own work (a database write, say), so that a member
+        # holds messages when a fault hits it.
+        await asyncio.sleep(handler_s)
         body = json.loads(m.payload)
         history.write({"ev": "handled", "member": member, "key": m.key, "n": body["n"],
                        "partition": m.partition, "seq": m.sequence, "msg_id": m.msg_id,
-                       "deliveries": m.deliveries, "redelivered": m.deliveries > 1})
+                       "deliveries": m.deliveries, "redelivered": m.deliveries > 1,
+                       "started": started})
 
     watcher = asyncio.ensure_future(watch_health())
     try:

@@ -526,6 +526,16 @@ impl<M: Clone> Machine<M> {
         }
     }
 
+    /// Drops everything held of `partition` (given up after a stall, see
+    /// `super::fence`): nothing of it runs or is settled here any more,
+    /// and what the application still runs of it no longer counts against
+    /// `concurrency`.
+    pub(crate) fn give_up(&mut self, partition: u32) {
+        self.books[partition as usize].take_all();
+        self.in_app.retain(|t| t.partition != partition);
+        self.recording.retain(|t| t.partition != partition);
+    }
+
     /// Stops waiting for the application (a close that timed out).
     pub(crate) fn abandon_app(&mut self) {
         self.in_app.clear();

@@ -110,9 +110,18 @@ impl From<Settlement> for Outcome {
 /// The deliveries a member has handed out and not yet had settled.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    held: Mutex<HashMap<DeliveryId, (Token, Arc<jetstream::Message>), Fast>>,
+    held: Mutex<HashMap<DeliveryId, Held, Fast>>,
     next_id: std::sync::atomic::AtomicU64,
     events: mpsc::UnboundedSender<Event>,
+}
+
+#[derive(Debug)]
+struct Held {
+    token: Token,
+    raw: Arc<jetstream::Message>,
+    /// Its partition was given up after a stall (see [`super::fence`]):
+    /// settling it does nothing, and succeeds.
+    given_up: bool,
 }
 
 impl Ledger {
@@ -124,39 +133,71 @@ impl Ledger {
         })
     }
 
-    /// Records a hand-out and returns the delivery the application gets.
+    /// Records a hand-out and returns the delivery the application gets;
+    /// `given_up`: the fence's count of partitions given up, now.
     pub(crate) fn hand_out(
         self: &Arc<Self>,
         token: Token,
         raw: Arc<jetstream::Message>,
         message: ReceivedMessage,
+        given_up: u64,
     ) -> Delivery {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.held.lock().unwrap().insert(id, (token, raw));
+        let held = Held {
+            token,
+            raw,
+            given_up: false,
+        };
+        self.held.lock().unwrap().insert(id, held);
         Delivery {
             message,
             id,
             ledger: self.clone(),
             detached: false,
+            given_up,
         }
     }
 
     pub(crate) fn settle(&self, id: DeliveryId, outcome: Outcome) -> Result<()> {
-        let Some((token, _)) = self.held.lock().unwrap().remove(&id) else {
+        let Some(held) = self.held.lock().unwrap().remove(&id) else {
             return Err(Error::invalid(format!(
                 "delivery {id} is unknown or already settled: a message is acked, nacked, \
                  terminated or released once"
             )));
         };
+        if held.given_up {
+            return Ok(());
+        }
         self.events
-            .send(Event::Settled { token, outcome })
+            .send(Event::Settled {
+                token: held.token,
+                outcome,
+            })
             .map_err(|_| Error::closed("consumer"))
     }
 
     fn is_held(&self, id: DeliveryId) -> bool {
         self.held.lock().unwrap().contains_key(&id)
+    }
+
+    /// Whether the partition of a delivery was given up since it was
+    /// handed out.
+    pub(crate) fn is_given_up(&self, id: DeliveryId) -> bool {
+        self.held
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|held| held.given_up)
+    }
+
+    /// Every delivery of `partition` the application holds is given up:
+    /// its settlement will do nothing.
+    pub(crate) fn give_up(&self, partition: u32) {
+        for held in self.held.lock().unwrap().values_mut() {
+            held.given_up |= held.token.partition == partition;
+        }
     }
 
     pub(crate) fn in_progress(
@@ -168,14 +209,18 @@ impl Ledger {
             .lock()
             .unwrap()
             .get(&id)
-            .map(|(_, raw)| raw.clone())
+            .map(|held| (!held.given_up).then(|| held.raw.clone()))
             .ok_or_else(|| {
                 Error::invalid(format!("delivery {id} is unknown or already settled"))
             })?;
         Ok(async move {
-            raw.ack_with(AckKind::Progress)
-                .await
-                .map_err(|e| Error::from_nats("sending in-progress", e.as_ref()))
+            match raw {
+                Some(raw) => raw
+                    .ack_with(AckKind::Progress)
+                    .await
+                    .map_err(|e| Error::from_nats("sending in-progress", e.as_ref())),
+                None => Ok(()),
+            }
         })
     }
 }
@@ -188,6 +233,8 @@ pub struct Delivery {
     ledger: Arc<Ledger>,
     /// Settled by id through the consumer: dropping it does nothing.
     detached: bool,
+    /// The fence's count of partitions given up when it was handed out.
+    pub(crate) given_up: u64,
 }
 
 impl fmt::Debug for Delivery {
@@ -213,6 +260,11 @@ impl Delivery {
 
     pub fn id(&self) -> DeliveryId {
         self.id
+    }
+
+    /// Its partition was given up after a stall since it was handed out.
+    pub(crate) fn is_given_up(&self) -> bool {
+        self.ledger.is_given_up(self.id)
     }
 
     /// Moves the message out (for a handler that owns it); the delivery

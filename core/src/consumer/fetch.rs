@@ -42,7 +42,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -93,6 +93,9 @@ pub(crate) struct Fetch {
     /// New leaders of the consumer (see [`crate::elections`]).
     pub(crate) election: Election,
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Where the pin id of the partition's latest message is kept for the
+    /// scheduler (see [`super::fence`]).
+    pub(crate) pin: Arc<Mutex<Option<String>>>,
 }
 
 /// Pause between two attempts to open a pull after a failure.
@@ -115,10 +118,9 @@ impl Fetch {
         loop {
             let opened = match kept.take() {
                 Some(reading) => Ok(reading),
-                None => self
-                    .open()
-                    .await
-                    .map(|messages| Reading::new(messages, self.election.clone())),
+                None => self.open().await.map(|messages| {
+                    Reading::new(messages, self.election.clone(), self.pin.clone())
+                }),
             };
             let ended = match opened {
                 Ok(reading) if self.validation.is_none() => self.hand_over(reading).await,
@@ -358,6 +360,8 @@ pub(crate) struct Pull {
 pub(crate) struct Reading {
     messages: pull::Stream,
     pin: Option<String>,
+    /// The partition's copy of `pin`, written when it changes.
+    shared_pin: Arc<Mutex<Option<String>>>,
     /// The last message said more wait behind it: from the moment the pull
     /// has nothing more to give, it may stay quiet for [`QUIET`] only.
     expecting: bool,
@@ -402,12 +406,17 @@ enum Stop {
 }
 
 impl Reading {
-    fn new(messages: pull::Stream, mut election: Election) -> Self {
+    fn new(
+        messages: pull::Stream,
+        mut election: Election,
+        shared_pin: Arc<Mutex<Option<String>>>,
+    ) -> Self {
         // Only a later election stops this pull.
         election.mark_seen();
         Self {
             messages,
             pin: None,
+            shared_pin,
             expecting: false,
             quiet: None,
             seen: false,
@@ -449,7 +458,9 @@ impl Reading {
     fn poll_messages(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         match self.messages.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(message))) => {
-                note_pin(&mut self.pin, &message);
+                if note_pin(&mut self.pin, &message) {
+                    *self.shared_pin.lock().unwrap_or_else(|e| e.into_inner()) = self.pin.clone();
+                }
                 self.expecting = message.reply.as_deref().is_some_and(more_waiting);
                 self.seen = true;
                 Poll::Ready(Ok(message))
@@ -544,8 +555,8 @@ impl Stream for Open {
 }
 
 /// Keeps the pin id the broker delivered `message` under (every message of
-/// a pinned pull carries it; the broker's comes last).
-fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
+/// a pinned pull carries it; the broker's comes last); true when it changed.
+fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) -> bool {
     let id = message
         .headers
         .as_ref()
@@ -554,7 +565,9 @@ fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) {
         && pin.as_deref() != Some(id.as_str())
     {
         *pin = Some(id.as_str().to_owned());
+        return true;
     }
+    false
 }
 
 /// How a pull ended: one that missed its heartbeats or went quiet while

@@ -2,6 +2,10 @@
 //! in one send (one wake of the application's task per round, not one per
 //! message), and are taken one at a time.
 //!
+//! Nothing is taken while the member's fence is closed after a stall (see
+//! [`super::fence`]); what was handed out for a partition given up since is
+//! dropped here without a word to the scheduler.
+//!
 //! A round's vector is a few KiB (tens of deliveries). Emptied ones go back
 //! to the scheduler instead of being freed: with glibc every allocation that
 //! large first merges the small chunks freed since (`malloc_consolidate`),
@@ -15,7 +19,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::Delivery;
+use super::{Delivery, fence::Fence};
 
 /// Most emptied vectors kept for reuse.
 const SPARE: usize = 4;
@@ -38,9 +42,10 @@ pub(crate) struct Inbox {
     /// The rest of the round being taken.
     queued: VecDeque<Delivery>,
     spare: Arc<Spare>,
+    fence: Arc<Fence>,
 }
 
-pub(crate) fn channel() -> (Outlet, Inbox) {
+pub(crate) fn channel(fence: Arc<Fence>) -> (Outlet, Inbox) {
     let (send, receive) = mpsc::unbounded_channel();
     let spare = Arc::<Spare>::default();
     (
@@ -52,6 +57,7 @@ pub(crate) fn channel() -> (Outlet, Inbox) {
             rounds: receive,
             queued: VecDeque::new(),
             spare,
+            fence,
         },
     )
 }
@@ -78,6 +84,17 @@ impl Inbox {
     pub(crate) async fn next(&mut self) -> Option<Delivery> {
         loop {
             if let Some(delivery) = self.queued.pop_front() {
+                if !self.fence.open() {
+                    let rounds = &self.rounds;
+                    if !self.fence.until_open(|| rounds.is_closed()).await {
+                        self.queued.clear();
+                        return None;
+                    }
+                }
+                if delivery.given_up != self.fence.given_up() && delivery.is_given_up() {
+                    // Its settlement does nothing: dropped, it is gone.
+                    continue;
+                }
                 return Some(delivery);
             }
             let round = VecDeque::from(self.rounds.recv().await?);
@@ -106,7 +123,8 @@ mod tests {
     /// The vector of a round taken to its end is the next round's.
     #[tokio::test]
     async fn an_emptied_round_is_used_again() {
-        let (outlet, mut inbox) = super::channel();
+        let fence = std::sync::Arc::new(super::Fence::new(std::time::Duration::from_secs(10)));
+        let (outlet, mut inbox) = super::channel(fence);
         let first = outlet.empty();
         assert_eq!(first.capacity(), 0);
         // No delivery is needed to see the vector travel: an empty round

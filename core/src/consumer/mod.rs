@@ -33,6 +33,7 @@ mod book;
 mod committer;
 mod delivery;
 mod exactly_once;
+mod fence;
 mod fetch;
 mod handover;
 mod inbox;
@@ -375,7 +376,8 @@ impl Client {
         let membership =
             membership::Membership::join(self, station, group, options.handover_timeout).await?;
         let members = membership.live().await?;
-        let (outlet, inbox) = inbox::channel();
+        let fence = Arc::new(fence::Fence::new(options.handover_timeout));
+        let (outlet, inbox) = inbox::channel(fence.clone());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ledger = Ledger::new(events_tx.clone());
         let lag = Arc::new(crate::telemetry::Lag::new(config.partitions as usize));
@@ -396,6 +398,7 @@ impl Client {
             members,
             records,
             lag.clone(),
+            fence,
         );
         tokio::spawn(sched.run(events_rx));
         Ok(Consumer {

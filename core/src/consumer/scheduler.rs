@@ -37,6 +37,7 @@ use super::{
     book::{Action, Admitted, Entry, Machine, RedeliveryDelays, Token},
     committer::Committer,
     exactly_once::{Lane, Recorder, Records},
+    fence::Fence,
     fetch::{Open, Pull, Pulled},
     handover::Release,
     inbox::Outlet,
@@ -111,6 +112,13 @@ pub(crate) enum Event {
         /// What the consumer's metadata now says was delivered before.
         delivered_through: Option<u64>,
         error: Option<String>,
+    },
+    /// After a stall: the pin the broker holds for a partition's consumer
+    /// (`Err`: no answer), for the check of round `round`.
+    Pinned {
+        partition: u32,
+        round: u64,
+        pin: std::result::Result<Option<String>, ()>,
     },
     /// A partition's pull failed (and is being opened again).
     FetchFailed {
@@ -209,6 +217,9 @@ struct Partition {
     /// New leaders of the consumer pulled now: a question about it that
     /// waits then goes to the new leader (see [`crate::elections`]).
     election: Election,
+    /// The pin id the partition's latest message came with, kept by its
+    /// pulls (see [`super::fence`]).
+    pin: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Partition {
@@ -279,6 +290,12 @@ pub(crate) struct Scheduler {
     /// Exactly once: the task that writes and reads the group's record of
     /// handled messages.
     recorder: Option<Recorder>,
+    /// Closed after a stall until the partitions' pins are checked (see
+    /// [`super::fence`]).
+    fence: Arc<Fence>,
+    /// The check after a stall: its number, and the partitions whose pin
+    /// it still waits for.
+    pin_check: (u64, Vec<u32>),
     /// Telemetry: the names every sample shares, and the broker's
     /// undelivered count per partition.
     station_name: Arc<str>,
@@ -296,6 +313,9 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the broker must stand still, counting pending messages a sole
 /// reader does not hold and sending nothing, before they count as lost.
 const LOSS_QUIET: Duration = Duration::from_secs(1);
+/// Longest wait for the broker's answer about a partition's pin after a
+/// stall; no answer gives the partition up.
+const PIN_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Wait before trying a reset again whose record could not be written (the
 /// metadata layer may be electing a leader, which the client is not told).
 const RECORD_RETRY: Duration = Duration::from_millis(500);
@@ -317,6 +337,7 @@ impl Scheduler {
         live: Live,
         records: Option<Arc<Records>>,
         lag: Arc<Lag>,
+        fence: Arc<Fence>,
     ) -> Self {
         let parts = handles
             .into_iter()
@@ -356,6 +377,7 @@ impl Scheduler {
                 delivered_through: 0,
                 reset_after: None,
                 election: Election::never(),
+                pin: Arc::default(),
             })
             .collect::<Vec<_>>();
         let machine = Machine::new(
@@ -375,6 +397,8 @@ impl Scheduler {
             station_name: station.as_str().into(),
             group_name: group.as_str().into(),
             lag,
+            fence,
+            pin_check: (0, Vec::new()),
             station,
             group,
             schema,
@@ -396,6 +420,7 @@ impl Scheduler {
     }
 
     pub(crate) async fn run(mut self, events: mpsc::UnboundedReceiver<Event>) {
+        self.fence.beat();
         self.apply_members(self.live.clone());
         // The first announcement after this one names what was just taken.
         self.publish_holds();
@@ -453,16 +478,21 @@ impl Scheduler {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(e) => {
+                        self.woke();
                         self.on_event(e);
                         self.take_burst(&mut events);
                     }
                     None => break,
                 },
                 Some(pulled) = pulls.next(), if pulling => {
+                    self.woke();
                     self.on_pulled(pulled);
                     self.take_burst(&mut events);
                 }
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.woke();
+                    self.on_tick();
+                }
                 _ = abandoned => {
                     // Every handle was dropped without close: stop like a
                     // crashed process would, committing nothing more.
@@ -559,6 +589,9 @@ impl Scheduler {
     /// Starts the partition's fetch task; `unpin_first`: it clears the
     /// consumer's pin before its first pull.
     fn spawn_fetch(&mut self, index: usize, unpin_first: bool) {
+        // A reset that ends after the partition was given up and taken
+        // again starts a pull too: one task per partition.
+        self.parts[index].stop_fetch();
         self.parts[index].generation += 1;
         let part = &self.parts[index];
         // Pulls must be renewed well within the handover timeout, or the pin
@@ -585,6 +618,7 @@ impl Scheduler {
             client: self.client.clone(),
             election: election.clone(),
             events: self.events.clone(),
+            pin: part.pin.clone(),
         };
         let part = &mut self.parts[index];
         part.election = election;
@@ -635,6 +669,122 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// A round starts. After a stall (see [`super::fence`]) nothing is
+    /// handed out until every owned partition's pin is checked.
+    fn woke(&mut self) {
+        if self.fence.beat() {
+            self.check_pins();
+        }
+    }
+
+    /// Asks the broker who holds the pin of every partition this member
+    /// owns (from its read of the pull, not its snapshot lane, which has no
+    /// pin); the answers come as `Pinned` events.
+    fn check_pins(&mut self) {
+        let round = self.pin_check.0 + 1;
+        let owned: Vec<u32> = self
+            .parts
+            .iter()
+            .filter(|p| p.owned && p.handle.phase.is_none())
+            .map(|p| p.handle.partition)
+            .collect();
+        tracing::warn!(
+            station = %self.station, group = %self.group, partitions = ?owned,
+            "this member stalled for longer than a third of the handover timeout; \
+             checking its partitions' pins before handing anything out"
+        );
+        for &partition in &owned {
+            let part = &self.parts[partition as usize];
+            let stream = part.handle.stream.clone();
+            let name = part.config.durable_name.clone().unwrap_or_default();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let asked = stream.consumer_info(&name);
+                let pin = match tokio::time::timeout(PIN_CHECK_TIMEOUT, asked).await {
+                    Ok(Ok(info)) => Ok(info
+                        .priority_groups
+                        .iter()
+                        .find(|g| g.group == super::PIN_GROUP)
+                        .and_then(|g| g.pinned_client_id.clone())),
+                    _ => Err(()),
+                };
+                let _ = events.send(Event::Pinned {
+                    partition,
+                    round,
+                    pin,
+                });
+            });
+        }
+        self.pin_check = (round, owned);
+        if self.pin_check.1.is_empty() {
+            self.fence.checked();
+        }
+    }
+
+    /// The broker's pin of a partition after a stall: the partition goes on
+    /// if it is still the one its messages came with (nobody else was
+    /// served since), or when it holds nothing and never read anything
+    /// here; otherwise it is given up.
+    fn on_pinned(
+        &mut self,
+        partition: u32,
+        round: u64,
+        pin: std::result::Result<Option<String>, ()>,
+    ) {
+        if round != self.pin_check.0 || !self.pin_check.1.contains(&partition) {
+            return;
+        }
+        self.pin_check.1.retain(|p| *p != partition);
+        let index = partition as usize;
+        let part = &self.parts[index];
+        let seen = part.pin.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let kept = match (&pin, seen) {
+            (Ok(Some(current)), Some(seen)) => *current == seen,
+            (Ok(_), None) => self.machine.books[index].is_empty(),
+            _ => false,
+        };
+        if part.owned && !kept {
+            tracing::warn!(
+                station = %self.station, group = %self.group, partition,
+                held = self.machine.books[index].len(),
+                "the partition's pin moved while this member stalled (or the broker did not say); \
+                 giving up what it holds, which another member runs"
+            );
+            self.give_up(index);
+        }
+        if self.pin_check.1.is_empty() {
+            self.fence.checked();
+        }
+    }
+
+    /// Lets go of a partition after a stall without settling anything of it:
+    /// its messages are another member's now, or the broker's to deliver
+    /// again. Taken again like a new partition when the member list says
+    /// so.
+    fn give_up(&mut self, index: usize) {
+        let part = &mut self.parts[index];
+        part.stop_fetch();
+        part.owned = false;
+        part.revoking = false;
+        part.in_sync = false;
+        part.syncing = false;
+        part.sync_point = None;
+        part.sole_reader = false;
+        part.taken_at = None;
+        part.holder_gone = false;
+        part.delivered_since_taken = false;
+        part.lost_since = None;
+        part.still_since = None;
+        part.commit_due = false;
+        part.last_delivery = 0;
+        part.gap_at = 0;
+        *part.pin.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.lag.set(part.handle.partition, 0);
+        self.machine.give_up(part.handle.partition);
+        self.ledger.give_up(part.handle.partition);
+        self.fence.give_up();
     }
 
     fn on_event(&mut self, event: Event) {
@@ -710,6 +860,11 @@ impl Scheduler {
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
+            Event::Pinned {
+                partition,
+                round,
+                pin,
+            } => self.on_pinned(partition, round, pin),
             Event::SnapshotOver { partition, follow } => self.on_snapshot_over(partition, *follow),
             Event::Recreated { partition } => self.parts[partition as usize].look_up_all = true,
             Event::Reset {
@@ -815,6 +970,9 @@ impl Scheduler {
     /// pending messages are not all known here runs nothing, or a key could
     /// overtake its own message still held by a previous owner).
     fn dispatch(&mut self) {
+        if self.fence.checking() {
+            return;
+        }
         let parts = &self.parts;
         let actions = self
             .machine
@@ -876,7 +1034,9 @@ impl Scheduler {
                 .headers
                 .retain(|(n, _)| !n.eq_ignore_ascii_case(snapshot::STREAM_SOURCE));
         }
-        let delivery: Delivery = self.ledger.hand_out(token, entry.raw.clone(), message);
+        let delivery: Delivery =
+            self.ledger
+                .hand_out(token, entry.raw.clone(), message, self.fence.given_up());
         self.client.inner.telemetry.consumed(
             &self.station_name,
             &self.group_name,

@@ -38,6 +38,11 @@ enum Fault {
     CutConnections,
     /// SIGKILL member process `i`, start it again after `hold`.
     KillMember(usize),
+    /// SIGSTOP member process `i` for `hold` (longer than the handover
+    /// timeout, so the group takes its partitions), then SIGCONT: a member
+    /// that comes back from a pause (a VM or a garbage collector) still
+    /// holding messages.
+    FreezeMember(usize),
 }
 
 impl Fault {
@@ -47,6 +52,7 @@ impl Fault {
             Fault::FreezeNode(i) => format!("sigstop node n{}", i + 1),
             Fault::CutConnections => "cut client connections".into(),
             Fault::KillMember(i) => format!("sigkill member m{}", i + 1),
+            Fault::FreezeMember(i) => format!("sigstop member m{}", i + 1),
         }
     }
 }
@@ -56,6 +62,10 @@ struct Plan {
     duration: u64,
     rate: u64,
     keys: u64,
+    /// How long a member's handler works on each message (a database
+    /// write, say): the longer, the more messages a member holds when a
+    /// fault hits it.
+    handler_ms: u64,
     faults: Vec<(f64, Fault, f64)>,
 }
 
@@ -66,7 +76,7 @@ impl Plan {
     /// quorum, which is a two-node loss, not what this suite claims). The
     /// freeze outlasts `ack_wait`; the faults after it wait for its end, so
     /// a run with the default `ack_wait` (30 s) meets the same faults one
-    /// after the other, only later.
+    /// after the other, only later. The member freeze comes last.
     fn cycle(offset: f64) -> Vec<(f64, Fault, f64)> {
         let freeze = Self::freeze();
         let cut = 34.0 + freeze + 4.0;
@@ -77,12 +87,24 @@ impl Plan {
             (offset + 34.0, Fault::FreezeNode(0), freeze),
             (offset + cut, Fault::CutConnections, 0.0),
             (offset + cut + 3.0, Fault::KillMember(1), 2.0),
+            (
+                offset + cut + 8.0,
+                Fault::FreezeMember(0),
+                Self::member_freeze(),
+            ),
         ]
     }
 
     /// How long the freeze lasts: a second longer than `ack_wait`.
     fn freeze() -> f64 {
         ack_wait_ms() as f64 / 1000.0 + 1.0
+    }
+
+    /// How long a member is frozen: twice the handover timeout, so the
+    /// other member has taken its partitions and handled messages of them
+    /// before it comes back.
+    fn member_freeze() -> f64 {
+        2.0 * HANDOVER_MS as f64 / 1000.0
     }
 
     /// Seconds of one round: its last fault is over 3 s before the round
@@ -98,6 +120,7 @@ impl Plan {
             duration: Self::cycle_length() as u64,
             rate: 500,
             keys: 100,
+            handler_ms: 20,
             faults: Self::cycle(0.0),
         }
     }
@@ -112,6 +135,7 @@ impl Plan {
                 (24.0, Fault::KillMember(0), 2.0),
                 (32.0, Fault::KillNode(0), 3.0),
                 (42.0, Fault::KillMember(1), 2.0),
+                (52.0, Fault::FreezeMember(0), Self::member_freeze()),
             ]
         } else {
             vec![
@@ -121,6 +145,7 @@ impl Plan {
                 (28.0, Fault::KillNode(2), 3.5),
                 (38.0, Fault::KillMember(0), 2.0),
                 (44.0, Fault::CutConnections, 0.0),
+                (48.0, Fault::FreezeMember(1), Self::member_freeze()),
             ]
         };
         // 50,000 messages or more. The cluster run (Rust workers): 60 s at
@@ -134,6 +159,7 @@ impl Plan {
             duration,
             rate,
             keys: 100,
+            handler_ms: 5,
             faults,
         }
     }
@@ -147,6 +173,7 @@ impl Plan {
             duration: 4 * Self::cycle_length() as u64,
             rate: 1000,
             keys: 100,
+            handler_ms: 5,
             faults,
         }
     }
@@ -320,6 +347,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
             ),
             ("CHAOS_RATE".into(), plan.rate.to_string()),
             ("CHAOS_KEYS".into(), plan.keys.to_string()),
+            ("CHAOS_HANDLER_MS".into(), plan.handler_ms.to_string()),
             ("CHAOS_DURATION".into(), plan.duration.to_string()),
         ],
     };
@@ -355,7 +383,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         let wait = Duration::from_secs_f64(*at).saturating_sub(started.elapsed());
         // The fault schedule: each fault starts at its planned time.
         tokio::time::sleep(wait).await;
-        let start = unix_now();
+        let mut start = unix_now();
         println!(
             "  t={:>5.1}s  {}",
             started.elapsed().as_secs_f64(),
@@ -369,6 +397,12 @@ pub(crate) async fn run(args: &[String]) -> i32 {
                 let _ = members[i].kill();
                 let _ = members[i].wait();
             }
+            Fault::FreezeMember(i) => {
+                signal(&members[i], "STOP");
+                // From here on the member is stopped: a handler it started
+                // before this ran through the freeze (see check.py).
+                start = unix_now();
+            }
         }
         // How long the fault lasts.
         tokio::time::sleep(Duration::from_secs_f64(*hold)).await;
@@ -377,6 +411,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
             Fault::FreezeNode(i) => cluster.nodes[i].thaw(),
             Fault::CutConnections => {}
             Fault::KillMember(i) => members[i] = workers.spawn("consume", &format!("m{}", i + 1)),
+            Fault::FreezeMember(i) => signal(&members[i], "CONT"),
         }
         let end = unix_now();
         last_fault_end = end;
@@ -438,6 +473,14 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         .status()
         .expect("run check.py");
     status.code().unwrap_or(1)
+}
+
+/// Sends signal `name` (`STOP`, `CONT`) to a worker process.
+fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
 }
 
 async fn admin_client(urls: &[String]) -> Client {

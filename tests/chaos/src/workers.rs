@@ -198,17 +198,22 @@ pub(crate) async fn consume() -> i32 {
         })
     };
     let h = history.clone();
+    let handler_ms = var_u64("CHAOS_HANDLER_MS");
     let result = consumer
         .consume(move |m| {
             let h = h.clone();
             let member = member.clone();
             async move {
+                let started = now();
+                // A handler's own work (a database write, say), so that a
+                // member holds messages when a fault hits it.
+                tokio::time::sleep(Duration::from_millis(handler_ms)).await;
                 let body: serde_json::Value =
                     serde_json::from_slice(&m.payload).unwrap_or_default();
                 h.write(json!({"ev": "handled", "member": member, "key": m.key,
                     "n": body["n"], "partition": m.partition, "seq": m.sequence,
                     "msg_id": m.msg_id, "deliveries": m.deliveries,
-                    "redelivered": m.deliveries > 1}));
+                    "redelivered": m.deliveries > 1, "started": started}));
                 Ok::<(), String>(())
             }
         })
