@@ -123,6 +123,11 @@ impl Postgres {
                 "fsync=off",
                 "-c",
                 "full_page_writes=off",
+                // Shared memory segments as files of the data directory:
+                // a server killed when its test ends leaves none behind in
+                // /dev/shm (POSIX segments outlive a SIGKILL).
+                "-c",
+                "dynamic_shared_memory_type=mmap",
             ])
             .stdout(Stdio::null())
             .stderr(log)
