@@ -880,6 +880,40 @@ async fn a_killed_members_partition_goes_on_long_before_its_ack_wait() {
     println!("everything stored was handled {took:?} after the kill");
 }
 
+/// As above, with nothing new coming: the broker has delivered everything
+/// to the killed member, so it serves the new owner nothing and pins no
+/// pull of it. Once the killed member's pin has expired, the broker shows
+/// no pin at all, which tells the new owner as much as a delivery would.
+#[tokio::test]
+async fn a_killed_members_last_messages_go_on_long_before_its_ack_wait() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("takeover-idle", StationConfig::default())
+        .await
+        .unwrap();
+    let (keys, per_key) = (5, 10);
+    produce(&client, "takeover-idle", keys, per_key).await;
+    let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
+    let a_client = connect(&server).await;
+    let (a, runner, held) = holding(&a_client, "takeover-idle", options.clone()).await;
+    until_held(&held, 4).await;
+    let held = kill(a, runner, held, a_client).await;
+    let killed = std::time::Instant::now();
+
+    let b_client = connect(&server).await;
+    let b = b_client
+        .consumer("takeover-idle", "g", options)
+        .await
+        .unwrap();
+    let handled = Deliveries::default();
+    let b_task = recording(&b, &handled);
+    let took = all_handled(&handled, &produced(keys, per_key), &held, killed).await;
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+    println!("everything stored was handled {took:?} after the kill");
+}
+
 /// As above, with a member that lives on beside the one that takes the
 /// killed member's partition (a killed member's process restarted at once
 /// is such a new member): the new owner learns from that member's

@@ -198,9 +198,13 @@ struct Partition {
     /// other live member announced, since this one took the partition, that
     /// it holds nothing of it (see [`Live::holds`]).
     holder_gone: bool,
-    /// The broker delivered to this member since it took the partition: it
-    /// holds the partition's pin, so no other pull has been served since.
-    delivered_since_taken: bool,
+    /// No other pull has been served since this member took the partition:
+    /// the broker delivered to this member (it holds the partition's pin),
+    /// or an answer of the broker showed no pin at all (whoever held it
+    /// stopped pulling for the handover timeout, and nobody pulled since
+    /// with something to deliver: with everything delivered to a member
+    /// that was killed, the broker serves the new owner nothing).
+    served_only_here: bool,
     /// Since when every answer of the broker showed pending messages this
     /// member does not hold (see `check_lost`).
     lost_since: Option<Instant>,
@@ -370,7 +374,7 @@ impl Scheduler {
                 sole_reader: false,
                 taken_at: None,
                 holder_gone: false,
-                delivered_since_taken: false,
+                served_only_here: false,
                 lost_since: None,
                 still_since: None,
                 resetting: false,
@@ -774,7 +778,7 @@ impl Scheduler {
         part.sole_reader = false;
         part.taken_at = None;
         part.holder_gone = false;
-        part.delivered_since_taken = false;
+        part.served_only_here = false;
         part.lost_since = None;
         part.still_since = None;
         part.commit_due = false;
@@ -922,7 +926,7 @@ impl Scheduler {
             self.lag.set(part.handle.partition, info.pending);
         }
         part.warned_silent = false;
-        part.delivered_since_taken |= part.owned;
+        part.served_only_here |= part.owned;
         if !part.owned {
             // A late message of a partition being handed over: give it back.
             tokio::spawn(async move {
@@ -1300,6 +1304,11 @@ impl Scheduler {
         }
         part.broker_undelivered = info.num_pending;
         self.lag.set(part.handle.partition, info.num_pending);
+        let pinned = info
+            .priority_groups
+            .iter()
+            .any(|g| g.group == super::PIN_GROUP && g.pinned_client_id.is_some());
+        part.served_only_here |= part.owned && part.handle.phase.is_none() && !pinned;
         if part.handle.phase.is_some()
             && book.is_empty()
             && info.num_pending == 0
@@ -1346,9 +1355,9 @@ impl Scheduler {
     /// A member that took the partition is in the same place once no live
     /// member may hold deliveries of it (`holder_gone`: the one that held
     /// them was killed, or cut off for the handover timeout) and the broker
-    /// has delivered to this one since: the broker pins the partition to one
-    /// pull, so the one that left stopped pulling, and what it was delivered
-    /// would otherwise come back only after `ack_wait`. As with the
+    /// has served nobody else since (`served_only_here`): the broker pins the
+    /// partition to one pull, so the one that left stopped pulling, and what
+    /// it was delivered would otherwise come back only after `ack_wait`. As with the
     /// broker's redelivery then, a member that was only cut off may still be
     /// running a handler on one of those messages when another member gets
     /// it again (its commits still cover only what it finished itself, so
@@ -1368,10 +1377,10 @@ impl Scheduler {
             }
         };
         // A sole reader lost what is missing on the way; a member that took
-        // the partition, and that the broker serves since, knows that nobody
+        // the partition, and that the broker serves alone since, knows that nobody
         // alive holds it once every other live member said so (see
         // `holder_gone`).
-        let nobody_holds = part.sole_reader || part.holder_gone && part.delivered_since_taken;
+        let nobody_holds = part.sole_reader || part.holder_gone && part.served_only_here;
         if !missing
             || !nobody_holds
             || !part.owned
@@ -1561,9 +1570,13 @@ impl Scheduler {
             let part = &self.parts[i];
             if !part.in_sync && !self.machine.books[i].is_empty() {
                 self.request_sync(i);
-            } else if !part.in_sync && part.sole_reader && part.owned && !part.revoking {
+            } else if !part.in_sync
+                && (part.sole_reader || part.holder_gone)
+                && part.owned
+                && !part.revoking
+            {
                 // Nothing held, but pending messages may have been lost on
-                // the way (see `check_lost`).
+                // the way, or held by a member that left (see `check_lost`).
                 self.force_sync(i);
             }
             let part = &self.parts[i];
@@ -1640,7 +1653,7 @@ impl Scheduler {
                 part.owned = true;
                 part.sole_reader = false;
                 part.taken_at = Some(live.at);
-                part.delivered_since_taken = false;
+                part.served_only_here = false;
                 part.lost_since = None;
                 self.start_fetch(i);
             } else if !mine && part.owned {
