@@ -233,10 +233,7 @@ impl Fetch {
             Ok(Err(_)) => return PinState::Elsewhere,
             Ok(Ok(info)) => info,
         };
-        let ours = info
-            .priority_groups
-            .iter()
-            .any(|g| g.group == PIN_GROUP && g.pinned_client_id.as_deref() == Some(pin));
+        let ours = super::pinned(&info) == Some(pin);
         match (ours, info.num_waiting) {
             (false, _) => PinState::Elsewhere,
             (true, 0) => PinState::OursUnasked,

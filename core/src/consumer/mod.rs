@@ -68,6 +68,15 @@ use crate::{
 /// Name of the priority group every member pulls with.
 pub(crate) const PIN_GROUP: &str = "jst";
 
+/// The id of the pull the broker pins a group's partition to, as a consumer
+/// info answer tells (`None`: no pull is pinned).
+pub(crate) fn pinned(info: &async_nats::jetstream::consumer::Info) -> Option<&str> {
+    info.priority_groups
+        .iter()
+        .find(|g| g.group == PIN_GROUP)
+        .and_then(|g| g.pinned_client_id.as_deref())
+}
+
 /// Where a new group starts. An existing group continues where it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartPosition {

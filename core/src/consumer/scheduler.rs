@@ -707,11 +707,7 @@ impl Scheduler {
             tokio::spawn(async move {
                 let asked = stream.consumer_info(&name);
                 let pin = match tokio::time::timeout(PIN_CHECK_TIMEOUT, asked).await {
-                    Ok(Ok(info)) => Ok(info
-                        .priority_groups
-                        .iter()
-                        .find(|g| g.group == super::PIN_GROUP)
-                        .and_then(|g| g.pinned_client_id.clone())),
+                    Ok(Ok(info)) => Ok(super::pinned(&info).map(str::to_owned)),
                     _ => Err(()),
                 };
                 let _ = events.send(Event::Pinned {
@@ -1304,11 +1300,8 @@ impl Scheduler {
         }
         part.broker_undelivered = info.num_pending;
         self.lag.set(part.handle.partition, info.num_pending);
-        let pinned = info
-            .priority_groups
-            .iter()
-            .any(|g| g.group == super::PIN_GROUP && g.pinned_client_id.is_some());
-        part.served_only_here |= part.owned && part.handle.phase.is_none() && !pinned;
+        let unpinned = super::pinned(&info).is_none();
+        part.served_only_here |= part.owned && part.handle.phase.is_none() && unpinned;
         if part.handle.phase.is_some()
             && book.is_empty()
             && info.num_pending == 0
