@@ -55,16 +55,16 @@ async def produce() -> int:
     producer = await client.producer(station, delivery_timeout=60)
     pending: "set[asyncio.Task[None]]" = set()
 
-    async def settle(i: int, key: str, n: int, handle: jetstation.SendHandle) -> None:
+    async def settle(i: int, key: str, n: int, sent: float, handle: jetstation.SendHandle) -> None:
         try:
             r = await handle
             history.write({"ev": "send", "i": i, "key": key, "n": n, "partition": r.partition,
                            "ok": True, "seq": r.sequence, "msg_id": r.msg_id,
-                           "duplicate": r.duplicate})
+                           "duplicate": r.duplicate, "sent": sent})
         except jetstation.JetstationError as e:
             history.write({"ev": "send", "i": i, "key": key, "n": n,
                            "partition": partition_of(key, partitions), "ok": False,
-                           "error": e.kind, "message": e.message})
+                           "error": e.kind, "message": e.message, "sent": sent})
 
     tick = 0.02
     per_tick = max(1, int(rate * tick))
@@ -75,8 +75,9 @@ async def produce() -> int:
             k = i % keys
             n = i // keys
             key = f"k{k}"
+            sent = time.time()
             handle = await producer.enqueue(json.dumps({"key": key, "n": n}), key=key)
-            task = asyncio.ensure_future(settle(i, key, n, handle))
+            task = asyncio.ensure_future(settle(i, key, n, sent, handle))
             pending.add(task)
             task.add_done_callback(pending.discard)
             i += 1

@@ -306,6 +306,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
             "rate": plan.rate,
             "duration_s": plan.duration,
             "faults": plan.faults.len(),
+            "handler_ms": plan.handler_ms,
         })
         .to_string(),
     )

@@ -113,41 +113,46 @@ pub(crate) async fn produce() -> i32 {
                     let key = format!("k{k}");
                     let payload = json!({"key": key, "n": n}).to_string();
                     let partition = jetstation::names::partition_of(&key, partitions);
+                    let sent = now();
                     match producer.enqueue(Message::new(payload).key(key.clone())).await {
-                        Ok(handle) => pending.push(async move { (i, key, n, partition, handle.await) }),
+                        Ok(handle) => pending.push(async move {
+                            (Sent { i, key, n, partition, at: sent }, handle.await)
+                        }),
                         Err(e) => history.write(json!({"ev": "send", "i": i, "key": key, "n": n,
-                            "partition": partition, "ok": false, "error": e.kind().as_str()})),
+                            "partition": partition, "ok": false, "error": e.kind().as_str(),
+                            "sent": sent})),
                     }
                     i += 1;
                 }
             }
-            Some((i, key, n, partition, result)) = pending.next() => {
-                record_send(&history, i, key, n, partition, result);
-            }
+            Some((sent, result)) = pending.next() => record_send(&history, sent, result),
         }
     }
-    while let Some((i, key, n, partition, result)) = pending.next().await {
-        record_send(&history, i, key, n, partition, result);
+    while let Some((sent, result)) = pending.next().await {
+        record_send(&history, sent, result);
     }
     let _ = producer.close().await;
     0
 }
 
-fn record_send(
-    history: &History,
+/// One message the producer enqueued: its place in the flow, its key and
+/// number within the key, its partition, and when it was enqueued.
+struct Sent {
     i: u64,
     key: String,
     n: u64,
     partition: u32,
-    result: jetstation::Result<jetstation::Receipt>,
-) {
+    at: f64,
+}
+
+fn record_send(history: &History, s: Sent, result: jetstation::Result<jetstation::Receipt>) {
     match result {
-        Ok(r) => history.write(json!({"ev": "send", "i": i, "key": key, "n": n,
+        Ok(r) => history.write(json!({"ev": "send", "i": s.i, "key": s.key, "n": s.n,
             "partition": r.partition, "ok": true, "seq": r.sequence, "msg_id": r.msg_id,
-            "duplicate": r.duplicate})),
-        Err(e) => history.write(json!({"ev": "send", "i": i, "key": key, "n": n,
-            "partition": partition, "ok": false, "error": e.kind().as_str(),
-            "message": e.message()})),
+            "duplicate": r.duplicate, "sent": s.at})),
+        Err(e) => history.write(json!({"ev": "send", "i": s.i, "key": s.key, "n": s.n,
+            "partition": s.partition, "ok": false, "error": e.kind().as_str(),
+            "message": e.message(), "sent": s.at})),
     }
 }
 
