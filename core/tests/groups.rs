@@ -1073,7 +1073,8 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
         },
     )
     .await;
-    // A settles back in: whatever it would still run has come by now.
+    // Not a wait for a condition: the test checks that A runs nothing it
+    // should not, so A gets a second after B caught up to do so.
     tokio::time::sleep(Duration::from_secs(1)).await;
     trickling.abort();
     let _ = stop.send(());

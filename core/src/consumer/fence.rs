@@ -145,6 +145,7 @@ mod tests {
         let fence = Fence::new(Duration::from_millis(300));
         assert!(!fence.beat(), "the first beat comes right after the start");
         assert!(fence.open());
+        // The stall itself: time passes and the scheduler does not beat.
         std::thread::sleep(Duration::from_millis(150));
         assert!(!fence.open(), "no beat for longer than a stall");
         assert!(fence.beat(), "the scheduler notices its own stall");
