@@ -1015,8 +1015,8 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
                     let first = runs.lock().unwrap().is_empty();
                     if first {
                         stalling.store(true, std::sync::atomic::Ordering::SeqCst);
-                        // Stops the member's whole runtime: nothing of it
-                        // runs until this returns.
+                        // The stall itself, not a wait: it stops the
+                        // member's whole runtime until it returns.
                         std::thread::sleep(stall);
                     }
                     let after = first || resumed_tx.lock().unwrap().is_none();
@@ -1089,6 +1089,7 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
         handled.contains_key(stalled),
         "B ran the message A was running when it stalled"
     );
+    // Every run but the first, which went on through the stall (above).
     for (payload, deliveries, after) in runs.iter().skip(1) {
         assert!(
             !*after || *deliveries > 1 || !handled.contains_key(payload),

@@ -227,6 +227,16 @@ struct Partition {
 }
 
 impl Partition {
+    /// Forgets where the broker's deliveries stood: out of sync until the
+    /// broker is asked again.
+    fn forget_sync(&mut self) {
+        self.in_sync = false;
+        self.syncing = false;
+        self.sync_point = None;
+        self.last_delivery = 0;
+        self.gap_at = 0;
+    }
+
     /// Stops the fetch task and the pull read for it.
     fn stop_fetch(&mut self) {
         if let Some(task) = self.fetch.take() {
@@ -768,9 +778,7 @@ impl Scheduler {
         part.stop_fetch();
         part.owned = false;
         part.revoking = false;
-        part.in_sync = false;
-        part.syncing = false;
-        part.sync_point = None;
+        part.forget_sync();
         part.sole_reader = false;
         part.taken_at = None;
         part.holder_gone = false;
@@ -778,8 +786,6 @@ impl Scheduler {
         part.lost_since = None;
         part.still_since = None;
         part.commit_due = false;
-        part.last_delivery = 0;
-        part.gap_at = 0;
         *part.pin.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.lag.set(part.handle.partition, 0);
         self.machine.give_up(part.handle.partition);
@@ -1170,12 +1176,8 @@ impl Scheduler {
         part.config = phase.follow.clone();
         // Sequences of another stream from here on.
         part.delivered_through = 0;
-        part.in_sync = false;
+        part.forget_sync();
         part.sole_reader = false;
-        part.syncing = false;
-        part.sync_point = None;
-        part.last_delivery = 0;
-        part.gap_at = 0;
         part.committed_shared
             .store(0, std::sync::atomic::Ordering::Release);
         // What is left of the lane (messages past its bound) is not the history.
