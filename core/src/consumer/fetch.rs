@@ -129,16 +129,21 @@ impl Fetch {
                     error,
                     resumable: None,
                     elected: false,
+                    missed: false,
                 }),
             };
             let Some(Ended {
                 error,
                 resumable,
                 elected,
+                missed,
             }) = ended
             else {
                 return; // the scheduler is gone
             };
+            if missed && !self.doubt(true) {
+                return;
+            }
             if elected {
                 // The announcement leaves a moment before the new leader
                 // answers.
@@ -156,6 +161,9 @@ impl Fetch {
                     why = %error,
                     "the broker still pins this pull and holds requests of it, reading it on"
                 );
+                if missed && !self.doubt(false) {
+                    return;
+                }
                 kept = Some(r);
                 continue;
             }
@@ -205,6 +213,17 @@ impl Fetch {
                 return;
             }
         }
+    }
+
+    /// Tells the scheduler that the partition's pin is in doubt, or no
+    /// longer; false when the scheduler is gone.
+    fn doubt(&self, doubted: bool) -> bool {
+        let event = Event::Doubted {
+            partition: self.partition,
+            generation: self.generation,
+            doubted,
+        };
+        self.events.send(event).is_ok()
     }
 
     async fn open(&self) -> Result<pull::Stream, Error> {
@@ -515,6 +534,9 @@ pub(crate) struct Ended {
     resumable: Option<Reading>,
     /// A new consumer leader was announced.
     elected: bool,
+    /// The pull missed its idle heartbeats: nothing came from the broker
+    /// for two of them, the member may be cut off.
+    missed: bool,
 }
 
 /// A pull read by the scheduler: its messages tagged with the partition, then
@@ -570,13 +592,12 @@ fn note_pin(pin: &mut Option<String>, message: &jetstream::Message) -> bool {
 /// How a pull ended: one that missed its heartbeats or went quiet while
 /// messages wait may be read on.
 fn ended(stop: Option<Stop>, reading: Reading) -> Ended {
-    let resumable = match &stop {
-        Some(Stop::Quiet | Stop::Elected) => true,
-        Some(Stop::Failed(e)) => e.kind() == MessagesErrorKind::MissingHeartbeat,
-        None => false,
-    };
+    let missed =
+        matches!(&stop, Some(Stop::Failed(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat);
+    let resumable = missed || matches!(stop, Some(Stop::Quiet | Stop::Elected));
     Ended {
         elected: matches!(stop, Some(Stop::Elected)),
+        missed,
         error: failure(stop),
         resumable: resumable.then_some(reading),
     }

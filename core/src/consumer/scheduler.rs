@@ -120,6 +120,17 @@ pub(crate) enum Event {
         round: u64,
         pin: std::result::Result<Option<String>, ()>,
     },
+    /// A partition's pull missed its idle heartbeats (`doubted`), and the
+    /// broker was asked whether it still pins the pull; cleared when it
+    /// does (otherwise `FetchFailed` follows). Nothing of the partition is
+    /// handed out meanwhile: the member may be cut off from the broker,
+    /// whose pin would then move to another member a handover timeout after
+    /// the pull's last request.
+    Doubted {
+        partition: u32,
+        generation: u64,
+        doubted: bool,
+    },
     /// A partition's pull failed (and is being opened again).
     FetchFailed {
         partition: u32,
@@ -224,6 +235,9 @@ struct Partition {
     /// The pin id the partition's latest message came with, kept by its
     /// pulls (see [`super::fence`]).
     pin: Arc<std::sync::Mutex<Option<String>>>,
+    /// The pull missed its heartbeats, and the broker has not yet said that
+    /// it still pins it (see [`Event::Doubted`]).
+    doubted: bool,
 }
 
 impl Partition {
@@ -392,6 +406,7 @@ impl Scheduler {
                 reset_after: None,
                 election: Election::never(),
                 pin: Arc::default(),
+                doubted: false,
             })
             .collect::<Vec<_>>();
         let machine = Machine::new(
@@ -607,6 +622,7 @@ impl Scheduler {
         // again starts a pull too: one task per partition.
         self.parts[index].stop_fetch();
         self.parts[index].generation += 1;
+        self.parts[index].doubted = false;
         let part = &self.parts[index];
         // Pulls must be renewed well within the handover timeout, or the pin
         // (the partition) is lost between two pulls.
@@ -866,6 +882,16 @@ impl Scheduler {
             }
             Event::Synced { partition, info } => self.on_synced(partition, *info),
             Event::FetchFailed { partition, error } => self.on_fetch_failed(partition, error),
+            Event::Doubted {
+                partition,
+                generation,
+                doubted,
+            } => {
+                let part = &mut self.parts[partition as usize];
+                if part.generation == generation {
+                    part.doubted = doubted;
+                }
+            }
             Event::Pinned {
                 partition,
                 round,
@@ -980,9 +1006,10 @@ impl Scheduler {
             return;
         }
         let parts = &self.parts;
-        let actions = self
-            .machine
-            .dispatch(|p| parts[p as usize].owned && parts[p as usize].in_sync);
+        let actions = self.machine.dispatch(|p| {
+            let part = &parts[p as usize];
+            part.owned && part.in_sync && !part.doubted
+        });
         self.carry_out(actions);
     }
 
@@ -1529,6 +1556,7 @@ impl Scheduler {
         let index = partition as usize;
         let part = &mut self.parts[index];
         part.last_error = Some(error);
+        part.doubted = false;
         if !part.owned {
             return;
         }

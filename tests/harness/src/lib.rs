@@ -589,6 +589,24 @@ impl Relay {
         *self.faults.silence_trigger.lock().unwrap() = Some(trigger.as_bytes().to_vec());
     }
 
+    /// Goes silent now (see [`Self::silence_after`]): the network path
+    /// between the relay's clients and the server is gone, while both ends
+    /// still run and no socket closes.
+    pub fn silence(&self) {
+        self.faults
+            .silent
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets bytes pass again after a silence. What was sent meanwhile is
+    /// lost, so a connection may break on what arrives cut in two.
+    pub fn speak(&self) {
+        *self.faults.silence_trigger.lock().unwrap() = None;
+        self.faults
+            .silent
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Whether the relay went silent (see [`Self::silence_after`]).
     pub fn is_silent(&self) -> bool {
         self.faults.is_silent()
