@@ -2,7 +2,8 @@
 # The chaos suite: a 3-node cluster, an R3 station, a producer and two group
 # members as processes, and faults under load (SIGKILL each node in turn,
 # SIGSTOP a node for longer than ack_wait, cut client connections, SIGKILL a
-# member, SIGSTOP a member for twice the handover timeout). Run once with Rust workers and once with Python workers; then
+# member, SIGSTOP a member for twice the handover timeout, cut one member off
+# the network as long). Run once with Rust workers and once with Python workers; then
 # exactly-once processing under member and server kills, on the cluster
 # (Rust workers) and on one server (Python workers). Each run ends with
 # tests/chaos/check.py's verdict on the histories. The short form

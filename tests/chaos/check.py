@@ -26,7 +26,8 @@ when the message was confirmed):
 - with --exactly-once, handled twice: a message whose handler ran more than
   once. One repeat is excused, and counted apart as "cut by a kill": the
   first run was by a member SIGKILLed after it (or while the signal was on
-  its way) that ran no other message of the same key in between. A handler's
+  its way), or cut off the network after it, that ran no other message of
+  the same key in between (a member cut off cannot store its record either). A handler's
   effect and the group's record of it are not one transaction (see the
   exactly_once module of the core): a run is recorded after the handler
   returns, and a member starts a key's next message only once the previous
@@ -181,9 +182,9 @@ def main():
     oldest_cut = 0.0  # how long before its member's kill the oldest excused run ran
     if args.exactly_once:
         rules.append("handled twice")
-        kills = defaultdict(list)  # member -> (start, end) of each SIGKILL fault
+        kills = defaultdict(list)  # member -> (start, end) of each SIGKILL or cut-off fault
         for f in faults:
-            if f["fault"].startswith("sigkill member "):
+            if f["fault"].startswith(("sigkill member ", "isolate member ")):
                 kills[f["fault"].split()[-1]].append((f["start"], f["end"]))
         runs = defaultdict(list)
         by_member_key = defaultdict(list)  # (member, key) -> times of its runs

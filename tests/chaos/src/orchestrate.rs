@@ -43,6 +43,11 @@ enum Fault {
     /// that comes back from a pause (a VM or a garbage collector) still
     /// holding messages.
     FreezeMember(usize),
+    /// Cut member `i` off the network for `hold` (longer than the handover
+    /// timeout), then let it back: its relays go silent, no socket closes,
+    /// and the member goes on running (a network partition around one
+    /// service).
+    IsolateMember(usize),
 }
 
 impl Fault {
@@ -53,6 +58,7 @@ impl Fault {
             Fault::CutConnections => "cut client connections".into(),
             Fault::KillMember(i) => format!("sigkill member m{}", i + 1),
             Fault::FreezeMember(i) => format!("sigstop member m{}", i + 1),
+            Fault::IsolateMember(i) => format!("isolate member m{}", i + 1),
         }
     }
 }
@@ -76,7 +82,8 @@ impl Plan {
     /// quorum, which is a two-node loss, not what this suite claims). The
     /// freeze outlasts `ack_wait`; the faults after it wait for its end, so
     /// a run with the default `ack_wait` (30 s) meets the same faults one
-    /// after the other, only later. The member freeze comes last.
+    /// after the other, only later. The member freeze and the member's cut
+    /// off the network come last.
     fn cycle(offset: f64) -> Vec<(f64, Fault, f64)> {
         let freeze = Self::freeze();
         let cut = 34.0 + freeze + 4.0;
@@ -92,6 +99,11 @@ impl Plan {
                 Fault::FreezeMember(0),
                 Self::member_freeze(),
             ),
+            (
+                offset + cut + 12.0 + Self::member_freeze(),
+                Fault::IsolateMember(1),
+                Self::member_freeze(),
+            ),
         ]
     }
 
@@ -100,9 +112,9 @@ impl Plan {
         ack_wait_ms() as f64 / 1000.0 + 1.0
     }
 
-    /// How long a member is frozen: twice the handover timeout, so the
-    /// other member has taken its partitions and handled messages of them
-    /// before it comes back.
+    /// How long a member is frozen (or cut off): twice the handover
+    /// timeout, so the other member has taken its partitions and handled
+    /// messages of them before it comes back.
     fn member_freeze() -> f64 {
         2.0 * HANDOVER_MS as f64 / 1000.0
     }
@@ -136,6 +148,7 @@ impl Plan {
                 (32.0, Fault::KillNode(0), 3.0),
                 (42.0, Fault::KillMember(1), 2.0),
                 (52.0, Fault::FreezeMember(0), Self::member_freeze()),
+                (62.0, Fault::IsolateMember(1), Self::member_freeze()),
             ]
         } else {
             vec![
@@ -146,6 +159,7 @@ impl Plan {
                 (38.0, Fault::KillMember(0), 2.0),
                 (44.0, Fault::CutConnections, 0.0),
                 (48.0, Fault::FreezeMember(1), Self::member_freeze()),
+                (54.0, Fault::IsolateMember(0), Self::member_freeze()),
             ]
         };
         // 50,000 messages or more. The cluster run (Rust workers): 60 s at
@@ -200,7 +214,10 @@ fn unix_now() -> f64 {
 struct Workers {
     lang: String,
     out: PathBuf,
+    /// The producer's way to the nodes.
     relay_urls: String,
+    /// Each member's own way to the nodes (cut off alone when isolated).
+    member_urls: Vec<String>,
     plan_env: Vec<(String, String)>,
 }
 
@@ -238,7 +255,9 @@ impl Workers {
             .expect("worker log");
         let mut cmd = self.command(role);
         if role == "consume" {
-            cmd.env("CHAOS_MEMBER", name);
+            let index: usize = name[1..].parse().expect("members are named m1, m2, ...");
+            cmd.env("CHAOS_MEMBER", name)
+                .env("CHAOS_URLS", &self.member_urls[index - 1]);
         }
         cmd.env("CHAOS_HISTORY", self.out.join(format!("{name}.jsonl")))
             .stdout(log.try_clone().unwrap())
@@ -316,13 +335,20 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         true => Cluster {
             nodes: vec![jetstation_harness::NatsServer::start()],
         },
-        false => Cluster::start(3),
+        // Clients reach the nodes only through the relays, also after a
+        // reconnect: the faults that cut or silence them must reach them.
+        false => Cluster::start_unadvertised(3),
     };
-    let relays: Vec<Relay> = cluster
-        .nodes
-        .iter()
-        .map(|n| Relay::start(n.port()))
-        .collect();
+    let relays_to_nodes = || -> Vec<Relay> {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| Relay::start(n.port()))
+            .collect()
+    };
+    let relays = relays_to_nodes();
+    let member_relays: Vec<Vec<Relay>> = (0..2).map(|_| relays_to_nodes()).collect();
+    let urls_of = |relays: &[Relay]| relays.iter().map(Relay::url).collect::<Vec<_>>().join(",");
     let direct_urls = cluster.urls();
     let admin = admin_client(&direct_urls).await;
     admin
@@ -340,7 +366,8 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     let workers = Workers {
         lang: lang.clone(),
         out: out.clone(),
-        relay_urls: relays.iter().map(Relay::url).collect::<Vec<_>>().join(","),
+        relay_urls: urls_of(&relays),
+        member_urls: member_relays.iter().map(|r| urls_of(r)).collect(),
         plan_env: vec![
             (
                 "CHAOS_EXACTLY_ONCE".into(),
@@ -393,7 +420,11 @@ pub(crate) async fn run(args: &[String]) -> i32 {
         match *fault {
             Fault::KillNode(i) => cluster.nodes[i].kill(),
             Fault::FreezeNode(i) => cluster.nodes[i].freeze(),
-            Fault::CutConnections => relays.iter().for_each(Relay::cut),
+            Fault::CutConnections => relays
+                .iter()
+                .chain(member_relays.iter().flatten())
+                .for_each(Relay::cut),
+            Fault::IsolateMember(i) => member_relays[i].iter().for_each(Relay::silence),
             Fault::KillMember(i) => {
                 let _ = members[i].kill();
                 let _ = members[i].wait();
@@ -413,6 +444,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
             Fault::CutConnections => {}
             Fault::KillMember(i) => members[i] = workers.spawn("consume", &format!("m{}", i + 1)),
             Fault::FreezeMember(i) => signal(&members[i], "CONT"),
+            Fault::IsolateMember(i) => member_relays[i].iter().for_each(Relay::speak),
         }
         let end = unix_now();
         last_fault_end = end;
@@ -460,6 +492,7 @@ pub(crate) async fn run(args: &[String]) -> i32 {
     )
     .expect("consumers summary");
     drop(relays);
+    drop(member_relays);
     drop(cluster);
 
     let checker = own_file("check.py");

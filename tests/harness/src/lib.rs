@@ -190,6 +190,9 @@ struct ClusterPart {
     cluster_name: String,
     port: u16,
     routes: Vec<u16>,
+    /// The node tells its clients the other nodes' addresses (`false`:
+    /// `no_advertise`, see [`Cluster::start_unadvertised`]).
+    advertise: bool,
 }
 
 /// One running (or stopped) nats-server process.
@@ -250,10 +253,11 @@ impl NatsServer {
                 .map(|p| format!("nats://127.0.0.1:{p}"))
                 .collect();
             text.push_str(&format!(
-                "cluster {{\n  name: {}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                "cluster {{\n  name: {}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n  no_advertise: {}\n}}\n",
                 c.cluster_name,
                 c.port,
-                routes.join(", ")
+                routes.join(", "),
+                !c.advertise
             ));
         }
         text.push_str(&self.builder.extra_config);
@@ -410,10 +414,22 @@ impl Cluster {
     /// A cluster whose every node runs `binary` (an older release, to
     /// upgrade node by node with [`NatsServer::restart_with_binary`]).
     pub fn start_with_binary(size: usize, binary: impl Into<PathBuf>) -> Self {
-        let binary = binary.into();
+        Self::start_advertising(size, binary.into(), true)
+    }
+
+    /// A cluster whose nodes do not tell clients where the other nodes are
+    /// (`no_advertise`): a client reaches only the addresses it was given.
+    /// For clients behind [`Relay`]s, which would otherwise reconnect
+    /// straight to a node's own port, around the relay, after any
+    /// reconnect.
+    pub fn start_unadvertised(size: usize) -> Self {
+        Self::start_advertising(size, nats_server_bin(), false)
+    }
+
+    fn start_advertising(size: usize, binary: PathBuf, advertise: bool) -> Self {
         let mut attempt = 1;
         loop {
-            match Self::try_start(size, &binary) {
+            match Self::try_start(size, &binary, advertise) {
                 Ok(cluster) => return cluster,
                 Err(log) if port_taken(&log) && attempt < START_ATTEMPTS => attempt += 1,
                 Err(log) => panic!("nats-server exited at start; its log:\n{log}"),
@@ -423,7 +439,7 @@ impl Cluster {
 
     /// Starts every node on fresh ports; `Err` with the log of a node that
     /// exited instead (the nodes started so far stop when dropped).
-    fn try_start(size: usize, binary: &Path) -> Result<Self, String> {
+    fn try_start(size: usize, binary: &Path, advertise: bool) -> Result<Self, String> {
         let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let name = format!("jst{}", free_port());
@@ -450,6 +466,7 @@ impl Cluster {
                     cluster_name: name.clone(),
                     port: cluster_ports[i],
                     routes,
+                    advertise,
                 }),
                 dir,
                 child: None,
