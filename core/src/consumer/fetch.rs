@@ -18,7 +18,10 @@
 //! carried. A new pull would not carry that id (the client keeps it inside
 //! each pull), and the broker would hold the new pull back until the old pin
 //! expired, a whole handover timeout. So the loop first asks the broker who
-//! holds the pin, and reads the same pull on when it is still this one with
+//! holds the pin (the scheduler hands out nothing of the partition until
+//! the answer: the member itself may be cut off, and the broker would then
+//! give the pin to another member; see `Event::Doubted`), and reads the
+//! same pull on when it is still this one with
 //! requests waiting (or when the broker does not answer: the next missed
 //! heartbeats ask again, and the pull itself asks anew after a reconnect or
 //! when its requests expire, where a broker that lost the pin tells it to
