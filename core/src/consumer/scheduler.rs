@@ -1714,9 +1714,11 @@ impl Scheduler {
     fn take_release(&mut self, index: usize) -> Release {
         let part = &mut self.parts[index];
         part.revoking = false;
-        // The release commits the finished prefix itself.
+        // The release commits the finished prefix itself: at once when the
+        // partition is in sync, as any commit, after asking the broker
+        // otherwise.
         part.commit_due = false;
-        part.in_sync = false;
+        let in_sync = std::mem::take(&mut part.in_sync);
         part.syncing = false;
         part.sync_point = None;
         Release {
@@ -1724,7 +1726,7 @@ impl Scheduler {
             stream: part.handle.stream.clone(),
             group: self.group.clone(),
             entries: self.machine.books[index].take_all(),
-            in_sync: std::mem::take(&mut part.in_sync),
+            in_sync,
             last_delivery: part.last_delivery,
         }
     }
