@@ -26,8 +26,10 @@ when the message was confirmed):
 - with --exactly-once, handled twice: a message whose handler ran more than
   once. One repeat is excused, and counted apart as "cut by a kill": the
   first run was by a member SIGKILLed after it (or while the signal was on
-  its way), or cut off the network after it, that ran no other message of
-  the same key in between (a member cut off cannot store its record either). A handler's
+  its way), or cut off the network or SIGSTOPped after it, that ran no other
+  message of the same key in between (a member cut off cannot store its
+  record either, nor one stopped between its handler's return and its
+  record's store). A handler's
   effect and the group's record of it are not one transaction (see the
   exactly_once module of the core): a run is recorded after the handler
   returns, and a member starts a key's next message only once the previous
@@ -182,9 +184,9 @@ def main():
     oldest_cut = 0.0  # how long before its member's kill the oldest excused run ran
     if args.exactly_once:
         rules.append("handled twice")
-        kills = defaultdict(list)  # member -> (start, end) of each SIGKILL or cut-off fault
+        kills = defaultdict(list)  # member -> (start, end) of each SIGKILL, SIGSTOP or cut-off fault
         for f in faults:
-            if f["fault"].startswith(("sigkill member ", "isolate member ")):
+            if f["fault"].startswith(("sigkill member ", "sigstop member ", "isolate member ")):
                 kills[f["fault"].split()[-1]].append((f["start"], f["end"]))
         runs = defaultdict(list)
         by_member_key = defaultdict(list)  # (member, key) -> times of its runs
@@ -233,7 +235,8 @@ def main():
         print(f"  {ran_through_freeze} repeated runs excused: they ran through a member's freeze")
     if args.exactly_once:
         print(f"  exactly once: {len(handled) - len(first)} repeated runs, {cut_by_kill} of them cut by a "
-              f"member kill (its last run of the key before it; the oldest {oldest_cut:.3f} s before it)")
+              f"member's kill, freeze or cut-off (its last run of the key before it; the oldest {oldest_cut:.3f} s "
+              f"before it)")
     bad = sum(totals.values())
     if consumers:
         print(f"  consumers on the cluster: at most {consumers['max']} (bound {consumers['bound']})")
