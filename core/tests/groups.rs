@@ -1247,7 +1247,8 @@ async fn a_member_cut_off_from_the_broker_starts_nothing_after_the_group_moved_o
         async move { all_run(&timeline, &trickled) }
     })
     .await;
-    // As above: A gets a second more to run what it should not.
+    // Not a wait for a condition either: A gets a second more, after the
+    // new messages ran, to run anything it should not.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (member, task) in [(a, a_task), (b, b_task)] {
         member.close().await.unwrap();
