@@ -1106,6 +1106,96 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
     );
 }
 
+/// The hand-over a binding adds: its language takes a delivery on its own
+/// event loop, some time after the core handed it out. A member's process
+/// that stops in between (here: its runtime's thread blocks for longer
+/// than the handover timeout) comes back holding a delivery the group has
+/// run elsewhere meanwhile. Asked right before the handler would start, the
+/// delivery says it is no longer this member's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_taken_before_a_stall_is_not_claimed_after_it() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("claim", StationConfig::default())
+        .await
+        .unwrap();
+    produce(&client, "claim", 1, 3).await;
+    let options = fast().ack_wait(Duration::from_secs(60));
+    let stall = Duration::from_secs(5);
+
+    // Member A, on a runtime of its own thread: it takes two deliveries and
+    // runs neither before its stall.
+    let (stalling_tx, stalling) = tokio::sync::oneshot::channel::<()>();
+    let a_thread = {
+        let url = server.url();
+        let options = options.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let a_client = Client::connect(jetstation::ConnectOptions::new(url))
+                    .await
+                    .unwrap();
+                let a = a_client.consumer("claim", "g", options).await.unwrap();
+                let first = a.next().await.unwrap().unwrap();
+                let before = first.claim_now();
+                let _ = stalling_tx.send(());
+                // The stall itself, not a wait: it stops the member's whole
+                // runtime until it returns.
+                std::thread::sleep(stall);
+                let right_after = first.claim_now();
+                let claimed = first.claim().await;
+                let payload = first.payload.to_vec();
+                drop(first);
+                a.close().await.unwrap();
+                (before, right_after, claimed, payload)
+            })
+        })
+    };
+
+    // Member B joins while A stalls, and takes the partition.
+    tokio::time::timeout(Duration::from_secs(20), stalling)
+        .await
+        .expect("member A takes a delivery")
+        .unwrap();
+    let b_client = connect(&server).await;
+    let b = b_client.consumer("claim", "g", options).await.unwrap();
+    let handled = Deliveries::default();
+    let b_task = recording(&b, &handled);
+    // New messages keep coming: the broker then serves B, which shows B that
+    // A's pin has expired (see the takeover tests above).
+    let producer = client
+        .producer("claim", ProducerOptions::default())
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(trickle(producer, 400, 1));
+    let a_thread = tokio::task::spawn_blocking(move || a_thread.join().unwrap());
+    let (before, right_after, claimed, payload) =
+        tokio::time::timeout(Duration::from_secs(30), a_thread)
+            .await
+            .expect("member A comes back from its stall and closes")
+            .unwrap();
+    wait_until(Duration::from_secs(20), "B runs the message A held", || {
+        let (handled, payload) = (handled.clone(), payload.clone());
+        async move { handled.lock().unwrap().contains_key(&payload) }
+    })
+    .await;
+    trickling.abort();
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+
+    assert_eq!(before, Some(true), "before the stall the delivery is A's");
+    assert_ne!(
+        right_after,
+        Some(true),
+        "right after the stall A may not run it before it asked the broker"
+    );
+    assert!(!claimed, "B took the partition: A must not run the message");
+}
+
 /// One run of a handler.
 struct Run {
     member: char,

@@ -120,6 +120,14 @@ export declare class Message {
     header(name: string): string | null;
     /** The payload parsed as JSON. */
     json<T = unknown>(): T;
+    /**
+     * Whether the message is still this member's to run: false once the
+     * process stopped after it was handed out and the group gave its partition
+     * to another member meanwhile (do not run it; settling it does nothing).
+     * Waits while the member asks the broker after such a stop. `next()`,
+     * iteration and `consume` ask before they hand a message on.
+     */
+    claim(): Promise<boolean>;
     /** Done: committed once every earlier message of its partition is done. */
     ack(): void;
     /** Failed: redelivered after `delayMs` (or the growing default), or dead-lettered. */

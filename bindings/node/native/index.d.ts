@@ -102,6 +102,17 @@ export declare class Message {
   term(reason?: string | undefined | null): void
   /** Gives the message back unprocessed, without counting a delivery. */
   release(): void
+  /**
+   * Whether the message is still this member's to run, if known at once
+   * (null while the member asks the broker after a stop of its process:
+   * then `claim()` waits for the answer).
+   */
+  claimNow(): boolean | null
+  /**
+   * Whether the message is still this member's to run, once the member
+   * knows.
+   */
+  claim(): Promise<boolean>
   inProgress(): Promise<void>
 }
 

@@ -229,6 +229,19 @@ impl Message {
     pub fn release(&self) -> napi::Result<()> {
         self.inner.release().js()
     }
+    /// Whether the message is still this member's to run, if known at once
+    /// (null while the member asks the broker after a stop of its process:
+    /// then `claim()` waits for the answer).
+    #[napi]
+    pub fn claim_now(&self) -> Option<bool> {
+        self.inner.claim_now()
+    }
+    /// Whether the message is still this member's to run, once the member
+    /// knows.
+    #[napi]
+    pub async fn claim(&self) -> bool {
+        self.inner.claim_future().await
+    }
     #[napi]
     pub async fn in_progress(&self) -> napi::Result<()> {
         let fut = self.inner.in_progress_future().js()?;

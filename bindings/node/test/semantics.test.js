@@ -161,6 +161,60 @@ test('ordered acknowledgement after a crash', async (t) => {
   assert.deepEqual([...got].sort((a, b) => a - b), [...Array(16).keys()].map((i) => i + 5))
 })
 
+const FROZEN_MEMBER = `
+const jetstation = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+const readline = require('node:readline')
+;(async () => {
+  const client = await jetstation.connect(process.argv[1])
+  const consumer = await client.consumer('frozen', 'g', { ackWaitMs: 60000, handoverTimeoutMs: 2000 })
+  const m = await consumer.next()
+  console.log('taken', m.payload.toString(), await m.claim())
+  // The test freezes this whole process here, and says when it is back.
+  const lines = readline.createInterface({ input: process.stdin })
+  await new Promise((resolve) => lines.once('line', resolve))
+  console.log('claimed', await m.claim())
+  lines.close()
+  await consumer.close()
+  await client.close()
+})()
+`
+
+test('a message taken before the process froze is not claimed after it', async (t) => {
+  // The process of a member stops (SIGSTOP) holding a message it took and
+  // has not run; the group gives the partition to another member, which
+  // runs it. Back, the frozen member must not run it too: its claim says no.
+  const { server, client } = await setup(t)
+  await client.createStation('frozen')
+  const producer = await client.producer('frozen')
+  await producer.send('held', { key: 'k' })
+  const child = spawn(process.execPath, ['-e', FROZEN_MEMBER, server.url], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.after(() => { child.kill('SIGCONT'); child.kill('SIGKILL') })
+  const lines = require('node:readline').createInterface({ input: child.stdout })
+  const said = []
+  lines.on('line', (line) => said.push(line))
+  await waitFor(() => said.length === 1, 'the member taking the message')
+  assert.equal(said[0], 'taken held true')
+  child.kill('SIGSTOP')
+  const other = await client.consumer('frozen', 'g', { ackWaitMs: 60000, handoverTimeoutMs: 2000 })
+  const handled = []
+  const running = other.consume(async (m) => { handled.push([m.payload.toString(), m.deliveries]) })
+  // New messages show the other member that the frozen one's pin expired.
+  for (let i = 0; i < 200 && !handled.some(([p]) => p === 'held'); i++) {
+    await producer.send(`new-${i}`, { key: 'k' })
+    await sleep(50) // a pace of 20 messages a second
+  }
+  const held = handled.filter(([p]) => p === 'held')
+  assert.ok(held.length > 0 && held.every(([, d]) => d > 1), `the other member ran it, flagged: ${JSON.stringify(handled)}`)
+  child.kill('SIGCONT')
+  child.stdin.write('back\n')
+  await waitFor(() => said.length === 2, 'the member claiming after its freeze')
+  assert.equal(said[1], 'claimed false')
+  const code = await new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', resolve)))
+  assert.equal(code, 0)
+  await other.close()
+  await running
+})
+
 test('schema refusal before anything is sent', async (t) => {
   const { client } = await setup(t)
   await client.registerSchema('pay', 'json_schema', '{"type":"object","properties":{"salary":{"type":"number"}}}')

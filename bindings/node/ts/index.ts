@@ -353,6 +353,18 @@ export class Message {
   header(name: string): string | null { return this.inner.header(name) }
   /** The payload parsed as JSON. */
   json<T = unknown>(): T { return JSON.parse(this.payload.toString('utf8')) as T }
+  /**
+   * Whether the message is still this member's to run: false once the
+   * process stopped after it was handed out and the group gave its partition
+   * to another member meanwhile (do not run it; settling it does nothing).
+   * Waits while the member asks the broker after such a stop. `next()`,
+   * iteration and `consume` ask before they hand a message on.
+   */
+  async claim(): Promise<boolean> {
+    // Most answers are known at once, and come without a turn of the event
+    // loop: one turn is time in which the process can stop.
+    return this.inner.claimNow() ?? (await call(() => this.inner.claim()))
+  }
   /** Done: committed once every earlier message of its partition is done. */
   ack(): void { sync(() => this.inner.ack()) }
   /** Failed: redelivered after `delayMs` (or the growing default), or dead-lettered. */
@@ -379,13 +391,20 @@ export class Consumer implements AsyncIterable<Message> {
     const onAbort = () => this.inner.interrupt()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const message = await call(() => this.inner.next())
-      if (signal?.aborted) {
-        // Interrupted, or aborted as it arrived: give it back, uncounted.
-        if (message) message.release()
-        throw abortError(signal)
+      for (;;) {
+        const message = await call(() => this.inner.next())
+        if (signal?.aborted) {
+          // Interrupted, or aborted as it arrived: give it back, uncounted.
+          if (message) message.release()
+          throw abortError(signal)
+        }
+        if (!message) return null
+        // The core handed it out on its own thread; asked again on this
+        // thread, it says whether the process stopped meanwhile and the
+        // group gave its partition to another member.
+        const taken = new Message(message)
+        if (await taken.claim()) return taken
       }
-      return message ? new Message(message) : null
     } finally {
       signal?.removeEventListener('abort', onAbort)
     }

@@ -215,6 +215,23 @@ impl Delivery {
         self.inner.release().py_err()
     }
 
+    /// Whether the message is still this member's to run: false once the
+    /// process stopped after it was handed out and the group gave its
+    /// partition to another member meanwhile (do not run it; settling it
+    /// does nothing). Waits while the member asks the broker after such a
+    /// stop. `async for` and `consume` ask before they hand a message on.
+    fn claim<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // Most calls have their answer at once, and get it without a turn
+        // of the event loop: one turn is time in which the process can stop.
+        match self.inner.claim_now() {
+            Some(ours) => crate::runtime::ready(py, ours),
+            None => {
+                let fut = self.inner.claim_future();
+                awaitable(py, async move { Ok(fut.await) })
+            }
+        }
+    }
+
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fut = self.inner.in_progress_future().py_err()?;
         awaitable(py, async move { fut.await.py_err() })

@@ -176,3 +176,18 @@ where
 {
     generic::future_into_py::<JetRuntime, _, T>(py, fut)
 }
+
+/// A Python awaitable that is done already: awaiting it goes on at once,
+/// without a turn of the event loop (an asyncio future that is done
+/// returns its result without yielding).
+pub(crate) fn ready<'py, T>(py: Python<'py>, value: T) -> PyResult<Bound<'py, PyAny>>
+where
+    T: IntoPyObject<'py>,
+{
+    let future = py
+        .import("asyncio")?
+        .call_method0("get_running_loop")?
+        .call_method0("create_future")?;
+    future.call_method1("set_result", (value,))?;
+    Ok(future)
+}

@@ -174,6 +174,80 @@ async def test_ordered_acknowledgement_after_a_crash(client: jetstation.Client, 
     await consumer.close()
 
 
+FROZEN_MEMBER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import jetstation
+
+    async def main():
+        client = await jetstation.connect(sys.argv[1])
+        consumer = await client.consumer("frozen", "g", ack_wait=60.0, handover_timeout=2.0)
+        message = await consumer.__anext__()
+        claim = message.claim()
+        # Known at once: the answer needs no turn of the event loop.
+        print("taken", message.payload.decode(), claim.done() and await claim, flush=True)
+        # The test freezes this whole process here, and says when it is back.
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        print("claimed", await message.claim(), flush=True)
+        await consumer.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_message_taken_before_the_process_froze_is_not_claimed_after_it(
+    client: jetstation.Client, server: Server
+) -> None:
+    """The process of a member stops (SIGSTOP) holding a message it took and
+    has not run; the group gives the partition to another member, which runs
+    it. Back, the frozen member must not run it too: its claim says no."""
+    import signal
+
+    await client.create_station("frozen")
+    async with await client.producer("frozen") as producer:
+        await producer.send("held", key="k")
+    member = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FROZEN_MEMBER, server.url,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    assert member.stdin is not None and member.stdout is not None
+    try:
+        taken = await asyncio.wait_for(member.stdout.readline(), 30)
+        assert taken.split() == [b"taken", b"held", b"True"], taken
+        member.send_signal(signal.SIGSTOP)
+        other = await client.consumer("frozen", "g", ack_wait=60.0, handover_timeout=2.0)
+        handled: List[Tuple[bytes, int]] = []
+
+        async def handle(message: jetstation.Delivery) -> None:
+            handled.append((message.payload, message.deliveries))
+
+        running = asyncio.ensure_future(other.consume(handle))
+        # New messages show the other member that the frozen one's pin expired.
+        async with await client.producer("frozen") as producer:
+            for i in range(200):
+                await producer.send(f"new-{i}", key="k")
+                if any(p == b"held" for p, _ in handled):
+                    break
+                await asyncio.sleep(0.05)  # a pace of 20 messages a second
+        assert [d for p, d in handled if p == b"held"] and all(
+            d > 1 for p, d in handled if p == b"held"
+        ), f"the other member ran the held message, flagged as redelivered: {handled}"
+        member.send_signal(signal.SIGCONT)
+        member.stdin.write(b"back\n")
+        await member.stdin.drain()
+        claimed = await asyncio.wait_for(member.stdout.readline(), 30)
+        assert claimed.split() == [b"claimed", b"False"], claimed
+        assert await asyncio.wait_for(member.wait(), 30) == 0
+        await other.close()
+        await running
+    finally:
+        if member.returncode is None:
+            member.send_signal(signal.SIGCONT)
+            member.kill()
+            await member.wait()
+
+
 async def test_schema_refusal_happens_before_anything_is_sent(client: jetstation.Client) -> None:
     schema = '{"type":"object","properties":{"salary":{"type":"number"}},"required":["salary"]}'
     v = await client.register_schema("pay", "json_schema", schema)

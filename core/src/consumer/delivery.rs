@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{
     book::{Fast, Token},
+    fence::Fence,
     scheduler::Event,
 };
 use crate::error::{Error, Result};
@@ -113,6 +114,7 @@ pub(crate) struct Ledger {
     held: Mutex<HashMap<DeliveryId, Held, Fast>>,
     next_id: std::sync::atomic::AtomicU64,
     events: mpsc::UnboundedSender<Event>,
+    fence: Arc<Fence>,
 }
 
 #[derive(Debug)]
@@ -125,11 +127,12 @@ struct Held {
 }
 
 impl Ledger {
-    pub(crate) fn new(events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
+    pub(crate) fn new(events: mpsc::UnboundedSender<Event>, fence: Arc<Fence>) -> Arc<Self> {
         Arc::new(Self {
             held: Mutex::default(),
             next_id: 1.into(),
             events,
+            fence,
         })
     }
 
@@ -182,14 +185,17 @@ impl Ledger {
         self.held.lock().unwrap().contains_key(&id)
     }
 
-    /// Whether the partition of a delivery was given up since it was
-    /// handed out.
-    pub(crate) fn is_given_up(&self, id: DeliveryId) -> bool {
-        self.held
-            .lock()
-            .unwrap()
-            .get(&id)
-            .is_some_and(|held| held.given_up)
+    /// Whether the partition of a delivery handed out under the fence's
+    /// count `since` was given up after.
+    fn is_given_up(&self, id: DeliveryId, since: u64) -> bool {
+        // The count is an atomic; the lock is taken only once it moved.
+        since != self.fence.given_up()
+            && self
+                .held
+                .lock()
+                .unwrap()
+                .get(&id)
+                .is_some_and(|held| held.given_up)
     }
 
     /// Every delivery of `partition` the application holds is given up:
@@ -264,7 +270,36 @@ impl Delivery {
 
     /// Its partition was given up after a stall since it was handed out.
     pub(crate) fn is_given_up(&self) -> bool {
-        self.ledger.is_given_up(self.id)
+        self.ledger.is_given_up(self.id, self.given_up)
+    }
+
+    /// Whether the delivery is still this member's to run, asked right
+    /// before its handler starts by code that takes it on another thread
+    /// or event loop than the one that handed it out (a binding's language
+    /// runtime). The process may stop between the hand-out and the start,
+    /// and the group may run the message elsewhere meanwhile (see
+    /// [`super::Consumer::next`]). `None` while the member checks its
+    /// partitions after such a stall: wait with [`Self::claim`]. `Some(false)`:
+    /// its partition was given up, so the message must not run here, and
+    /// settling it does nothing.
+    pub fn claim_now(&self) -> Option<bool> {
+        self.ledger.fence.open().then(|| !self.is_given_up())
+    }
+
+    /// [`Self::claim_now`], waiting for the member's verdict after a stall;
+    /// false also once the consumer is closed.
+    pub async fn claim(&self) -> bool {
+        self.claim_future().await
+    }
+
+    /// [`Delivery::claim`] as a future that owns what it needs.
+    pub fn claim_future(&self) -> impl Future<Output = bool> + Send + 'static {
+        let (ledger, id, given_up) = (self.ledger.clone(), self.id, self.given_up);
+        async move {
+            let events = &ledger.events;
+            ledger.fence.until_open(|| events.is_closed()).await
+                && !ledger.is_given_up(id, given_up)
+        }
     }
 
     /// Moves the message out (for a handler that owns it); the delivery

@@ -91,7 +91,7 @@ impl Inbox {
                         return None;
                     }
                 }
-                if delivery.given_up != self.fence.given_up() && delivery.is_given_up() {
+                if delivery.is_given_up() {
                     // Its settlement does nothing: dropped, it is gone.
                     continue;
                 }

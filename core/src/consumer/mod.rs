@@ -388,7 +388,7 @@ impl Client {
         let fence = Arc::new(fence::Fence::new(options.handover_timeout));
         let (outlet, inbox) = inbox::channel(fence.clone());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let ledger = Ledger::new(events_tx.clone());
+        let ledger = Ledger::new(events_tx.clone(), fence.clone());
         let lag = Arc::new(crate::telemetry::Lag::new(config.partitions as usize));
         #[cfg(feature = "otel")]
         crate::telemetry::otel::observe_lag(&lag, station, group);
@@ -490,6 +490,13 @@ impl Consumer {
     }
 
     /// The next message, or `None` once the consumer is closed.
+    ///
+    /// After a stall of the member's process (longer than a third of the
+    /// handover timeout) nothing is handed out until the member has asked
+    /// the broker which partitions are still its own, and nothing of a
+    /// partition given up meanwhile. Code that runs a delivery later, on
+    /// another task, thread or event loop, asks [`Delivery::claim`] right
+    /// before: the process may have stopped in between.
     pub async fn next(&self) -> Option<Result<Delivery>> {
         self.shared.ready.lock().await.next().await.map(Ok)
     }

@@ -403,7 +403,13 @@ class Consumer(_AsyncClosing):
         return self
 
     async def __anext__(self) -> Delivery:
-        return await self._native.__anext__()
+        while True:
+            message = await self._native.__anext__()
+            # The core handed it out on its own thread; asked again here, on
+            # this loop, it says whether the process stopped meanwhile and
+            # the group gave its partition to another member.
+            if await message.claim():
+                return message
 
     async def close(self) -> None:
         """Stops fetching, waits for held messages to be settled, commits."""
@@ -426,6 +432,10 @@ class Consumer(_AsyncClosing):
         running: "set[asyncio.Task[None]]" = set()
 
         async def run(message: Delivery) -> None:
+            # Asked again as the handler starts: this task ran a turn after
+            # the message was taken.
+            if not await message.claim():
+                return
             try:
                 with telemetry.process(message, self.group):
                     await handler(message)

@@ -369,6 +369,10 @@ final class JetstationTests: XCTestCase {
             try message.release()
         }
         let message = try await consumer.next()!
+        // Nothing stopped this process: the message is this member's to run.
+        XCTAssertEqual(message.claimNow(), true)
+        let claimed = await message.claim()
+        XCTAssertTrue(claimed)
         try message.ack()
         await expectError({ try message.ack() }) {
             if case .InvalidArgument = $0 { return true } else { return false }

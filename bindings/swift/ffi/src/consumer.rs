@@ -73,6 +73,12 @@ impl Message {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl Message {
+    /// Whether the message is still this member's to run, once the member
+    /// knows (see `claim()`).
+    pub async fn claim_when_known(&self) -> bool {
+        self.inner.claim_future().await
+    }
+
     /// Still working: postpones the redelivery of this message by ackWait.
     pub async fn in_progress(&self) -> Result<()> {
         Ok(self.inner.in_progress_future()?.await?)
@@ -81,6 +87,12 @@ impl Message {
 
 #[uniffi::export]
 impl Message {
+    /// Whether the message is still this member's to run, if known at once
+    /// (`nil` while the member asks the broker after a stop of its process;
+    /// see `claim()`).
+    pub fn claim_now(&self) -> Option<bool> {
+        self.inner.claim_now()
+    }
     pub fn payload(&self) -> Vec<u8> {
         self.inner.payload.to_vec()
     }
