@@ -965,6 +965,34 @@ async fn a_killed_members_partition_goes_on_beside_a_member_that_lives() {
     println!("everything stored was handled {took:?} after the kill");
 }
 
+/// Runs `body` with a new member of `station`'s group "g" on a runtime of
+/// its own thread: a body that blocks that thread stops the whole member
+/// (its scheduler, pulls and announcements), as a stopped process would.
+fn member_on_own_thread<T, Fut>(
+    url: String,
+    station: &'static str,
+    options: ConsumerOptions,
+    body: impl FnOnce(jetstation::Consumer) -> Fut + Send + 'static,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = Client::connect(jetstation::ConnectOptions::new(url))
+                .await
+                .unwrap();
+            let member = client.consumer(station, "g", options).await.unwrap();
+            body(member).await
+        })
+    })
+}
+
 /// What a member that stalled ran, in order: each payload with the
 /// deliveries it came with, and whether it ran after the stall.
 type Runs = Arc<Mutex<Vec<(Vec<u8>, u64, bool)>>>;
@@ -997,18 +1025,12 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
     let (resumed_tx, resumed) = tokio::sync::oneshot::channel::<std::time::Instant>();
     let stalling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let a_thread = {
-        let (url, options, runs) = (server.url(), options.clone(), runs.clone());
-        let stalling = stalling.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let a_client = Client::connect(jetstation::ConnectOptions::new(url))
-                    .await
-                    .unwrap();
-                let a = a_client.consumer("stall", "g", options).await.unwrap();
+        let (runs, stalling) = (runs.clone(), stalling.clone());
+        member_on_own_thread(
+            server.url(),
+            "stall",
+            options.clone(),
+            move |a| async move {
                 let resumed_tx = Mutex::new(Some(resumed_tx));
                 let consuming = a.consume(move |m| {
                     let runs = runs.clone();
@@ -1033,8 +1055,8 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
                     _ = stopped => {}
                 }
                 a.close().await.unwrap();
-            });
-        })
+            },
+        )
     };
 
     // Member B joins once A runs, and takes the partition while A stalls.
@@ -1124,37 +1146,28 @@ async fn a_delivery_taken_before_a_stall_is_not_claimed_after_it() {
     let options = fast().ack_wait(Duration::from_secs(60));
     let stall = Duration::from_secs(5);
 
-    // Member A, on a runtime of its own thread: it takes two deliveries and
-    // runs neither before its stall.
+    // Member A, on a runtime of its own thread: it takes a delivery and does
+    // not run it before its stall.
     let (stalling_tx, stalling) = tokio::sync::oneshot::channel::<()>();
-    let a_thread = {
-        let url = server.url();
-        let options = options.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let a_client = Client::connect(jetstation::ConnectOptions::new(url))
-                    .await
-                    .unwrap();
-                let a = a_client.consumer("claim", "g", options).await.unwrap();
-                let first = a.next().await.unwrap().unwrap();
-                let before = first.claim_now();
-                let _ = stalling_tx.send(());
-                // The stall itself, not a wait: it stops the member's whole
-                // runtime until it returns.
-                std::thread::sleep(stall);
-                let right_after = first.claim_now();
-                let claimed = first.claim().await;
-                let payload = first.payload.to_vec();
-                drop(first);
-                a.close().await.unwrap();
-                (before, right_after, claimed, payload)
-            })
-        })
-    };
+    let a_thread = member_on_own_thread(
+        server.url(),
+        "claim",
+        options.clone(),
+        move |a| async move {
+            let first = a.next().await.unwrap().unwrap();
+            let before = first.claim_now();
+            let _ = stalling_tx.send(());
+            // The stall itself, not a wait: it stops the member's whole
+            // runtime until it returns.
+            std::thread::sleep(stall);
+            let right_after = first.claim_now();
+            let claimed = first.claim().await;
+            let payload = first.payload.to_vec();
+            drop(first);
+            a.close().await.unwrap();
+            (before, right_after, claimed, payload)
+        },
+    );
 
     // Member B joins while A stalls, and takes the partition.
     tokio::time::timeout(Duration::from_secs(20), stalling)
