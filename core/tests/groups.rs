@@ -993,6 +993,49 @@ where
     })
 }
 
+/// Member B of the stall tests, recording what it handles, joins while A
+/// stalls. New messages keep coming: the broker then serves B, which shows
+/// B that A's pin has expired (see the takeover tests above).
+struct Takeover {
+    _client: Client,
+    member: jetstation::Consumer,
+    handled: Deliveries,
+    task: tokio::task::JoinHandle<jetstation::Result<()>>,
+    trickling: tokio::task::JoinHandle<()>,
+}
+
+impl Takeover {
+    async fn join(
+        server: &NatsServer,
+        client: &Client,
+        station: &str,
+        options: ConsumerOptions,
+    ) -> Self {
+        let b_client = connect(server).await;
+        let member = b_client.consumer(station, "g", options).await.unwrap();
+        let handled = Deliveries::default();
+        let task = recording(&member, &handled);
+        let producer = client
+            .producer(station, ProducerOptions::default())
+            .await
+            .unwrap();
+        Self {
+            _client: b_client,
+            member,
+            handled,
+            task,
+            trickling: tokio::spawn(trickle(producer, 400, 1)),
+        }
+    }
+
+    /// Stops the new messages and closes B.
+    async fn finish(self) {
+        self.trickling.abort();
+        self.member.close().await.unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// What a member that stalled ran, in order: each payload with the
 /// deliveries it came with, and whether it ran after the stall.
 type Runs = Arc<Mutex<Vec<(Vec<u8>, u64, bool)>>>;
@@ -1065,17 +1108,8 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
         async move { stalling.load(std::sync::atomic::Ordering::SeqCst) }
     })
     .await;
-    let b_client = connect(&server).await;
-    let b = b_client.consumer("stall", "g", options).await.unwrap();
-    let handled = Deliveries::default();
-    let b_task = recording(&b, &handled);
-    // New messages keep coming: the broker then serves B, which shows B that
-    // A's pin has expired (see the takeover tests above).
-    let producer = client
-        .producer("stall", ProducerOptions::default())
-        .await
-        .unwrap();
-    let trickling = tokio::spawn(trickle(producer, 400, 1));
+    let b = Takeover::join(&server, &client, "stall", options).await;
+    let handled = b.handled.clone();
     let resumed = tokio::time::timeout(Duration::from_secs(20), resumed)
         .await
         .expect("member A comes back from its stall")
@@ -1098,10 +1132,8 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
     // Not a wait for a condition: the test checks that A runs nothing it
     // should not, so A gets a second after B caught up to do so.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    trickling.abort();
     let _ = stop.send(());
-    b.close().await.unwrap();
-    b_task.await.unwrap().unwrap();
+    b.finish().await;
     a_thread.join().unwrap();
 
     let runs = runs.lock().unwrap();
@@ -1174,17 +1206,8 @@ async fn a_delivery_taken_before_a_stall_is_not_claimed_after_it() {
         .await
         .expect("member A takes a delivery")
         .unwrap();
-    let b_client = connect(&server).await;
-    let b = b_client.consumer("claim", "g", options).await.unwrap();
-    let handled = Deliveries::default();
-    let b_task = recording(&b, &handled);
-    // New messages keep coming: the broker then serves B, which shows B that
-    // A's pin has expired (see the takeover tests above).
-    let producer = client
-        .producer("claim", ProducerOptions::default())
-        .await
-        .unwrap();
-    let trickling = tokio::spawn(trickle(producer, 400, 1));
+    let b = Takeover::join(&server, &client, "claim", options).await;
+    let handled = b.handled.clone();
     let a_thread = tokio::task::spawn_blocking(move || a_thread.join().unwrap());
     let (before, right_after, claimed, payload) =
         tokio::time::timeout(Duration::from_secs(30), a_thread)
@@ -1196,9 +1219,7 @@ async fn a_delivery_taken_before_a_stall_is_not_claimed_after_it() {
         async move { handled.lock().unwrap().contains_key(&payload) }
     })
     .await;
-    trickling.abort();
-    b.close().await.unwrap();
-    b_task.await.unwrap().unwrap();
+    b.finish().await;
 
     assert_eq!(before, Some(true), "before the stall the delivery is A's");
     assert_ne!(

@@ -201,7 +201,9 @@ test('a message taken before the process froze is not claimed after it', async (
   // New messages show the other member that the frozen one's pin expired.
   for (let i = 0; i < 200 && !handled.some(([p]) => p === 'held'); i++) {
     await producer.send(`new-${i}`, { key: 'k' })
-    await sleep(50) // a pace of 20 messages a second
+    // A pace, not a wait for a condition: new messages, 20 a second, are what
+    // show the broker's pin expiring; the loop ends once the other member ran it.
+    await sleep(50)
   }
   const held = handled.filter(([p]) => p === 'held')
   assert.ok(held.length > 0 && held.every(([, d]) => d > 1), `the other member ran it, flagged: ${JSON.stringify(handled)}`)
