@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 
 use crate::{
     client::Client,
-    consumer::membership::{assignment, member_ttl},
+    consumer::membership::{assigned, assignment, member_ttl, standing_by},
     error::{Error, Result},
     names::validate_name,
     schema::SchemaBinding,
@@ -75,7 +75,8 @@ pub struct Replica {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupStats {
     pub group: String,
-    /// Live members, by their announcement, and the partitions each owns.
+    /// Live members, by their announcement, and the partitions each owns
+    /// (none for a member that stands by after a stall cost it partitions).
     pub members: Vec<MemberStats>,
     pub partitions: Vec<GroupPartitionStats>,
 }
@@ -221,20 +222,23 @@ impl Client {
         for (group, mut partitions) in found {
             partitions.sort_by_key(|l| l.partition);
             let live = self.live_members(station, &group).await?;
-            let names: Vec<String> = live.iter().map(|(m, _)| m.clone()).collect();
+            let names = assigned(live.iter().map(|(m, _, s)| (m.clone(), *s)).collect());
             let owners = assignment(&names, config.partitions);
             let mut members: Vec<MemberStats> = live
                 .into_iter()
-                .map(|(member, last_seen)| MemberStats {
+                .map(|(member, last_seen, _)| MemberStats {
                     member,
                     last_seen,
                     partitions: Vec::new(),
                 })
                 .collect();
             for (p, owner) in owners.into_iter().enumerate() {
-                members[owner].partitions.push(p as u32);
+                let owner = &names[owner];
+                if let Some(m) = members.iter_mut().find(|m| m.member == *owner) {
+                    m.partitions.push(p as u32);
+                }
                 if let Some(lane) = partitions.iter_mut().find(|l| l.partition == p as u32) {
-                    lane.owner = Some(members[owner].member.clone());
+                    lane.owner = Some(owner.clone());
                 }
             }
             groups.push(GroupStats {
@@ -247,8 +251,13 @@ impl Client {
     }
 
     /// Members of a group whose last announcement is younger than their
-    /// handover timeout, sorted (as the members sort them), with its age.
-    async fn live_members(&self, station: &str, group: &str) -> Result<Vec<(String, Duration)>> {
+    /// handover timeout, sorted (as the members sort them), with its age and
+    /// whether it stands by.
+    async fn live_members(
+        &self,
+        station: &str,
+        group: &str,
+    ) -> Result<Vec<(String, Duration, bool)>> {
         let bucket = match self.inner.names.namespace() {
             Some(ns) => format!("jst_members_{ns}"),
             None => "jst_members".to_string(),
@@ -276,7 +285,11 @@ impl Client {
             };
             let age = (now - entry.created).try_into().unwrap_or(Duration::ZERO);
             if entry.operation == kv::Operation::Put && age < member_ttl(&entry.value) {
-                live.push((key[prefix.len()..].to_string(), age));
+                live.push((
+                    key[prefix.len()..].to_string(),
+                    age,
+                    standing_by(&entry.value),
+                ));
             }
         }
         live.sort();

@@ -1160,6 +1160,141 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
     );
 }
 
+/// A member stalls for long enough that the group gives its partitions to
+/// the other member, and comes back a moment after, before that member
+/// could commit anything of them: the broker still counts what the stalled
+/// member held as delivered to it, and an acknowledgement of later messages
+/// would acknowledge those too. Taking its partitions back at once made the
+/// other member give its finished work back, and the returning member ran
+/// it again (flagged). Nothing B ran may run again on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_done_while_a_member_stalled_is_not_done_again_after_its_return() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("back", StationConfig::default().partitions(4))
+        .await
+        .unwrap();
+    let options = fast().ack_wait(Duration::from_secs(60)).concurrency(4);
+
+    // Member A, on a runtime of its own thread: its first handler blocks
+    // that thread until the test lets it go.
+    let runs: Runs = Arc::default();
+    let (stalling_tx, stalling) = tokio::sync::oneshot::channel::<()>();
+    let (resume, resumed) = std::sync::mpsc::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let a_thread = {
+        let runs = runs.clone();
+        member_on_own_thread(server.url(), "back", options.clone(), move |a| async move {
+            let stall = Mutex::new(Some((stalling_tx, resumed)));
+            let consuming = a.consume(move |m| {
+                let first = stall.lock().unwrap().take();
+                let stalled = first.is_some();
+                if let Some((stalling_tx, resumed)) = first {
+                    let _ = stalling_tx.send(());
+                    // The stall itself: it stops the member's whole runtime
+                    // until the test lets it go.
+                    let _ = resumed.recv_timeout(Duration::from_secs(30));
+                }
+                let mut runs = runs.lock().unwrap();
+                let back = stalled || runs.first().is_some_and(|r| r.2);
+                runs.push((m.payload.to_vec(), m.deliveries, back));
+                async { Ok::<(), String>(()) }
+            });
+            tokio::select! {
+                _ = consuming => {}
+                _ = stopped => {}
+            }
+            a.close().await.unwrap();
+        })
+    };
+
+    // Member B, whose handlers take 5 ms each.
+    let b_client = connect(&server).await;
+    let b = b_client.consumer("back", "g", options).await.unwrap();
+    let handled = Deliveries::default();
+    let b_task = {
+        let (b, handled) = (b.clone(), handled.clone());
+        tokio::spawn(async move {
+            b.consume(move |m| {
+                let handled = handled.clone();
+                async move {
+                    // The handler's work.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let mut handled = handled.lock().unwrap();
+                    let deliveries = handled.entry(m.payload.to_vec()).or_default();
+                    *deliveries = (*deliveries).max(m.deliveries);
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+        })
+    };
+    until_owning(&b, 2).await;
+
+    let (keys, per_key) = (20, 50);
+    produce(&client, "back", keys, per_key).await;
+    tokio::time::timeout(Duration::from_secs(20), stalling)
+        .await
+        .expect("member A runs a message")
+        .unwrap();
+    until_owning(&b, 4).await;
+    let taken = handled.lock().unwrap().len();
+    // A comes back as soon as B runs A's partitions, as when a freeze ends
+    // soon after the group moved on.
+    wait_until(Duration::from_secs(10), "B running A's partitions", || {
+        let handled = handled.clone();
+        async move { handled.lock().unwrap().len() > taken }
+    })
+    .await;
+    let _ = resume.send(());
+    let ran_meanwhile = handled.lock().unwrap().len() - taken;
+    wait_until(
+        Duration::from_secs(25),
+        "every stored message handled",
+        || {
+            let (handled, runs) = (handled.clone(), runs.clone());
+            async move {
+                let handled = handled.lock().unwrap();
+                let runs = runs.lock().unwrap();
+                produced(keys, per_key)
+                    .iter()
+                    .all(|p| handled.contains_key(p) || runs.iter().any(|(r, _, _)| r == p))
+            }
+        },
+    )
+    .await;
+    // A is back in the assignment, and B handed its partitions over.
+    until_owning(&b, 2).await;
+    let _ = stop.send(());
+    b.close().await.unwrap();
+    b_task.await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || a_thread.join().unwrap())
+        .await
+        .unwrap();
+
+    let runs = runs.lock().unwrap();
+    let handled = handled.lock().unwrap();
+    // A's first run went on through the stall: nothing could stop it.
+    let again: Vec<String> = runs
+        .iter()
+        .skip(1)
+        .filter(|(payload, _, back)| *back && handled.contains_key(payload))
+        .map(|(payload, _, _)| String::from_utf8_lossy(payload).into_owned())
+        .collect();
+    println!(
+        "B ran {ran_meanwhile} messages between taking A's partitions and A's return; \
+         A ran {} after it",
+        runs.iter().filter(|r| r.2).count() - 1
+    );
+    assert!(ran_meanwhile > 0, "B ran A's partitions before A came back");
+    assert!(
+        again.is_empty(),
+        "{} messages B ran ran again on A after its return: {again:?}",
+        again.len()
+    );
+}
+
 /// The hand-over a binding adds: its language takes a delivery on its own
 /// event loop, some time after the core handed it out. A member's process
 /// that stops in between (here: its runtime's thread blocks for longer

@@ -11,6 +11,12 @@
 //! The member that takes a partition reads it to know that no live member
 //! holds what the broker counts as delivered there (see [`Live::holds`]).
 //!
+//! A member back from a stall that cost it partitions announces itself as
+//! standing by (`standby`) for a while (see the scheduler's `give_up`):
+//! live, so its `holds` count, but left out of the assignment while another
+//! member is not, so that the partitions it lost stay with the member that
+//! took them until that one has caught up and committed.
+//!
 //! Every member computes the same assignment from the same live set with
 //! capped rendezvous hashing (see [`assignment`]): balanced, and a member
 //! joining or leaving moves few partitions. The
@@ -42,15 +48,25 @@ pub(crate) struct Membership {
     prefix: String,
     member: String,
     ttl: Duration,
-    /// The partitions this member may hold deliveries of, as announced
-    /// (`0,3`), kept up to date by the scheduler.
-    holds: Arc<Mutex<String>>,
+    /// What the next announcement says, kept up to date by the scheduler.
+    said: Arc<Mutex<Said>>,
+}
+
+/// What a member's announcements say besides that it is live.
+#[derive(Debug, Default)]
+struct Said {
+    /// The partitions this member may hold deliveries of (`0,3`).
+    holds: String,
+    /// Until when this member stands by.
+    standby_until: Option<tokio::time::Instant>,
 }
 
 /// The live members, as their latest announcements read.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
-    /// Sorted, this member included.
+    /// The members the partitions are assigned to, sorted: those not
+    /// standing by, or all of them when all are (this member included
+    /// either way when it does not stand by).
     pub(crate) members: Vec<String>,
     /// The broker's time of this member's latest announcement.
     pub(crate) at: OffsetDateTime,
@@ -114,7 +130,7 @@ impl Membership {
             prefix: format!("{station}.{group}."),
             member: nuid::next().to_string(),
             ttl,
-            holds: Arc::default(),
+            said: Arc::default(),
         };
         // A bucket made a moment ago (here or by another member) may not be
         // reachable from this server yet: on a cluster the interest in its
@@ -147,15 +163,33 @@ impl Membership {
     /// announcement on.
     pub(crate) fn set_holds(&self, partitions: impl Iterator<Item = u32>) {
         let list: Vec<String> = partitions.map(|p| p.to_string()).collect();
-        *self.holds.lock().unwrap_or_else(|e| e.into_inner()) = list.join(",");
+        self.said.lock().unwrap_or_else(|e| e.into_inner()).holds = list.join(",");
+    }
+
+    /// Announces this member as standing by for `time` from now.
+    pub(crate) fn stand_by(&self, time: Duration) {
+        let until = tokio::time::Instant::now() + time;
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        said.standby_until = Some(said.standby_until.map_or(until, |u| u.max(until)));
     }
 
     pub(crate) async fn announce(&self) -> Result<()> {
         // The value says how long the announcement counts (for observers:
-        // the members themselves use their own handover timeout), and which
-        // partitions this member may hold deliveries of.
-        let holds = self.holds.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let value = format!("live ttl_ms={} holds={holds}", self.ttl.as_millis());
+        // the members themselves use their own handover timeout), which
+        // partitions this member may hold deliveries of, and whether it
+        // stands by.
+        let value = {
+            let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            let standby = said
+                .standby_until
+                .is_some_and(|until| tokio::time::Instant::now() < until);
+            format!(
+                "live ttl_ms={} holds={}{}",
+                self.ttl.as_millis(),
+                said.holds,
+                if standby { " standby" } else { "" }
+            )
+        };
         self.store
             .put(format!("{}{}", self.prefix, self.member), value.into())
             .await
@@ -207,16 +241,15 @@ impl Membership {
                     if member != self.member {
                         others.push((member.clone(), entry.created, announced_holds(&entry.value)));
                     }
-                    live.push(member);
+                    live.push((member, standing_by(&entry.value)));
                 }
             }
         }
-        if !live.contains(&self.member) {
-            live.push(self.member.clone());
+        if !live.iter().any(|(m, _)| *m == self.member) {
+            live.push((self.member.clone(), standing_by(&own.value)));
         }
-        live.sort();
         Ok(Live {
-            members: live,
+            members: assigned(live),
             at: now,
             others,
         })
@@ -246,6 +279,25 @@ fn announced_holds(value: &[u8]) -> Option<Vec<u32>> {
         .filter(|p| !p.is_empty())
         .map(|p| p.parse().ok())
         .collect()
+}
+
+/// Whether an announcement says its member stands by.
+pub(crate) fn standing_by(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok_and(|text| text.split_whitespace().any(|w| w == "standby"))
+}
+
+/// The members partitions are assigned to, sorted, from the live ones and
+/// whether each stands by: those that do not, or all when all do (a group
+/// whose every member stalled goes on).
+pub(crate) fn assigned(live: Vec<(String, bool)>) -> Vec<String> {
+    let all_stand_by = live.iter().all(|(_, standby)| *standby);
+    let mut members: Vec<String> = live
+        .into_iter()
+        .filter(|(_, standby)| all_stand_by || !standby)
+        .map(|(m, _)| m)
+        .collect();
+    members.sort();
+    members
 }
 
 /// The word after `name` in an announcement (`live ttl_ms=2000 holds=0,3`).
@@ -318,6 +370,25 @@ mod tests {
         assert!(live(vec![("b".into(), t(60), Some(vec![2]))]).holds(2, taken));
         assert!(live(vec![("b".into(), t(40), Some(vec![]))]).holds(2, taken));
         assert!(live(vec![("b".into(), t(60), None)]).holds(2, taken));
+    }
+
+    #[test]
+    fn members_standing_by_get_nothing_unless_all_do() {
+        assert!(standing_by(b"live ttl_ms=2000 holds= standby"));
+        assert!(!standing_by(b"live ttl_ms=2000 holds=0,3"));
+        let live = |list: &[(&str, bool)]| {
+            list.iter()
+                .map(|(m, s)| (m.to_string(), *s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            assigned(live(&[("c", false), ("a", true), ("b", false)])),
+            members(&["b", "c"])
+        );
+        assert_eq!(
+            assigned(live(&[("b", true), ("a", true)])),
+            members(&["a", "b"])
+        );
     }
 
     fn members(names: &[&str]) -> Vec<String> {

@@ -456,6 +456,7 @@ impl Scheduler {
         let heartbeat = {
             let membership = self.membership.clone();
             let events = self.events.clone();
+            let fence = self.fence.clone();
             let every = self.options.handover_timeout / 4;
             tokio::spawn(async move {
                 // Announcements in a row that reached the broker. While the
@@ -467,6 +468,14 @@ impl Scheduler {
                 loop {
                     // The heartbeat period: a member announces itself every handover_timeout / 4.
                     tokio::time::sleep(every).await;
+                    if !fence.open() {
+                        // Back from a stall: the scheduler asks the broker
+                        // whether the partitions moved meanwhile, and the
+                        // announcement waits for that verdict, which says
+                        // whether this member stands by (see `give_up`).
+                        let verdict = fence.until_open(|| events.is_closed());
+                        let _ = tokio::time::timeout(PIN_CHECK_TIMEOUT + every, verdict).await;
+                    }
                     if let Err(e) = membership.announce().await {
                         tracing::warn!(error = %e, "cannot announce group membership");
                         in_a_row = 0;
@@ -781,6 +790,9 @@ impl Scheduler {
             self.give_up(index);
         }
         if self.pin_check.1.is_empty() {
+            // The announcement that waited for this verdict names what this
+            // member still holds.
+            self.publish_holds();
             self.fence.checked();
         }
     }
@@ -788,8 +800,17 @@ impl Scheduler {
     /// Lets go of a partition after a stall without settling anything of it:
     /// its messages are another member's now, or the broker's to deliver
     /// again. Taken again like a new partition when the member list says
-    /// so.
+    /// so, after this member stood by for [`Self::standby`].
+    ///
+    /// The member that took the partition could not commit what it ran
+    /// meanwhile while the broker counted deliveries to this one as pending
+    /// (an acknowledgement of later messages would acknowledge those too);
+    /// a partition taken back at once left it nothing to do but give its
+    /// finished work back, to run again here. Standing by, this member
+    /// announces that it holds none of it, and the new owner resets the
+    /// partition's consumer and commits (see `check_lost`).
     fn give_up(&mut self, index: usize) {
+        self.membership.stand_by(self.standby());
         let part = &mut self.parts[index];
         part.stop_fetch();
         part.owned = false;
@@ -807,6 +828,14 @@ impl Scheduler {
         self.machine.give_up(part.handle.partition);
         self.ledger.give_up(part.handle.partition);
         self.fence.give_up();
+    }
+
+    /// How long a member that gave partitions up after a stall stays out of
+    /// the assignment: the new owner reads that it holds nothing (an
+    /// announcement interval), waits [`LOSS_QUIET`] before it resets, and
+    /// gets what it had not committed again; as much again as a margin.
+    fn standby(&self) -> Duration {
+        2 * (self.options.handover_timeout / 4 + LOSS_QUIET)
     }
 
     fn on_event(&mut self, event: Event) {
