@@ -7,12 +7,17 @@ appending), so the same checker judges both.
 """
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
 
 import jetstation
 
+if os.environ.get("JETSTATION_LOG"):
+    # A run with JETSTATION_LOG set: the core's events with their times, as
+    # the Rust workers print them.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s", level=logging.DEBUG)
 
 def var(name: str) -> str:
     value = os.environ.get(name)
