@@ -232,6 +232,14 @@ impl Delivery {
         }
     }
 
+    /// `claim()` without waiting, answered on the calling thread: `None`
+    /// while the member asks the broker after a stop of its process (await
+    /// `claim()` then). For code that runs a message on a thread other than
+    /// the event loop's (the blocking `jetstation.sync` facade).
+    fn claim_now(&self) -> Option<bool> {
+        self.inner.claim_now()
+    }
+
     fn in_progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fut = self.inner.in_progress_future().py_err()?;
         awaitable(py, async move { fut.await.py_err() })

@@ -181,7 +181,7 @@ FROZEN_MEMBER = textwrap.dedent(
 
     async def main():
         client = await jetstation.connect(sys.argv[1])
-        consumer = await client.consumer("frozen", "g", ack_wait=60.0, handover_timeout=2.0)
+        consumer = await client.consumer(sys.argv[2], "g", ack_wait=60.0, handover_timeout=2.0)
         message = await consumer.__anext__()
         claim = message.claim()
         # Known at once: the answer needs no turn of the event loop.
@@ -195,20 +195,41 @@ FROZEN_MEMBER = textwrap.dedent(
     """
 )
 
+# The same member on the blocking facade: `next` and `claim` answer on the
+# caller's thread, not the facade's loop thread.
+FROZEN_SYNC_MEMBER = textwrap.dedent(
+    """
+    import sys
+    from jetstation import sync
 
+    with sync.connect(sys.argv[1]) as client:
+        consumer = client.consumer(sys.argv[2], "g", ack_wait=60.0, handover_timeout=2.0)
+        message = consumer.next(timeout=30)
+        print("taken", message.payload.decode(), message.claim(), flush=True)
+        # The test freezes this whole process here, and says when it is back.
+        sys.stdin.readline()
+        print("claimed", message.claim(), flush=True)
+        consumer.close()
+    """
+)
+
+
+@pytest.mark.parametrize("facade", ["asyncio", "sync"])
 async def test_a_message_taken_before_the_process_froze_is_not_claimed_after_it(
-    client: jetstation.Client, server: Server
+    client: jetstation.Client, server: Server, facade: str
 ) -> None:
     """The process of a member stops (SIGSTOP) holding a message it took and
     has not run; the group gives the partition to another member, which runs
     it. Back, the frozen member must not run it too: its claim says no."""
     import signal
 
-    await client.create_station("frozen")
-    async with await client.producer("frozen") as producer:
+    station = f"frozen{facade}"
+    await client.create_station(station)
+    async with await client.producer(station) as producer:
         await producer.send("held", key="k")
+    script = FROZEN_MEMBER if facade == "asyncio" else FROZEN_SYNC_MEMBER
     member = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", FROZEN_MEMBER, server.url,
+        sys.executable, "-c", script, server.url, station,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     assert member.stdin is not None and member.stdout is not None
@@ -216,7 +237,7 @@ async def test_a_message_taken_before_the_process_froze_is_not_claimed_after_it(
         taken = await asyncio.wait_for(member.stdout.readline(), 30)
         assert taken.split() == [b"taken", b"held", b"True"], taken
         member.send_signal(signal.SIGSTOP)
-        other = await client.consumer("frozen", "g", ack_wait=60.0, handover_timeout=2.0)
+        other = await client.consumer(station, "g", ack_wait=60.0, handover_timeout=2.0)
         handled: List[Tuple[bytes, int]] = []
 
         async def handle(message: jetstation.Delivery) -> None:
@@ -224,7 +245,7 @@ async def test_a_message_taken_before_the_process_froze_is_not_claimed_after_it(
 
         running = asyncio.ensure_future(other.consume(handle))
         # New messages show the other member that the frozen one's pin expired.
-        async with await client.producer("frozen") as producer:
+        async with await client.producer(station) as producer:
             for i in range(200):
                 await producer.send(f"new-{i}", key="k")
                 if any(p == b"held" for p, _ in handled):

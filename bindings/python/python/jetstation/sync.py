@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from types import TracebackType
 from typing import Any, Coroutine, List, Optional, Sequence, Type, TypeVar, Union
 
@@ -162,6 +163,23 @@ class Message:
     def release(self) -> None:
         self.delivery.release()
 
+    def claim(self) -> bool:
+        """Whether the message is still this member's to run (see
+        :meth:`jetstation.Delivery.claim`), asked on the calling thread.
+        Blocks while the member asks the broker after a stop of its process.
+        ``next`` asks before it returns a message; ask again before running
+        one kept for later."""
+        while True:
+            ours = self.delivery.claim_now()
+            if ours is not None:
+                return ours
+            _run(_verdict(self.delivery))
+
+
+async def _verdict(delivery: Delivery) -> bool:
+    """The member's verdict on ``delivery`` after a stop of its process."""
+    return await delivery.claim()
+
 
 class Consumer(_Closing):
     def __init__(self, consumer: jetstation.Consumer) -> None:
@@ -170,14 +188,25 @@ class Consumer(_Closing):
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or ``None`` after ``timeout`` seconds or once closed."""
 
+        deadline = None if timeout is None else time.monotonic() + timeout
+
         async def one() -> Optional[Delivery]:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return await asyncio.wait_for(self._consumer.__anext__(), timeout)
+                return await asyncio.wait_for(self._consumer.__anext__(), left)
             except (StopAsyncIteration, asyncio.TimeoutError):
                 return None
 
-        delivery = _run(one())
-        return None if delivery is None else Message(delivery)
+        while True:
+            delivery = _run(one())
+            if delivery is None:
+                return None
+            message = Message(delivery)
+            # Taken on the loop's thread; asked again on this one, right
+            # before the caller runs it: the process may have stopped in
+            # between, and the group given the partition to another member.
+            if message.claim():
+                return message
 
     def close(self) -> None:
         _run(self._consumer.close())
