@@ -30,6 +30,9 @@ for lang_dir in sorted(p for p in out.iterdir() if (p / "summary.json").exists()
              f"{run['faults']} faults, handlers of {run.get('handler_ms', 0)} ms")
     through = summary.get("ran_through_freeze", 0)
     excused = f"; {through} runs went on through their member's freeze (excused)" if through else ""
+    if "flagged_repeats" in summary:
+        excused += (f"; {sum(summary['flagged_repeats'].values()):,} messages ran again flagged as "
+                    "redelivered (no violation)")
     rows_note = (f"{summary['label']} ({setup}): {summary['confirmed']:,} of {summary['sent']:,} sends "
                  f"confirmed; {totals}{excused}.")
     rows.append(f"| | *{rows_note}* | | | | |")
