@@ -206,7 +206,7 @@ function renderStation(name) {
         h("span", { class: "muted" }, `out ${rate(g.out_rate)}`),
         h("span", { class: "muted" }, `${g.members.length} member${g.members.length === 1 ? "" : "s"}`)),
       h("div", { class: "members" }, g.members.length
-        ? g.members.map((m, i) => h("span", {}, i ? " · " : "", h("b", {}, m.member), ` owns ${m.partitions.length ? m.partitions.join(", ") : "nothing"}`, ` (seen ${m.last_seen.toFixed(1)} s ago)`))
+        ? g.members.map((m, i) => h("span", {}, i ? " · " : "", h("b", {}, m.member), m.standby ? " stands by (back from a stall)" : ` owns ${m.partitions.length ? m.partitions.join(", ") : "nothing"}`, ` (seen ${m.last_seen.toFixed(1)} s ago)`))
         : "no member is running"),
       table([{ label: "Partition", num: 1 }, { label: "Owner" }, { label: "Reading" }, { label: "Pending", num: 1 },
         { label: "Unacked", num: 1 }, { label: "Redelivered", num: 1 }, { label: "Lag", num: 1 }, { label: "Last active" }],

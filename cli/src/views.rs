@@ -83,6 +83,7 @@ pub(crate) fn group(g: &GroupStats) -> Value {
         "members": g.members.iter().map(|m| json!({
             "member": m.member,
             "last_seen": m.last_seen.as_secs_f64(),
+            "standby": m.standby,
             "partitions": m.partitions,
         })).collect::<Vec<_>>(),
         "partitions": g.partitions.iter().map(|p| json!({

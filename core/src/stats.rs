@@ -87,6 +87,10 @@ pub struct MemberStats {
     pub member: String,
     /// Since its last announcement.
     pub last_seen: Duration,
+    /// Back from a stall that cost it partitions, it stays out of the
+    /// assignment for a few seconds (while another member does not), so
+    /// that the member that took them can commit first.
+    pub standby: bool,
     pub partitions: Vec<u32>,
 }
 
@@ -226,9 +230,10 @@ impl Client {
             let owners = assignment(&names, config.partitions);
             let mut members: Vec<MemberStats> = live
                 .into_iter()
-                .map(|(member, last_seen, _)| MemberStats {
+                .map(|(member, last_seen, standby)| MemberStats {
                     member,
                     last_seen,
+                    standby,
                     partitions: Vec::new(),
                 })
                 .collect();

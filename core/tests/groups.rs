@@ -1262,6 +1262,18 @@ async fn work_done_while_a_member_stalled_is_not_done_again_after_its_return() {
     .await;
     let _ = resume.send(());
     let ran_meanwhile = handled.lock().unwrap().len() - taken;
+    // Back, A stands by and owns nothing, as the group's stats say.
+    wait_until(Duration::from_secs(10), "A standing by", || {
+        let client = client.clone();
+        async move {
+            let groups = client.groups("back").await.unwrap();
+            groups
+                .iter()
+                .flat_map(|g| &g.members)
+                .any(|m| m.standby && m.partitions.is_empty())
+        }
+    })
+    .await;
     wait_until(
         Duration::from_secs(25),
         "every stored message handled",

@@ -380,6 +380,7 @@ pub(crate) fn group_stats(g: jetstation::GroupStats) -> pb::GroupStats {
             .map(|m| pb::MemberStats {
                 member: m.member,
                 last_seen: Some(proto_duration(m.last_seen)),
+                standby: m.standby,
                 partitions: m.partitions,
             })
             .collect(),

@@ -777,6 +777,7 @@ async fn station_stats_and_groups_over_grpc() {
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].group, "workers");
     assert_eq!(groups[0].members.len(), 1);
+    assert!(!groups[0].members[0].standby);
     assert_eq!(groups[0].partitions.iter().map(|p| p.lag).sum::<u64>(), 10);
 
     let missing = stations

@@ -284,6 +284,8 @@ export interface MemberStats {
   member: string
   /** Since its last announcement. */
   lastSeenMs: number
+  /** Out of the assignment for a while after a stall cost it partitions. */
+  standby: boolean
   partitions: Array<number>
 }
 

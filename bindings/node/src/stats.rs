@@ -67,6 +67,8 @@ pub struct MemberStats {
     pub member: String,
     /// Since its last announcement.
     pub last_seen_ms: f64,
+    /// Out of the assignment for a while after a stall cost it partitions.
+    pub standby: bool,
     pub partitions: Vec<u32>,
 }
 
@@ -135,6 +137,7 @@ impl From<jetstation::GroupStats> for GroupStats {
                 .map(|m| MemberStats {
                     member: m.member,
                     last_seen_ms: m.last_seen.as_secs_f64() * 1000.0,
+                    standby: m.standby,
                     partitions: m.partitions,
                 })
                 .collect(),

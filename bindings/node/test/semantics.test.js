@@ -341,6 +341,7 @@ test('stats show partitions and a group lag that falls as the member commits', a
   const [group] = await client.groups('hires')
   assert.equal(group.group, 'onboarding')
   assert.deepEqual(group.members.map((m) => m.partitions), [[0, 1]])
+  assert.deepEqual(group.members.map((m) => m.standby), [false])
   assert.ok(group.partitions.every((p) => p.owner === group.members[0].member))
   await consumer.close()
   await assert.rejects(client.stationStats('nowhere'), (error) => error.kind === 'not_found')

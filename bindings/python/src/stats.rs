@@ -72,6 +72,8 @@ pub(crate) struct MemberStats {
     pub(crate) member: String,
     /// Seconds since its last announcement.
     pub(crate) last_seen: f64,
+    /// Out of the assignment for a while after a stall cost it partitions.
+    pub(crate) standby: bool,
     pub(crate) partitions: Vec<u32>,
 }
 
@@ -159,6 +161,7 @@ impl From<jetstation::GroupStats> for GroupStats {
                 .map(|m| MemberStats {
                     member: m.member,
                     last_seen: m.last_seen.as_secs_f64(),
+                    standby: m.standby,
                     partitions: m.partitions,
                 })
                 .collect(),

@@ -540,7 +540,7 @@ async def test_stats_show_partitions_and_a_groups_lag(client: jetstation.Client)
     await wait_for(lag_of_six, "the group's lag to fall to 6")
     group = (await client.groups("hires"))[0]
     assert group.group == "onboarding" and len(group.members) == 1
-    assert group.members[0].partitions == [0, 1]
+    assert group.members[0].partitions == [0, 1] and not group.members[0].standby
     assert {p.owner for p in group.partitions} == {group.members[0].member}
     await consumer.close()
     with pytest.raises(jetstation.NotFoundError):

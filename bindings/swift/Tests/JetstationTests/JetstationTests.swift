@@ -468,6 +468,7 @@ final class JetstationTests: XCTestCase {
         let group = try await client.groups(station: station)[0]
         XCTAssertEqual(group.group, "onboarding")
         XCTAssertEqual(group.members.map(\.partitions), [[0, 1]])
+        XCTAssertEqual(group.members.map(\.standby), [false])
         XCTAssertTrue(group.partitions.allSatisfy { $0.owner == group.members[0].member })
         try await consumer.close()
         try await client.deleteStation(name: station)

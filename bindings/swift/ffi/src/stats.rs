@@ -64,6 +64,8 @@ pub struct MemberStats {
     pub member: String,
     /// Seconds since its last announcement.
     pub last_seen: f64,
+    /// Out of the assignment for a while after a stall cost it partitions.
+    pub standby: bool,
     pub partitions: Vec<u32>,
 }
 
@@ -132,6 +134,7 @@ impl From<jetstation::GroupStats> for GroupStats {
                 .map(|m| MemberStats {
                     member: m.member,
                     last_seen: m.last_seen.as_secs_f64(),
+                    standby: m.standby,
                     partitions: m.partitions,
                 })
                 .collect(),
