@@ -1040,6 +1040,26 @@ impl Takeover {
 /// deliveries it came with, and whether it ran after the stall.
 type Runs = Arc<Mutex<Vec<(Vec<u8>, u64, bool)>>>;
 
+/// Waits until every message [`produce`] stored ran on B (`handled`) or on
+/// the member that stalled (`runs`).
+async fn until_all_ran(handled: &Deliveries, runs: &Runs, keys: usize, per_key: usize) {
+    wait_until(
+        Duration::from_secs(25),
+        "every stored message handled",
+        || {
+            let (handled, runs) = (handled.clone(), runs.clone());
+            async move {
+                let handled = handled.lock().unwrap();
+                let runs = runs.lock().unwrap();
+                produced(keys, per_key)
+                    .iter()
+                    .all(|p| handled.contains_key(p) || runs.iter().any(|(r, _, _)| r == p))
+            }
+        },
+    )
+    .await;
+}
+
 /// A member whose whole process stops for longer than the handover timeout
 /// (a virtual machine paused, a long garbage collection, SIGSTOP) while it
 /// holds messages: its first handler blocks the thread of the member's own
@@ -1114,21 +1134,7 @@ async fn a_member_back_from_a_stall_runs_nothing_it_held_before() {
         .await
         .expect("member A comes back from its stall")
         .unwrap();
-    wait_until(
-        Duration::from_secs(25),
-        "every stored message handled",
-        || {
-            let (handled, runs) = (handled.clone(), runs.clone());
-            async move {
-                let handled = handled.lock().unwrap();
-                let runs = runs.lock().unwrap();
-                produced(keys, per_key)
-                    .iter()
-                    .all(|p| handled.contains_key(p) || runs.iter().any(|(r, _, _)| r == p))
-            }
-        },
-    )
-    .await;
+    until_all_ran(&handled, &runs, keys, per_key).await;
     // Not a wait for a condition: the test checks that A runs nothing it
     // should not, so A gets a second after B caught up to do so.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1274,21 +1280,7 @@ async fn work_done_while_a_member_stalled_is_not_done_again_after_its_return() {
         }
     })
     .await;
-    wait_until(
-        Duration::from_secs(25),
-        "every stored message handled",
-        || {
-            let (handled, runs) = (handled.clone(), runs.clone());
-            async move {
-                let handled = handled.lock().unwrap();
-                let runs = runs.lock().unwrap();
-                produced(keys, per_key)
-                    .iter()
-                    .all(|p| handled.contains_key(p) || runs.iter().any(|(r, _, _)| r == p))
-            }
-        },
-    )
-    .await;
+    until_all_ran(&handled, &runs, keys, per_key).await;
     // A is back in the assignment, and B handed its partitions over.
     until_owning(&b, 2).await;
     trickling.abort();
