@@ -668,3 +668,63 @@ async fn a_panicking_handler_is_a_failure_and_consume_goes_on() {
         ]
     );
 }
+
+/// Messages that wait in a member's own queue for longer than `ack_wait`
+/// (one key, a handler slower than the queue is long) are kept with the
+/// broker: it does not deliver them again, so each runs once, as a first
+/// delivery, and the member stays in sync and commits as it goes.
+#[tokio::test]
+async fn messages_queued_longer_than_ack_wait_are_not_delivered_again() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    client
+        .create_station("queued", StationConfig::default())
+        .await
+        .unwrap();
+    let count = 12;
+    produce(
+        &client,
+        "queued",
+        (0..count)
+            .map(|i| ("k".to_string(), format!("m{i}")))
+            .collect(),
+    )
+    .await;
+    // One key: its messages run one after the other, 300 ms each, so the
+    // last waits about 3.3 s in the queue, more than three ack_waits.
+    let options = ConsumerOptions::default()
+        .ack_wait(Duration::from_secs(1))
+        .concurrency(4);
+    let consumer = client.consumer("queued", "g", options).await.unwrap();
+    let runs: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let task = {
+        let (consumer, runs) = (consumer.clone(), runs.clone());
+        tokio::spawn(async move {
+            consumer
+                .consume(move |m| {
+                    let runs = runs.clone();
+                    async move {
+                        // The handler's work.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let payload = String::from_utf8_lossy(&m.payload).into_owned();
+                        runs.lock().unwrap().push((payload, m.deliveries));
+                        Ok::<(), String>(())
+                    }
+                })
+                .await
+        })
+    };
+    wait_until(Duration::from_secs(20), "every message run", || {
+        let runs = runs.clone();
+        async move { runs.lock().unwrap().len() >= count }
+    })
+    .await;
+    consumer.close().await.unwrap();
+    task.await.unwrap().unwrap();
+    let runs = runs.lock().unwrap();
+    let expected: Vec<(String, u64)> = (0..count).map(|i| (format!("m{i}"), 1)).collect();
+    assert_eq!(
+        *runs, expected,
+        "each message once, in order, as a first delivery"
+    );
+}

@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// The hasher of the consumer's maps touched for every message (a key's
@@ -59,6 +59,9 @@ pub(crate) struct Entry<M> {
     pub(crate) last_error: Option<String>,
     /// Schema mismatch: dead-lettered in its turn, never handed over.
     pub(crate) invalid: Option<String>,
+    /// When the broker last heard of it from here: its latest delivery, or
+    /// the latest word that it is still being worked on (see [`Book::keep`]).
+    pub(crate) kept: Instant,
 }
 
 /// The delivery sequence of a held message whose delivery the broker forgot
@@ -156,6 +159,7 @@ impl<M: Clone> Book<M> {
             entry.raw = raw;
             entry.deliveries = deliveries.max(entry.deliveries + 1);
             entry.delivery = delivery;
+            entry.kept = Instant::now();
             self.redelivered.insert(sequence);
             if entry.state == State::Nacked {
                 entry.state = State::Runnable;
@@ -202,12 +206,33 @@ impl<M: Clone> Book<M> {
                 delivery,
                 last_error: None,
                 invalid,
+                kept: Instant::now(),
             },
         );
         if state == State::Runnable {
             self.runnable.push_back(sequence);
         }
         Admitted::Held
+    }
+
+    /// The messages held here that the broker last heard of before `before`
+    /// and that no handler is running: queued behind their key, queued for
+    /// the application, or finished and not committed yet. The broker would
+    /// deliver them again once `ack_wait` passed since their delivery; the
+    /// caller tells it they are still being worked on, so they count as
+    /// kept from `now`. A running handler's message is the application's to
+    /// keep (`in_progress`), and a failed one waits for its redelivery.
+    pub(crate) fn keep(&mut self, before: Instant, now: Instant) -> Vec<M> {
+        self.entries
+            .values_mut()
+            .filter(|e| {
+                e.kept < before && matches!(e.state, State::Waiting | State::Runnable | State::Done)
+            })
+            .map(|e| {
+                e.kept = now;
+                e.raw.clone()
+            })
+            .collect()
     }
 
     /// The next runnable message, in the order they became runnable.

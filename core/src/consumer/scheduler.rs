@@ -324,6 +324,9 @@ pub(crate) struct Scheduler {
     /// The check after a stall: its number, and the partitions whose pin
     /// it still waits for.
     pin_check: (u64, Vec<u32>),
+    /// When to look next for held messages to keep with the broker (see
+    /// [`Self::keep_held`]).
+    next_keep: Instant,
     /// Telemetry: the names every sample shares, and the broker's
     /// undelivered count per partition.
     station_name: Arc<str>,
@@ -428,6 +431,7 @@ impl Scheduler {
             lag,
             fence,
             pin_check: (0, Vec::new()),
+            next_keep: Instant::now(),
             station,
             group,
             schema,
@@ -1617,7 +1621,46 @@ impl Scheduler {
             .collect()
     }
 
+    /// Tells the broker that messages held here for half of `ack_wait`
+    /// without a handler running are still being worked on (queued behind
+    /// their key or for the application, or finished and not committed
+    /// yet). Otherwise it delivers them again once `ack_wait` passed: a
+    /// backlog longer than `ack_wait` (a slow key, a member that took over
+    /// a frozen one's partitions) made first runs arrive flagged as
+    /// redeliveries, and the redeliveries kept the partition out of sync,
+    /// so that nothing of it could be committed. Looked at every quarter of
+    /// `ack_wait`; one progress acknowledgement per message kept.
+    fn keep_held(&mut self) {
+        let now = Instant::now();
+        if now < self.next_keep {
+            return;
+        }
+        self.next_keep = now + self.options.ack_wait / 4;
+        let Some(before) = now.checked_sub(self.options.ack_wait / 2) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        for (part, book) in self.parts.iter().zip(self.machine.books.iter_mut()) {
+            if part.owned && !part.revoking && !part.resetting {
+                kept.extend(book.keep(before, now));
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        tracing::trace!(
+            messages = kept.len(),
+            "keeping held messages with the broker"
+        );
+        tokio::spawn(async move {
+            for message in kept {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        });
+    }
+
     fn on_tick(&mut self) {
+        self.keep_held();
         for i in 0..self.parts.len() {
             let part = &self.parts[i];
             if !part.in_sync && !self.machine.books[i].is_empty() {
