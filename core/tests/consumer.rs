@@ -704,7 +704,8 @@ async fn messages_queued_longer_than_ack_wait_are_not_delivered_again() {
                 .consume(move |m| {
                     let runs = runs.clone();
                     async move {
-                        // The handler's work.
+                        // The handler's work: its length is what makes the
+                        // queue outlast ack_wait, the case under test.
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         let payload = String::from_utf8_lossy(&m.payload).into_owned();
                         runs.lock().unwrap().push((payload, m.deliveries));

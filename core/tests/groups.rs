@@ -1230,7 +1230,8 @@ async fn work_done_while_a_member_stalled_is_not_done_again_after_its_return() {
             b.consume(move |m| {
                 let handled = handled.clone();
                 async move {
-                    // The handler's work.
+                    // The handler's work, as a database write would take:
+                    // B runs A's partitions for a while before A is back.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     let mut handled = handled.lock().unwrap();
                     let deliveries = handled.entry(m.payload.to_vec()).or_default();
@@ -1310,6 +1311,7 @@ async fn work_done_while_a_member_stalled_is_not_done_again_after_its_return() {
     // gives its work back when A's standby ends first; what runs again is
     // flagged, as any redelivery.
     if !has_reset {
+        // Skipping A's first run again: it went on through the stall.
         assert!(
             runs.iter()
                 .skip(1)
