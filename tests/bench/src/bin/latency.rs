@@ -9,7 +9,10 @@
 //! split the two, a jetstation producer's station read by a raw pull consumer,
 //! and raw async-nats publishes into a station read by a jetstation group;
 //! and raw async-nats again with the pull consumer pinned to its reader, as
-//! a group's consumers are (the broker's priority policy `pinned_client`).
+//! a group's consumers are (the broker's priority policy `pinned_client`);
+//! and raw async-nats publishing messages that carry the two headers a
+//! jetstation message has (`Jst-Id` and `Jst-Key`), read as the raw path is:
+//! what carrying headers costs async-nats and the broker.
 //! Each payload carries its send time. Prints one JSON line per reader with p50/p99 in
 //! milliseconds. Run by `scripts/bench-consume.sh`.
 
@@ -278,6 +281,9 @@ enum Path {
     /// Raw publishes into a plain stream read by a raw pull consumer that
     /// pins its reader.
     RawPinned,
+    /// Raw publishes with an id and a key header into a plain stream read
+    /// by a raw pull consumer.
+    RawHeaders,
 }
 
 /// How long each path is sent through before the next one takes its turn.
@@ -307,6 +313,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         true,
     )
     .await?;
+    let (raw_headers, raw_headers_task) = raw_reader(
+        &plain_stream(&js, "LATENCY_RAW_HEADERS", "lathdr").await?,
+        origin,
+        false,
+    )
+    .await?;
 
     station(&client, "bench-latency").await?;
     let producer = client.producer("bench-latency", Default::default()).await?;
@@ -331,10 +343,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Path::ProducerHalf,
         Path::GroupHalf,
         Path::RawPinned,
+        Path::RawHeaders,
     ];
-    let mut sent = [0usize; 5];
+    let mut sent = [0usize; 6];
     let cycles = (seconds / SLICE_SECONDS).round().max(1.0) as usize;
-    let readers = [&raw, &ours, &producer_half, &group_half, &raw_pinned];
+    let readers = [
+        &raw,
+        &ours,
+        &producer_half,
+        &group_half,
+        &raw_pinned,
+        &raw_headers,
+    ];
     // Cycle 0 warms up: its latencies are dropped.
     for cycle in 0..=cycles {
         for turn in 0..paths.len() {
@@ -351,6 +371,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             format!("{prefix}.k{}", i % 100),
                             async_nats::HeaderMap::new(),
                         )
+                    })
+                    .await
+                }
+                Path::RawHeaders => {
+                    raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert("Jst-Id", nuid::next().to_string().as_str());
+                        headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                        (format!("lathdr.k{}", i % 100), headers)
                     })
                     .await
                 }
@@ -375,10 +404,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for reader in readers {
                 reader.lock().unwrap().clear();
             }
-            sent = [0; 5];
+            sent = [0; 6];
         }
     }
-    for task in [raw_task, producer_half_task, raw_pinned_task] {
+    for task in [
+        raw_task,
+        producer_half_task,
+        raw_pinned_task,
+        raw_headers_task,
+    ] {
         task.abort();
     }
     ours_group.close().await?;
@@ -391,6 +425,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("async-nats producer, jetstation group", &group_half),
         ("jetstation producer, async-nats reader", &producer_half),
         ("async-nats (raw), pinned reader", &raw_pinned),
+        ("async-nats (raw), with headers", &raw_headers),
     ] {
         let mut samples = std::mem::take(&mut *samples.lock().unwrap());
         let n = samples.len();
