@@ -30,6 +30,10 @@ for lang_dir in sorted(p for p in out.iterdir() if (p / "summary.json").exists()
              f"{run['faults']} faults, handlers of {run.get('handler_ms', 0)} ms")
     through = summary.get("ran_through_freeze", 0)
     excused = f"; {through} runs went on through their member's freeze (excused)" if through else ""
+    cut = summary.get("cut_by_kill", 0)
+    if "handled twice" in summary["totals"] and cut:
+        excused += (f"; {cut} handlers ran again because their member was killed, cut off or frozen between a "
+                    'run and its record (excused: `docs/design-notes.md`, "Exactly-once processing")')
     if "flagged_repeats" in summary:
         excused += (f"; {sum(summary['flagged_repeats'].values()):,} messages ran again flagged as "
                     "redelivered (no violation)")
