@@ -345,7 +345,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Path::RawPinned,
         Path::RawHeaders,
     ];
-    let mut sent = [0usize; 6];
+    let mut sent = vec![0usize; paths.len()];
     let cycles = (seconds / SLICE_SECONDS).round().max(1.0) as usize;
     let readers = [
         &raw,
@@ -404,7 +404,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for reader in readers {
                 reader.lock().unwrap().clear();
             }
-            sent = [0; 6];
+            sent.fill(0);
         }
     }
     for task in [
