@@ -155,22 +155,23 @@ final class JetstationTests: XCTestCase {
     }
 
     func testReceiptsCarryEveryFieldOnEachPath() async throws {
-        // Receipts cross packed (ffi/src/receipts.rs): per message when
-        // already stored, per message after waiting, and per batch chunk.
+        // One message's receipt crosses as text, the id last (so an id may
+        // hold spaces), when already stored and after waiting; a batch
+        // chunk's receipts cross packed (ffi/src/receipts.rs).
         let client = try await client()
         let station = unique("receipts")
         _ = try await client.createStation(name: station, config: StationConfig(partitions: 3))
         let producer = try await client.producer(station: station)
-        let first = try await producer.enqueue(OutgoingMessage(payload: Data("a".utf8), key: "k", msgId: "id-é-1"))
+        let first = try await producer.enqueue(OutgoingMessage(payload: Data("a".utf8), key: "k", msgId: "id é 1"))
         let waited = try await first.receipt()
         XCTAssertEqual(waited.station, station)
-        XCTAssertEqual(waited.msgId, "id-é-1")
+        XCTAssertEqual(waited.msgId, "id é 1")
         XCTAssertEqual(waited.sequence, 1)
         XCTAssertFalse(waited.duplicate)
-        let again = try await producer.enqueue(OutgoingMessage(payload: Data("a".utf8), key: "k", msgId: "id-é-1"))
+        let again = try await producer.enqueue(OutgoingMessage(payload: Data("a".utf8), key: "k", msgId: "id é 1"))
         try await producer.flush()
         let stored = try XCTUnwrap(try again.tryReceipt(), "flushed: the receipt is there")
-        XCTAssertEqual(stored, Receipt(station: station, partition: waited.partition, sequence: 1, duplicate: true, msgId: "id-é-1"))
+        XCTAssertEqual(stored, Receipt(station: station, partition: waited.partition, sequence: 1, duplicate: true, msgId: "id é 1"))
         let batch = try await producer.sendBatch(payloads: [Data("b".utf8), Data("c".utf8)], keys: ["k", nil])
         XCTAssertEqual(batch.map(\.station), [station, station])
         XCTAssertEqual(batch[0].partition, waited.partition)

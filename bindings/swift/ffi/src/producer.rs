@@ -225,16 +225,16 @@ pub struct SendHandle {
 
 #[uniffi::export(async_runtime = "tokio")]
 impl SendHandle {
-    /// Waits for the receipt, packed (`receipts.rs`; the Swift `receipt()`
+    /// Waits for the receipt, as text (`receipts.rs`; the Swift `receipt()`
     /// tries `tryReceipt()` first, which needs no async call).
-    pub async fn wait_receipt_packed(&self) -> Result<Vec<u8>> {
+    pub async fn wait_receipt_text(&self) -> Result<String> {
         self.check_queued()?;
         let handle = take_once(
             &self.inner,
             "receipt() was already awaited for this message",
         )
         .await?;
-        Ok(receipts::pack(&[handle.await?]))
+        Ok(receipts::text(&handle.await?))
     }
 }
 
@@ -246,22 +246,22 @@ impl SendHandle {
         self.held.lock().unwrap().is_none()
     }
 
-    /// The receipt, packed (`receipts.rs`), if the message is already
+    /// The receipt, as text (`receipts.rs`), if the message is already
     /// resolved; empty while it is pending; throws the message's error if it
     /// failed. The Swift `tryReceipt()` decodes it.
-    pub fn try_receipt_packed(&self) -> Result<Vec<u8>> {
+    pub fn try_receipt_text(&self) -> Result<String> {
         self.check_queued()?;
         let Ok(mut slot) = self.inner.try_lock() else {
-            return Ok(Vec::new());
+            return Ok(String::new());
         };
         let Some(handle) = slot.as_mut() else {
             return Err(invalid("receipt() was already awaited for this message"));
         };
         match handle.try_receipt() {
-            None => Ok(Vec::new()),
+            None => Ok(String::new()),
             Some(result) => {
                 *slot = None;
-                Ok(receipts::pack(&[result?]))
+                Ok(receipts::text(&result?))
             }
         }
     }
