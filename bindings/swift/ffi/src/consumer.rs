@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 
 use crate::{
     error::Result,
+    payload::Payload,
     types::{Header, PartitionHealth, headers},
 };
 
@@ -93,8 +94,8 @@ impl Message {
     pub fn claim_now(&self) -> Option<bool> {
         self.inner.claim_now()
     }
-    pub fn payload(&self) -> Vec<u8> {
-        self.inner.payload.to_vec()
+    pub fn payload(&self) -> Payload {
+        self.inner.payload.clone().into()
     }
     pub fn key(&self) -> Option<String> {
         self.inner.key.clone()

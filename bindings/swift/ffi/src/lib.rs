@@ -6,6 +6,7 @@
 mod client;
 mod consumer;
 mod error;
+mod payload;
 mod producer;
 mod receipts;
 mod schema;
@@ -16,6 +17,7 @@ mod types;
 pub use client::{Client, connect};
 pub use consumer::{Consumer, Message};
 pub use error::JetstationError;
+pub use payload::Payload;
 pub use producer::{Producer, SendHandle};
 pub use state::Snapshot;
 pub use types::*;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::{
     error::{Result, invalid},
+    payload::Payload,
     receipts,
     types::{Header, OutgoingMessage, Receipt},
 };
@@ -27,7 +28,7 @@ pub struct Producer {
 #[uniffi::export(async_runtime = "tokio")]
 impl Producer {
     /// Sends and returns once the broker stored the message.
-    pub async fn send(&self, payload: Vec<u8>, key: Option<String>) -> Result<Receipt> {
+    pub async fn send(&self, payload: Payload, key: Option<String>) -> Result<Receipt> {
         let mut m = jetstation::Message::new(payload);
         m.key = key;
         Ok(self.inner.send(m).await?.into())
@@ -35,7 +36,7 @@ impl Producer {
 
     /// Queues a message without waiting for its receipt (fails at once with
     /// `BufferFull` when the buffer is full and the producer fails fast).
-    pub async fn enqueue(&self, payload: Vec<u8>, key: Option<String>) -> Result<()> {
+    pub async fn enqueue(&self, payload: Payload, key: Option<String>) -> Result<()> {
         let mut m = jetstation::Message::new(payload);
         m.key = key;
         self.inner.enqueue(m).await?;
@@ -290,7 +291,7 @@ pub struct BatchHandle {
 impl BatchHandle {
     /// The chunk's receipts in order, packed (`receipts.rs`), or the first
     /// failed message's error.
-    pub async fn wait_receipts_packed(&self) -> Result<Vec<u8>> {
+    pub async fn wait_receipts_packed(&self) -> Result<Payload> {
         let handles = take_once(
             &self.handles,
             "the receipts of this batch were already awaited",
@@ -300,7 +301,7 @@ impl BatchHandle {
         for handle in handles {
             receipts.push(handle?.await?);
         }
-        Ok(receipts::pack(&receipts))
+        Ok(receipts::pack(&receipts).into())
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::{
     client::Client,
     error::{Result, invalid},
+    payload::Payload,
     types::{SchemaInfo, SchemaVersion},
 };
 
@@ -58,13 +59,14 @@ impl Client {
         name: String,
         json: String,
         version: Option<u32>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Payload> {
         let value: serde_json::Value =
             serde_json::from_str(&json).map_err(|e| invalid(format!("not JSON: {e}")))?;
         Ok(self
             .inner
             .encode_with_schema(&name, version, &value)
-            .await?)
+            .await?
+            .into())
     }
 
     /// Decodes a payload written with a schema version (`nil`: latest) into
@@ -72,12 +74,12 @@ impl Client {
     pub async fn decode_with_schema(
         &self,
         name: String,
-        payload: Vec<u8>,
+        payload: Payload,
         version: Option<u32>,
     ) -> Result<String> {
         let value = self
             .inner
-            .decode_with_schema(&name, version, &payload)
+            .decode_with_schema(&name, version, &payload.0)
             .await?;
         Ok(value.to_string())
     }

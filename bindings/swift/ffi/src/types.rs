@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use jetstation::convert::seconds;
 
-use crate::error::Result;
+use crate::{error::Result, payload::Payload};
 
 #[derive(uniffi::Record, Default)]
 pub struct ConnectOptions {
@@ -378,7 +378,7 @@ pub struct DeadLetter {
     /// RFC 3339.
     pub dead_lettered_at: String,
     pub key: Option<String>,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     pub headers: Vec<Header>,
 }
 
@@ -395,7 +395,7 @@ impl From<jetstation::DeadLetter> for DeadLetter {
             last_error: d.last_error,
             dead_lettered_at: d.dead_lettered_at,
             key: d.key,
-            payload: d.payload.to_vec(),
+            payload: d.payload.into(),
             headers: headers(d.headers),
         }
     }
@@ -465,7 +465,7 @@ pub(crate) fn headers(pairs: Vec<(String, String)>) -> Vec<Header> {
 /// A message to send, with everything a message can carry.
 #[derive(uniffi::Record)]
 pub struct OutgoingMessage {
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     #[uniffi(default = None)]
     pub key: Option<String>,
     #[uniffi(default = [])]
@@ -494,7 +494,7 @@ pub struct StateEntry {
     pub partition: u32,
     /// Sequence of the message in its partition.
     pub sequence: u64,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     pub headers: Vec<Header>,
     /// When the broker stored it, RFC 3339.
     pub time: String,
@@ -507,7 +507,7 @@ impl From<jetstation::StateEntry> for StateEntry {
             key: e.key,
             partition: e.partition,
             sequence: e.sequence,
-            payload: e.payload.to_vec(),
+            payload: e.payload.into(),
             headers: headers(e.headers),
             time: e.time,
         }
