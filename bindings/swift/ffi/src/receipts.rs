@@ -8,10 +8,11 @@
 //! once, then per receipt its partition (u32), sequence (u64), duplicate
 //! flag (u8, 1 or 0), message id length (u32) and bytes. No receipt: empty.
 //!
-//! One message's receipt crosses as text ([`text`]): bytes are read back by
-//! the same generated reader (a length, then byte by byte into a new
-//! buffer), which cost more than a whole receipt's other work, where a
-//! text is lifted from the library's buffer in one copy.
+//! One message's receipt crosses as text ([`text`]): Swift reads bytes
+//! back through the same generated reader (a generic integer read for the
+//! length, then copies into a new array and a new `Data`), which cost more
+//! than a whole receipt's other work, where a text is lifted from the
+//! library's buffer in one copy.
 
 /// Packs receipts of one station in order.
 pub(crate) fn pack(receipts: &[jetstation::Receipt]) -> Vec<u8> {
