@@ -313,6 +313,18 @@ impl Snapshot {
                 continue;
             };
             let sequence = info.stream_sequence;
+            if sequence < reader.next {
+                // The ordered pull started over. async-nats recreates an
+                // ordered consumer that fails before its first message (its
+                // node died) from the stream's start, whatever policy it was
+                // opened with, so a reader opened again at its next message
+                // can come back to messages already read. Open it again
+                // where it was rather than read them twice.
+                match self.reopen(None).await {
+                    Ok(()) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
             reader.failing_since = None;
             reader.next = sequence + 1;
             if sequence > reader.last {
