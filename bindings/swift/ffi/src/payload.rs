@@ -11,7 +11,7 @@ use bytes::{Buf, BufMut, Bytes};
 use uniffi::{FfiConverter, MetadataBuffer, TypeId};
 
 /// Bytes that cross as a Swift `Data`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Payload(pub Bytes);
 
 impl From<Payload> for Bytes {

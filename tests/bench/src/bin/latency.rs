@@ -377,8 +377,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Path::RawHeaders => {
                     raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
                         let mut headers = async_nats::HeaderMap::new();
-                        headers.insert("Jst-Id", nuid::next().to_string().as_str());
-                        headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                        headers.insert(
+                            jetstation::headers::PRODUCER_ID,
+                            nuid::next().to_string().as_str(),
+                        );
+                        headers.insert(jetstation::headers::KEY, format!("k{}", i % 100).as_str());
                         (format!("lathdr.k{}", i % 100), headers)
                     })
                     .await
@@ -390,7 +393,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Path::GroupHalf => {
                     raw_paced(&js, origin, rate, SLICE_SECONDS, |i| {
                         let mut headers = async_nats::HeaderMap::new();
-                        headers.insert("Jst-Key", format!("k{}", i % 100).as_str());
+                        headers.insert(jetstation::headers::KEY, format!("k{}", i % 100).as_str());
                         ("jst._.bench-latency-split.0.m".to_string(), headers)
                     })
                     .await

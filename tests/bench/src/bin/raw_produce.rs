@@ -48,12 +48,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let id = format!("b{start}");
             for i in start..end {
                 let mut h = async_nats::HeaderMap::new();
-                h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
-                h.insert("Jst-Key", format!("k{}", i % 100).as_str());
-                h.insert("Nats-Batch-Id", id.as_str());
-                h.insert("Nats-Batch-Sequence", (i - start + 1).to_string().as_str());
+                h.insert(jetstation::headers::MSG_ID, format!("raw-{i}").as_str());
+                h.insert(jetstation::headers::KEY, format!("k{}", i % 100).as_str());
+                h.insert(jetstation::headers::BATCH_ID, id.as_str());
+                h.insert(
+                    jetstation::headers::BATCH_SEQUENCE,
+                    (i - start + 1).to_string().as_str(),
+                );
                 if i + 1 == end {
-                    h.insert("Nats-Batch-Commit", "1");
+                    h.insert(jetstation::headers::BATCH_COMMIT, "1");
                     js.publish_with_headers(subjects[i % 100].clone(), h, payload.clone())
                         .await?
                         .await?;
@@ -74,8 +77,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let subject = subjects[i % 100].clone();
         let ack = if with_headers {
             let mut h = async_nats::HeaderMap::new();
-            h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
-            h.insert("Jst-Key", format!("k{}", i % 100).as_str());
+            h.insert(jetstation::headers::MSG_ID, format!("raw-{i}").as_str());
+            h.insert(jetstation::headers::KEY, format!("k{}", i % 100).as_str());
             js.publish_with_headers(subject, h, payload.clone()).await?
         } else {
             js.publish(subject, payload.clone()).await?
@@ -135,8 +138,8 @@ async fn fast_ingest(
             _ => 1,
         };
         let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
-        h.insert("Jst-Key", format!("k{}", i % 100).as_str());
+        h.insert(jetstation::headers::MSG_ID, format!("raw-{i}").as_str());
+        h.insert(jetstation::headers::KEY, format!("k{}", i % 100).as_str());
         let reply = format!("{inbox}.{FLOW}.fail.{sequence}.{operation}.$FI");
         nats.publish_with_reply_and_headers(subjects[i % 100].clone(), reply, h, payload.clone())
             .await?;
