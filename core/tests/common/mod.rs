@@ -66,13 +66,46 @@ pub async fn connect_cluster(cluster: &Cluster) -> Client {
             .request_timeout(Duration::from_secs(5))
             .max_reconnect_delay(Duration::from_millis(250));
         match Client::connect(options).await {
-            Ok(c) => return c,
+            Ok(c) => {
+                wait_for_placement(cluster, deadline).await;
+                return c;
+            }
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!("cluster not ready: {e}");
                 // Retry interval until the meta leader is elected; bounded by the deadline.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => panic!("cluster never became ready: {e}"),
+        }
+    }
+}
+
+/// Waits until the cluster places a stream on all its nodes: a meta leader
+/// answers before every peer has joined it, and a station replicated on
+/// every node is refused until then ("no suitable peers for placement").
+async fn wait_for_placement(cluster: &Cluster, deadline: Instant) {
+    let addresses: Vec<async_nats::ServerAddr> =
+        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(addresses).await.unwrap());
+    let probe = async_nats::jetstream::stream::Config {
+        name: "CLUSTER_READY_PROBE".into(),
+        subjects: vec!["cluster-ready-probe".into()],
+        num_replicas: cluster.nodes.len(),
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    };
+    loop {
+        match js.create_stream(probe.clone()).await {
+            Ok(_) => {
+                js.delete_stream("CLUSTER_READY_PROBE").await.unwrap();
+                return;
+            }
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("cluster cannot place a stream on every node yet: {e}");
+                // Retry interval while peers join; bounded by the deadline.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the cluster never placed a stream on every node: {e}"),
         }
     }
 }
